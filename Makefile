@@ -1,0 +1,43 @@
+# nbviz: `make demo` and `make test` install what is missing, then run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.nbviz-installed
+DEMO_PORT ?= 8888
+
+.PHONY: demo test bench lint deps system-deps python-deps clean
+
+deps: system-deps python-deps
+
+system-deps:
+	@scripts/install-system-deps
+
+python-deps: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "nbviz: installing Python packages into $(VENV)"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/python -c "import nbviz, jupyterlab, jupyter_server_proxy, playwright" 
+	@touch $@
+
+lint: python-deps
+	$(BIN)/ruff check nbviz tests benchmarks
+	$(BIN)/ruff format --check nbviz tests benchmarks
+	$(BIN)/mypy
+
+test: deps lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: deps
+	$(BIN)/python benchmarks/run.py
+
+demo: deps
+	@echo "nbviz: starting JupyterLab on notebooks/ (Ctrl-C to stop); open the URL printed below"
+	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=$(DEMO_PORT) \
+	  --ServerApp.root_dir=notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,0 +1,24 @@
+"""nbviz: live ParaView views, X11 desktops and any web GUI inside a Jupyter notebook cell."""
+
+from ._errors import (
+    BackendExitedError,
+    NbvizError,
+    PortInUseError,
+    ProgramNotFoundError,
+    ReadyTimeoutError,
+    TemplateError,
+)
+from ._version import __version__
+from .app import NbvizWarning, WebApp
+
+__all__ = [
+    "BackendExitedError",
+    "NbvizError",
+    "NbvizWarning",
+    "PortInUseError",
+    "ProgramNotFoundError",
+    "ReadyTimeoutError",
+    "TemplateError",
+    "WebApp",
+    "__version__",
+]

@@ -1,0 +1,479 @@
+"""One backend process: start, readiness, crash detection, stop, restart, logs.
+
+Knows nothing of widgets or URLs. All waiting happens on a private thread per process,
+so ``wait_ready()`` may block a kernel cell safely and ``ready()`` is a plain awaitable
+(no nested event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import psutil
+
+from . import _orphans, _paths
+from ._errors import (
+    BackendExitedError,
+    BackendStoppedError,
+    NbvizError,
+    PortInUseError,
+    ReadyTimeoutError,
+)
+from ._spec import Endpoint, Spec, find_program, render_command
+
+Status = Literal["starting", "ready", "crashed", "stopped"]
+
+#: Environment variables that carry Jupyter/JupyterHub credentials: never handed to backends.
+SECRET_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTER_TOKEN", "JUPYTER_PASSWORD")
+
+LOG_TAIL_LINES = 30
+PROBE_TIMEOUT = 2.0
+STOP_GRACE = 3.0
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """``http.client`` over a Unix socket."""
+
+    def __init__(self, path: str, timeout: float = PROBE_TIMEOUT) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def http_connection(
+    endpoint: Endpoint, timeout: float = PROBE_TIMEOUT
+) -> http.client.HTTPConnection:
+    if endpoint.unix_socket is not None:
+        return UnixHTTPConnection(endpoint.unix_socket, timeout=timeout)
+    return http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=timeout)
+
+
+def http_answers(endpoint: Endpoint, path: str = "/") -> bool:
+    """True once the backend answers HTTP on ``path`` (any status but 502/503/504)."""
+    conn = http_connection(endpoint)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "nbviz-probe"})
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+    return status not in (502, 503, 504)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port() -> int:
+    """A currently free loopback port (the readiness check verifies our process got it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def socket_in_use(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def listener_pids(port: int) -> set[int]:
+    """Pids (of this user's processes we can see) listening on 127.0.0.1/0.0.0.0:``port``."""
+    pids: set[int] = set()
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, OSError):
+        return pids
+    for conn in conns:
+        if (
+            conn.status == psutil.CONN_LISTEN
+            and conn.laddr
+            and conn.laddr.port == port
+            and conn.pid
+        ):
+            pids.add(conn.pid)
+    return pids
+
+
+def tree_pids(pid: int) -> set[int]:
+    try:
+        root = psutil.Process(pid)
+        return {pid} | {child.pid for child in root.children(recursive=True)}
+    except psutil.Error:
+        return set()
+
+
+def tree_listens(pid: int, port: int) -> bool:
+    """True if ``pid`` or one of its descendants listens on TCP ``port``."""
+    for member in tree_pids(pid):
+        try:
+            conns = psutil.Process(member).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns):
+            return True
+    return False
+
+
+def kill_tree(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
+    """SIGTERM the process, its group and every descendant; SIGKILL what is left after ``grace``."""
+    try:
+        root = psutil.Process(proc.pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        procs = []
+
+    def signal_all(sig: int) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            pass
+        for p in procs:
+            try:
+                p.send_signal(sig)
+            except psutil.Error:
+                pass
+
+    signal_all(signal.SIGTERM)
+    _gone, alive = psutil.wait_procs(procs, timeout=grace)
+    if alive or proc.poll() is None:
+        signal_all(signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=grace)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in SECRET_ENV}
+    env.update(extra)
+    return env
+
+
+def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class Process:
+    """Lifecycle of one backend described by a :class:`Spec`.
+
+    ``start()`` spawns and returns at once (raising for errors known before the process runs:
+    bad template, missing program, port in use); readiness is awaited on a private thread.
+    ``on_change`` is called (from any thread) whenever ``status`` or ``message`` changes.
+    ``template_values`` supplies extra command fields (``{base_url}``, ``{prefix}``) once the
+    endpoint is known.
+    """
+
+    def __init__(
+        self,
+        spec: Spec,
+        *,
+        on_change: Callable[[Process], None] | None = None,
+        template_values: Callable[[Endpoint], Mapping[str, str]] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.on_change = on_change
+        self.template_values = template_values
+        self.status: Status = "stopped"
+        self.message = ""
+        self.error: NbvizError | None = None
+        self.endpoint: Endpoint | None = None
+        self.session_dir: Path | None = None
+        self.argv: list[str] = []
+        self.started_at: float | None = None
+        self._lock = threading.RLock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._future.set_exception(BackendStoppedError(f"{spec.name} has not been started"))
+        self._future.exception()  # mark retrieved
+        self._wake = threading.Event()
+        self._stopping = False
+        self._monitor: threading.Thread | None = None
+        self._last_logs = ""
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self.session_dir / "backend.log" if self.session_dir else None
+
+    def logs(self, lines: int | None = None) -> str:
+        """What the backend printed (stdout and stderr), the last ``lines`` lines if given."""
+        path = self.log_path
+        text = self._last_logs
+        if path is not None:
+            try:
+                text = path.read_text(errors="replace")
+            except OSError:
+                pass
+        return tail(text, lines) if lines else text
+
+    # --------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Spawn the backend (idempotent while it is starting or ready)."""
+        with self._lock:
+            if self.status in ("starting", "ready"):
+                return
+            self._cleanup_files()
+            self._stopping = False
+            self._wake.clear()
+            self.error = None
+            session_dir = _paths.new_session_dir(_paths.new_session_id())
+            try:
+                self._spawn(session_dir)
+            except BaseException:
+                _paths.remove_tree(session_dir)
+                self.session_dir = None
+                raise
+            self._future = concurrent.futures.Future()
+            self._set("starting", f"starting {self.spec.name}")
+            self._monitor = threading.Thread(
+                target=self._run,
+                args=(self._proc, self._future),
+                name=f"nbviz-{self.spec.name}",
+                daemon=True,
+            )
+            self._monitor.start()
+
+    def _spawn(self, session_dir: Path) -> None:
+        spec = self.spec
+        self.session_dir = session_dir
+        if spec.uses_unix_socket:
+            path = (
+                spec.unix_socket
+                if isinstance(spec.unix_socket, str)
+                else str(session_dir / "backend.sock")
+            )
+            if os.path.exists(path):
+                if socket_in_use(path):
+                    raise PortInUseError(
+                        f"nbviz: socket {path} is already in use by another process"
+                    )
+                os.unlink(path)  # a stale socket from a dead backend
+            endpoint = Endpoint(unix_socket=path)
+        elif spec.port is not None:
+            if not port_is_free(spec.port):
+                raise PortInUseError(
+                    f"nbviz: port {spec.port} is already in use; stop what listens there or "
+                    "leave port= unset to let nbviz pick a free one"
+                )
+            endpoint = Endpoint(port=spec.port)
+        else:
+            endpoint = Endpoint(port=pick_port())
+        values: dict[str, Any] = {
+            "port": endpoint.port or "",
+            "unix_socket": endpoint.unix_socket or "",
+        }
+        if self.template_values is not None:
+            values.update(self.template_values(endpoint))
+        argv = render_command(spec.command, values)
+        argv[0] = find_program(argv[0], spec.env)
+        if spec.cwd is not None and not os.path.isdir(spec.cwd):
+            raise NbvizError(f"nbviz: working directory {spec.cwd} does not exist")
+        log_fd = os.open(session_dir / "backend.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                cwd=spec.cwd,
+                env=clean_env(spec.env),
+                start_new_session=True,  # its own process group: stop() reaches its children
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise NbvizError(f"nbviz: could not start {argv[0]}: {exc.strerror or exc}") from None
+        finally:
+            os.close(log_fd)
+        _orphans.guard(self._proc.pid, [str(session_dir)])
+        self.endpoint = endpoint
+        self.argv = argv
+        self.started_at = time.time()
+
+    def _run(self, proc: subprocess.Popen[bytes], future: concurrent.futures.Future[None]) -> None:
+        spec = self.spec
+        start = time.monotonic()
+        deadline = start + spec.timeout
+        delay = 0.02
+        attempts = 0
+        assert self.endpoint is not None
+        endpoint = self.endpoint
+        while True:
+            if self._stopping:
+                return
+            code = proc.poll()
+            if code is not None:
+                self._fail(
+                    future,
+                    BackendExitedError(
+                        f"nbviz: {spec.name} exited with {describe_exit(code)} before it was ready",
+                        log_tail=self.logs(LOG_TAIL_LINES),
+                    ),
+                    kill=proc,
+                )
+                return
+            attempts += 1
+            if self._probe(proc, endpoint):
+                break
+            now = time.monotonic()
+            if now >= deadline:
+                where = endpoint.http_url.rstrip("/") + spec.ready_path
+                other = ""
+                if endpoint.port is not None:
+                    others = listener_pids(endpoint.port) - tree_pids(proc.pid)
+                    if others:
+                        other = (
+                            f" (port {endpoint.port} is held by another process, pid {min(others)})"
+                        )
+                self._fail(
+                    future,
+                    ReadyTimeoutError(
+                        f"nbviz: {spec.name} did not answer on {where} within "
+                        f"{spec.timeout:g} s{other}; check the command, or raise timeout=",
+                        log_tail=self.logs(LOG_TAIL_LINES),
+                    ),
+                    kill=proc,
+                )
+                return
+            self._set(
+                "starting",
+                f"waiting for {spec.name} to answer ({now - start:.1f} s)",
+                quiet=attempts % 10 != 1,
+            )
+            self._wake.wait(min(delay, deadline - now))
+            delay = min(delay * 1.5, 0.5)
+        with self._lock:
+            if self._stopping:
+                return
+            self._set("ready", f"{spec.name} is ready ({time.monotonic() - start:.1f} s)")
+        future.set_result(None)
+        code = proc.wait()
+        with self._lock:
+            if self._stopping:
+                return
+            self.error = BackendExitedError(
+                f"nbviz: {spec.name} exited with {describe_exit(code)}; restart() starts it again",
+                log_tail=self.logs(LOG_TAIL_LINES),
+            )
+            self._set("crashed", self.error.message)
+
+    def _probe(self, proc: subprocess.Popen[bytes], endpoint: Endpoint) -> bool:
+        if not http_answers(endpoint, self.spec.ready_path):
+            return False
+        if endpoint.port is not None and not tree_listens(proc.pid, endpoint.port):
+            # Something answers, but it is not our backend (another user's process took the port).
+            return False
+        return self.spec.probe is None or bool(self.spec.probe(endpoint))
+
+    def _fail(
+        self,
+        future: concurrent.futures.Future[None],
+        error: NbvizError,
+        kill: subprocess.Popen[bytes],
+    ) -> None:
+        kill_tree(kill)
+        with self._lock:
+            if self._stopping:
+                return
+            self.error = error
+            self._set("crashed", error.message)
+        future.set_exception(error)
+
+    def _set(self, status: Status, message: str, quiet: bool = False) -> None:
+        changed = status != self.status
+        self.status = status
+        self.message = message
+        if (changed or not quiet) and self.on_change is not None:
+            self.on_change(self)
+
+    async def ready(self) -> None:
+        """Wait until the backend answers (raises the startup error if it failed)."""
+        await asyncio.wrap_future(self._future)
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until the backend answers; safe in a kernel cell (waits on another thread)."""
+        future = self._future
+        try:
+            future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            if future.done():  # the backend's own ReadyTimeoutError (a TimeoutError too)
+                raise
+            raise ReadyTimeoutError(
+                f"nbviz: {self.spec.name} was not ready after waiting {timeout:g} s",
+                log_tail=self.logs(LOG_TAIL_LINES),
+            ) from None
+
+    def stop(self) -> None:
+        """Stop the backend and everything it started; remove its private files."""
+        with self._lock:
+            self._stopping = True
+            self._wake.set()
+            proc = self._proc
+        if proc is not None:
+            kill_tree(proc)
+            _orphans.release(proc.pid)
+        if self._monitor is not None and self._monitor is not threading.current_thread():
+            self._monitor.join(timeout=5)
+        with self._lock:
+            if not self._future.done():
+                self._future.set_exception(
+                    BackendStoppedError(f"nbviz: {self.spec.name} was stopped")
+                )
+                self._future.exception()
+            self._cleanup_files()
+            self._proc = None
+            if self.status != "stopped":
+                self._set("stopped", f"{self.spec.name} stopped")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _cleanup_files(self) -> None:
+        if self.session_dir is not None:
+            self._last_logs = self.logs()
+            _paths.remove_tree(self.session_dir)
+            self.session_dir = None
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"

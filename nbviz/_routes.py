@@ -1,0 +1,70 @@
+"""The URL the browser uses to reach a backend. URLs are joined, never concatenated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ._errors import NbvizError
+from ._server import ServerInfo
+from ._spec import Endpoint
+
+#: proxy: ``{base}proxy/<port>/`` (jupyter-server-proxy strips the prefix);
+#: absolute: ``{base}proxy/absolute/<port>/`` (the backend sees the full path);
+#: relative: like proxy, but the base URL is only known to the front end;
+#: direct: ``http://127.0.0.1:<port>/`` with no Jupyter server in between.
+RouteKind = Literal["proxy", "absolute", "relative", "direct"]
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: RouteKind
+    #: What the iframe loads: an absolute path, a path relative to the page's base URL
+    #: (kind "relative"), or a full http URL (kind "direct"). Always ends in "/".
+    url: str
+    #: The URL path under which the backend is reached, for a ``{prefix}`` command field.
+    prefix: str
+
+
+def url_join(base: str, *parts: str) -> str:
+    """Join URL path parts with single slashes; keeps a trailing slash on the last part."""
+    pieces = [base.rstrip("/")] + [str(part).strip("/") for part in parts if str(part).strip("/")]
+    joined = "/".join(pieces)
+    trailing = (parts[-1] if parts else base).endswith("/")
+    if not joined:
+        return "/"
+    return joined + "/" if trailing and not joined.endswith("/") else joined
+
+
+def route_for(
+    endpoint: Endpoint,
+    server: ServerInfo | None,
+    *,
+    absolute: bool = False,
+    front_end_may_know: bool = False,
+) -> Route:
+    """Choose the route for ``endpoint``.
+
+    ``front_end_may_know``: no server was found, but a Jupyter client launched the kernel, so the
+    page probably knows its own base URL; the front end then resolves a relative route.
+    """
+    if endpoint.port is None:
+        raise NbvizError(
+            "nbviz: a backend on a Unix socket needs the nbviz server route, which this "
+            "version does not have yet; start it on a port ({port}) instead"
+        )
+    port = str(endpoint.port)
+    segments = ("proxy", "absolute", port + "/") if absolute else ("proxy", port + "/")
+    kind: RouteKind = "absolute" if absolute else "proxy"
+    if server is not None:
+        url = url_join(server.base_url, *segments)
+        return Route(kind=kind, url=url, prefix=url)
+    if front_end_may_know:
+        relative = url_join("", *segments).lstrip("/")
+        return Route(kind="relative", url=relative, prefix="/" + relative)
+    return Route(kind="direct", url=f"http://127.0.0.1:{port}/", prefix="/")
+
+
+def template_values(route: Route, server: ServerInfo | None) -> dict[str, str]:
+    """The ``{base_url}`` and ``{prefix}`` command fields."""
+    return {"base_url": server.base_url if server else "/", "prefix": route.prefix}

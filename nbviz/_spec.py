@@ -1,0 +1,185 @@
+"""What to start: a declarative description of one backend, and its command template."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import string
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ._errors import ProgramNotFoundError, TemplateError
+
+#: Fields a command item may contain, with what they become.
+TEMPLATE_FIELDS: Mapping[str, str] = {
+    "port": "the TCP port the backend must listen on (127.0.0.1)",
+    "unix_socket": "the path of the Unix socket the backend must listen on",
+    "base_url": "the Jupyter server's base URL, e.g. /user/alice/ (like jupyter-server-proxy)",
+    "prefix": "the URL path under which the browser reaches this backend, ending in /",
+}
+
+#: Install hints for programs users commonly start; used in ProgramNotFoundError.
+INSTALL_HINTS: Mapping[str, str] = {
+    "pvpython": "apt-get install paraview python3-paraview (or set NBVIZ_PVPYTHON)",
+    "pvserver": "apt-get install paraview",
+    "xpra": "apt-get install xpra",
+    "Xvnc": "apt-get install tigervnc-standalone-server",
+    "Xvfb": "apt-get install xvfb",
+    "websockify": "pip install websockify",
+    "xterm": "apt-get install xterm",
+    "mpiexec": "apt-get install mpi-default-bin",
+}
+
+Probe = Callable[["Endpoint"], bool]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a started backend listens: a TCP port on 127.0.0.1 or a Unix socket path."""
+
+    port: int | None = None
+    unix_socket: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.port is None) == (self.unix_socket is None):
+            raise ValueError("an Endpoint has either a port or a unix_socket")
+
+    @property
+    def http_url(self) -> str:
+        """The backend's own address, as a URL for humans and for direct access."""
+        if self.port is not None:
+            return f"http://127.0.0.1:{self.port}/"
+        return f"http+unix://{self.unix_socket}/"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything needed to start one backend process and know it is ready.
+
+    A backend module (desktop, ParaView, a preset) builds a Spec; :class:`~nbviz._process.Process`
+    runs it. Nothing here starts anything.
+    """
+
+    command: tuple[str, ...]
+    #: Fixed TCP port, or None to let nbviz pick a free one (for ``{port}`` commands).
+    port: int | None = None
+    #: True: listen on a private Unix socket nbviz creates; a str: that socket path.
+    unix_socket: bool | str = False
+    ready_path: str = "/"
+    timeout: float = 30.0
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    #: Extra readiness check after the HTTP probe answered (e.g. "the app's websocket works").
+    probe: Probe | None = None
+    #: Name used in messages and as the default title.
+    name: str = ""
+
+    @classmethod
+    def build(
+        cls,
+        command: str | Sequence[str],
+        *,
+        port: int | None = None,
+        unix_socket: bool | str = False,
+        ready_path: str = "/",
+        timeout: float = 30.0,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        probe: Probe | None = None,
+        name: str = "",
+    ) -> Spec:
+        """Validate the arguments users pass and return a Spec (raises TemplateError)."""
+        items = tuple(shlex.split(command) if isinstance(command, str) else command)
+        if not items:
+            raise TemplateError("the command is empty; give a program and its arguments")
+        if not all(isinstance(item, str) for item in items):
+            raise TemplateError(f"every command item must be a str, got {list(items)!r}")
+        used = set()
+        for index, item in enumerate(items):
+            used |= template_fields(item, where=f"command item {index} {item!r}")
+        if "port" in used and "unix_socket" in used:
+            raise TemplateError("the command uses both {port} and {unix_socket}; use one")
+        if "unix_socket" in used and not unix_socket:
+            unix_socket = True
+        if unix_socket and port is not None:
+            raise TemplateError("give either port= or unix_socket=, not both")
+        if not unix_socket and port is None and "port" not in used:
+            raise TemplateError(
+                "the command must contain {port} or {unix_socket} (where the backend listens), "
+                "or pass port=N for a program that always listens on port N"
+            )
+        if port is not None and not (0 < port < 65536):
+            raise TemplateError(f"port must be between 1 and 65535, got {port}")
+        if timeout <= 0:
+            raise TemplateError(f"timeout must be positive, got {timeout}")
+        if not ready_path.startswith("/"):
+            ready_path = "/" + ready_path
+        return cls(
+            command=items,
+            port=port,
+            unix_socket=unix_socket,
+            ready_path=ready_path,
+            timeout=float(timeout),
+            env=dict(env or {}),
+            cwd=os.fspath(cwd) if cwd is not None else None,
+            probe=probe,
+            name=name or default_name(items),
+        )
+
+    @property
+    def uses_unix_socket(self) -> bool:
+        return bool(self.unix_socket)
+
+
+def template_fields(item: str, *, where: str = "template") -> set[str]:
+    """The template fields ``item`` uses; raises TemplateError for unknown or malformed ones."""
+    try:
+        parsed = list(string.Formatter().parse(item))
+    except ValueError as exc:
+        raise TemplateError(
+            f"{where} is not a valid template ({exc}); write {{{{ and }}}} for literal braces"
+        ) from None
+    names = set()
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS:
+            known = ", ".join("{" + key + "}" for key in TEMPLATE_FIELDS)
+            raise TemplateError(
+                f"{where} uses the unknown field {{{name}}}; known fields: {known} "
+                "(write {{ and }} for literal braces)"
+            )
+        if spec or conversion:
+            raise TemplateError(f"{where}: field {{{name}}} takes no format spec or conversion")
+        names.add(name)
+    return names
+
+
+def render_command(command: Sequence[str], values: Mapping[str, object]) -> list[str]:
+    """Fill the template fields of every command item."""
+    return [item.format_map(dict(values)) for item in command]
+
+
+def default_name(command: Sequence[str]) -> str:
+    """A short human name for a command: ``python -m http.server`` -> ``http.server``."""
+    program = os.path.basename(command[0])
+    if program.startswith("python") and len(command) > 1:
+        if command[1] == "-m" and len(command) > 2:
+            return command[2]
+        if not command[1].startswith("-"):
+            return os.path.basename(command[1])
+    return program
+
+
+def find_program(program: str, env: Mapping[str, str] | None = None) -> str:
+    """The full path of ``program`` (looked up on the PATH the backend will get)."""
+    path = (env or {}).get("PATH", os.environ.get("PATH"))
+    found = shutil.which(program, path=path)
+    if found:
+        return found
+    hint = INSTALL_HINTS.get(os.path.basename(program))
+    how = f"install it ({hint})" if hint else "install it or give its full path"
+    if os.sep in program:
+        raise ProgramNotFoundError(f"nbviz: {program} does not exist or is not executable; {how}")
+    raise ProgramNotFoundError(f"nbviz: program {program!r} not found on PATH; {how}")

@@ -1,0 +1,223 @@
+"""``WebApp``: any web GUI, started from a cell and shown live through the Jupyter server."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import _routes, _server
+from ._errors import NbvizError
+from ._frame import Frame
+from ._process import Process
+from ._spec import Endpoint, Spec
+
+
+class NbvizWarning(UserWarning):
+    """Something works, but not the way it usually does (e.g. no Jupyter server in between)."""
+
+
+class LogText(str):
+    """Text that shows as itself (not as a quoted repr) when it is the last thing in a cell."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, printer: Any, _cycle: bool) -> None:
+        printer.text(str(self))
+
+
+_proxy_checked: dict[str, bool | None] = {}
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def warn(message: str) -> None:
+    """Warn, attributed to the first caller outside nbviz (the user's cell)."""
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, NbvizWarning, stacklevel=level)
+
+
+class WebApp(Frame):
+    """A web application started from a notebook cell and shown in it.
+
+    ``command`` is a list (or a shell-like string) whose items may contain the fields
+    ``{port}``, ``{unix_socket}``, ``{base_url}`` and ``{prefix}``. The object is itself the
+    widget: leave it last in a cell (or ``display()`` it) to see the app.
+
+    >>> app = WebApp(["python", "-m", "http.server", "--bind", "127.0.0.1", "{port}"])
+    >>> app.wait_ready()
+    >>> app.path = "/docs/"  # the frame navigates there
+    >>> app.stop()
+    """
+
+    def __init__(
+        self,
+        command: str | Sequence[str],
+        *,
+        port: int | None = None,
+        unix_socket: bool | str = False,
+        ready_path: str = "/",
+        timeout: float = 30,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        height: int | str = 480,
+        absolute_url: bool = False,
+        title: str | None = None,
+        path: str = "/",
+        start: bool = True,
+    ) -> None:
+        spec = Spec.build(
+            command,
+            port=port,
+            unix_socket=unix_socket,
+            ready_path=ready_path,
+            timeout=timeout,
+            env=env,
+            cwd=cwd,
+        )
+        self._init_backend(
+            spec, absolute_url=absolute_url, height=height, title=title, path=path, start=start
+        )
+
+    def _init_backend(
+        self,
+        spec: Spec,
+        *,
+        absolute_url: bool = False,
+        height: int | str = 480,
+        title: str | None = None,
+        path: str = "/",
+        start: bool = True,
+    ) -> None:
+        """Shared by every backend class: wire a Spec to a Process and to this frame."""
+        super().__init__(
+            height=height,
+            title=spec.name if title is None else title,
+            path=path,
+            timeout=spec.timeout,
+        )
+        self._spec = spec
+        self._absolute_url = absolute_url
+        self._server = _server.find_server()
+        self._route: _routes.Route | None = None
+        self._process = Process(
+            spec, on_change=self._on_process_change, template_values=self._values_for
+        )
+        if start:
+            self.start()
+
+    _frame_actions = {"restart": "restart", "stop": "stop"}
+
+    # ----------------------------------------------------------------- routing
+    def _route_for(self, endpoint: Endpoint) -> _routes.Route:
+        return _routes.route_for(
+            endpoint,
+            self._server,
+            absolute=self._absolute_url,
+            front_end_may_know=_server.launched_by_jupyter(),
+        )
+
+    def _values_for(self, endpoint: Endpoint) -> dict[str, str]:
+        route = self._route_for(endpoint)
+        self._route = route
+        return _routes.template_values(route, self._server)
+
+    # --------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Start the backend (does nothing while it is starting or running). Returns at once."""
+        self._process.start()
+        route = self._route
+        assert route is not None
+        if route.kind == "direct":
+            warn(
+                f"nbviz: no Jupyter server found behind this kernel; the frame loads {route.url} "
+                "directly, which works only in a browser on this machine (set NBVIZ_BASE_URL "
+                "if Jupyter runs under a base URL)"
+            )
+        with self.hold_sync():
+            self.route = route.kind
+            self.url = route.url
+            self.started_at = self._process.started_at or 0.0
+            self._sync_status()
+
+    def stop(self) -> None:
+        """Stop the backend and every process it started."""
+        self._process.stop()
+
+    def restart(self) -> None:
+        """Stop the backend (if running) and start it again with the same command."""
+        self._process.stop()
+        self.start()
+
+    async def ready(self) -> None:
+        """Wait until the backend answers; raises an :class:`NbvizError` if it failed to start."""
+        await self._process.ready()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until the backend answers (safe in a notebook cell); raises on failure."""
+        self._process.wait_ready(timeout)
+
+    def logs(self, lines: int | None = None) -> LogText:
+        """What the backend printed so far (stdout and stderr), or its last ``lines`` lines."""
+        return LogText(self._process.logs(lines))
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the backend (None when stopped)."""
+        return self._process.pid
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        """Where the backend listens on this machine (port or Unix socket)."""
+        return self._process.endpoint
+
+    @property
+    def command(self) -> list[str]:
+        """The command as it was run (template fields filled in)."""
+        return list(self._process.argv)
+
+    def __enter__(self) -> WebApp:
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = f" at {self.url}" if self.url and self.status != "stopped" else ""
+        return f"<{type(self).__name__} {self._spec.name!r} {self.status}{where}>"
+
+    # ------------------------------------------------------------------ state
+    def _on_process_change(self, process: Process) -> None:
+        self._sync_status()
+        if process.status == "ready":
+            self._check_proxy()
+
+    def _sync_status(self) -> None:
+        process = self._process
+        with self.hold_sync():
+            self.message = process.message
+            self.error = process.error.full_message() if process.error else ""
+            self.status = process.status
+
+    def _check_proxy(self) -> None:
+        """Tell the user when the server has no jupyter-server-proxy (the frame would show 404)."""
+        server = self._server
+        if server is None or self.route not in ("proxy", "absolute"):
+            return
+        key = server.url or server.base_url
+        if key not in _proxy_checked:
+            _proxy_checked[key] = _server.server_has_proxy(server)
+        if _proxy_checked[key] is False:
+            self.message = (
+                "nbviz: the Jupyter server has no jupyter-server-proxy, so the frame cannot reach "
+                "the app; run `pip install jupyter-server-proxy` where Jupyter runs and restart it"
+            )
+            warn(self.message)
+
+
+__all__ = ["LogText", "NbvizError", "NbvizWarning", "WebApp"]

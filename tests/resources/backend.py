@@ -1,0 +1,115 @@
+"""A tiny web backend for nbviz's tests: pages, a websocket echo, and a header recorder.
+
+python backend.py --port 8000
+python backend.py --unix-socket /path/backend.sock
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+import tornado.websocket
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title></head>
+<body style="font-family: sans-serif; background: {color};">
+<h1 id="heading">{heading}</h1>
+<p id="where">{path}</p>
+<p><a id="to-docs" href="docs/">docs</a> <a id="to-root" href="{root}">home</a></p>
+</body></html>
+"""
+
+
+class Page(tornado.web.RequestHandler):
+    def initialize(self, heading: str, title: str, color: str) -> None:
+        self.heading, self.page_title, self.color = heading, title, color
+
+    def get(self) -> None:
+        depth = self.request.path.count("/") - 1
+        self.write(
+            PAGE.format(
+                title=self.page_title,
+                heading=self.heading,
+                path=self.request.path,
+                color=self.color,
+                root="../" * depth or "./",
+            )
+        )
+
+
+class Headers(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.write(
+            {
+                "headers": dict(self.request.headers),
+                "path": self.request.path,
+                "query": self.request.query,
+            }
+        )
+
+
+class Echo(tornado.websocket.WebSocketHandler):
+    def check_origin(self, origin: str) -> bool:
+        return True
+
+    def on_message(self, message: str | bytes) -> None:
+        self.write_message(message, binary=isinstance(message, bytes))
+
+
+class Exit(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.write("bye")
+        self.flush()
+        asyncio.get_running_loop().call_later(0.05, os._exit, 7)
+
+
+def make_app(heading: str, title: str, color: str) -> tornado.web.Application:
+    page = {"heading": heading, "title": title, "color": color}
+    return tornado.web.Application(
+        [
+            (r"/ws", Echo),
+            (r"/headers", Headers),
+            (r"/exit", Exit),
+            (r"/pid", PidHandler),
+            (r"/.*", Page, page),
+        ]
+    )
+
+
+class PidHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.write(json.dumps({"pid": os.getpid()}))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--unix-socket")
+    parser.add_argument("--heading", default="Hello from the nbviz test backend")
+    parser.add_argument("--title", default="nbviz test backend")
+    parser.add_argument("--color", default="#ffffff")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before listening")
+    args = parser.parse_args()
+    print(f"backend: starting (pid {os.getpid()})", flush=True)
+    await asyncio.sleep(args.delay)
+    server = tornado.httpserver.HTTPServer(make_app(args.heading, args.title, args.color))
+    if args.unix_socket:
+        server.add_socket(tornado.netutil.bind_unix_socket(args.unix_socket, mode=0o600))
+        print(f"backend: listening on {args.unix_socket}", flush=True)
+    else:
+        server.add_sockets(
+            tornado.netutil.bind_sockets(args.port, "127.0.0.1", family=socket.AF_INET)
+        )
+        print(f"backend: listening on 127.0.0.1:{args.port}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
