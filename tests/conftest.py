@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jupyter_helpers import JupyterServer
+
+
+@pytest.fixture(autouse=True)
+def _private_runtime(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's sessions live in their own runtime dir; no real Jupyter server is visible."""
+    root = tmp_path_factory.mktemp("runtime")
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(root))
+    monkeypatch.setenv("NBVIZ_RUNTIME_DIR", str(root / "nbviz"))
+    for key in ("JPY_PARENT_PID", "JUPYTERHUB_SERVICE_PREFIX", "NBVIZ_BASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(scope="session")
+def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    """A real JupyterLab server with base URL /user/alice/ and a token (shared by a session)."""
+    server = JupyterServer(root=Path(tmp_path_factory.mktemp("jupyter"))).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")

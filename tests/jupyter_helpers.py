@@ -1,0 +1,183 @@
+"""Real Jupyter servers and kernels for nbviz's integration and browser tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+RESOURCES = Path(__file__).parent / "resources"
+BACKEND = RESOURCES / "backend.py"
+TOKEN = "nbviz-test-token"
+
+
+@dataclass
+class JupyterServer:
+    """A `jupyter lab` server started for a test, isolated in its own runtime and config dirs."""
+
+    root: Path
+    base_url: str = "/user/alice/"
+    token: str = TOKEN
+    extra_args: list[str] = field(default_factory=list)
+    app: str = "lab"
+    proc: subprocess.Popen[bytes] | None = None
+    info: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "JUPYTER"))}
+        env.update(
+            JUPYTER_RUNTIME_DIR=str(self.root / "runtime"),
+            JUPYTER_CONFIG_DIR=str(self.root / "config"),
+            JUPYTER_DATA_DIR=str(self.root / "data"),
+            JUPYTER_PLATFORM_DIRS="1",
+            IPYTHONDIR=str(self.root / "ipython"),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def start(self, timeout: float = 60) -> JupyterServer:
+        for sub in ("runtime", "config", "data", "ipython", "notebooks"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        # The kernel must use this very Python (the venv with nbviz installed).
+        spec_dir = self.root / "data" / "kernels" / "python3"
+        spec_dir.mkdir(parents=True, exist_ok=True)
+        (spec_dir / "kernel.json").write_text(
+            json.dumps(
+                {
+                    "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    "display_name": "Python 3 (nbviz tests)",
+                    "language": "python",
+                }
+            )
+        )
+        self.log = open(self.root / "server.log", "wb")  # noqa: SIM115 - closed in stop()
+        args = [
+            sys.executable,
+            "-m",
+            "jupyter",
+            self.app,
+            "--no-browser",
+            "--ServerApp.port=0",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.base_url={self.base_url}",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root / 'notebooks'}",
+            "--ServerApp.open_browser=False",
+            "--ServerApp.disable_check_xsrf=False",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            *(["--allow-root"] if os.getuid() == 0 else []),
+            *self.extra_args,
+        ]
+        self.proc = subprocess.Popen(
+            args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        info_file = self.root / "runtime" / f"jpserver-{self.proc.pid}.json"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter {self.app} exited:\n{self.log_text()}")
+            if info_file.exists():
+                try:
+                    self.info = json.loads(info_file.read_text())
+                except ValueError:
+                    self.info = {}
+                if self.info and self.get("api/status", auth=True)[0] == 200:
+                    return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"jupyter {self.app} did not start in {timeout} s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return (self.root / "server.log").read_text(errors="replace")[-5000:]
+
+    @property
+    def port(self) -> int:
+        return int(self.info["port"])  # type: ignore[call-overload]
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str = "") -> str:
+        """Absolute URL of ``path`` (relative to the base URL, or an absolute path)."""
+        if path.startswith("/"):
+            return self.origin + path
+        return self.origin + self.base_url + path
+
+    def get(
+        self, path: str, *, auth: bool = True, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        request = urllib.request.Request(self.url(path), headers=headers or {})
+        if auth:
+            request.add_header("Authorization", f"token {self.token}")
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: object, **kwargs: object) -> None:
+                return None
+
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            with opener.open(request, timeout=10) as response:
+                return response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), dict(exc.headers)
+
+    def _request(
+        self, method: str, path: str, body: object | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url(path), data=data, method=method)
+        request.add_header("Authorization", f"token {self.token}")
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), dict(exc.headers)
+
+    def post(self, path: str, body: object) -> tuple[int, bytes, dict[str, str]]:
+        return self._request("POST", path, body)
+
+    def delete(self, path: str) -> tuple[int, bytes, dict[str, str]]:
+        return self._request("DELETE", path)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            children = []
+            try:
+                children = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.Error:
+                pass
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+            for child in children:
+                try:
+                    child.kill()
+                except psutil.Error:
+                    pass
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

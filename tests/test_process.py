@@ -1,0 +1,267 @@
+"""Integration tests of the backend lifecycle: real child processes, no mocks."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from jupyter_helpers import BACKEND, wait_until
+from nbviz import (
+    BackendExitedError,
+    NbvizError,
+    PortInUseError,
+    ProgramNotFoundError,
+    ReadyTimeoutError,
+    TemplateError,
+    WebApp,
+)
+
+PY = sys.executable
+
+
+@pytest.fixture(autouse=True)
+def _base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if Jupyter ran at /: the frame URL is a proxy route, no "direct route" warning.
+    monkeypatch.setenv("NBVIZ_BASE_URL", "/")
+
+
+@pytest.fixture
+def apps() -> Iterator[list[WebApp]]:
+    made: list[WebApp] = []
+    yield made
+    for app in made:
+        app.stop()
+
+
+def backend(*extra: str) -> list[str]:
+    return [PY, str(BACKEND), "--port", "{port}", *extra]
+
+
+def fetch(app: WebApp, path: str = "/") -> str:
+    assert app.endpoint is not None and app.endpoint.port is not None
+    with urllib.request.urlopen(f"http://127.0.0.1:{app.endpoint.port}{path}", timeout=5) as r:
+        return str(r.read().decode())
+
+
+def session_dirs() -> list[Path]:
+    root = Path(os.environ["NBVIZ_RUNTIME_DIR"])
+    return [p for p in root.iterdir()] if root.exists() else []
+
+
+def test_start_ready_stop(apps: list[WebApp]) -> None:
+    app = WebApp(backend("--heading", "lifecycle"))
+    apps.append(app)
+    assert app.status == "starting"  # the constructor returns at once
+    app.wait_ready(20)
+    assert app.status == "ready" and app.error == ""
+    assert app.url == f"/proxy/{app.endpoint.port}/" and app.route == "proxy"  # type: ignore[union-attr]
+    assert "lifecycle" in fetch(app)
+    assert "listening on 127.0.0.1" in app.logs()
+    pid = app.pid
+    assert pid is not None and psutil.pid_exists(pid)
+    (session,) = session_dirs()
+    assert stat.S_IMODE(session.stat().st_mode) == 0o700
+    assert stat.S_IMODE((session / "backend.log").stat().st_mode) == 0o600
+    app.stop()
+    assert app.status == "stopped" and app.pid is None
+    assert not psutil.pid_exists(pid)
+    assert session_dirs() == []
+    assert "listening" in app.logs()  # logs survive stop()
+    app.stop()  # idempotent
+
+
+def test_restart_and_start_are_idempotent(apps: list[WebApp]) -> None:
+    app = WebApp(backend())
+    apps.append(app)
+    app.start()  # no second process while starting
+    app.wait_ready(20)
+    first = app.pid
+    app.start()
+    assert app.pid == first
+    app.restart()
+    app.wait_ready(20)
+    assert app.pid != first and not psutil.pid_exists(first)  # type: ignore[arg-type]
+    assert "Hello" in fetch(app)
+
+
+def test_ready_is_awaitable(apps: list[WebApp]) -> None:
+    async def main() -> str:
+        app = WebApp(backend())
+        apps.append(app)
+        await app.ready()
+        return app.status
+
+    assert asyncio.run(main()) == "ready"
+
+
+def test_context_manager_stops(apps: list[WebApp]) -> None:
+    with WebApp(backend()) as app:
+        assert app.status == "ready"
+        pid = app.pid
+    assert app.status == "stopped" and not psutil.pid_exists(pid)  # type: ignore[arg-type]
+
+
+def test_missing_program() -> None:
+    with pytest.raises(ProgramNotFoundError, match="not found on PATH"):
+        WebApp(["nbviz-no-such-program", "--port", "{port}"])
+    assert session_dirs() == []
+
+
+def test_bad_template_field() -> None:
+    with pytest.raises(TemplateError, match=r"\{prot\}"):
+        WebApp([PY, str(BACKEND), "--port", "{prot}"])
+    assert session_dirs() == []
+
+
+def test_missing_working_directory() -> None:
+    with pytest.raises(NbvizError, match="working directory"):
+        WebApp(backend(), cwd="/no/such/dir")
+    assert session_dirs() == []
+
+
+def test_port_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"port {port} is already in use"):
+            WebApp(backend(), port=port)
+    assert session_dirs() == []
+
+
+def test_exits_before_ready_shows_output(apps: list[WebApp]) -> None:
+    app = WebApp([PY, "-c", "import sys; print('boom: no config'); sys.exit(3)", "{port}"])
+    apps.append(app)
+    with pytest.raises(BackendExitedError) as info:
+        app.wait_ready(20)
+    assert "exited with code 3 before it was ready" in str(info.value)
+    assert "boom: no config" in info.value.log_tail
+    assert app.status == "crashed"
+    assert "boom: no config" in app.error  # the widget shows the same error
+
+
+def test_never_answers_times_out_and_kills_the_tree(apps: list[WebApp]) -> None:
+    script = "sleep 300 & echo started child $!; exec sleep 301  # {port}"
+    app = WebApp(["sh", "-c", script], timeout=1.5)
+    apps.append(app)
+    pid = app.pid
+    wait_until(lambda: "started child" in app.logs(), what="the child to start")
+    child = int(app.logs().split("started child")[1].split()[0])
+    with pytest.raises(ReadyTimeoutError) as info:
+        app.wait_ready(20)
+    assert "did not answer" in str(info.value) and "within 1.5 s" in str(info.value)
+    assert app.status == "crashed" and "started child" in app.error
+    assert not psutil.pid_exists(pid)  # type: ignore[arg-type]
+    wait_until(lambda: not psutil.pid_exists(child), timeout=5, what="the grandchild to go")
+
+
+def test_wait_ready_with_a_shorter_wait(apps: list[WebApp]) -> None:
+    app = WebApp(backend("--delay", "3"), timeout=20)
+    apps.append(app)
+    with pytest.raises(ReadyTimeoutError, match="not ready after waiting 0.3 s"):
+        app.wait_ready(0.3)
+    app.wait_ready(20)  # still starting, then ready
+    assert app.status == "ready"
+
+
+def test_crash_while_running_then_restart(apps: list[WebApp]) -> None:
+    app = WebApp(backend())
+    apps.append(app)
+    app.wait_ready(20)
+    fetch(app, "/exit")
+    wait_until(lambda: app.status == "crashed", what="crash detection")
+    assert "exited with code 7" in app.error and "listening" in app.error
+    app.restart()
+    app.wait_ready(20)
+    assert "Hello" in fetch(app)
+
+
+def test_stop_ends_grandchildren(apps: list[WebApp]) -> None:
+    cmd = ["sh", "-c", f"sleep 300 & exec {PY} {BACKEND} --port {{port}}"]
+    app = WebApp(cmd)
+    apps.append(app)
+    app.wait_ready(20)
+    children = psutil.Process(app.pid).children(recursive=True)
+    sleeper = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "300"]]
+    assert sleeper, children
+    app.stop()
+    wait_until(lambda: not any(p.is_running() for p in sleeper), timeout=5, what="sleep to end")
+
+
+def test_credentials_are_not_handed_to_backends(
+    apps: list[WebApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub-secret")
+    monkeypatch.setenv("JUPYTER_TOKEN", "server-secret")
+    script = f'echo "env: [$JUPYTERHUB_API_TOKEN] [$JUPYTER_TOKEN] [$MINE]"; exec {PY} {BACKEND} --port {{port}}'
+    app = WebApp(["sh", "-c", script], env={"MINE": "mine"})
+    apps.append(app)
+    app.wait_ready(20)
+    assert "env: [] [] [mine]" in app.logs()
+
+
+def test_port_answered_by_someone_else_is_not_ready(apps: list[WebApp]) -> None:
+    """Another process (on a login node: another user's) answering our port is never 'ready'."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = WebApp(["sleep", "60"], port=port, timeout=2)
+    apps.append(app)
+    impostor = http.server.HTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ReadyTimeoutError, match="held by another process"):
+            app.wait_ready(20)
+    finally:
+        impostor.shutdown()
+        impostor.server_close()
+
+
+OWNER = textwrap.dedent(
+    """
+    import os, sys, time
+    os.environ["NBVIZ_BASE_URL"] = "/"
+    from nbviz import WebApp
+    app = WebApp([sys.executable, {backend!r}, "--port", "{{port}}"])
+    app.wait_ready(30)
+    print(app.pid, app._process.session_dir, flush=True)
+    time.sleep(300)
+    """
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_backend_never_outlives_its_owner(sig: int, tmp_path: Path) -> None:
+    owner = subprocess.Popen(
+        [PY, "-c", OWNER.format(backend=str(BACKEND))], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert owner.stdout is not None
+        pid_text, session = owner.stdout.readline().split()
+        backend_pid = int(pid_text)
+        assert psutil.pid_exists(backend_pid) and Path(session).is_dir()
+        os.kill(owner.pid, sig)
+        owner.wait(10)
+        wait_until(lambda: not psutil.pid_exists(backend_pid), timeout=8, what="backend to die")
+        wait_until(lambda: not Path(session).exists(), timeout=5, what="session dir removal")
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        if owner.stdout is not None:
+            owner.stdout.close()
