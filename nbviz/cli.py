@@ -1,0 +1,230 @@
+"""``nbviz doctor``: what is installed, which server and routes a kernel would use, and why not."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from . import __version__, _paths, _server
+from ._process import Process
+from ._routes import route_for, url_join
+from ._spec import INSTALL_HINTS, Spec
+
+OK, NO, INFO = "ok  ", "MISS", "    "
+
+#: (what, programs or paths to look for, the nbviz class that needs it, for what)
+BACKENDS: list[tuple[str, list[str], str, str]] = [
+    ("ParaView (pvpython)", ["pvpython"], "ParaViewSession", ""),
+    ("ParaView server (pvserver)", ["pvserver"], "ParaViewSession", "ranks=N"),
+    ("MPI launcher (mpiexec)", ["mpiexec"], "ParaViewSession", "ranks=N"),
+    ("Xvfb", ["Xvfb"], "ParaViewSession", "no display"),
+    ("Xpra", ["xpra"], "RemoteDesktop", ""),
+    ("TigerVNC (Xvnc)", ["Xvnc"], "RemoteDesktop", "backend='vnc'"),
+    ("websockify", ["websockify"], "RemoteDesktop", "backend='vnc'"),
+    ("noVNC", ["/usr/share/novnc/vnc.html"], "RemoteDesktop", "backend='vnc'"),
+    ("xterm", ["xterm"], "RemoteDesktop", "default terminal"),
+    ("Chromium", ["chromium"], "WebApp", "browser tests only"),
+]
+
+INSTALL = {
+    **INSTALL_HINTS,
+    "/usr/share/novnc/vnc.html": "apt-get install novnc",
+    "chromium": "apt-get install chromium",
+}
+
+
+def _line(mark: str, text: str) -> None:
+    print(f"  [{mark}] {text}")
+
+
+def _found(item: str) -> str | None:
+    if item.startswith("/"):
+        return item if os.path.exists(item) else None
+    env_override = {"pvpython": os.environ.get("NBVIZ_PVPYTHON")}.get(item)
+    if env_override and os.access(env_override, os.X_OK):
+        return env_override
+    return shutil.which(item)
+
+
+def check_backends() -> int:
+    print("Backends")
+    missing = 0
+    import nbviz
+
+    for what, items, cls, note in BACKENDS:
+        used_by = f"{cls}, {note}" if note else cls
+        if not hasattr(nbviz, cls):
+            used_by += ", not in this version yet"
+        paths = [_found(item) for item in items]
+        if all(paths):
+            _line(OK, f"{what}: {', '.join(p for p in paths if p)}  (for {used_by})")
+        else:
+            missing += 1
+            hints = "; ".join(
+                INSTALL.get(item, "install it")
+                for item, path in zip(items, paths, strict=True)
+                if not path
+            )
+            _line(NO, f"{what}: not found (for {used_by}); {hints}")
+    return missing
+
+
+def _get(url: str, token: str) -> tuple[int, str]:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"token {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read(2000).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except OSError as exc:
+        return 0, str(exc)
+
+
+def check_routes(servers: list[_server.ServerInfo]) -> int:
+    """Start a tiny backend and fetch it through each route of each server."""
+    print("Routes (tested with a real backend)")
+    spec = Spec.build(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "{port}"],
+        timeout=15,
+        name="doctor-probe",
+    )
+    process = Process(spec)
+    failures = 0
+    try:
+        process.start()
+        process.wait_ready()
+        endpoint = process.endpoint
+        assert endpoint is not None
+        status, _ = _get(endpoint.http_url, "")
+        _line(OK if status == 200 else NO, f"direct {endpoint.http_url}: HTTP {status}")
+        for server in servers:
+            if not server.url:
+                _line(INFO, f"{server.describe()}: not reachable from here, skipped")
+                continue
+            origin = (
+                server.url.split(server.base_url, 1)[0]
+                if server.base_url != "/"
+                else server.url.rstrip("/")
+            )
+            for absolute in (False, True):
+                route = route_for(endpoint, server, absolute=absolute)
+                status, _ = _get(origin + route.url, server.token)
+                # absolute routes hand the full path to the backend: 404 from http.server still
+                # proves the request reached it.
+                reached = status == 200 or (absolute and status == 404)
+                failures += not reached
+                why = "" if reached else _why(server, status)
+                _line(
+                    OK if reached else NO,
+                    f"{route.kind} {route.url} via {server.describe()}: HTTP {status}{why}",
+                )
+    except Exception as exc:  # doctor reports, it does not crash
+        failures += 1
+        _line(NO, f"could not start a probe backend: {exc}")
+    finally:
+        process.stop()
+    return failures
+
+
+def _why(server: _server.ServerInfo, status: int) -> str:
+    has_proxy = _server.server_has_proxy(server)
+    if has_proxy is False:
+        return (
+            " -- jupyter-server-proxy is not loaded there: "
+            "pip install jupyter-server-proxy where Jupyter runs, then restart Jupyter"
+        )
+    if status in (401, 403):
+        return " -- refused: the server's token is not in its runtime file (password login?)"
+    return ""
+
+
+def doctor(args: argparse.Namespace) -> int:
+    print(f"nbviz {__version__} on Python {platform.python_version()} ({sys.executable})")
+    print()
+    print("Jupyter server")
+    found = _server.find_server()
+    if found is not None:
+        _line(OK, f"a kernel here would use {found.describe()}")
+    elif _server.launched_by_jupyter():
+        _line(
+            INFO,
+            "launched by Jupyter, but its server is not visible: the page resolves routes itself",
+        )
+    else:
+        _line(
+            INFO, "not inside a Jupyter kernel or terminal: kernels use the server that starts them"
+        )
+    servers = [
+        _server.ServerInfo(
+            base_url=_server.normalize_base_url(str(info.get("base_url") or "/")),
+            source="jupyter-server",
+            url=str(info.get("url") or ""),
+            token=str(info.get("token") or ""),
+            pid=info.get("pid") if isinstance(info.get("pid"), int) else None,  # type: ignore[arg-type]
+        )
+        for info in _server.running_servers()
+    ]
+    if not servers:
+        _line(
+            INFO,
+            "no running Jupyter server found in " + ", ".join(map(str, _server.runtime_dirs())),
+        )
+    for server in servers:
+        proxy = _server.server_has_proxy(server)
+        state = {
+            True: "jupyter-server-proxy loaded",
+            False: "NO jupyter-server-proxy",
+            None: "proxy unknown",
+        }[proxy]
+        _line(
+            OK if proxy else NO if proxy is False else INFO,
+            f"running: {server.describe()} -- {state}",
+        )
+    hub = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
+    if hub:
+        _line(INFO, f"JupyterHub prefix: {hub}")
+    print()
+    failures = 0 if args.no_routes else check_routes(servers)
+    print()
+    missing = check_backends()
+    print()
+    print("Security")
+    try:
+        root = _paths.runtime_root()
+        _line(OK, f"private runtime dir (0700): {root}")
+    except OSError as exc:
+        failures += 1
+        _line(NO, f"runtime dir: {exc}")
+    orphan_guard = os.path.isdir("/proc")
+    _line(
+        OK if orphan_guard else NO,
+        "orphan guard: backends end when their kernel dies"
+        + ("" if orphan_guard else " (needs /proc)"),
+    )
+    print()
+    print(f"{failures} route problem(s), {missing} backend(s) missing")
+    return 1 if failures else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nbviz", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    doc = sub.add_parser("doctor", help="check servers, routes and installed backends")
+    doc.add_argument("--no-routes", action="store_true", help="skip starting a probe backend")
+    doc.set_defaults(func=doctor)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+__all__ = ["main", "url_join"]

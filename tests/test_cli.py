@@ -1,0 +1,69 @@
+"""`nbviz doctor` against real Jupyter servers: one with jupyter-server-proxy, one without."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jupyter_helpers import JupyterServer
+
+pytestmark = pytest.mark.jupyter
+
+
+def doctor(server: JupyterServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nbviz.cli", "doctor", *args],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def server_without_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    server = JupyterServer(
+        root=Path(tmp_path_factory.mktemp("noproxy")),
+        base_url="/user/bob/",
+        app="server",
+        extra_args=['--ServerApp.jpserver_extensions={"jupyter_server_proxy": False}'],
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_doctor_finds_the_server_and_tests_its_routes(jupyter_server: JupyterServer) -> None:
+    result = doctor(jupyter_server)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert f"pid {jupyter_server.proc.pid}" in out  # type: ignore[union-attr]
+    assert "jupyter-server-proxy loaded" in out
+    assert "[ok  ] proxy /user/alice/proxy/" in out
+    assert "[ok  ] absolute /user/alice/proxy/absolute/" in out
+    assert "[ok  ] direct http://127.0.0.1:" in out
+    assert "0 route problem(s)" in out
+    assert "Backends" in out and "apt-get install" in out or "[MISS]" not in out
+
+
+def test_doctor_says_why_a_route_fails(server_without_proxy: JupyterServer) -> None:
+    result = doctor(server_without_proxy)
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert "NO jupyter-server-proxy" in out
+    assert "[MISS] proxy /user/bob/proxy/" in out and "HTTP 404" in out
+    assert "pip install jupyter-server-proxy" in out
+
+
+def test_doctor_outside_jupyter(tmp_path: Path) -> None:
+    server = JupyterServer(root=tmp_path)  # not started: only its isolated env is used
+    (tmp_path / "runtime").mkdir()
+    result = doctor(server, "--no-routes")
+    assert result.returncode == 0, result.stderr
+    assert "no running Jupyter server found" in result.stdout
+    assert "Security" in result.stdout and "0700" in result.stdout
