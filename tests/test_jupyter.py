@@ -1,4 +1,4 @@
-"""Integration: a real Jupyter server (base URL /user/alice/, token), a real kernel, real backends."""
+"""Integration: a real Jupyter server (base URL /user/alice/, token), kernel and backends."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import psutil
 import pytest
 import websocket
 from jupyter_client import BlockingKernelClient
-
 from jupyter_helpers import BACKEND, JupyterServer, wait_until
 
 pytestmark = pytest.mark.jupyter
@@ -72,7 +71,8 @@ def kernel(jupyter_server: JupyterServer) -> Iterator[Kernel]:
 START = """
 import json, sys
 from nbviz import WebApp
-app = WebApp([sys.executable, {backend!r}, "--port", "{{port}}", "--heading", "via the proxy"]{extra})
+command = [sys.executable, {backend!r}, "--port", "{{port}}", "--heading", "via the proxy"]
+app = WebApp(command{extra})
 app.wait_ready(30)
 print(json.dumps({{"url": app.url, "route": app.route, "pid": app.pid, "port": app.endpoint.port,
                   "message": app.message}}))
@@ -108,7 +108,9 @@ def test_kernel_computes_the_proxied_url(kernel: Kernel, jupyter_server: Jupyter
     kernel.run("app.stop()")
 
 
-def test_unauthenticated_requests_are_refused(kernel: Kernel, jupyter_server: JupyterServer) -> None:
+def test_unauthenticated_requests_are_refused(
+    kernel: Kernel, jupyter_server: JupyterServer
+) -> None:
     info = start_app(kernel)
     status, body, headers = jupyter_server.get(info["url"], auth=False)
     assert status in (302, 401, 403), status

@@ -12,15 +12,14 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-
 from jupyter_helpers import BACKEND, wait_until
+
 from nbviz import (
     BackendExitedError,
     NbvizError,
@@ -173,7 +172,7 @@ def test_never_answers_times_out_and_kills_the_tree(apps: list[WebApp]) -> None:
 def test_wait_ready_with_a_shorter_wait(apps: list[WebApp]) -> None:
     app = WebApp(backend("--delay", "3"), timeout=20)
     apps.append(app)
-    with pytest.raises(ReadyTimeoutError, match="not ready after waiting 0.3 s"):
+    with pytest.raises(ReadyTimeoutError, match=r"not ready after waiting 0\.3 s"):
         app.wait_ready(0.3)
     app.wait_ready(20)  # still starting, then ready
     assert app.status == "ready"
@@ -208,7 +207,10 @@ def test_credentials_are_not_handed_to_backends(
 ) -> None:
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub-secret")
     monkeypatch.setenv("JUPYTER_TOKEN", "server-secret")
-    script = f'echo "env: [$JUPYTERHUB_API_TOKEN] [$JUPYTER_TOKEN] [$MINE]"; exec {PY} {BACKEND} --port {{port}}'
+    script = (
+        'echo "env: [$JUPYTERHUB_API_TOKEN] [$JUPYTER_TOKEN] [$MINE]"; '
+        f"exec {PY} {BACKEND} --port {{port}}"
+    )
     app = WebApp(["sh", "-c", script], env={"MINE": "mine"})
     apps.append(app)
     app.wait_ready(20)
