@@ -28,10 +28,10 @@ def _runtime_root() -> Path:
 def private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) and make sure only this user can use it (0700)."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    info = path.stat()
-    if info.st_uid != os.getuid():
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
         raise PermissionError(
-            f"nbviz: {path} belongs to another user; remove it or set NBVIZ_RUNTIME_DIR"
+            f"nbviz: {path} is not a directory of this user; remove it or set NBVIZ_RUNTIME_DIR"
         )
     if stat.S_IMODE(info.st_mode) != 0o700:
         path.chmod(0o700)
@@ -39,26 +39,38 @@ def private_dir(path: Path) -> Path:
 
 
 def runtime_root() -> Path:
-    """The 0700 directory that holds one sub-directory per session."""
+    """The 0700 directory that holds one sub-directory per session (shared with the server)."""
     return private_dir(_runtime_root())
 
 
 def new_session_dir(session_id: str) -> Path:
-    """A fresh 0700 directory for one session; short enough for socket paths inside it."""
-    root = runtime_root()
-    path = root / session_id
-    if len(str(path / "backend.sock")) > MAX_SOCKET_PATH:
-        # Deep home directories make socket paths too long: use a private temp dir instead.
-        base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
-        path = base / f"nbviz-{os.getuid()}" / session_id
-        private_dir(path.parent)
+    """A fresh 0700 directory for one session."""
+    path = runtime_root() / session_id
     path.mkdir(mode=0o700)
     return path
 
 
+def socket_path(session_dir: Path, name: str = "backend.sock") -> Path:
+    """Where a session's socket goes: in its directory, or (deep home dirs) a short private one."""
+    path = session_dir / name
+    if len(str(path)) <= MAX_SOCKET_PATH:
+        return path
+    short = private_dir(Path(tempfile.gettempdir()) / f"nbviz-{os.getuid()}")
+    return short / f"{session_dir.name}-{name}"
+
+
 def new_session_id() -> str:
-    """A short random id, safe in URLs and file names."""
+    """A short random id, safe in URLs and file names (12 hex digits)."""
     return secrets.token_hex(6)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a 0600 file atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def remove_tree(path: Path | str | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import http.client
 import os
 import signal
@@ -22,7 +23,7 @@ from typing import Any, Literal
 
 import psutil
 
-from . import _orphans, _paths
+from . import _orphans, _paths, _registry
 from ._errors import (
     BackendExitedError,
     BackendStoppedError,
@@ -190,8 +191,9 @@ class Process:
     ``start()`` spawns and returns at once (raising for errors known before the process runs:
     bad template, missing program, port in use); readiness is awaited on a private thread.
     ``on_change`` is called (from any thread) whenever ``status`` or ``message`` changes.
-    ``template_values`` supplies extra command fields (``{base_url}``, ``{prefix}``) once the
-    endpoint is known.
+    ``template_values(endpoint, session_id)`` supplies extra command fields (``{base_url}``,
+    ``{prefix}``) once the endpoint is known. Each start gets a new session: a private
+    directory (log, socket, ``endpoint.json`` for the server route) named by its id.
     """
 
     def __init__(
@@ -199,7 +201,7 @@ class Process:
         spec: Spec,
         *,
         on_change: Callable[[Process], None] | None = None,
-        template_values: Callable[[Endpoint], Mapping[str, str]] | None = None,
+        template_values: Callable[[Endpoint, str], Mapping[str, str]] | None = None,
     ) -> None:
         self.spec = spec
         self.on_change = on_change
@@ -209,6 +211,8 @@ class Process:
         self.error: NbvizError | None = None
         self.endpoint: Endpoint | None = None
         self.session_dir: Path | None = None
+        self.session_id = ""
+        self._extra_paths: list[str] = []
         self.argv: list[str] = []
         self.started_at: float | None = None
         self._lock = threading.RLock()
@@ -251,11 +255,13 @@ class Process:
             self._stopping = False
             self._wake.clear()
             self.error = None
-            session_dir = _paths.new_session_dir(_paths.new_session_id())
+            self.session_id = _paths.new_session_id()
+            session_dir = _paths.new_session_dir(self.session_id)
             try:
                 self._spawn(session_dir)
             except BaseException:
                 _paths.remove_tree(session_dir)
+                self._remove_extra_paths()
                 self.session_dir = None
                 raise
             self._future = concurrent.futures.Future()
@@ -272,11 +278,12 @@ class Process:
         spec = self.spec
         self.session_dir = session_dir
         if spec.uses_unix_socket:
-            path = (
-                spec.unix_socket
-                if isinstance(spec.unix_socket, str)
-                else str(session_dir / "backend.sock")
-            )
+            if isinstance(spec.unix_socket, str):
+                path = spec.unix_socket
+            else:
+                path = str(_paths.socket_path(session_dir))
+                if not path.startswith(str(session_dir)):
+                    self._extra_paths.append(path)
             if os.path.exists(path):
                 if socket_in_use(path):
                     raise PortInUseError(
@@ -298,7 +305,7 @@ class Process:
             "unix_socket": endpoint.unix_socket or "",
         }
         if self.template_values is not None:
-            values.update(self.template_values(endpoint))
+            values.update(self.template_values(endpoint, self.session_id))
         argv = render_command(spec.command, values)
         argv[0] = find_program(argv[0], spec.env)
         if spec.cwd is not None and not os.path.isdir(spec.cwd):
@@ -319,7 +326,18 @@ class Process:
             raise NbvizError(f"nbviz: could not start {argv[0]}: {exc.strerror or exc}") from None
         finally:
             os.close(log_fd)
-        _orphans.guard(self._proc.pid, [str(session_dir)])
+        _orphans.guard(self._proc.pid, [str(session_dir), *self._extra_paths])
+        _registry.write_entry(
+            session_dir,
+            _registry.Entry(
+                session_id=self.session_id,
+                unix_socket=endpoint.unix_socket,
+                port=endpoint.port,
+                pid=self._proc.pid,
+                owner_pid=os.getpid(),
+                options=dict(spec.route_options),
+            ),
+        )
         self.endpoint = endpoint
         self.argv = argv
         self.started_at = time.time()
@@ -394,6 +412,11 @@ class Process:
     def _probe(self, proc: subprocess.Popen[bytes], endpoint: Endpoint) -> bool:
         if not http_answers(endpoint, self.spec.ready_path):
             return False
+        if endpoint.unix_socket is not None:
+            # Whatever umask the backend had: only this user may connect (the 0700 directory
+            # already guarantees it; this covers sockets placed elsewhere too).
+            with contextlib.suppress(OSError):
+                os.chmod(endpoint.unix_socket, 0o600)
         if endpoint.port is not None and not tree_listens(proc.pid, endpoint.port):
             # Something answers, but it is not our backend (another user's process took the port).
             return False
@@ -468,6 +491,15 @@ class Process:
             self._last_logs = self.logs()
             _paths.remove_tree(self.session_dir)
             self.session_dir = None
+        self._remove_extra_paths()
+
+    def _remove_extra_paths(self) -> None:
+        for path in self._extra_paths:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self._extra_paths = []
 
 
 def describe_exit(code: int) -> str:

@@ -9,11 +9,15 @@ from ._errors import NbvizError
 from ._server import ServerInfo
 from ._spec import Endpoint
 
+#: nbviz: ``{base}nbviz/<session-id>/``, nbviz's own server route (Unix socket or port);
 #: proxy: ``{base}proxy/<port>/`` (jupyter-server-proxy strips the prefix);
 #: absolute: ``{base}proxy/absolute/<port>/`` (the backend sees the full path);
 #: relative: like proxy, but the base URL is only known to the front end;
 #: direct: ``http://127.0.0.1:<port>/`` with no Jupyter server in between.
-RouteKind = Literal["proxy", "absolute", "relative", "direct"]
+RouteKind = Literal["nbviz", "proxy", "absolute", "relative", "direct"]
+
+#: What users may ask for with ``route=``; "auto" picks the best available.
+RouteChoice = Literal["auto", "nbviz", "proxy", "direct"]
 
 
 @dataclass(frozen=True)
@@ -36,24 +40,40 @@ def url_join(base: str, *parts: str) -> str:
     return joined + "/" if trailing and not joined.endswith("/") else joined
 
 
+NO_ROUTE_HINT = (
+    "the nbviz server extension is not loaded in this Jupyter server: install nbviz where "
+    "Jupyter runs and restart Jupyter (or run `jupyter server extension enable nbviz.serverext`)"
+)
+
+
 def route_for(
     endpoint: Endpoint,
     server: ServerInfo | None,
     *,
+    session_id: str = "",
+    choice: RouteChoice = "auto",
+    nbviz_route: bool = False,
     absolute: bool = False,
     front_end_may_know: bool = False,
 ) -> Route:
     """Choose the route for ``endpoint``.
 
+    ``nbviz_route``: the server has nbviz's extension (our own route, preferred).
     ``front_end_may_know``: no server was found, but a Jupyter client launched the kernel, so the
     page probably knows its own base URL; the front end then resolves a relative route.
     """
+    if choice == "nbviz" and not (nbviz_route and server is not None):
+        raise NbvizError(f"nbviz: route='nbviz' is not available: {NO_ROUTE_HINT}")
+    if choice in ("auto", "nbviz") and nbviz_route and server is not None and session_id:
+        url = url_join(server.base_url, "nbviz", session_id + "/")
+        return Route(kind="nbviz", url=url, prefix=url)
     if endpoint.port is None:
         raise NbvizError(
-            "nbviz: a backend on a Unix socket needs the nbviz server route, which this "
-            "version does not have yet; start it on a port ({port}) instead"
+            f"nbviz: a backend on a Unix socket needs nbviz's own route; {NO_ROUTE_HINT}"
         )
     port = str(endpoint.port)
+    if choice == "direct":
+        return Route(kind="direct", url=f"http://127.0.0.1:{port}/", prefix="/")
     segments = ("proxy", "absolute", port + "/") if absolute else ("proxy", port + "/")
     kind: RouteKind = "absolute" if absolute else "proxy"
     if server is not None:

@@ -8,6 +8,7 @@ import shutil
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._errors import ProgramNotFoundError, TemplateError
 
@@ -74,6 +75,8 @@ class Spec:
     probe: Probe | None = None
     #: Name used in messages and as the default title.
     name: str = ""
+    #: Options for the nbviz server route (e.g. ``{"absolute": True}``), stored with the session.
+    route_options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -88,6 +91,7 @@ class Spec:
         cwd: str | os.PathLike[str] | None = None,
         probe: Probe | None = None,
         name: str = "",
+        route_options: Mapping[str, Any] | None = None,
     ) -> Spec:
         """Validate the arguments users pass and return a Spec (raises TemplateError)."""
         items = tuple(shlex.split(command) if isinstance(command, str) else command)
@@ -125,6 +129,7 @@ class Spec:
             cwd=os.fspath(cwd) if cwd is not None else None,
             probe=probe,
             name=name or default_name(items),
+            route_options=dict(route_options or {}),
         )
 
     @property

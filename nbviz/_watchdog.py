@@ -128,7 +128,13 @@ class Guard:
         with self.lock:
             paths = [p for _start, ps in self.roots.values() for p in ps]
         for path in paths:
-            shutil.rmtree(path, ignore_errors=True)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
     def _alive(self) -> bool:
         with self.lock:

@@ -8,10 +8,11 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import _routes, _server
+from . import _registry, _routes, _server
 from ._errors import NbvizError
 from ._frame import Frame
 from ._process import Process
+from ._routes import RouteChoice
 from ._spec import Endpoint, Spec
 
 
@@ -66,6 +67,7 @@ class WebApp(Frame):
         cwd: str | os.PathLike[str] | None = None,
         height: int | str = 480,
         absolute_url: bool = False,
+        route: RouteChoice = "auto",
         title: str | None = None,
         path: str = "/",
         start: bool = True,
@@ -78,9 +80,16 @@ class WebApp(Frame):
             timeout=timeout,
             env=env,
             cwd=cwd,
+            route_options={"absolute": absolute_url},
         )
         self._init_backend(
-            spec, absolute_url=absolute_url, height=height, title=title, path=path, start=start
+            spec,
+            absolute_url=absolute_url,
+            route=route,
+            height=height,
+            title=title,
+            path=path,
+            start=start,
         )
 
     def _init_backend(
@@ -88,6 +97,7 @@ class WebApp(Frame):
         spec: Spec,
         *,
         absolute_url: bool = False,
+        route: RouteChoice = "auto",
         height: int | str = 480,
         title: str | None = None,
         path: str = "/",
@@ -101,8 +111,15 @@ class WebApp(Frame):
             timeout=spec.timeout,
         )
         self._spec = spec
+        if route not in ("auto", "nbviz", "proxy", "direct"):
+            raise NbvizError(f"nbviz: route must be auto, nbviz, proxy or direct, not {route!r}")
         self._absolute_url = absolute_url
+        self._route_choice: RouteChoice = route
         self._server = _server.find_server()
+        pid = self._server.pid if self._server else None
+        self._nbviz_route = _registry.server_has_route(pid) or (
+            route == "nbviz" and self._server is not None and pid is None
+        )
         self._route: _routes.Route | None = None
         self._process = Process(
             spec, on_change=self._on_process_change, template_values=self._values_for
@@ -113,16 +130,19 @@ class WebApp(Frame):
     _frame_actions = {"restart": "restart", "stop": "stop"}
 
     # ----------------------------------------------------------------- routing
-    def _route_for(self, endpoint: Endpoint) -> _routes.Route:
+    def _route_for(self, endpoint: Endpoint, session_id: str) -> _routes.Route:
         return _routes.route_for(
             endpoint,
             self._server,
+            session_id=session_id,
+            choice=self._route_choice,
+            nbviz_route=self._nbviz_route,
             absolute=self._absolute_url,
             front_end_may_know=_server.launched_by_jupyter(),
         )
 
-    def _values_for(self, endpoint: Endpoint) -> dict[str, str]:
-        route = self._route_for(endpoint)
+    def _values_for(self, endpoint: Endpoint, session_id: str) -> dict[str, str]:
+        route = self._route_for(endpoint, session_id)
         self._route = route
         return _routes.template_values(route, self._server)
 

@@ -71,32 +71,56 @@ def kernel(jupyter_server: JupyterServer) -> Iterator[Kernel]:
 START = """
 import json, sys
 from nbviz import WebApp
-command = [sys.executable, {backend!r}, "--port", "{{port}}", "--heading", "via the proxy"]
-app = WebApp(command{extra})
+listen = ["--unix-socket", "{{unix_socket}}"] if {unix!r} else ["--port", "{{port}}"]
+command = [sys.executable, {backend!r}, *listen, "--heading", "via the proxy"]
+app = WebApp(command, route={route!r}{extra})
 app.wait_ready(30)
-print(json.dumps({{"url": app.url, "route": app.route, "pid": app.pid, "port": app.endpoint.port,
-                  "message": app.message}}))
+print(json.dumps({{"url": app.url, "route": app.route, "pid": app.pid,
+                  "session": app._process.session_id, "port": app.endpoint.port,
+                  "socket": app.endpoint.unix_socket}}))
 """
 
+#: (route asked for, backend on a Unix socket?) -> route kind and URL prefix expected
+ROUTES = {
+    "nbviz-unix": ("nbviz", True),
+    "nbviz-tcp": ("nbviz", False),
+    "proxy": ("proxy", False),
+}
 
-def start_app(kernel: Kernel, extra: str = "") -> dict[str, Any]:
-    out = kernel.run(START.format(backend=str(BACKEND), extra=extra))
+
+def start_app(kernel: Kernel, route: str = "nbviz-unix", extra: str = "") -> dict[str, Any]:
+    choice, unix = ROUTES[route]
+    code = START.format(backend=str(BACKEND), route=choice, unix=unix, extra=extra)
+    out = kernel.run(code)
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def test_kernel_computes_the_proxied_url(kernel: Kernel, jupyter_server: JupyterServer) -> None:
-    info = start_app(kernel)
-    assert info["route"] == "proxy"
-    assert info["url"] == f"/user/alice/proxy/{info['port']}/"
-    assert "token" not in info["url"] and jupyter_server.token not in info["url"]
+def expected_url(info: dict[str, Any], route: str) -> str:
+    if route.startswith("nbviz"):
+        return f"/user/alice/nbviz/{info['session']}/"
+    return f"/user/alice/proxy/{info['port']}/"
+
+
+def ws_connect(server: JupyterServer, url: str, **kwargs: Any) -> websocket.WebSocket:
+    return websocket.create_connection(f"ws://127.0.0.1:{server.port}{url}", timeout=10, **kwargs)
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_kernel_computes_the_url_and_it_works(
+    route: str, kernel: Kernel, jupyter_server: JupyterServer
+) -> None:
+    info = start_app(kernel, route)
+    assert info["route"] == ROUTES[route][0]
+    assert info["url"] == expected_url(info, route)
+    assert (info["socket"] is not None) == ROUTES[route][1]
+    assert jupyter_server.token not in info["url"]
     # HTTP through the server, authenticated
     status, body, _ = jupyter_server.get(info["url"] + "docs/")
     assert status == 200 and b"via the proxy" in body
-    assert b'<p id="where">/docs/</p>' in body  # proxy/<port>/ strips the prefix
+    assert b'<p id="where">/docs/</p>' in body  # the prefix is stripped
     # websocket round trip through the server
-    ws_url = f"ws://127.0.0.1:{jupyter_server.port}{info['url']}ws"
-    ws = websocket.create_connection(
-        ws_url, header=[f"Authorization: token {jupyter_server.token}"], timeout=10
+    ws = ws_connect(
+        jupyter_server, info["url"] + "ws", header=[f"Authorization: token {jupyter_server.token}"]
     )
     try:
         ws.send("ping through jupyter")
@@ -106,30 +130,38 @@ def test_kernel_computes_the_proxied_url(kernel: Kernel, jupyter_server: Jupyter
     finally:
         ws.close()
     kernel.run("app.stop()")
+    if route.startswith("nbviz"):  # a stopped session is gone from the route
+        assert jupyter_server.get(info["url"])[0] == 404
 
 
+@pytest.mark.parametrize("route", list(ROUTES))
 def test_unauthenticated_requests_are_refused(
-    kernel: Kernel, jupyter_server: JupyterServer
+    route: str, kernel: Kernel, jupyter_server: JupyterServer
 ) -> None:
-    info = start_app(kernel)
+    info = start_app(kernel, route)
     status, body, headers = jupyter_server.get(info["url"], auth=False)
     assert status in (302, 401, 403), status
     assert b"via the proxy" not in body
     if status == 302:
         assert "/login" in headers["Location"]
-    ws_url = f"ws://127.0.0.1:{jupyter_server.port}{info['url']}ws"
     with pytest.raises(websocket.WebSocketException):
-        websocket.create_connection(ws_url, timeout=10).close()
+        ws_connect(jupyter_server, info["url"] + "ws").close()
     wrong = [f"Authorization: token not-{jupyter_server.token}"]
     with pytest.raises(websocket.WebSocketException):
-        websocket.create_connection(ws_url, header=wrong, timeout=10).close()
+        ws_connect(jupyter_server, info["url"] + "ws", header=wrong).close()
     kernel.run("app.stop()")
 
 
-def test_absolute_route_passes_the_full_path(kernel: Kernel, jupyter_server: JupyterServer) -> None:
-    info = start_app(kernel, extra=", absolute_url=True")
-    assert info["route"] == "absolute"
-    assert info["url"] == f"/user/alice/proxy/absolute/{info['port']}/"
+@pytest.mark.parametrize("route", ["nbviz-tcp", "proxy"])
+def test_absolute_route_passes_the_full_path(
+    route: str, kernel: Kernel, jupyter_server: JupyterServer
+) -> None:
+    info = start_app(kernel, route, extra=", absolute_url=True")
+    if route == "proxy":
+        assert info["route"] == "absolute"
+        assert info["url"] == f"/user/alice/proxy/absolute/{info['port']}/"
+    else:
+        assert info["url"] == expected_url(info, route)
     status, body, _ = jupyter_server.get(info["url"] + "x")
     assert status == 200
     assert f'<p id="where">{info["url"]}x</p>'.encode() in body
@@ -139,12 +171,13 @@ def test_absolute_route_passes_the_full_path(kernel: Kernel, jupyter_server: Jup
 def test_sigkill_of_the_kernel_ends_its_backends(
     kernel: Kernel, jupyter_server: JupyterServer
 ) -> None:
-    first = start_app(kernel)
-    second = start_app(kernel)
+    first = start_app(kernel, "nbviz-unix")
+    second = start_app(kernel, "proxy")
     pids = [first["pid"], second["pid"]]
     assert all(psutil.pid_exists(pid) for pid in pids)
-    sessions = list((jupyter_server.root / "runtime" / "nbviz").iterdir())
-    assert len(sessions) == 2
+    root = jupyter_server.root / "runtime" / "nbviz"
+    sessions = [root / first["session"], root / second["session"]]
+    assert all(p.is_dir() for p in sessions)
     started = time.monotonic()
     os.kill(kernel.pid, signal.SIGKILL)
     wait_until(
@@ -153,3 +186,4 @@ def test_sigkill_of_the_kernel_ends_its_backends(
     elapsed = time.monotonic() - started
     wait_until(lambda: not any(p.exists() for p in sessions), timeout=5, what="session dirs")
     assert elapsed < 8
+    assert jupyter_server.get(f"nbviz/{first['session']}/")[0] == 404

@@ -63,6 +63,48 @@ class Echo(tornado.websocket.WebSocketHandler):
         self.write_message(message, binary=isinstance(message, bytes))
 
 
+class WsHeaders(tornado.websocket.WebSocketHandler):
+    """A websocket that sends the handshake's headers and query, then closes."""
+
+    def check_origin(self, origin: str) -> bool:
+        return True
+
+    def open(self) -> None:
+        self.write_message(
+            json.dumps({"headers": dict(self.request.headers), "query": self.request.query})
+        )
+
+
+class Bytes(tornado.web.RequestHandler):
+    """GET /bytes/<n>: n bytes, written in 1 MiB chunks (streamed, never held whole)."""
+
+    async def get(self, size: str) -> None:
+        remaining = int(size)
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Length", str(remaining))
+        chunk = b"x" * (1 << 20)
+        while remaining > 0:
+            piece = chunk[: min(remaining, len(chunk))]
+            self.write(piece)
+            await self.flush()
+            remaining -= len(piece)
+
+
+class TwoFrames(tornado.web.RequestHandler):
+    """A small reply sent as two separate writes (shows Nagle/delayed-ACK stalls in proxies)."""
+
+    async def get(self) -> None:
+        self.write(b"first ")
+        await self.flush()
+        self.write(b"second")
+        await self.flush()
+
+
+class Redirect(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.redirect("/docs/")
+
+
 class Exit(tornado.web.RequestHandler):
     def get(self) -> None:
         self.write("bye")
@@ -75,11 +117,16 @@ def make_app(heading: str, title: str, color: str) -> tornado.web.Application:
     return tornado.web.Application(
         [
             (r"/ws", Echo),
+            (r"/ws-headers", WsHeaders),
             (r"/headers", Headers),
             (r"/exit", Exit),
             (r"/pid", PidHandler),
+            (r"/bytes/(\d+)", Bytes),
+            (r"/twoframes", TwoFrames),
+            (r"/redirect", Redirect),
             (r"/.*", Page, page),
-        ]
+        ],
+        websocket_max_message_size=1 << 30,
     )
 
 
@@ -103,7 +150,7 @@ async def main() -> None:
     if args.unix_socket:
         server.add_socket(tornado.netutil.bind_unix_socket(args.unix_socket, mode=0o600))
         print(f"backend: listening on {args.unix_socket}", flush=True)
-    else:
+    if args.port is not None:
         server.add_sockets(
             tornado.netutil.bind_sockets(args.port, "127.0.0.1", family=socket.AF_INET)
         )

@@ -1,0 +1,152 @@
+"""Where sessions are registered for the nbviz server route (shared by kernel and server).
+
+A session is a 0700 directory ``<runtime>/nbviz/<session-id>/`` holding ``endpoint.json``
+(0600): where its backend listens (a Unix socket or a 127.0.0.1 port), who owns it, and
+route options. The server extension reads it per request; nothing else is shared. A server
+with the extension loaded writes ``<runtime>/nbviz/servers/<pid>.json`` so kernels know the
+route exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from . import _paths
+
+SESSION_ID = re.compile(r"^[0-9a-f]{12}$")
+ENDPOINT_FILE = "endpoint.json"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the server needs to route to one session."""
+
+    session_id: str
+    unix_socket: str | None = None
+    port: int | None = None
+    pid: int | None = None
+    owner_pid: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def absolute(self) -> bool:
+        """Hand the backend the full URL path (don't strip the route's prefix)."""
+        return bool(self.options.get("absolute"))
+
+
+def write_entry(session_dir: Path, entry: Entry) -> None:
+    data = {
+        "unix_socket": entry.unix_socket,
+        "port": entry.port,
+        "pid": entry.pid,
+        "owner_pid": entry.owner_pid,
+        "options": entry.options,
+    }
+    _paths.write_private(session_dir / ENDPOINT_FILE, json.dumps(data))
+
+
+def _is_private(path: Path, *, directory: bool) -> bool:
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    kind_ok = stat.S_ISDIR(info.st_mode) if directory else stat.S_ISREG(info.st_mode)
+    return kind_ok and info.st_uid == os.getuid() and not (info.st_mode & 0o077)
+
+
+def read_entry(session_id: str, root: Path | None = None) -> Entry | None:
+    """The session's entry, or None if unknown, malformed, or not private to this user."""
+    if not SESSION_ID.match(session_id):
+        return None
+    root = root or _paths._runtime_root()
+    session_dir = root / session_id
+    path = session_dir / ENDPOINT_FILE
+    if not (_is_private(root, directory=True) and _is_private(session_dir, directory=True)):
+        return None
+    if not _is_private(path, directory=False):
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return Entry(
+        session_id=session_id,
+        unix_socket=data.get("unix_socket"),
+        port=data.get("port"),
+        pid=data.get("pid"),
+        owner_pid=data.get("owner_pid"),
+        options=dict(data.get("options") or {}),
+    )
+
+
+def list_entries(root: Path | None = None) -> list[Entry]:
+    root = root or _paths._runtime_root()
+    if not root.is_dir():
+        return []
+    entries = [read_entry(p.name, root) for p in sorted(root.iterdir()) if SESSION_ID.match(p.name)]
+    return [e for e in entries if e is not None]
+
+
+def _alive(pid: int | None) -> bool:
+    return bool(pid) and psutil.pid_exists(int(pid))  # type: ignore[arg-type]
+
+
+def sweep_stale(root: Path | None = None) -> list[str]:
+    """Remove session directories whose kernel and backend are both gone; return their ids."""
+    root = root or _paths._runtime_root()
+    removed: list[str] = []
+    if not root.is_dir():
+        return removed
+    for path in root.iterdir():
+        if not SESSION_ID.match(path.name) or not _is_private(path, directory=True):
+            continue
+        entry = read_entry(path.name, root)
+        if entry is None:
+            # no endpoint file: a session being created, or a broken one; judge by age
+            try:
+                old = (time.time() - path.stat().st_mtime) > 3600
+            except OSError:
+                continue
+            if not old:
+                continue
+        elif _alive(entry.owner_pid) or _alive(entry.pid):
+            continue
+        _paths.remove_tree(path)
+        if entry and entry.unix_socket and not entry.unix_socket.startswith(str(path)):
+            try:
+                os.unlink(entry.unix_socket)
+            except OSError:
+                pass
+        removed.append(path.name)
+    servers = root / "servers"
+    if servers.is_dir():
+        for marker in servers.glob("*.json"):
+            if marker.stem.isdigit() and not _alive(int(marker.stem)):
+                marker.unlink(missing_ok=True)
+    return removed
+
+
+def server_marker(pid: int, root: Path | None = None) -> Path:
+    return (root or _paths._runtime_root()) / "servers" / f"{pid}.json"
+
+
+def announce_server(pid: int, info: dict[str, Any]) -> Path:
+    """Called by the server extension: the nbviz route is served by server ``pid``."""
+    servers = _paths.private_dir(_paths.runtime_root() / "servers")
+    path = servers / f"{pid}.json"
+    _paths.write_private(path, json.dumps(info))
+    return path
+
+
+def server_has_route(pid: int | None) -> bool:
+    """True when the Jupyter server ``pid`` has nbviz's server extension loaded."""
+    return bool(pid) and server_marker(int(pid)).exists() and _alive(pid)  # type: ignore[arg-type]

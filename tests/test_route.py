@@ -1,0 +1,287 @@
+"""nbviz's own route `{base}nbviz/<session>/`: streaming, big messages, credentials, privacy."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from jupyter_helpers import BACKEND, JupyterServer
+from test_jupyter import Kernel, start_app, ws_connect
+
+from nbviz import _registry
+from nbviz._process import Process
+from nbviz._spec import Spec
+
+pytestmark = pytest.mark.jupyter
+
+OTHER_USER = "nbviz-test-other"
+
+
+@pytest.fixture
+def app(kernel: Kernel) -> Iterator[dict[str, Any]]:
+    info = start_app(kernel, "nbviz-unix")
+    yield info
+    kernel.run("app.stop()")
+
+
+@pytest.fixture
+def kernel(jupyter_server: JupyterServer) -> Iterator[Kernel]:
+    k = Kernel(jupyter_server)
+    try:
+        yield k
+    finally:
+        k.close()
+
+
+def test_backend_never_sees_jupyters_credentials(
+    app: dict[str, Any], jupyter_server: JupyterServer
+) -> None:
+    cookie = (
+        f"_xsrf=2|abc; username-127-0-0-1-{jupyter_server.port}=login-secret; "
+        "jupyterhub-session-id=hub-secret; mine=kept"
+    )
+    status, body, _ = jupyter_server.get(
+        app["url"] + f"headers?token={jupyter_server.token}&a=1",
+        headers={"Cookie": cookie, "X-XSRFToken": "xsrf-secret"},
+    )
+    assert status == 200
+    seen = json.loads(body)
+    assert seen["query"] == "a=1"
+    assert seen["headers"].get("Cookie") == "mine=kept"
+    for secret in ("Authorization", "X-Xsrftoken"):
+        assert secret not in seen["headers"]
+    assert "secret" not in body.decode() and jupyter_server.token not in body.decode()
+    # the same for a websocket handshake
+    ws = ws_connect(
+        jupyter_server,
+        app["url"] + f"ws-headers?token={jupyter_server.token}&b=2",
+        header=[f"Authorization: token {jupyter_server.token}", f"Cookie: {cookie}"],
+    )
+    try:
+        handshake = json.loads(ws.recv())
+    finally:
+        ws.close()
+    assert handshake["query"] == "b=2"
+    assert handshake["headers"].get("Cookie") == "mine=kept"
+    assert "Authorization" not in handshake["headers"]
+    assert jupyter_server.token not in json.dumps(handshake)
+
+
+def test_a_1_gib_body_streams_with_bounded_server_memory(
+    app: dict[str, Any], jupyter_server: JupyterServer
+) -> None:
+    size = 1 << 30
+    server = psutil.Process(jupyter_server.proc.pid)  # type: ignore[union-attr]
+    baseline = server.memory_info().rss
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], server.memory_info().rss)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    request = urllib.request.Request(
+        jupyter_server.url(app["url"] + f"bytes/{size}"),
+        headers={"Authorization": f"token {jupyter_server.token}"},
+    )
+    received = 0
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            assert response.headers["Content-Length"] == str(size)
+            while chunk := response.read(1 << 20):
+                received += len(chunk)
+    finally:
+        done.set()
+        sampler.join()
+    assert received == size
+    growth = peak[0] - baseline
+    assert growth < 150 * (1 << 20), f"server grew by {growth >> 20} MiB while relaying 1 GiB"
+
+
+def test_a_20_mib_websocket_message(app: dict[str, Any], jupyter_server: JupyterServer) -> None:
+    ws = ws_connect(
+        jupyter_server, app["url"] + "ws", header=[f"Authorization: token {jupyter_server.token}"]
+    )
+    ws.settimeout(60)
+    try:
+        message = os.urandom(20 << 20)
+        ws.send_binary(message)
+        assert ws.recv() == message
+    finally:
+        ws.close()
+
+
+def test_redirects_stay_under_the_route(app: dict[str, Any], jupyter_server: JupyterServer) -> None:
+    status, _, headers = jupyter_server.get(app["url"] + "redirect")
+    assert status == 302
+    assert headers["Location"] == app["url"] + "docs/"
+
+
+def test_unknown_sessions_and_missing_slash(
+    app: dict[str, Any], jupyter_server: JupyterServer
+) -> None:
+    status, body, _ = jupyter_server.get("nbviz/000000000000/")
+    assert status == 404 and b"no session 000000000000" in body
+    assert jupyter_server.get("nbviz/not-a-session/")[0] in (302, 404)  # not our route at all
+    status, _, headers = jupyter_server.get(app["url"].rstrip("/"))
+    assert status == 302 and headers["Location"].endswith(app["url"])
+
+
+def test_sessions_api_lists_the_session(app: dict[str, Any], jupyter_server: JupyterServer) -> None:
+    status, body, _ = jupyter_server.get("nbviz/api/sessions")
+    assert status == 200
+    sessions = {s["id"]: s for s in json.loads(body)["sessions"]}
+    assert sessions[app["session"]]["transport"] == "unix"
+    assert sessions[app["session"]]["url"] == app["url"]
+    assert jupyter_server.get("nbviz/api/sessions", auth=False)[0] in (302, 403)
+
+
+def test_stopped_backend_gives_a_clear_502(kernel: Kernel, jupyter_server: JupyterServer) -> None:
+    info = start_app(kernel, "nbviz-unix")
+    kernel.run("import os, signal; os.kill(app.pid, signal.SIGKILL); import time; time.sleep(0.5)")
+    status, body, _ = jupyter_server.get(info["url"])
+    assert status == 502 and b"does not answer" in body
+    kernel.run("app.stop()")
+
+
+@pytest.fixture(scope="module")
+def server_without_nbviz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    server = JupyterServer(
+        root=Path(tmp_path_factory.mktemp("nonbviz")),
+        app="server",
+        extra_args=['--ServerApp.jpserver_extensions={"nbviz.serverext": False}'],
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_falls_back_to_jupyter_server_proxy(server_without_nbviz: JupyterServer) -> None:
+    kernel = Kernel(server_without_nbviz)
+    try:
+        info = start_app(kernel, "nbviz-tcp")
+    except AssertionError as exc:  # route="nbviz" was asked for explicitly: a clear error
+        assert "nbviz server extension is not loaded" in str(exc)
+    else:
+        raise AssertionError(f"route='nbviz' without the extension gave {info}")
+    out = kernel.run(
+        "import sys\nfrom nbviz import WebApp\n"
+        f"auto = WebApp([sys.executable, {str(BACKEND)!r}, '--port', '{{port}}'])\n"
+        "auto.wait_ready(30); print(auto.route, auto.url, auto.endpoint.port)\n"
+        "try:\n"
+        f"    WebApp([sys.executable, {str(BACKEND)!r}, '--unix-socket', '{{unix_socket}}'])\n"
+        "except Exception as exc:\n"
+        "    print('ERROR', exc)\n"
+    )
+    first, second = out.strip().splitlines()[-2:]
+    route, url, port = first.split()
+    assert (route, url) == ("proxy", f"/user/alice/proxy/{port}/")
+    assert second.startswith("ERROR nbviz: a backend on a Unix socket needs nbviz's own route")
+    status, body, _ = server_without_nbviz.get(url)
+    assert status == 200 and b"Hello" in body
+    kernel.run("auto.stop()")
+    kernel.close()
+
+
+def test_sweep_removes_sessions_of_dead_kernels(tmp_path: Path) -> None:
+    root = tmp_path / "nbviz"
+    root.mkdir(mode=0o700)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for session, owner in (("aaaaaaaaaaaa", dead.pid), ("bbbbbbbbbbbb", os.getpid())):
+        (root / session).mkdir(mode=0o700)
+        _registry.write_entry(
+            root / session, _registry.Entry(session, port=1, pid=dead.pid, owner_pid=owner)
+        )
+    assert _registry.sweep_stale(root) == ["aaaaaaaaaaaa"]
+    assert sorted(p.name for p in root.iterdir()) == ["bbbbbbbbbbbb"]
+
+
+# --------------------------------------------------------------------- other local users
+def _other_user() -> str:
+    if os.getuid() != 0 or not shutil.which("runuser") or not shutil.which("useradd"):
+        pytest.skip("creating a second local user needs root, runuser and useradd")
+    try:
+        pwd.getpwnam(OTHER_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", OTHER_USER], check=True
+        )
+    return OTHER_USER
+
+
+PROBE = """
+import json, os, socket, sys
+path, root, entry = sys.argv[1:4]
+result = {}
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(path); result["connect"] = "ok"
+except OSError as e:
+    result["connect"] = type(e).__name__
+for name, action in (("list", lambda: os.listdir(root)), ("read", lambda: open(entry).read())):
+    try:
+        action(); result[name] = "ok"
+    except OSError as e:
+        result[name] = type(e).__name__
+print(json.dumps(result))
+"""
+
+
+def _as_other(user: str, *args: str) -> dict[str, str]:
+    out = subprocess.run(
+        ["runuser", "-u", user, "--", "/usr/bin/python3", "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    return dict(json.loads(out))
+
+
+def test_another_local_user_cannot_reach_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    user = _other_user()
+    # A world-traversable parent, so only nbviz's own permissions stand in the way.
+    base = Path(tempfile.mkdtemp(prefix="nbviz-sec-", dir="/tmp"))
+    base.chmod(0o755)
+    monkeypatch.setenv("NBVIZ_RUNTIME_DIR", str(base / "nbviz"))
+    process = Process(Spec.build([sys.executable, str(BACKEND), "--unix-socket", "{unix_socket}"]))
+    try:
+        process.start()
+        process.wait_ready(30)
+        sock = process.endpoint.unix_socket  # type: ignore[union-attr]
+        entry = str(Path(process.session_dir) / "endpoint.json")  # type: ignore[arg-type]
+        root = str(base / "nbviz")
+        # we can
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(sock)
+        assert _as_other(user, sock, root, entry) == {
+            "connect": "PermissionError",
+            "list": "PermissionError",
+            "read": "PermissionError",
+        }
+        # control: with the permissions opened up the same probe gets through (the test can fail)
+        for path in (base / "nbviz", Path(process.session_dir)):  # type: ignore[arg-type]
+            path.chmod(0o755)
+        os.chmod(sock, 0o777)
+        os.chmod(entry, 0o644)
+        assert _as_other(user, sock, root, entry) == {"connect": "ok", "list": "ok", "read": "ok"}
+    finally:
+        process.stop()
+        shutil.rmtree(base, ignore_errors=True)
