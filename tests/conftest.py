@@ -5,12 +5,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from jupyter_helpers import JupyterServer
 
 
 @pytest.fixture(autouse=True)
-def _private_runtime(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _private_runtime(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each test's sessions live in their own runtime dir; no real Jupyter server is visible."""
     root = tmp_path_factory.mktemp("runtime")
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(root))

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from jupyter_helpers import JupyterServer
 
 pytestmark = pytest.mark.jupyter
@@ -48,7 +47,7 @@ def test_doctor_finds_the_server_and_tests_its_routes(jupyter_server: JupyterSer
     assert "[ok  ] absolute /user/alice/proxy/absolute/" in out
     assert "[ok  ] direct http://127.0.0.1:" in out
     assert "0 route problem(s)" in out
-    assert "Backends" in out and "apt-get install" in out or "[MISS]" not in out
+    assert ("Backends" in out and "apt-get install" in out) or "[MISS]" not in out
 
 
 def test_doctor_says_why_a_route_fails(server_without_proxy: JupyterServer) -> None:

@@ -13,7 +13,9 @@ from nbviz._routes import route_for, template_values, url_join
 from nbviz._server import ServerInfo, find_server, normalize_base_url
 from nbviz._spec import Endpoint
 
-HUB = ServerInfo(base_url="/user/alice/", source="jupyter-server", url="http://127.0.0.1:9/user/alice/")
+HUB = ServerInfo(
+    base_url="/user/alice/", source="jupyter-server", url="http://127.0.0.1:9/user/alice/"
+)
 
 
 @pytest.mark.parametrize(
@@ -77,7 +79,9 @@ def _write_server(runtime: Path, pid: int, base_url: str) -> None:
     (runtime / f"jpserver-{pid}.json").write_text(json.dumps(info))
 
 
-def test_find_server_matches_jpy_parent_pid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_server_matches_jpy_parent_pid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
     parent = os.getppid()  # a live process that is not us
     _write_server(tmp_path, parent, "/user/bob/")
@@ -92,7 +96,9 @@ def test_find_server_matches_jpy_parent_pid(tmp_path: Path, monkeypatch: pytest.
     assert find_server({"JPY_PARENT_PID": str(parent)}) is None
 
 
-def test_find_server_hub_prefix_and_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_server_hub_prefix_and_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
     hub = find_server({"JUPYTERHUB_SERVICE_PREFIX": "/user/carol"})
     assert hub is not None and (hub.base_url, hub.source) == ("/user/carol/", "jupyterhub")
