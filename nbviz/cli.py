@@ -11,9 +11,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from . import __version__, _paths, _server
+from . import __version__, _paths, _registry, _server
 from ._process import Process
-from ._routes import route_for, url_join
+from ._routes import NO_ROUTE_HINT, route_for, url_join
 from ._spec import INSTALL_HINTS, Spec
 
 OK, NO, INFO = "ok  ", "MISS", "    "
@@ -88,49 +88,72 @@ def _get(url: str, token: str) -> tuple[int, str]:
         return 0, str(exc)
 
 
+def _probe(listen: str) -> Process:
+    command = [
+        sys.executable,
+        "-m",
+        "nbviz._probe_server",
+        f"--{listen}",
+        "{" + listen.replace("-", "_") + "}",
+    ]
+    process = Process(Spec.build(command, timeout=15, name=f"doctor probe ({listen})"))
+    process.start()
+    return process
+
+
 def check_routes(servers: list[_server.ServerInfo]) -> int:
-    """Start a tiny backend and fetch it through each route of each server."""
-    print("Routes (tested with a real backend)")
-    spec = Spec.build(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "{port}"],
-        timeout=15,
-        name="doctor-probe",
-    )
-    process = Process(spec)
+    """Start two tiny backends (TCP, Unix socket) and fetch them through every route of every
+    server. Returns the number of servers (or the direct check) with no working route."""
+    print("Routes (tested with real probe backends)")
     failures = 0
+    processes: list[Process] = []
     try:
-        process.start()
-        process.wait_ready()
-        endpoint = process.endpoint
+        tcp, unix = _probe("port"), _probe("unix-socket")
+        processes += [tcp, unix]
+        tcp.wait_ready()
+        unix.wait_ready()
+        endpoint = tcp.endpoint
         assert endpoint is not None
         status, _ = _get(endpoint.http_url, "")
+        failures += status != 200
         _line(OK if status == 200 else NO, f"direct {endpoint.http_url}: HTTP {status}")
         for server in servers:
             if not server.url:
                 _line(INFO, f"{server.describe()}: not reachable from here, skipped")
                 continue
             origin = (
-                server.url.split(server.base_url, 1)[0]
-                if server.base_url != "/"
+                server.url[: len(server.url) - len(server.base_url)]
+                if server.url.endswith(server.base_url)
                 else server.url.rstrip("/")
             )
-            for absolute in (False, True):
-                route = route_for(endpoint, server, absolute=absolute)
-                status, _ = _get(origin + route.url, server.token)
-                # absolute routes hand the full path to the backend: 404 from http.server still
-                # proves the request reached it.
-                reached = status == 200 or (absolute and status == 404)
-                failures += not reached
-                why = "" if reached else _why(server, status)
-                _line(
-                    OK if reached else NO,
-                    f"{route.kind} {route.url} via {server.describe()}: HTTP {status}{why}",
+            working = 0
+            print(f"  via {server.describe()}")
+            if _registry.server_has_route(server.pid):
+                assert unix.endpoint is not None
+                route = route_for(
+                    unix.endpoint, server, session_id=unix.session_id, nbviz_route=True
                 )
+                status, _ = _get(origin + route.url, server.token)
+                working += status == 200
+                _line(
+                    OK if status == 200 else NO, f"nbviz {route.url} (Unix socket): HTTP {status}"
+                )
+            else:
+                _line(NO, f"nbviz route: {NO_ROUTE_HINT}")
+            for absolute in (False, True):
+                route = route_for(endpoint, server, absolute=absolute, choice="proxy")
+                status, _ = _get(origin + route.url, server.token)
+                reached = status == 200
+                working += reached
+                why = "" if reached else _why(server, status)
+                _line(OK if reached else NO, f"{route.kind} {route.url}: HTTP {status}{why}")
+            failures += working == 0
     except Exception as exc:  # doctor reports, it does not crash
         failures += 1
         _line(NO, f"could not start a probe backend: {exc}")
     finally:
-        process.stop()
+        for process in processes:
+            process.stop()
     return failures
 
 
@@ -184,9 +207,10 @@ def doctor(args: argparse.Namespace) -> int:
             False: "NO jupyter-server-proxy",
             None: "proxy unknown",
         }[proxy]
+        route = "nbviz route loaded" if _registry.server_has_route(server.pid) else "NO nbviz route"
         _line(
             OK if proxy else NO if proxy is False else INFO,
-            f"running: {server.describe()} -- {state}",
+            f"running: {server.describe()} -- {route}, {state}",
         )
     hub = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
     if hub:
@@ -210,7 +234,7 @@ def doctor(args: argparse.Namespace) -> int:
         + ("" if orphan_guard else " (needs /proc)"),
     )
     print()
-    print(f"{failures} route problem(s), {missing} backend(s) missing")
+    print(f"{failures} server(s) without a working route, {missing} backend(s) missing")
     return 1 if failures else 0
 
 

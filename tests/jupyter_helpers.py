@@ -33,7 +33,9 @@ class JupyterServer:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "JUPYTER"))}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "JUPYTER", "NBVIZ_"))
+        }
         env.update(
             JUPYTER_RUNTIME_DIR=str(self.root / "runtime"),
             JUPYTER_CONFIG_DIR=str(self.root / "config"),

@@ -29,7 +29,9 @@ def server_without_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[J
         root=Path(tmp_path_factory.mktemp("noproxy")),
         base_url="/user/bob/",
         app="server",
-        extra_args=['--ServerApp.jpserver_extensions={"jupyter_server_proxy": False}'],
+        extra_args=[
+            '--ServerApp.jpserver_extensions={"jupyter_server_proxy": False, "nbviz.serverext": False}'
+        ],
     ).start()
     try:
         yield server
@@ -42,11 +44,12 @@ def test_doctor_finds_the_server_and_tests_its_routes(jupyter_server: JupyterSer
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert f"pid {jupyter_server.proc.pid}" in out  # type: ignore[union-attr]
-    assert "jupyter-server-proxy loaded" in out
+    assert "nbviz route loaded, jupyter-server-proxy loaded" in out
+    assert "[ok  ] nbviz /user/alice/nbviz/" in out and "(Unix socket): HTTP 200" in out
     assert "[ok  ] proxy /user/alice/proxy/" in out
     assert "[ok  ] absolute /user/alice/proxy/absolute/" in out
     assert "[ok  ] direct http://127.0.0.1:" in out
-    assert "0 route problem(s)" in out
+    assert "0 server(s) without a working route" in out
     assert ("Backends" in out and "apt-get install" in out) or "[MISS]" not in out
 
 
@@ -54,9 +57,11 @@ def test_doctor_says_why_a_route_fails(server_without_proxy: JupyterServer) -> N
     result = doctor(server_without_proxy)
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
-    assert "NO jupyter-server-proxy" in out
+    assert "NO nbviz route, NO jupyter-server-proxy" in out
+    assert "[MISS] nbviz route: the nbviz server extension is not loaded" in out
     assert "[MISS] proxy /user/bob/proxy/" in out and "HTTP 404" in out
     assert "pip install jupyter-server-proxy" in out
+    assert "1 server(s) without a working route" in out
 
 
 def test_doctor_outside_jupyter(tmp_path: Path) -> None:
