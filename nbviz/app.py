@@ -213,9 +213,20 @@ class WebApp(Frame):
 
     # ------------------------------------------------------------------ state
     def _on_process_change(self, process: Process) -> None:
-        self._sync_status()
         if process.status == "ready":
+            self._backend_ready()
             self._check_proxy()
+        elif process.status in ("crashed", "stopped"):
+            self._backend_gone()
+        self._sync_status()
+
+    # Hooks for backend classes (called on the lifecycle thread, before the status trait and
+    # wait_ready() see the change).
+    def _backend_ready(self) -> None:
+        """The backend answers: connect control channels, launch helpers."""
+
+    def _backend_gone(self) -> None:
+        """The backend crashed or was stopped: drop channels, end helpers it does not own."""
 
     def _sync_status(self) -> None:
         process = self._process
