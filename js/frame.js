@@ -133,7 +133,7 @@ function render({ model, el: host }) {
       iframe.src = iframe.src;
     }
   });
-  button("\u29c9", "Open in a new browser tab", () => {
+  button("\u2197", "Open in a new browser tab", () => {
     const r = frameRoot(model);
     if (r) window.open(joinPath(r, model.get("path")), "_blank", "noopener");
   });
@@ -246,7 +246,10 @@ function render({ model, el: host }) {
   iframe.addEventListener("load", reportPath);
   const poll = setInterval(reportPath, POLL_MS);
   const onChange = () => update();
-  const onPath = () => navigate();
+  const onPath = () => {
+    updateBar(); // the bar shows the path, whichever side changed it
+    navigate();
+  };
   const onTitle = () => updateBar();
   model.on("change:status", onChange);
   model.on("change:url", onChange);
