@@ -126,19 +126,19 @@ function render({ model, el: host }) {
   root.append(bar, body);
   host.appendChild(root);
 
-  button("\u21bb", "Reload the page in the frame", () => {
+  button("reload", "Reload the page in the frame", () => {
     try {
       iframe.contentWindow?.location.reload();
     } catch {
       iframe.src = iframe.src;
     }
   });
-  button("\u2197", "Open in a new browser tab", () => {
+  button("open \u2197", "Open in a new browser tab", () => {
     const r = frameRoot(model);
     if (r) window.open(joinPath(r, model.get("path")), "_blank", "noopener");
   });
-  button("\u27f3", "Restart the backend", () => model.send({ action: "restart" }));
-  button("\u25a0", "Stop the backend", () => model.send({ action: "stop" }));
+  button("restart", "Restart the backend", () => model.send({ action: "restart" }));
+  button("stop", "Stop the backend", () => model.send({ action: "stop" }));
 
   /** @type {string | null} the root the iframe was last pointed at */
   let loadedRoot = null;
@@ -194,7 +194,9 @@ function render({ model, el: host }) {
     dot.dataset.status = status;
     dot.title = status;
     label.textContent = model.get("title") || model.get("page_title") || "";
-    info.textContent = status === "ready" ? model.get("path") : status;
+    const page = model.get("page_title");
+    const where = page && page !== label.textContent ? `${page} \u2014 ${model.get("path")}` : model.get("path");
+    info.textContent = status === "ready" ? where : status;
   }
 
   function updateElapsed() {

@@ -125,7 +125,7 @@ def test_webapp_shows_backend_page(notebook: Notebook, jupyter_server: JupyterSe
     assert "token" not in src
     # The bar shows the title and the path; the page's <title> came back to the kernel.
     expect(widget.locator(".nbviz-title")).to_have_text("backend.py")
-    expect(widget.locator(".nbviz-info")).to_have_text("/")
+    expect(widget.locator(".nbviz-info")).to_have_text("nbviz test backend \u2014 /")
     assert notebook.printed("print(app.page_title)") == "nbviz test backend"
     backend_pid(notebook)
 
@@ -161,17 +161,17 @@ def test_path_round_trips(notebook: Notebook) -> None:
 
     notebook.run('app.path = "/docs/"')
     expect(frame.locator("#where")).to_have_text("/docs/", timeout=10_000)
-    expect(widget.locator(".nbviz-info")).to_have_text("/docs/")
+    expect(widget.locator(".nbviz-info")).to_have_text("nbviz test backend \u2014 /docs/")
 
     frame.locator("a#to-root").click()
     expect(frame.locator("#where")).to_have_text("/", timeout=10_000)
     # The bar shows the model's path: once it reads "/", the front end has sent it.
-    expect(widget.locator(".nbviz-info")).to_have_text("/", timeout=10_000)
+    expect(widget.locator(".nbviz-info")).to_have_text("nbviz test backend \u2014 /", timeout=10_000)
     assert notebook.printed("print(repr(app.path))") == "'/'"
 
     frame.locator("a#to-docs").click()
     expect(frame.locator("#where")).to_have_text("/docs/", timeout=10_000)
-    expect(widget.locator(".nbviz-info")).to_have_text("/docs/", timeout=10_000)
+    expect(widget.locator(".nbviz-info")).to_have_text("nbviz test backend \u2014 /docs/", timeout=10_000)
     assert notebook.printed("print(repr(app.path))") == "'/docs/'"
     save_screenshot(widget, "path-docs")
 
