@@ -222,7 +222,11 @@ function render({ model, el: host }) {
     panel.style.display = ready ? "none" : "flex";
     progress.style.display = status === "starting" ? "block" : "none";
     panelActions.style.display = status === "crashed" || status === "stopped" ? "block" : "none";
-    if (status === "ready" && !ready) {
+    if (status === "ready" && model.get("route") === "none") {
+      panelTitle.textContent = "[nbviz] the backend runs, but this page cannot reach it";
+      panelText.textContent =
+        "The Jupyter server has no nbviz route: install nbviz where Jupyter runs and restart Jupyter.";
+    } else if (status === "ready" && !ready) {
       panelTitle.textContent = "[nbviz] cannot find this page's Jupyter base URL";
       panelText.textContent =
         "Set NBVIZ_BASE_URL in the kernel's environment to the server's base URL (e.g. /user/alice/).";

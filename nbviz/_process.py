@@ -303,6 +303,7 @@ class Process:
         values: dict[str, Any] = {
             "port": endpoint.port or "",
             "unix_socket": endpoint.unix_socket or "",
+            "session_dir": str(session_dir),
         }
         if self.template_values is not None:
             values.update(self.template_values(endpoint, self.session_id))

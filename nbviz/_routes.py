@@ -13,8 +13,10 @@ from ._spec import Endpoint
 #: proxy: ``{base}proxy/<port>/`` (jupyter-server-proxy strips the prefix);
 #: absolute: ``{base}proxy/absolute/<port>/`` (the backend sees the full path);
 #: relative: like proxy, but the base URL is only known to the front end;
-#: direct: ``http://127.0.0.1:<port>/`` with no Jupyter server in between.
-RouteKind = Literal["nbviz", "proxy", "absolute", "relative", "direct"]
+#: direct: ``http://127.0.0.1:<port>/`` with no Jupyter server in between;
+#: none: no browser can reach the backend (a Unix socket without nbviz's route); only the
+#: kernel API works (when the backend class allows that).
+RouteKind = Literal["nbviz", "proxy", "absolute", "relative", "direct", "none"]
 
 #: What users may ask for with ``route=``; "auto" picks the best available.
 RouteChoice = Literal["auto", "nbviz", "proxy", "direct"]
@@ -55,6 +57,7 @@ def route_for(
     nbviz_route: bool = False,
     absolute: bool = False,
     front_end_may_know: bool = False,
+    required: bool = True,
 ) -> Route:
     """Choose the route for ``endpoint``.
 
@@ -68,6 +71,8 @@ def route_for(
         url = url_join(server.base_url, "nbviz", session_id + "/")
         return Route(kind="nbviz", url=url, prefix=url)
     if endpoint.port is None:
+        if not required:
+            return Route(kind="none", url="", prefix="/")
         raise NbvizError(
             f"nbviz: a backend on a Unix socket needs nbviz's own route; {NO_ROUTE_HINT}"
         )

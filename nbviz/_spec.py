@@ -18,6 +18,7 @@ TEMPLATE_FIELDS: Mapping[str, str] = {
     "unix_socket": "the path of the Unix socket the backend must listen on",
     "base_url": "the Jupyter server's base URL, e.g. /user/alice/ (like jupyter-server-proxy)",
     "prefix": "the URL path under which the browser reaches this backend, ending in /",
+    "session_dir": "a private (0700) directory for this session's files, removed when it stops",
 }
 
 #: Install hints for programs users commonly start; used in ProgramNotFoundError.

@@ -128,6 +128,8 @@ class WebApp(Frame):
             self.start()
 
     _frame_actions = {"restart": "restart", "stop": "stop"}
+    #: False for backends whose kernel API is useful without a browser (route kind "none").
+    _route_required = True
 
     # ----------------------------------------------------------------- routing
     def _route_for(self, endpoint: Endpoint, session_id: str) -> _routes.Route:
@@ -139,6 +141,7 @@ class WebApp(Frame):
             nbviz_route=self._nbviz_route,
             absolute=self._absolute_url,
             front_end_may_know=_server.launched_by_jupyter(),
+            required=self._route_required,
         )
 
     def _values_for(self, endpoint: Endpoint, session_id: str) -> dict[str, str]:
@@ -152,6 +155,11 @@ class WebApp(Frame):
         self._process.start()
         route = self._route
         assert route is not None
+        if route.kind == "none":
+            warn(
+                f"nbviz: {self._spec.name} runs, but no browser can show it here: "
+                f"{_routes.NO_ROUTE_HINT}"
+            )
         if route.kind == "direct":
             warn(
                 f"nbviz: no Jupyter server found behind this kernel; the frame loads {route.url} "

@@ -30,7 +30,8 @@ def server_without_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[J
         base_url="/user/bob/",
         app="server",
         extra_args=[
-            '--ServerApp.jpserver_extensions={"jupyter_server_proxy": False, "nbviz.serverext": False}'
+            "--ServerApp.jpserver_extensions="
+            '{"jupyter_server_proxy": False, "nbviz.serverext": False}'
         ],
     ).start()
     try:
