@@ -10,6 +10,7 @@ from ._errors import (
 )
 from ._version import __version__
 from .app import NbvizWarning, WebApp
+from .desktop import RemoteDesktop
 
 __all__ = [
     "BackendExitedError",
@@ -18,6 +19,7 @@ __all__ = [
     "PortInUseError",
     "ProgramNotFoundError",
     "ReadyTimeoutError",
+    "RemoteDesktop",
     "TemplateError",
     "WebApp",
     "__version__",

@@ -1,0 +1,460 @@
+"""``RemoteDesktop``: an X11 desktop (Xpra or TigerVNC + noVNC) shown in a notebook cell."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import traitlets as t
+
+from .. import _orphans, _routes
+from .._errors import BackendStoppedError, NbvizError, PortInUseError, ProgramNotFoundError
+from .._process import kill_tree
+from .._routes import RouteChoice
+from .._spec import Endpoint, Spec, find_program
+from ..app import WebApp, warn
+from . import _launch
+
+Backend = Literal["xpra", "vnc"]
+
+#: How often the kernel looks at the desktop's clipboard and window list (seconds).
+POLL_INTERVAL = 1.0
+#: How long setting ``clipboard`` waits for the desktop to see the new text (seconds).
+CLIPBOARD_TIMEOUT = 3.0
+#: Programs each backend needs, with what to install.
+REQUIREMENTS: Mapping[str, Mapping[str, str]] = {
+    "xpra": {"xpra": "apt-get install xpra"},
+    "vnc": {
+        "Xvnc": "apt-get install tigervnc-standalone-server",
+        "vncpasswd": "apt-get install tigervnc-tools",
+    },
+}
+#: Tools nbviz runs on the desktop's display (Debian packages in parentheses).
+TOOLS: Mapping[str, str] = {
+    "xdpyinfo": "x11-utils",
+    "wmctrl": "wmctrl",
+    "xclip": "xclip",
+    "xrandr": "x11-xserver-utils",
+    "import": "imagemagick",
+    "xauth": "xauth",
+}
+#: Start page of each backend's HTML5 client (relative to the backend's root).
+CLIENT_PAGE: Mapping[str, str] = {"xpra": "/", "vnc": "/nbviz.html"}
+
+
+def missing_backend(backend: Backend) -> str | None:
+    """Why ``backend`` cannot run here (what to install), or None when it can."""
+    for program, install in REQUIREMENTS[backend].items():
+        if shutil.which(program) is None:
+            return f"{program} is not installed ({install})"
+    if backend == "vnc":
+        if importlib.util.find_spec("websockify") is None:
+            return "websockify is not installed (pip install 'websockify>=0.13')"
+        if not _launch.NOVNC_DIR.is_dir():
+            return "noVNC is not installed (apt-get install novnc)"
+    for program, package in TOOLS.items():
+        if shutil.which(program) is None:
+            return f"{program} is not installed (apt-get install {package})"
+    return None
+
+
+class Screenshot:
+    """A PNG image of the X screen; shows itself in a notebook cell."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def _repr_png_(self) -> bytes:
+        return self.data
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels, read from the PNG header."""
+        return int.from_bytes(self.data[16:20], "big"), int.from_bytes(self.data[20:24], "big")
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        Path(path).write_bytes(self.data)
+
+    def __repr__(self) -> str:
+        width, height = self.size
+        return f"<Screenshot {width}x{height} PNG, {len(self.data)} bytes>"
+
+
+class Program:
+    """A program started on the desktop by :meth:`RemoteDesktop.launch`."""
+
+    def __init__(self, argv: list[str], proc: subprocess.Popen[bytes]) -> None:
+        self.argv = argv
+        self._proc = proc
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self._proc.wait(timeout)
+
+    def stop(self) -> None:
+        """End the program (and whatever it started)."""
+        kill_tree(self._proc)  # also reaches what it started in its process group
+        _orphans.release(self._proc.pid)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else f"exited with {self.returncode}"
+        return f"<Program {shlex.join(self.argv)!r} pid={self.pid} {state}>"
+
+
+class RemoteDesktop(WebApp):
+    """An X11 desktop in a notebook cell: a window manager, an xterm and your X programs.
+
+    ``backend="xpra"`` (default) serves Xpra's HTML5 client; ``backend="vnc"`` runs TigerVNC
+    with noVNC. Either listens only on a private Unix socket behind the Jupyter server.
+
+    >>> desk = RemoteDesktop()
+    >>> desk.launch("xterm")
+    >>> desk.clipboard = "from the kernel"
+    >>> desk.screenshot()
+    >>> desk.stop()
+    """
+
+    windows = t.List(
+        t.Unicode(), read_only=True, help="Titles of the windows open on the desktop."
+    ).tag(sync=True)
+    clipboard = t.Unicode(
+        "",
+        help="The desktop's clipboard: set it to copy text into the desktop; what is copied "
+        "there shows up here (polled every second).",
+    ).tag(sync=True)
+    size = t.Tuple(
+        t.Int(), t.Int(), default_value=(1280, 800), help="Size of the X screen (width, height)."
+    ).tag(sync=True)
+    backend = t.Unicode("xpra", read_only=True, help="xpra or vnc.").tag(sync=True)
+    display = t.Unicode(
+        "", read_only=True, help="The X display (e.g. ':3'); empty while not running."
+    ).tag(sync=True)
+
+    def __init__(
+        self,
+        backend: Backend = "xpra",
+        *,
+        size: tuple[int, int] = (1280, 800),
+        start: Sequence[str] = ("xterm",),
+        window_manager: str = "openbox",
+        display: int | None = None,
+        height: int | str = 560,
+        timeout: float = 30,
+        route: RouteChoice = "auto",
+        title: str | None = None,
+        autostart: bool = True,
+    ) -> None:
+        if backend not in ("xpra", "vnc"):
+            raise NbvizError(f"nbviz: backend must be 'xpra' or 'vnc', not {backend!r}")
+        problem = missing_backend(backend)
+        if problem:
+            other: Backend = "vnc" if backend == "xpra" else "xpra"
+            offer = (
+                f", or use RemoteDesktop(backend={other!r})"
+                if missing_backend(other) is None
+                else ""
+            )
+            raise ProgramNotFoundError(
+                f"nbviz: the {backend} desktop cannot start: {problem}; install it{offer}"
+            )
+        width, height_px = _valid_size(size)
+        if display is not None and _launch.display_in_use(display):
+            raise PortInUseError(
+                f"nbviz: X display :{display} is in use; pick another or leave display= unset"
+            )
+        command = [
+            sys.executable,
+            str(Path(_launch.__file__).resolve()),
+            "--backend",
+            backend,
+            "--socket",
+            "{unix_socket}",
+            "--size",
+            f"{width}x{height_px}",
+            "--wm",
+            window_manager,
+        ]
+        if display is not None:
+            command += ["--display", str(int(display))]
+        for program in start:
+            command += ["--start", program]
+        spec = Spec.build(
+            command,
+            unix_socket=True,
+            ready_path=CLIENT_PAGE[backend],
+            timeout=timeout,
+            probe=_desktop_is_up,
+            name=f"{backend} desktop",
+        )
+        self._launched: list[Program] = []
+        self._info: dict[str, Any] = {}
+        self._poller: threading.Thread | None = None
+        self._poll_stop = threading.Event()
+        self._clipboard_owner: subprocess.Popen[bytes] | None = None
+        self._applying = threading.Lock()
+        self._from_desktop = False
+        self._launch_size = (width, height_px)
+        self._init_backend(
+            spec,
+            route=route,
+            height=height,
+            title=title or ("Desktop (Xpra)" if backend == "xpra" else "Desktop (VNC)"),
+            path=CLIENT_PAGE[backend],
+            start=False,
+        )
+        self.set_trait("backend", backend)
+        self.size = (width, height_px)
+        self.observe(self._on_clipboard, names="clipboard")
+        self.observe(self._on_size, names="size")
+        if autostart:
+            self.start()
+
+    # --------------------------------------------------------------- lifecycle
+    def _backend_ready(self) -> None:
+        self._info = _read_info(self.endpoint)
+        if self.backend == "vnc":
+            # The password goes in the fragment: the browser never sends it to a server.
+            self.path = f"{CLIENT_PAGE['vnc']}#autoconnect=true&reconnect=true&resize=scale" + (
+                f"&password={self._info.get('password', '')}"
+            )
+        else:
+            self.path = CLIENT_PAGE["xpra"]
+        self.set_trait("display", str(self._info.get("display", "")))
+        if tuple(self.size) != self._launch_size:  # resized while stopped
+            with contextlib.suppress(RuntimeError):
+                _launch.set_screen_size(self.x_env, *self.size)
+        self._poll_stop.clear()
+        self._poller = threading.Thread(target=self._poll, name="nbviz-desktop-poll", daemon=True)
+        self._poller.start()
+
+    def _backend_gone(self) -> None:
+        self._poll_stop.set()
+        for program in self._launched:
+            program.stop()
+        self._launched = []
+        owner, self._clipboard_owner = self._clipboard_owner, None
+        if owner is not None:
+            Program([], owner).stop()
+        self._info = {}
+        with self.hold_sync():
+            self.set_trait("display", "")
+            self.set_trait("windows", [])
+
+    def _route_for(self, endpoint: Endpoint, session_id: str) -> _routes.Route:
+        try:
+            return super()._route_for(endpoint, session_id)
+        except NbvizError:
+            if self._route_choice != "auto":
+                raise
+        # No Jupyter server with nbviz's route (plain IPython, nbclient, a script): the desktop
+        # still runs and is usable from the kernel; it just cannot be shown.
+        warn(
+            "nbviz: no Jupyter server with nbviz's route was found behind this kernel, so the "
+            "desktop cannot be shown in the page (launch(), screenshot(), clipboard and windows "
+            "work); if Jupyter runs this kernel, install nbviz where Jupyter runs and restart it"
+        )
+        return _routes.Route(kind="relative", url="", prefix="/")
+
+    # ---------------------------------------------------------------- the display
+    @property
+    def x_env(self) -> dict[str, str]:
+        """Environment for an X program on this desktop (``DISPLAY``, ``XAUTHORITY``)."""
+        if not self._info or self._process.status != "ready":
+            self.wait_ready()
+        if not self._info:
+            raise BackendStoppedError("nbviz: the desktop is not running; call start()")
+        env = dict(os.environ)
+        env.update(DISPLAY=self._info["display"], XAUTHORITY=self._info["xauthority"])
+        return env
+
+    def _x(self, argv: list[str], *, input: bytes | None = None, timeout: float = 10) -> bytes:
+        """Run an X tool on the desktop; raises NbvizError with its message when it fails."""
+        env = self.x_env
+        program = find_program(argv[0], env)
+        try:
+            result = subprocess.run(
+                [program, *argv[1:]], env=env, input=input, capture_output=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired:
+            raise NbvizError(f"nbviz: {argv[0]} did not finish in {timeout:g} s") from None
+        if result.returncode != 0:
+            raise NbvizError(
+                f"nbviz: {shlex.join(argv)} failed on {env['DISPLAY']}: "
+                f"{result.stderr.decode(errors='replace').strip()}"
+            )
+        return result.stdout
+
+    def launch(
+        self,
+        program: str | Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> Program:
+        """Start an X program on this desktop; it ends with the desktop (and the kernel)."""
+        argv = shlex.split(program) if isinstance(program, str) else [str(a) for a in program]
+        if not argv:
+            raise NbvizError("nbviz: launch() needs a program, e.g. desk.launch('xterm')")
+        full_env = self.x_env
+        full_env.update(env or {})
+        argv[0] = find_program(argv[0], full_env)
+        session_dir = self._process.session_dir
+        log = os.open(
+            session_dir / "programs.log" if session_dir else os.devnull,
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+            0o600,
+        )
+        try:
+            proc = subprocess.Popen(
+                argv,
+                env=full_env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: stop() ends what it starts too
+            )
+        except OSError as exc:
+            raise NbvizError(f"nbviz: could not start {argv[0]}: {exc.strerror or exc}") from None
+        finally:
+            os.close(log)
+        _orphans.guard(proc.pid, [])
+        handle = Program(argv, proc)
+        self._launched.append(handle)
+        return handle
+
+    def screenshot(self) -> Screenshot:
+        """A PNG of the whole X screen, taken on the server (no browser needed)."""
+        return Screenshot(self._x(["import", "-window", "root", "png:-"], timeout=30))
+
+    def refresh(self) -> None:
+        """Read the desktop's window list and clipboard now (they are also polled)."""
+        windows = self._read_windows()
+        text = self._read_clipboard()
+        with self.hold_sync():
+            self.set_trait("windows", windows)
+            if text is not None and text != self.clipboard:
+                self._from_desktop = True
+                try:
+                    self.clipboard = text
+                finally:
+                    self._from_desktop = False
+
+    def _read_windows(self) -> list[str]:
+        lines = self._x(["wmctrl", "-l"]).decode(errors="replace").splitlines()
+        titles = []
+        for line in lines:
+            parts = line.split(None, 3)
+            titles.append(parts[3] if len(parts) == 4 else "")
+        return titles
+
+    def _read_clipboard(self) -> str | None:
+        env = self.x_env
+        try:
+            result = subprocess.run(
+                [find_program("xclip", env), "-selection", "clipboard", "-o"],
+                env=env,
+                capture_output=True,
+                timeout=5,
+            )
+        except subprocess.TimeoutExpired:
+            return None
+        if result.returncode != 0:  # nothing copied yet
+            return None
+        return result.stdout.decode(errors="replace")
+
+    def _poll(self) -> None:
+        while not self._poll_stop.wait(POLL_INTERVAL):
+            with contextlib.suppress(NbvizError, OSError):
+                if self._process.status == "ready":
+                    self.refresh()
+
+    # ------------------------------------------------------------- observers
+    def _on_clipboard(self, change: dict[str, Any]) -> None:
+        if self._from_desktop or self._process.status != "ready":
+            return
+        env = self.x_env
+        old = self._clipboard_owner
+        # xclip keeps running (-quiet: in the foreground) as the selection's owner until
+        # something else is copied.
+        proc = subprocess.Popen(
+            [find_program("xclip", env), "-selection", "clipboard", "-i", "-quiet"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        _orphans.guard(proc.pid, [])
+        assert proc.stdin is not None
+        proc.stdin.write(str(change["new"]).encode())
+        proc.stdin.close()
+        self._clipboard_owner = proc
+        if old is not None:
+            Program([], old).stop()
+        # Return once the desktop sees the text (xclip takes the selection asynchronously).
+        deadline = time.monotonic() + CLIPBOARD_TIMEOUT
+        while self._read_clipboard() != change["new"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _on_size(self, change: dict[str, Any]) -> None:
+        width, height = _valid_size(change["new"])
+        if self._process.status != "ready":
+            return  # applied when the desktop is ready
+        try:
+            _launch.set_screen_size(self.x_env, width, height)
+        except RuntimeError as exc:
+            raise NbvizError(
+                f"nbviz: could not resize the desktop to {width}x{height}: {exc}"
+            ) from None
+
+    def __repr__(self) -> str:
+        where = f" on {self.display}" if self.display else ""
+        return f"<RemoteDesktop {self.backend} {self.status}{where}>"
+
+
+def _valid_size(size: Sequence[int]) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise NbvizError(f"nbviz: size must be (width, height), not {size!r}") from None
+    if not (64 <= width <= 8192 and 64 <= height <= 8192):
+        raise NbvizError(f"nbviz: size must be between 64 and 8192 pixels, not {size!r}")
+    return width, height
+
+
+def _read_info(endpoint: Endpoint | None) -> dict[str, Any]:
+    if endpoint is None or endpoint.unix_socket is None:
+        return {}
+    path = _launch.state_dir_for(endpoint.unix_socket) / "desktop.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _desktop_is_up(endpoint: Endpoint) -> bool:
+    """Readiness: the web client answers and the launcher has the desktop running."""
+    return bool(_read_info(endpoint))

@@ -1,0 +1,467 @@
+"""The backend process of a RemoteDesktop: X server, window manager, web client, in one group.
+
+Run by :class:`nbviz.desktop.RemoteDesktop` as its backend command::
+
+    python -m nbviz.desktop._launch --backend xpra --socket S --size 1280x800 --start xterm
+
+It starts every piece as its own child (so nbviz's process-group kill and orphan watchdog end
+all of them), writes ``desktop.json`` (display, Xauthority) into a private state directory next
+to the socket once the desktop is usable, then watches: if the X server or the web-facing
+process exits, it ends the rest and exits non-zero with a line that says what happened.
+
+- ``xpra``: ``xpra start-desktop`` on its own Xvfb, HTML5 client and websocket on the Unix
+  socket ``S``; nbviz's own copy of the Xpra config (no Xsession pop-up).
+- ``vnc``: TigerVNC's ``Xvnc`` on a private Unix socket with a per-session VNC password, and
+  websockify serving noVNC on ``S``.
+
+Only the standard library is used here (websockify runs as its own module). Secrets are
+passed in files (0600), never on command lines or in the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: The X framebuffer Xvfb (under Xpra) allocates; the screen can be resized up to it.
+MIN_FRAMEBUFFER = (2560, 1600)
+NOVNC_DIR = Path("/usr/share/novnc")
+XPRA_CONF_DIR = Path("/etc/xpra")
+BACKGROUND = "#3b5b7a"
+X_START_TIMEOUT = 20.0
+WM_START_TIMEOUT = 10.0
+
+#: The page that forwards the browser to noVNC with the websocket path under the route
+#: (computed from the page's own location, so it works behind any prefix). The password comes
+#: in the fragment, which browsers never send to a server (so it is in no log).
+NOVNC_START_PAGE = """<!doctype html>
+<meta charset="utf-8"><title>nbviz desktop</title>
+<script>
+  const here = location.pathname.replace(/[^/]*$/, "");
+  const hash = location.hash ? location.hash.slice(1) + "&" : "";
+  location.replace("vnc.html#" + hash + "path=" + encodeURIComponent(here.slice(1) + "websockify"));
+</script>
+"""
+
+XPRA_QUIET = [
+    "--daemon=no",
+    "--systemd-run=no",
+    "--pulseaudio=no",
+    "--notifications=no",
+    "--mdns=no",
+    "--webcam=no",
+    "--printing=no",
+    "--speaker=off",
+    "--microphone=off",
+    "--dbus-launch=",
+    "--dbus-proxy=no",
+    "--dbus-control=no",
+    "--file-transfer=no",
+    "--clipboard=no",  # else Xpra owns the X clipboard and stalls readers with no client
+    "--open-files=no",
+    "--resize-display=no",
+]
+
+
+def say(message: str) -> None:
+    print(f"nbviz-desktop: {message}", flush=True)
+
+
+def state_dir_for(socket_path: str) -> Path:
+    """The launcher's private directory for a given web socket path (shared with the kernel)."""
+    path = Path(socket_path)
+    return path.with_name(path.stem + ".d")
+
+
+def display_in_use(number: int) -> bool:
+    """True if an X server has (or had, still alive) display ``:number``."""
+    if Path(f"/tmp/.X11-unix/X{number}").exists():
+        return True
+    lock = Path(f"/tmp/.X{number}-lock")
+    try:
+        pid = int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def set_screen_size(env: dict[str, str], width: int, height: int) -> None:
+    """Resize the X screen of ``env["DISPLAY"]`` with RandR (Xvfb and Xvnc both accept it).
+
+    Raises ``RuntimeError`` with xrandr's message when the server refuses.
+    """
+
+    def xrandr(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["xrandr", *args], env=env, capture_output=True, text=True, check=False, timeout=10
+        )
+
+    query = xrandr("-q")
+    if query.returncode != 0:
+        raise RuntimeError(query.stderr.strip() or "xrandr -q failed")
+    lines = query.stdout.splitlines()
+    output = next((ln.split()[0] for ln in lines if " connected" in ln), None)
+    if output is None:
+        raise RuntimeError("the X server has no connected RandR output")
+    mode = f"{width}x{height}"
+    if not any(ln.split()[:1] == [mode] for ln in lines):
+        xrandr("--newmode", mode, "0", str(width), "0", "0", "0", str(height), "0", "0", "0")
+        xrandr("--addmode", output, mode)
+    result = xrandr("--output", output, "--mode", mode, "--fb", mode)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr.strip() or f"xrandr could not set {mode}")
+
+
+def write_private(path: Path, data: str | bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+def xpra_config(state: Path) -> Path:
+    """A copy of the system Xpra config without the Xsession start command (it pops up an
+    error window) and without the huge default virtual screen."""
+    conf = state / "xpra-conf"
+    shutil.copytree(XPRA_CONF_DIR, conf, ignore=shutil.ignore_patterns("*.pem"))
+    for file in conf.rglob("*.conf"):
+        lines = file.read_text().splitlines()
+        kept = [
+            line
+            for line in lines
+            if not line.strip().startswith(("start = /etc/X11/Xsession", "xvfb ="))
+        ]
+        if kept != lines:
+            file.write_text("\n".join(kept) + "\n")
+    return conf
+
+
+def vnc_password_file(state: Path, password: str) -> Path:
+    """TigerVNC's obfuscated password file, written by ``vncpasswd -f`` from stdin."""
+    vncpasswd = shutil.which("vncpasswd")
+    if vncpasswd is None:
+        raise SystemExit("nbviz: vncpasswd not found; install it (apt-get install tigervnc-tools)")
+    out = subprocess.run(
+        [vncpasswd, "-f"], input=password.encode(), capture_output=True, check=True
+    ).stdout
+    path = state / "passwd"
+    write_private(path, out)
+    return path
+
+
+def novnc_web_root(state: Path) -> Path:
+    """noVNC's files plus nbviz's start page (the page that computes the websocket path)."""
+    web = state / "web"
+    web.mkdir(mode=0o700)
+    for entry in NOVNC_DIR.iterdir():
+        (web / entry.name).symlink_to(entry)
+    (web / "nbviz.html").write_text(NOVNC_START_PAGE)
+    return web
+
+
+class Launcher:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.socket = args.socket
+        self.state = state_dir_for(args.socket)
+        self.children: dict[int, tuple[str, subprocess.Popen[bytes], bool]] = {}
+        self.display = ""
+        self.env = dict(os.environ)
+
+    # ---------------------------------------------------------------- helpers
+    def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        essential: bool,
+        env: dict[str, str],
+        pass_fds: tuple[int, ...] = (),
+    ) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env, pass_fds=pass_fds)
+        self.children[proc.pid] = (name, proc, essential)
+        return proc
+
+    def end_children(self) -> None:
+        procs = [proc for _name, proc, _essential in self.children.values()]
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 3
+        for proc in procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(self.state, ignore_errors=True)
+
+    def read_display(self, read_fd: int, server: subprocess.Popen[bytes]) -> str:
+        """The display number the X server writes to its -displayfd pipe."""
+        deadline = time.monotonic() + X_START_TIMEOUT
+        data = b""
+        os.set_blocking(read_fd, False)
+        while not data.endswith(b"\n"):
+            if server.poll() is not None:
+                raise SystemExit(
+                    f"nbviz: the X server exited with code {server.returncode} while starting; "
+                    "see the lines above"
+                )
+            if time.monotonic() > deadline:
+                raise SystemExit(f"nbviz: the X server did not start in {X_START_TIMEOUT:g} s")
+            try:
+                chunk = os.read(read_fd, 64)
+            except BlockingIOError:
+                time.sleep(0.02)
+                continue
+            if not chunk:
+                time.sleep(0.02)
+                continue
+            data += chunk
+        os.close(read_fd)
+        return ":" + data.decode().strip().lstrip(":")
+
+    def wait_for_x(self) -> None:
+        deadline = time.monotonic() + X_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.x_run(["xdpyinfo"], quiet=True) == 0:
+                return
+            time.sleep(0.05)
+        raise SystemExit(f"nbviz: the X server on {self.display} does not answer")
+
+    def wait_for_wm(self) -> None:
+        """Wait until the window manager runs, so windows mapped next get managed (a window
+        mapped while it starts up may be missed: no decorations, not in the window list)."""
+        deadline = time.monotonic() + WM_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.x_run(["wmctrl", "-m"], quiet=True) in (0, 127):
+                return
+            time.sleep(0.03)
+        say(f"the window manager did not start in {WM_START_TIMEOUT:g} s")
+
+    def x_run(self, argv: list[str], quiet: bool = False) -> int:
+        if shutil.which(argv[0]) is None:
+            say(f"{argv[0]} not found, skipped")
+            return 127
+        out = subprocess.DEVNULL if quiet else None
+        return subprocess.run(argv, env=self.env, stdout=out, stderr=out, check=False).returncode
+
+    # ----------------------------------------------------------------- pieces
+    def start_xpra(self, read_fd: int, write_fd: int) -> None:
+        xpra = shutil.which("xpra")
+        if xpra is None:
+            raise SystemExit("nbviz: xpra not found; install it (apt-get install xpra)")
+        width, height = self.args.size
+        fb_w, fb_h = max(width, MIN_FRAMEBUFFER[0]), max(height, MIN_FRAMEBUFFER[1])
+        xvfb = (
+            "Xvfb +extension GLX +extension Composite +extension RANDR "
+            f"-screen 0 {fb_w}x{fb_h}x24+32 -dpi 96 -nolisten tcp -noreset -auth $XAUTHORITY"
+        )
+        self.env["XPRA_SYSTEM_CONF_DIRS"] = str(xpra_config(self.state))
+        self.env["XPRA_USER_CONF_DIRS"] = str(self.state / "xpra-user")
+        where = [f":{self.args.display}"] if self.args.display is not None else []
+        argv = [
+            xpra,
+            "start-desktop",
+            *where,
+            f"--displayfd={write_fd}",
+            f"--bind={self.socket}",
+            "--html=on",
+            f"--socket-dirs={self.state}",
+            f"--xvfb={xvfb}",
+            *XPRA_QUIET,
+        ]
+        proc = self.spawn("xpra", argv, essential=True, env=self.env, pass_fds=(write_fd,))
+        os.close(write_fd)
+        self.display = self.read_display(read_fd, proc)
+        self.env["DISPLAY"] = self.display
+
+    def start_xvnc(self, read_fd: int, write_fd: int) -> str:
+        xvnc = shutil.which("Xvnc")
+        if xvnc is None:
+            raise SystemExit(
+                "nbviz: Xvnc not found; install it (apt-get install tigervnc-standalone-server)"
+            )
+        width, height = self.args.size
+        password = secrets.token_urlsafe(6)[:8]  # VncAuth uses at most 8 characters
+        passwd = vnc_password_file(self.state, password)
+        rfb = self.state / "vnc.sock"
+        where = [f":{self.args.display}"] if self.args.display is not None else []
+        argv = [
+            xvnc,
+            *where,
+            "-displayfd",
+            str(write_fd),
+            "-geometry",
+            f"{width}x{height}",
+            "-depth",
+            "24",
+            "-rfbport",
+            "-1",
+            "-rfbunixpath",
+            str(rfb),
+            "-rfbunixmode",
+            "0600",
+            "-SecurityTypes",
+            "VncAuth",
+            "-PasswordFile",
+            str(passwd),
+            "-nolisten",
+            "tcp",
+            "-auth",
+            self.env["XAUTHORITY"],
+            "-desktop",
+            "nbviz",
+        ]
+        proc = self.spawn("Xvnc", argv, essential=True, env=self.env, pass_fds=(write_fd,))
+        os.close(write_fd)
+        self.display = self.read_display(read_fd, proc)
+        self.env["DISPLAY"] = self.display
+        # The server accepted the cookie under :0 (it loads every entry); clients look it up
+        # under the real display number.
+        self.add_cookie(self.display)
+        return password
+
+    def add_cookie(self, display: str) -> None:
+        subprocess.run(
+            ["xauth", "-q", "-f", self.env["XAUTHORITY"], "add", display, ".", self.cookie],
+            check=True,
+        )
+
+    def start_websockify(self) -> None:
+        web = novnc_web_root(self.state)
+        argv = [
+            sys.executable,
+            "-m",
+            "websockify",
+            "--web",
+            str(web),
+            f"--unix-target={self.state / 'vnc.sock'}",
+            f"--unix-listen={self.socket}",
+            "--unix-listen-mode=0600",
+            "--heartbeat=30",
+        ]
+        self.spawn("websockify", argv, essential=True, env=self.env)
+
+    def start_session(self) -> None:
+        self.x_run(["xsetroot", "-solid", BACKGROUND])
+        if self.args.backend == "xpra":  # Xvfb starts at its full framebuffer size
+            set_screen_size(self.env, *self.args.size)
+        if self.args.wm:
+            wm = shutil.which(self.args.wm)
+            if wm is None:
+                say(f"window manager {self.args.wm} not found (apt-get install openbox); none")
+            else:
+                self.spawn("window manager", [wm], essential=False, env=self.env)
+                self.wait_for_wm()
+        for command in self.args.start:
+            program = shutil.which(command.split()[0])
+            if program is None:
+                say(f"{command.split()[0]} not found, not started")
+                continue
+            self.spawn(command, [program, *command.split()[1:]], essential=False, env=self.env)
+
+    # -------------------------------------------------------------------- run
+    def run(self) -> int:
+        self.state.mkdir(mode=0o700, exist_ok=True)
+        xauthority = self.state / "Xauthority"
+        write_private(xauthority, b"")
+        self.env["XAUTHORITY"] = str(xauthority)
+        self.cookie = secrets.token_hex(16)
+        read_fd, write_fd = os.pipe()
+        info: dict[str, object] = {}
+        if self.args.backend == "xpra":
+            self.start_xpra(read_fd, write_fd)
+        else:
+            self.add_cookie(":0")
+            info["password"] = self.start_xvnc(read_fd, write_fd)
+        self.wait_for_x()
+        self.start_session()
+        info.update(display=self.display, xauthority=str(xauthority), pid=os.getpid())
+        info_path = self.state / "desktop.json"
+        write_private(self.state / ".desktop.json", json.dumps(info))
+        os.replace(self.state / ".desktop.json", info_path)
+        if self.args.backend == "vnc":
+            self.start_websockify()
+        say(f"desktop on display {self.display} ({self.args.backend})")
+        return self.watch()
+
+    def watch(self) -> int:
+        while True:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                return 0
+            entry = self.children.pop(pid, None)
+            if entry is None:
+                continue
+            name, proc, essential = entry
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            how = describe(proc.returncode)
+            if essential:
+                say(
+                    f"nbviz: {name} exited ({how}); the desktop is gone, restart() starts a new one"
+                )
+                return 1
+            say(f"{name} exited ({how})")
+
+
+def describe(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    return int(width), int(height)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nbviz.desktop._launch")
+    parser.add_argument("--backend", choices=("xpra", "vnc"), default="xpra")
+    parser.add_argument("--socket", required=True, help="Unix socket the web client is served on")
+    parser.add_argument("--size", type=parse_size, default=(1280, 800))
+    parser.add_argument("--display", type=int, default=None, help="X display number (auto)")
+    parser.add_argument("--wm", default="openbox", help="window manager ('' for none)")
+    parser.add_argument("--start", action="append", default=[], help="program to start")
+    args = parser.parse_args(argv)
+    if args.display is not None and display_in_use(args.display):
+        say(f"nbviz: display :{args.display} is in use; pick another or leave display= unset")
+        return 2
+    launcher = Launcher(args)
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+    try:
+        return launcher.run()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            say(exc.code)
+            return 1
+        return int(exc.code or 0)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        launcher.end_children()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

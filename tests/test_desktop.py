@@ -1,0 +1,435 @@
+"""RemoteDesktop: real Xpra / TigerVNC desktops, real X programs, a real Jupyter server.
+
+Every test starts real processes (X server, window manager, web client, xterm) and looks at
+what they do: windows listed by the window manager, text typed with xdotool arriving in a
+file written by the xterm's shell, pixels of server-side screenshots, the clipboard as X
+programs see it, and the process table after stop() and after SIGKILL of the kernel.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import websocket
+from jupyter_helpers import JupyterServer, wait_until
+from PIL import Image, ImageChops
+from test_jupyter import Kernel, ws_connect
+from test_route import OTHER_USER, _other_user
+
+from nbviz import NbvizError, NbvizWarning, PortInUseError, ProgramNotFoundError, RemoteDesktop
+from nbviz.desktop import _desktop, _launch
+
+BACKENDS = ["xpra", "vnc"]
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def need(backend: str) -> None:
+    problem = _desktop.missing_backend(backend)  # type: ignore[arg-type]
+    if problem is None and shutil.which("xdotool"):
+        return
+    problem = problem or "xdotool is not installed (apt-get install xdotool)"
+    if os.environ.get("CI"):  # CI installs scripts/debian-packages.txt: a missing one is a bug
+        pytest.fail(f"{backend}: {problem}")
+    pytest.skip(f"{backend}: {problem}")
+
+
+def new_desktop(backend: str, **kwargs: Any) -> RemoteDesktop:
+    """A desktop in this process: no Jupyter server, so it runs but is not shown (a warning)."""
+    need(backend)
+    with pytest.warns(NbvizWarning, match="cannot be shown in the page"):
+        desk = RemoteDesktop(backend, **kwargs)  # type: ignore[arg-type]
+    desk.wait_ready(30)
+    return desk
+
+
+@pytest.fixture(params=BACKENDS)
+def desk(request: pytest.FixtureRequest) -> Iterator[RemoteDesktop]:
+    desk = new_desktop(request.param)
+    try:
+        yield desk
+    finally:
+        desk.stop()
+
+
+def tree(pid: int | None) -> set[int]:
+    if pid is None:
+        return set()
+    try:
+        root = psutil.Process(pid)
+        return {pid} | {p.pid for p in root.children(recursive=True)}
+    except psutil.Error:
+        return set()
+
+
+def alive(pids: set[int]) -> set[int]:
+    living = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                living.add(pid)
+        except psutil.Error:
+            pass
+    return living
+
+
+def names(pids: set[int]) -> set[str]:
+    found = set()
+    for pid in pids:
+        try:
+            found.add(psutil.Process(pid).name())
+        except psutil.Error:
+            pass
+    return found
+
+
+def x_run(desk: RemoteDesktop, *argv: str) -> str:
+    return subprocess.run(
+        argv, env=desk.x_env, capture_output=True, text=True, check=True, timeout=20
+    ).stdout
+
+
+def pixels(shot: _desktop.Screenshot) -> Image.Image:
+    return Image.open(io.BytesIO(shot.data)).convert("RGB")
+
+
+def changed_pixels(a: Image.Image, b: Image.Image) -> int:
+    diff = ImageChops.difference(a, b).convert("L").point(lambda v: 255 if v > 40 else 0)
+    return int(diff.histogram()[255])
+
+
+# ------------------------------------------------------------------ pure logic
+def test_sizes_are_validated() -> None:
+    assert _desktop._valid_size((800, 600)) == (800, 600)
+    for bad in ((10, 600), (800,), "big", (800, 100_000)):
+        with pytest.raises(NbvizError, match=r"^nbviz: size must be"):
+            _desktop._valid_size(bad)  # type: ignore[arg-type]
+    assert _launch.parse_size("1024x768") == (1024, 768)
+
+
+def test_state_dir_is_next_to_the_socket() -> None:
+    assert _launch.state_dir_for("/r/nbviz/abc/backend.sock") == Path("/r/nbviz/abc/backend.d")
+    assert _launch.state_dir_for("/tmp/nbviz-0/abc-backend.sock") == Path(
+        "/tmp/nbviz-0/abc-backend.d"
+    )
+
+
+def test_unknown_backend() -> None:
+    with pytest.raises(NbvizError, match="backend must be 'xpra' or 'vnc'"):
+        RemoteDesktop("x2go")  # type: ignore[arg-type]
+
+
+def test_missing_backend_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    need("vnc")
+    need("xpra")
+    monkeypatch.setenv("PATH", "/nonexistent")  # nothing is found
+    with pytest.raises(ProgramNotFoundError, match=r"apt-get install xpra\)") as info:
+        RemoteDesktop("xpra")
+    assert info.value.message.startswith("nbviz: the xpra desktop cannot start")
+    # only xpra missing: the error offers the other backend
+    real = shutil.which
+
+    def which(name: str, *args: Any, **kwargs: Any) -> str | None:
+        return None if name == "xpra" else real(name, path=os.defpath + ":/usr/bin")
+
+    monkeypatch.setattr(_desktop.shutil, "which", which)
+    with pytest.raises(ProgramNotFoundError, match=r"use RemoteDesktop\(backend='vnc'\)"):
+        RemoteDesktop("xpra")
+
+
+# ------------------------------------------------------------- real desktops
+def test_desktop_has_a_window_manager_and_an_xterm(desk: RemoteDesktop) -> None:
+    assert desk.display.startswith(":")
+    wait_until(lambda: desk.refresh() or "xterm" in desk.windows, what="the xterm", timeout=10)
+    # openbox manages it (wmctrl needs an EWMH window manager) and decorates it
+    assert "Openbox" in x_run(desk, "wmctrl", "-m")
+    shot = desk.screenshot()
+    assert shot.size == (1280, 800)
+    image = pixels(shot)
+    background = _launch.BACKGROUND.lstrip("#")
+    rgb = tuple(int(background[i : i + 2], 16) for i in (0, 2, 4))
+    assert image.getpixel((1270, 790)) == rgb  # nbviz's background, not a black root window
+    colours = image.getcolors(maxcolors=1 << 16) or []
+    assert len(colours) > 10  # decorations, text: more than a flat screen
+
+
+def test_launch_type_and_see(desk: RemoteDesktop, tmp_path: Path) -> None:
+    target = tmp_path / "typed.txt"
+    # a plain sh (no rc files that may take seconds), typed into once it runs
+    term = desk.launch(["xterm", "-T", "nbviz-typing", "-geometry", "60x10+40+40", "-e", "sh"])
+    assert term.running
+    wait_until(lambda: names(tree(term.pid)) >= {"xterm", "sh"}, what="the shell in the xterm")
+    wait_until(lambda: desk.refresh() or "nbviz-typing" in desk.windows, what="the window")
+    before = pixels(desk.screenshot())
+    x_run(desk, "xdotool", "search", "--sync", "--name", "nbviz-typing", "windowactivate", "--sync")
+    x_run(desk, "xdotool", "type", "--delay", "15", f"echo typed-in-the-desktop > {target}\n")
+    wait_until(target.exists, what="the file the xterm's shell writes", timeout=10)
+    assert target.read_text().strip() == "typed-in-the-desktop"
+    after = pixels(desk.screenshot())
+    assert changed_pixels(before, after) > 200  # the typed line is on the screen
+    term.stop()
+    assert not term.running
+    wait_until(lambda: desk.refresh() or "nbviz-typing" not in desk.windows, what="window gone")
+
+
+def test_clipboard_round_trip(desk: RemoteDesktop) -> None:
+    desk.clipboard = "from the kernel ✓"
+    # an X program on the desktop sees it
+    assert x_run(desk, "xclip", "-selection", "clipboard", "-o") == "from the kernel ✓"
+    # something copied on the desktop comes back to the kernel (polled)
+    copier = subprocess.Popen(
+        ["xclip", "-selection", "clipboard", "-i", "-quiet"],
+        env=desk.x_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        copier.communicate(b"copied in the desktop", timeout=0.5)
+    except subprocess.TimeoutExpired:
+        pass  # -quiet: it stays as the owner of the selection
+    try:
+        wait_until(
+            lambda: desk.clipboard == "copied in the desktop", what="the clipboard", timeout=5
+        )
+    finally:
+        copier.kill()
+        copier.wait()
+
+
+def test_resize(desk: RemoteDesktop) -> None:
+    desk.size = (1024, 640)
+    assert desk.screenshot().size == (1024, 640)
+    assert "1024x640" in x_run(desk, "xdpyinfo")
+    with pytest.raises(NbvizError, match=r"^nbviz: size must be"):
+        desk.size = (1, 1)
+
+
+def test_missing_program(desk: RemoteDesktop) -> None:
+    with pytest.raises(ProgramNotFoundError, match=r"^nbviz: program 'no-such-x-program'"):
+        desk.launch("no-such-x-program --flag")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stop_leaves_no_process(backend: str) -> None:
+    desk = new_desktop(backend)
+    program = desk.launch("xterm -T extra")
+    desk.clipboard = "owned by an xclip"
+    wait_until(lambda: desk.refresh() or "extra" in desk.windows, what="the window")
+    pids = tree(desk.pid) | tree(program.pid) | tree(desk._clipboard_owner.pid)  # type: ignore[union-attr]
+    expected = {"xterm", "openbox", "xclip"} | ({"xpra", "Xvfb"} if backend == "xpra" else {"Xvnc"})
+    assert {n[:15] for n in expected} <= {n[:15] for n in names(pids)}, names(pids)
+    display = desk.display
+    state = _launch.state_dir_for(desk.endpoint.unix_socket)  # type: ignore[union-attr, arg-type]
+    desk.stop()
+    assert alive(pids) == set(), names(alive(pids))
+    assert not state.exists()
+    assert desk.status == "stopped" and desk.display == "" and desk.windows == []
+    assert not _launch.display_in_use(int(display[1:]))
+    # and it starts again
+    with pytest.warns(NbvizWarning):
+        desk.start()
+    desk.wait_ready(30)
+    assert desk.display
+    desk.stop()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_display_in_use(backend: str) -> None:
+    need(backend)
+    first = new_desktop(backend)
+    try:
+        number = int(first.display[1:])
+        with pytest.raises(PortInUseError, match=rf"^nbviz: X display :{number} is in use"):
+            RemoteDesktop(backend, display=number)  # type: ignore[arg-type]
+    finally:
+        first.stop()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_x_server_dying(backend: str) -> None:
+    desk = new_desktop(backend)
+    program = desk.launch("xterm")
+    pids = tree(desk.pid) | {program.pid}
+    server = next(p for p in pids if names({p}) & {"Xvfb", "Xvnc"})
+    os.kill(server, signal.SIGKILL)
+    wait_until(lambda: desk.status == "crashed", what="the crash", timeout=15)
+    assert desk.error.startswith("nbviz: ")
+    assert "exited" in desk.error
+    wait_until(lambda: not alive(pids), what="every desktop process to end", timeout=10)
+    desk.stop()
+
+
+# ---------------------------------------------------------- through Jupyter
+START = """
+import json
+from nbviz import RemoteDesktop
+desk = RemoteDesktop({backend!r})
+desk.wait_ready(30)
+term = desk.launch("xterm -T from-the-kernel")
+print(json.dumps({{"url": desk.url, "route": desk.route, "path": desk.path, "pid": desk.pid,
+                   "program": term.pid}}))
+"""
+
+
+@pytest.mark.jupyter
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_through_the_jupyter_route(backend: str, jupyter_server: JupyterServer) -> None:
+    need(backend)
+    kernel = Kernel(jupyter_server)
+    try:
+        out = kernel.run(START.format(backend=backend))
+        info = json.loads(out.strip().splitlines()[-1])
+        assert info["route"] == "nbviz"
+        assert info["url"].startswith("/user/alice/nbviz/")
+        auth = [f"Authorization: token {jupyter_server.token}"]
+        if backend == "xpra":
+            status, body, _ = jupyter_server.get(info["url"])
+            assert status == 200 and b"Xpra HTML5 Client" in body
+            ws = ws_connect(jupyter_server, info["url"], header=auth, subprotocols=["binary"])
+            ws.close()  # the upgrade went through (101) to Xpra
+        else:
+            assert "password=" in info["path"] and info["path"].startswith("/nbviz.html#")
+            status, body, _ = jupyter_server.get(info["url"] + "nbviz.html")
+            assert status == 200 and b'"websockify"' in body
+            status, body, _ = jupyter_server.get(info["url"] + "vnc.html")
+            assert status == 200 and b"noVNC" in body
+            ws = ws_connect(
+                jupyter_server, info["url"] + "websockify", header=auth, subprotocols=["binary"]
+            )
+            try:
+                assert ws.recv().startswith(b"RFB 003.")  # Xvnc itself, through the route
+            finally:
+                ws.close()
+            # the password is never in a log
+            password = info["path"].split("password=")[1].split("&")[0]
+            assert password not in jupyter_server.log_text()
+            assert password not in kernel.run("print(desk.logs())")
+        # unauthenticated: refused
+        with pytest.raises(websocket.WebSocketException):
+            ws_connect(jupyter_server, info["url"], subprotocols=["binary"]).close()
+        assert jupyter_server.get(info["url"], auth=False)[0] in (302, 401, 403)
+        # SIGKILL of the kernel: the desktop and its programs end
+        pids = tree(info["pid"]) | {info["program"]}
+        assert len(alive(pids)) >= 5
+        os.kill(kernel.pid, signal.SIGKILL)
+        wait_until(lambda: not alive(pids), timeout=15, what="the desktop to end")
+    finally:
+        kernel.close()
+
+
+# ------------------------------------------------------------ other local users
+PROBE = """
+import os, socket, subprocess, sys
+path, display, xauthority = sys.argv[1:4]
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(path); web = "ok"
+except OSError as e:
+    web = type(e).__name__
+env = {"XAUTHORITY": xauthority or "/nonexistent"}
+x = subprocess.run(["xdpyinfo", "-display", display], capture_output=True, env=env)
+print(web, "ok" if x.returncode == 0 else "refused")
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_another_local_user_cannot_connect(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    need(backend)
+    user = _other_user()
+    base = Path(tempfile.mkdtemp(prefix="nbviz-desk-", dir="/tmp"))
+    base.chmod(0o755)  # a world-traversable parent: only nbviz's own permissions protect
+    monkeypatch.setenv("NBVIZ_RUNTIME_DIR", str(base / "nbviz"))
+    desk = new_desktop(backend)
+    try:
+        sock = desk.endpoint.unix_socket  # type: ignore[union-attr]
+        assert sock is not None
+        with socket.socket(socket.AF_UNIX) as s:  # we can
+            s.connect(sock)
+
+        def probe(xauthority: str = "") -> list[str]:
+            argv = ["/usr/bin/python3", "-c", PROBE]
+            return subprocess.run(
+                ["runuser", "-u", user, "--", *argv, sock, desk.display, xauthority],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout.split()
+
+        assert probe() == ["PermissionError", "refused"]
+        # control: with permissions opened and the X cookie shared, the same probe gets in
+        for path in (base / "nbviz", Path(sock).parent):
+            path.chmod(0o755)
+        os.chmod(sock, 0o777)
+        cookie = base / "cookie"
+        shutil.copy(desk.x_env["XAUTHORITY"], cookie)
+        cookie.chmod(0o644)
+        assert probe(str(cookie)) == ["ok", "ok"]
+        assert user == OTHER_USER
+    finally:
+        desk.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ a browser
+BROWSER_START = """
+import json, subprocess
+from nbviz import RemoteDesktop
+desk = RemoteDesktop({backend!r})
+desk.wait_ready(30)
+term = desk.launch(["xterm", "-T", "browser-typing", "-geometry", "50x8+100+100", "-e", "sh"])
+print(json.dumps([desk.url, desk.path]))
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.jupyter
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keys_typed_in_the_page_reach_the_xterm(
+    backend: str, jupyter_server: JupyterServer, tmp_path: Path
+) -> None:
+    """The HTML5 client, loaded through the route in Chromium, connects and forwards keys."""
+    need(backend)
+    from browser_helpers import ARTIFACTS, chromium
+    from playwright.sync_api import sync_playwright
+
+    target = tmp_path / "from-the-browser.txt"
+    kernel = Kernel(jupyter_server)
+    try:
+        out = kernel.run(BROWSER_START.format(backend=backend))
+        url, path = json.loads(out.strip().splitlines()[-1])
+        kernel.run(
+            "subprocess.run(['xdotool', 'search', '--sync', '--name', 'browser-typing',"
+            " 'windowactivate', '--sync'], env=desk.x_env, check=True, timeout=20)"
+        )
+        with sync_playwright() as playwright, chromium(playwright) as browser:
+            page = browser.new_page(viewport={"width": 1300, "height": 850})
+            page.goto(jupyter_server.url(f"lab?token={jupyter_server.token}"))  # login cookie
+            page.goto(jupyter_server.url(url.rstrip("/") + path))
+            if backend == "vnc":  # noVNC says so once the RFB session is up
+                page.wait_for_selector("#noVNC_status.noVNC_status_normal", timeout=15_000)
+            else:
+                page.wait_for_selector("#screen canvas", state="attached", timeout=15_000)
+            page.wait_for_timeout(1500)
+            page.mouse.move(650, 700)
+            page.keyboard.type(f"echo typed-in-chromium > {target}\n", delay=25)
+            wait_until(target.exists, what="the file the xterm's shell writes", timeout=15)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=ARTIFACTS / f"desktop-{backend}.png")
+        assert target.read_text().strip() == "typed-in-chromium"
+        kernel.run("desk.stop()")
+    finally:
+        kernel.close()
