@@ -166,12 +166,16 @@ def test_path_round_trips(notebook: Notebook) -> None:
     frame.locator("a#to-root").click()
     expect(frame.locator("#where")).to_have_text("/", timeout=10_000)
     # The bar shows the model's path: once it reads "/", the front end has sent it.
-    expect(widget.locator(".nbviz-info")).to_have_text("nbviz test backend \u2014 /", timeout=10_000)
+    expect(widget.locator(".nbviz-info")).to_have_text(
+        "nbviz test backend \u2014 /", timeout=10_000
+    )
     assert notebook.printed("print(repr(app.path))") == "'/'"
 
     frame.locator("a#to-docs").click()
     expect(frame.locator("#where")).to_have_text("/docs/", timeout=10_000)
-    expect(widget.locator(".nbviz-info")).to_have_text("nbviz test backend \u2014 /docs/", timeout=10_000)
+    expect(widget.locator(".nbviz-info")).to_have_text(
+        "nbviz test backend \u2014 /docs/", timeout=10_000
+    )
     assert notebook.printed("print(repr(app.path))") == "'/docs/'"
     save_screenshot(widget, "path-docs")
 
