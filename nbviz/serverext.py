@@ -254,9 +254,13 @@ class RouteHandler(ProxyHandler):
         self.set_nodelay(True)
         if not proxied_path.startswith("/"):
             proxied_path = "/" + proxied_path
+        headers = self.proxy_request_headers()
+        # The backend leg negotiates its own extensions: a browser's permessage-deflate offer,
+        # passed on, would be accepted by the backend and refused by our (uncompressed) client.
+        headers.pop("Sec-WebSocket-Extensions", None)
         request = httpclient.HTTPRequest(
             url=self.get_client_uri("ws", host, port, proxied_path),
-            headers=self.proxy_request_headers(),
+            headers=headers,
             connect_timeout=30.0,
             request_timeout=30.0,
         )

@@ -119,8 +119,12 @@ def test_kernel_computes_the_url_and_it_works(
     assert status == 200 and b"via the proxy" in body
     assert b'<p id="where">/docs/</p>' in body  # the prefix is stripped
     # websocket round trip through the server
+    # like a browser, offer compression: each leg must negotiate its own extensions
+    offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
     ws = ws_connect(
-        jupyter_server, info["url"] + "ws", header=[f"Authorization: token {jupyter_server.token}"]
+        jupyter_server,
+        info["url"] + "ws",
+        header=[f"Authorization: token {jupyter_server.token}", offer],
     )
     try:
         ws.send("ping through jupyter")

@@ -59,6 +59,9 @@ class Echo(tornado.websocket.WebSocketHandler):
     def check_origin(self, origin: str) -> bool:
         return True
 
+    def get_compression_options(self) -> dict[str, object]:
+        return {}  # accept permessage-deflate when offered, as aiohttp (trame) does
+
     def on_message(self, message: str | bytes) -> None:
         self.write_message(message, binary=isinstance(message, bytes))
 
