@@ -145,13 +145,24 @@ def tree_listens(pid: int, port: int) -> bool:
     return False
 
 
+def group_members(pgid: int) -> list[psutil.Process]:
+    members = []
+    for candidate in psutil.process_iter():
+        try:
+            if os.getpgid(candidate.pid) == pgid:
+                members.append(candidate)
+        except (OSError, psutil.Error):
+            continue
+    return members
+
+
 def kill_tree(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
     """SIGTERM the process, its group and every descendant; SIGKILL what is left after ``grace``."""
     try:
         root = psutil.Process(proc.pid)
         procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        procs = []
+    except psutil.Error:  # the leader is gone: whatever is left of its process group
+        procs = group_members(proc.pid)
 
     def signal_all(sig: int) -> None:
         try:
@@ -401,6 +412,8 @@ class Process:
             self._set("ready", f"{spec.name} is ready ({time.monotonic() - start:.1f} s)")
         future.set_result(None)
         code = proc.wait()
+        if not self._stopping:
+            kill_tree(proc)  # what it started (an X server, helpers) must not outlive it
         with self._lock:
             if self._stopping:
                 return

@@ -167,6 +167,11 @@ class RouteHandler(ProxyHandler):
         self, host: str, port: int, proxied_path: str, body: Any, given: Any
     ) -> None:
         given.close()  # jupyter-server-proxy's client caps bodies at 100 MiB: use our own
+        # Small pieces of a streamed reply must not wait for the browser's delayed ACK
+        # (tornado turns Nagle off only when the response finishes).
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None:
+            stream.set_nodelay(True)
         client = self._client()
         status: dict[str, Any] = {"code": 502, "reason": None}
         received = httputil.HTTPHeaders()
