@@ -11,11 +11,13 @@ from ._errors import (
 from ._version import __version__
 from .app import NbvizWarning, WebApp
 from .desktop import RemoteDesktop
+from .paraview import ParaViewSession
 
 __all__ = [
     "BackendExitedError",
     "NbvizError",
     "NbvizWarning",
+    "ParaViewSession",
     "PortInUseError",
     "ProgramNotFoundError",
     "ReadyTimeoutError",

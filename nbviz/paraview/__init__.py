@@ -1,0 +1,482 @@
+"""``ParaViewSession``: a live ParaView view of simulation output in a notebook cell.
+
+The kernel side. The backend is ParaView's ``pvpython`` running nbviz's trame app
+(``_app.py``) under a private Xvfb; the kernel drives it over a control channel (a Unix
+socket), the browser shows trame's remote view through nbviz's route.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import shutil
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import traitlets as t
+
+from .._channel import Channel, ChannelError
+from .._errors import BackendExitedError, NbvizError, ProgramNotFoundError
+from .._spec import Endpoint, Spec
+from ..app import WebApp
+from ._files import write_pvd, write_vti
+
+__all__ = ["DataError", "Filter", "ParaViewSession", "Screenshot", "write_pvd", "write_vti"]
+
+REPRESENTATIONS = ["Surface", "Surface With Edges", "Wireframe", "Points", "Volume", "Outline"]
+#: Traits mirrored in the backend, in the order they are applied after a (re)start.
+VIEW_TRAITS = ("field", "colormap", "color_range", "representation", "opacity", "time", "camera")
+
+
+class DataError(NbvizError, ValueError):
+    """The data cannot be found or read, or a field/time step/colormap does not exist."""
+
+
+class Screenshot:
+    """A PNG image of the view; shows as the picture in a notebook, ``.data`` has the bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def _repr_png_(self) -> bytes:
+        return self.data
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        Path(path).write_bytes(self.data)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels, read from the PNG header."""
+        return int.from_bytes(self.data[16:20], "big"), int.from_bytes(self.data[20:24], "big")
+
+    def __repr__(self) -> str:
+        width, height = self.size
+        return f"<Screenshot {width}x{height} PNG, {len(self.data)} bytes>"
+
+
+class Filter:
+    """A ParaView filter in the session's pipeline (slice, clip, contour, threshold)."""
+
+    def __init__(
+        self, session: ParaViewSession, ident: str, kind: str, args: dict[str, Any]
+    ) -> None:
+        self.session, self.id, self.kind, self.args = session, ident, kind, dict(args)
+
+    def set(self, **args: Any) -> Filter:
+        """Change the filter (e.g. ``normal=(1, 0, 0)``, ``values=[0.5]``); the view updates."""
+        self.session._request("filter_set", {"id": self.id, "args": _jsonable(args)})
+        self.args.update(args)
+        return self
+
+    def remove(self) -> None:
+        """Take the filter out of the pipeline."""
+        self.session._request("filter_remove", {"id": self.id})
+        self.session._filters.pop(self.id, None)
+
+    def __repr__(self) -> str:
+        return f"<Filter {self.id} {self.args}>"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    return value
+
+
+def find_pvpython() -> str:
+    configured = os.environ.get("NBVIZ_PVPYTHON")
+    if configured:
+        if os.access(configured, os.X_OK):
+            return configured
+        raise ProgramNotFoundError(f"nbviz: NBVIZ_PVPYTHON={configured} is not an executable file")
+    found = shutil.which("pvpython")
+    if not found:
+        raise ProgramNotFoundError(
+            "nbviz: pvpython not found; install ParaView (apt-get install paraview "
+            "python3-paraview) or set NBVIZ_PVPYTHON to its pvpython"
+        )
+    return found
+
+
+def trame_site() -> str:
+    """The site-packages dir that holds trame, handed to pvpython on its PYTHONPATH."""
+    spec = importlib.util.find_spec("trame_server")
+    if spec is None or spec.origin is None:
+        raise ProgramNotFoundError(
+            "nbviz: ParaViewSession needs trame next to nbviz: pip install 'nbviz[paraview]'"
+        )
+    return str(Path(spec.origin).parent.parent)
+
+
+def resolve_data(data: Any) -> list[str]:
+    """Paths of the files to open (one file, a list or glob of time steps)."""
+    if isinstance(data, (str, os.PathLike)):
+        path = os.fspath(data)
+        if os.path.exists(path):
+            return [os.path.abspath(path)]
+        if glob.has_magic(path):
+            matches = sorted(glob.glob(path))
+            if not matches:
+                raise DataError(f"nbviz: no file matches {path}")
+            return [os.path.abspath(m) for m in matches]
+        raise DataError(f"nbviz: {path} does not exist")
+    if isinstance(data, Sequence) and not isinstance(data, (bytes, bytearray)) and data:
+        paths = [os.fspath(p) for p in data]
+        missing = [p for p in paths if not os.path.exists(p)]
+        if missing:
+            raise DataError(
+                f"nbviz: {missing[0]} does not exist ({len(missing)} of {len(paths)} missing)"
+            )
+        return [os.path.abspath(p) for p in paths]
+    raise DataError(
+        f"nbviz: ParaViewSession takes a file path, a list or glob of files, or a numpy array, "
+        f"not {type(data).__name__}"
+    )
+
+
+class ParaViewSession(WebApp):
+    """A live ParaView view of ``data`` (a file, a list/glob of time steps, or a numpy array).
+
+    >>> view = ParaViewSession("run/output.pvd")
+    >>> view.field = "temperature"; view.time = 12; view.colormap = "Viridis (matplotlib)"
+    >>> view.camera            # follows the user's mouse in the browser
+    >>> view.screenshot()      # PNG
+    """
+
+    field = t.Unicode("", help="Array the data is coloured by; one of `fields`.").tag(sync=True)
+    fields = t.List(t.Unicode(), help="Point and cell arrays of the data (read-only).").tag(
+        sync=True
+    )
+    time = t.Int(0, help="Index of the time step shown; `times` has their values.").tag(sync=True)
+    times = t.List(t.Float(), help="Time values of the data's steps (read-only).").tag(sync=True)
+    colormap = t.Unicode("Cool to Warm", help="ParaView colormap preset; see `colormaps`.").tag(
+        sync=True
+    )
+    color_range = t.Union(
+        [t.Unicode(), t.List(t.Float(), minlen=2, maxlen=2)],
+        default_value="auto",
+        help='Range of the colormap: "auto" (the data range) or [low, high].',
+    ).tag(sync=True)
+    representation = t.Enum(
+        REPRESENTATIONS, default_value="Surface", help="How the data is drawn."
+    ).tag(sync=True)
+    opacity = t.Float(1.0, min=0.0, max=1.0, help="Opacity of the data, 0 to 1.").tag(sync=True)
+    camera = t.Dict(
+        help="position, focal_point, view_up, view_angle; follows the mouse in the browser."
+    ).tag(sync=True)
+
+    _route_required = False  # screenshots, fields, filters work with no browser too
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        field: str | None = None,
+        time: int | None = None,
+        colormap: str | None = None,
+        title: str | None = None,
+        height: int | str = 600,
+        size: tuple[int, int] = (1280, 800),
+        timeout: float = 120,
+        spacing: Sequence[float] = (1.0, 1.0, 1.0),
+        origin: Sequence[float] = (0.0, 0.0, 0.0),
+        array_name: str = "values",
+        route: Any = "auto",
+        start: bool = True,
+    ) -> None:
+        pvpython = find_pvpython()
+        site = trame_site()
+        self._array: Any = None
+        if hasattr(data, "shape") and hasattr(data, "dtype"):
+            if len(data.shape) not in (2, 3):
+                raise DataError(f"nbviz: a numpy array must be 2-D or 3-D, got shape {data.shape}")
+            self._array = data
+            paths = ["{session_dir}/array.npy"]
+            label = f"array {'x'.join(map(str, data.shape))}"
+        else:
+            paths = [_literal(p) for p in resolve_data(data)]
+            label = os.path.basename(resolve_data(data)[0]) + (
+                f" (+{len(paths) - 1})" if len(paths) > 1 else ""
+            )
+        self.colormaps: list[str] = []
+        self.bounds: list[float] = []
+        self._channel: Channel | None = None
+        self._applying = threading.local()
+        self._filters: dict[str, Filter] = {}
+        self.last_screenshot: Screenshot | None = None
+        width, height_px = size
+        command = [
+            sys.executable,
+            "-m",
+            "nbviz.paraview._launch",
+            "--pvpython",
+            _literal(pvpython),
+            "--pythonpath",
+            _literal(site),
+            *(
+                ["--xvfb", "--xauthority", "{session_dir}/xauthority"]
+                if not os.environ.get("NBVIZ_PARAVIEW_DISPLAY")
+                else []
+            ),
+            "--",
+            "--socket",
+            "{unix_socket}",
+            "--control",
+            "{session_dir}/control.sock",
+            "--title",
+            _literal(title or f"ParaView \u2014 {label}"),
+            "--width",
+            str(width),
+            "--height",
+            str(height_px),
+            "--spacing",
+            *[str(float(v)) for v in spacing],
+            "--origin",
+            *[str(float(v)) for v in origin],
+            "--array-name",
+            _literal(array_name),
+            "--data",
+            *paths,
+        ]
+        env = {}
+        if os.environ.get("NBVIZ_PARAVIEW_DISPLAY"):
+            env["DISPLAY"] = os.environ["NBVIZ_PARAVIEW_DISPLAY"]
+        spec = Spec.build(
+            command,
+            timeout=timeout,
+            env=env,
+            name="pvpython",
+            probe=self._control_answers,
+        )
+        pending = {"field": field, "time": time, "colormap": colormap}
+        self._pending = {k: v for k, v in pending.items() if v is not None}
+        self._init_backend(
+            spec, route=route, height=height, title=title or f"ParaView \u2014 {label}", start=start
+        )
+
+    # ------------------------------------------------------------ lifecycle hooks
+    def _values_for(self, endpoint: Endpoint, session_id: str) -> dict[str, str]:
+        values = super()._values_for(endpoint, session_id)
+        if self._array is not None and self._process.session_dir is not None:
+            import numpy as np  # only needed for array input
+
+            np.save(self._process.session_dir / "array.npy", np.ascontiguousarray(self._array))
+        return values
+
+    def _control_path(self) -> str:
+        assert self._process.session_dir is not None
+        return str(self._process.session_dir / "control.sock")
+
+    def _control_answers(self, _endpoint: Endpoint) -> bool:
+        return os.path.exists(self._control_path())
+
+    def _backend_ready(self) -> None:
+        channel = Channel(self._control_path(), on_changed=self._on_changed, name="pvpython")
+        self._channel = channel
+        info = channel.request("describe")
+        self.colormaps = list(info["colormaps"])
+        self.bounds = list(info["bounds"])
+        wanted = {name: getattr(self, name) for name in VIEW_TRAITS if self._was_set(name)}
+        wanted.update(self._pending)
+        self._pending = {}
+        self._apply_from_backend(
+            {"fields": info["fields"], "times": info["times"], **info["values"]}
+        )
+        if wanted:  # the user's settings (before start, or before a restart) win
+            try:
+                answer = channel.request("set", _jsonable(wanted))
+                self._apply_from_backend({**answer["values"], "camera": answer["camera"]})
+            except ChannelError as exc:
+                self.message = exc.message
+        self._filters = {}
+
+    def _backend_gone(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close()
+
+    def _was_set(self, name: str) -> bool:
+        return name in getattr(self, "_user_set", set())
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        try:
+            super().wait_ready(timeout)
+        except BackendExitedError as exc:
+            raise _explain(exc) from None
+
+    async def ready(self) -> None:
+        try:
+            await super().ready()
+        except BackendExitedError as exc:
+            raise _explain(exc) from None
+
+    # ------------------------------------------------------------ kernel -> backend
+    @t.observe(*VIEW_TRAITS)
+    def _push_to_backend(self, change: dict[str, Any]) -> None:
+        if getattr(self._applying, "on", False):
+            return
+        name = change["name"]
+        self.__dict__.setdefault("_user_set", set()).add(name)
+        if self._channel is None:
+            self._pending[name] = change["new"]
+            return
+        try:
+            answer = self._channel.request("set", {name: _jsonable(change["new"])})
+        except ChannelError as exc:
+            self._apply_from_backend({name: change["old"]})
+            raise DataError(exc.message) from None
+        self._apply_from_backend({**answer["values"], "camera": answer["camera"]})
+
+    @t.validate("field")
+    def _valid_field(self, proposal: dict[str, Any]) -> str:
+        value = str(proposal["value"])
+        if self.fields and value not in self.fields and not getattr(self._applying, "on", False):
+            raise DataError(f"nbviz: no field {value!r}; fields: {', '.join(self.fields)}")
+        return value
+
+    @t.validate("time")
+    def _valid_time(self, proposal: dict[str, Any]) -> int:
+        value = int(proposal["value"])
+        count = max(len(self.times), 1)
+        if not 0 <= value < count and not getattr(self._applying, "on", False):
+            raise DataError(
+                f"nbviz: time step {value} does not exist; there are {count} (0..{count - 1})"
+            )
+        return value
+
+    @t.validate("colormap")
+    def _valid_colormap(self, proposal: dict[str, Any]) -> str:
+        value = str(proposal["value"])
+        if self.colormaps and value not in self.colormaps:
+            close = [c for c in self.colormaps if value.lower() in c.lower()][:5]
+            hint = (
+                f"; did you mean {', '.join(map(repr, close))}?"
+                if close
+                else "; see view.colormaps"
+            )
+            raise DataError(f"nbviz: unknown colormap {value!r}{hint}")
+        return value
+
+    @t.validate("color_range")
+    def _valid_range(self, proposal: dict[str, Any]) -> Any:
+        value = proposal["value"]
+        if isinstance(value, str):
+            if value != "auto":
+                raise DataError(f'nbviz: color_range is "auto" or (low, high), not {value!r}')
+            return value
+        low, high = (float(v) for v in value)
+        if not low < high:
+            raise DataError(f"nbviz: color_range needs low < high, got {value!r}")
+        return [low, high]
+
+    # ------------------------------------------------------------ backend -> kernel
+    def _on_changed(self, values: dict[str, Any]) -> None:
+        self._apply_from_backend(values)
+
+    def _apply_from_backend(self, values: dict[str, Any]) -> None:
+        self._applying.on = True
+        try:
+            with self.hold_sync():
+                for name, value in values.items():
+                    if name in ("fields", "times", *VIEW_TRAITS) and value is not None:
+                        setattr(self, name, value)
+        finally:
+            self._applying.on = False
+
+    # ------------------------------------------------------------ requests
+    def _request(self, name: str, args: dict[str, Any] | None = None, timeout: float = 120) -> Any:
+        if self._channel is None:
+            self.wait_ready()
+        if self._channel is None:
+            raise NbvizError(f"nbviz: the ParaView session is {self.status}; restart() it")
+        try:
+            return self._channel.request(name, args, timeout=timeout)
+        except ChannelError as exc:
+            raise DataError(exc.message) from None
+
+    def request(self, name: str, **args: Any) -> Any:
+        """Ask the backend: ``"list"`` gives sources, fields, times, bounds and current values."""
+        return self._request(name, _jsonable(args))
+
+    def screenshot(self, width: int | None = None, height: int | None = None) -> Screenshot:
+        """A PNG of the view as ParaView renders it (server side, no browser needed)."""
+        if self._channel is None:
+            self.wait_ready()
+        if self._process.session_dir is None:
+            raise NbvizError(f"nbviz: the ParaView session is {self.status}; restart() it")
+        path = str(self._process.session_dir / "screenshot.png")
+        args: dict[str, Any] = {"path": path}
+        if width and height:
+            args.update(width=int(width), height=int(height))
+        self._request("screenshot", args)
+        shot = Screenshot(Path(path).read_bytes())
+        self.last_screenshot = shot
+        return shot
+
+    def reset_camera(self) -> None:
+        """Fit the data in the view."""
+        self._apply_from_backend({"camera": self._request("reset_camera")})
+
+    def _filter(self, kind: str, args: dict[str, Any]) -> Filter:
+        ident = self._request("filter", {"kind": kind, "args": _jsonable(args)})
+        handle = Filter(self, ident, kind, args)
+        self._filters[ident] = handle
+        return handle
+
+    def slice(
+        self, normal: Sequence[float] = (0, 0, 1), origin: Sequence[float] | None = None
+    ) -> Filter:
+        """Cut the data with a plane (through the centre by default)."""
+        return self._filter("slice", {"normal": normal, **({"origin": origin} if origin else {})})
+
+    def clip(
+        self, normal: Sequence[float] = (1, 0, 0), origin: Sequence[float] | None = None
+    ) -> Filter:
+        """Keep one side of a plane."""
+        return self._filter("clip", {"normal": normal, **({"origin": origin} if origin else {})})
+
+    def contour(
+        self, values: float | Sequence[float] | None = None, field: str | None = None
+    ) -> Filter:
+        """Iso-surfaces of a point field (the middle of its range by default)."""
+        return self._filter("contour", {"values": values, **({"field": field} if field else {})})
+
+    def threshold(self, low: float, high: float, field: str | None = None) -> Filter:
+        """Keep the cells whose ``field`` lies in [low, high]."""
+        return self._filter(
+            "threshold", {"range": [low, high], **({"field": field} if field else {})}
+        )
+
+    @property
+    def filters(self) -> list[Filter]:
+        return list(self._filters.values())
+
+
+def _literal(text: str) -> str:
+    """Escape braces so a user's string passes through the command template unchanged."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _explain(exc: BackendExitedError) -> NbvizError:
+    """Turn a pvpython startup failure into the error the user needs to see."""
+    for line in reversed(exc.log_tail.splitlines()):
+        if "nbviz-paraview: error:" in line:
+            return DataError(
+                "nbviz: " + line.split("nbviz-paraview: error:", 1)[1].strip(),
+                log_tail=exc.log_tail,
+            )
+        if "No module named 'trame" in line or "No module named 'wslink" in line:
+            return ProgramNotFoundError(
+                "nbviz: pvpython cannot import trame: pvpython's Python must match the kernel's "
+                "(pip install 'nbviz[paraview]' into a Python of the same version)",
+                log_tail=exc.log_tail,
+            )
+    return exc

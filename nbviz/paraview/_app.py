@@ -1,0 +1,627 @@
+"""nbviz's ParaView app: runs *inside pvpython*, serves a trame UI and a control channel.
+
+    pvpython --force-offscreen-rendering _app.py --socket S --control C --data FILE [FILE ...]
+
+- The browser reaches the trame UI (a live ``VtkRemoteView`` with a field menu and a time
+  slider) over the Unix socket ``S`` (0600), through nbviz's Jupyter route.
+- The kernel talks to ``C`` (Unix socket, 0600): newline-delimited JSON messages
+  ``{"op": "request", "id": n, "name": ..., "args": {...}}`` answered by
+  ``{"op": "answer", "id": n, "ok": true, "value": ...}`` (or ``"ok": false, "error": ...``),
+  and unsolicited ``{"op": "changed", "values": {...}}`` when the user changes the view in the
+  browser (camera, field, time step).
+
+This file imports nothing from nbviz (pvpython has its own Python); keep it standalone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import sys
+import traceback
+from typing import Any
+
+# ParaView parses sys.argv on import: parse ours first, then hide them.
+parser = argparse.ArgumentParser()
+parser.add_argument("--socket", required=True)
+parser.add_argument("--control", required=True)
+parser.add_argument("--data", nargs="+", required=True)
+parser.add_argument("--title", default="ParaView")
+parser.add_argument("--width", type=int, default=1280)
+parser.add_argument("--height", type=int, default=800)
+parser.add_argument("--spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0))
+parser.add_argument("--origin", type=float, nargs=3, default=(0.0, 0.0, 0.0))
+parser.add_argument("--array-name", default="values")
+ARGS = parser.parse_args()
+sys.argv = sys.argv[:1]
+
+from paraview import servermanager, simple  # noqa: E402
+from trame.app import get_server  # noqa: E402
+from trame.ui.vuetify3 import SinglePageLayout  # noqa: E402
+from trame.widgets import paraview as pv_widgets  # noqa: E402
+from trame.widgets import vuetify3 as v3  # noqa: E402
+
+REPRESENTATIONS = ["Surface", "Surface With Edges", "Wireframe", "Points", "Volume", "Outline"]
+CAMERA_DEBOUNCE = 0.15
+
+
+class Fail(Exception):
+    """An error the kernel shows to the user as it is."""
+
+
+def log(*parts: object) -> None:
+    print("nbviz-paraview:", *parts, flush=True)
+
+
+# ------------------------------------------------------------------ the pipeline
+def open_array(path: str) -> Any:
+    """A numpy array saved by the kernel, as image data (x varies fastest, like VTK)."""
+    import numpy as np
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+
+    array = np.load(path)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    image = vtkImageData()
+    image.SetDimensions(*array.shape)
+    image.SetSpacing(*ARGS.spacing)
+    image.SetOrigin(*ARGS.origin)
+    values = numpy_to_vtk(np.ascontiguousarray(array.ravel(order="F")), deep=True)
+    values.SetName(ARGS.array_name)
+    image.GetPointData().SetScalars(values)
+    producer = simple.TrivialProducer()
+    producer.GetClientSideObject().SetOutput(image)
+    producer.UpdatePipeline()
+    return producer
+
+
+def open_data(paths: list[str]) -> Any:
+    for path in paths:
+        if not os.path.exists(path):
+            raise Fail(f"{path} does not exist")
+    if len(paths) == 1 and paths[0].endswith(".npy"):
+        return open_array(paths[0])
+    try:
+        reader = simple.OpenDataFile(paths if len(paths) > 1 else paths[0])
+    except RuntimeError:  # "File not readable. No reader found for ..."
+        reader = None
+    if reader is None:
+        raise Fail(f"ParaView has no reader for {paths[0]} (unsupported format)")
+    try:
+        reader.UpdatePipeline()
+    except Exception as exc:  # a reader that cannot parse the file
+        raise Fail(f"ParaView could not read {paths[0]}: {exc}") from None
+    info = reader.GetDataInformation()
+    if info.GetNumberOfPoints() == 0 and info.GetNumberOfCells() == 0:
+        raise Fail(f"{paths[0]} holds no data ParaView could read (unsupported or broken file)")
+    return reader
+
+
+def preset_names() -> list[str]:
+    presets = servermanager.vtkSMTransferFunctionPresets.GetInstance()
+    return sorted({presets.GetPresetName(i) for i in range(presets.GetNumberOfPresets())})
+
+
+class Scene:
+    """The ParaView objects of one session and the state the kernel sees."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.reader = open_data(paths)
+        self.view = simple.GetActiveViewOrCreate("RenderView")
+        self.view.ViewSize = [ARGS.width, ARGS.height]
+        self.view.OrientationAxesVisibility = 1
+        self.display = simple.Show(self.reader, self.view)
+        self.filters: dict[str, Any] = {}
+        self.next_filter = 0
+        self.times = [float(t) for t in (getattr(self.reader, "TimestepValues", None) or [])]
+        self.animation = simple.GetAnimationScene()
+        self.animation.UpdateAnimationUsingDataTimeSteps()
+        self.presets = preset_names()
+        self.values: dict[str, Any] = {
+            "field": "",
+            "time": 0,
+            "colormap": "Cool to Warm",
+            "color_range": "auto",
+            "representation": "Surface",
+            "opacity": 1.0,
+        }
+        self.set_representation("Surface")
+        fields = self.fields()
+        if fields:
+            self.set_field(fields[0])
+        simple.ResetCamera(self.view)
+        self.view.StillRender()
+
+    # what there is
+    def fields(self) -> list[str]:
+        names: list[str] = []
+        for assoc in ("PointData", "CellData"):
+            arrays = getattr(self.reader, assoc)
+            for name in arrays.keys():  # noqa: SIM118 - ParaView's arrays are no dict
+                if name not in names and not name.startswith("vtk"):
+                    names.append(name)
+        return names
+
+    def association(self, field: str) -> str:
+        if field in self.reader.PointData.keys():  # noqa: SIM118
+            return "POINTS"
+        if field in self.reader.CellData.keys():  # noqa: SIM118
+            return "CELLS"
+        raise Fail(f"no field {field!r}; fields: {', '.join(self.fields()) or 'none'}")
+
+    def describe(self) -> dict[str, Any]:
+        bounds = self.reader.GetDataInformation().GetBounds()
+        return {
+            "fields": self.fields(),
+            "times": self.times,
+            "colormaps": self.presets,
+            "representations": REPRESENTATIONS,
+            "bounds": list(bounds),
+            "values": dict(self.values, camera=self.camera()),
+            "sources": self.sources(),
+        }
+
+    def sources(self) -> list[dict[str, Any]]:
+        out = [{"id": "data", "kind": "reader", "name": type(self.reader).__name__}]
+        out += [{"id": key, "kind": kind} for key, (kind, _proxy, _disp) in self.filters.items()]
+        return out
+
+    # changes
+    def set_field(self, field: str) -> None:
+        assoc = self.association(field)
+        for display in self.displays():  # one scalar bar: the old field's goes
+            display.SetScalarBarVisibility(self.view, False)
+        simple.ColorBy(self.display, (assoc, field))
+        self.values["field"] = field
+        for _kind, _proxy, display in self.filters.values():
+            self.color_filter(display)
+        self.apply_colormap(self.values["colormap"])
+        self.apply_range(self.values["color_range"])
+        self.display.SetScalarBarVisibility(self.view, True)
+
+    def displays(self) -> list[Any]:
+        return [self.display, *(display for _k, _p, display in self.filters.values())]
+
+    def color_filter(self, display: Any) -> None:
+        field = self.values["field"]
+        if not field:
+            return
+        try:
+            simple.ColorBy(display, (self.association(field), field))
+        except Exception:  # the filter's output lacks the field (a contour of another one)
+            pass
+        display.SetScalarBarVisibility(self.view, False)
+
+    def lut(self) -> Any:
+        field = self.values["field"]
+        return simple.GetColorTransferFunction(field) if field else None
+
+    def apply_colormap(self, name: str) -> None:
+        if name not in self.presets:
+            raise Fail(
+                f"unknown colormap {name!r}; see view.colormaps for the {len(self.presets)} names"
+            )
+        lut = self.lut()
+        if lut is not None:
+            lut.ApplyPreset(name, True)
+        self.values["colormap"] = name
+
+    def apply_range(self, value: Any) -> None:
+        lut = self.lut()
+        if value == "auto" or value is None:
+            if lut is not None:
+                self.display.RescaleTransferFunctionToDataRange(False, True)
+            self.values["color_range"] = "auto"
+            return
+        low, high = (float(v) for v in value)
+        if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+            raise Fail(f"color_range must be (low, high) with low < high, got {value!r}")
+        if lut is not None:
+            lut.RescaleTransferFunction(low, high)
+            opacity = simple.GetOpacityTransferFunction(self.values["field"])
+            opacity.RescaleTransferFunction(low, high)
+        self.values["color_range"] = [low, high]
+
+    def set_time(self, index: int) -> None:
+        if not self.times:
+            if index != 0:
+                raise Fail("this data has no time steps")
+            return
+        if not (0 <= int(index) < len(self.times)):
+            last = len(self.times) - 1
+            raise Fail(f"time step {index} does not exist; there are {last + 1} (0..{last})")
+        self.animation.AnimationTime = self.times[int(index)]
+        self.view.ViewTime = self.times[int(index)]
+        self.values["time"] = int(index)
+        if self.values["color_range"] == "auto" and self.values["field"]:
+            self.apply_range("auto")
+
+    def set_representation(self, name: str) -> None:
+        if name not in REPRESENTATIONS:
+            raise Fail(f"unknown representation {name!r}; one of {', '.join(REPRESENTATIONS)}")
+        self.values["representation"] = name
+        if not self.filters:
+            self.display.SetRepresentationType(name)
+
+    def set_opacity(self, value: float) -> None:
+        value = float(value)
+        if not 0 <= value <= 1:
+            raise Fail(f"opacity must be between 0 and 1, got {value}")
+        self.display.Opacity = value
+        self.values["opacity"] = value
+
+    def camera(self) -> dict[str, Any]:
+        v = self.view
+        return {
+            "position": [float(x) for x in v.CameraPosition],
+            "focal_point": [float(x) for x in v.CameraFocalPoint],
+            "view_up": [float(x) for x in v.CameraViewUp],
+            "view_angle": float(v.CameraViewAngle),
+        }
+
+    def set_camera(self, camera: dict[str, Any]) -> None:
+        v = self.view
+        if "position" in camera:
+            v.CameraPosition = list(camera["position"])
+        if "focal_point" in camera:
+            v.CameraFocalPoint = list(camera["focal_point"])
+        if "view_up" in camera:
+            v.CameraViewUp = list(camera["view_up"])
+        if "view_angle" in camera:
+            v.CameraViewAngle = float(camera["view_angle"])
+
+    def set(self, key: str, value: Any) -> None:
+        setters = {
+            "field": self.set_field,
+            "time": self.set_time,
+            "colormap": self.apply_colormap,
+            "color_range": self.apply_range,
+            "representation": self.set_representation,
+            "opacity": self.set_opacity,
+            "camera": self.set_camera,
+        }
+        if key not in setters:
+            raise Fail(f"unknown setting {key!r}")
+        setters[key](value)
+
+    # filters
+    def center(self) -> list[float]:
+        b = self.reader.GetDataInformation().GetBounds()
+        return [(b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2]
+
+    def field_range(self, field: str) -> tuple[float, float]:
+        arrays = (
+            self.reader.PointData if self.association(field) == "POINTS" else self.reader.CellData
+        )
+        low, high = arrays[field].GetRange()
+        return float(low), float(high)
+
+    def add_filter(self, kind: str, args: dict[str, Any]) -> str:
+        makers = {
+            "slice": simple.Slice,
+            "clip": simple.Clip,
+            "contour": simple.Contour,
+            "threshold": simple.Threshold,
+        }
+        if kind not in makers:
+            raise Fail(f"unknown filter {kind!r}; one of {', '.join(makers)}")
+        proxy = makers[kind](Input=self.reader)
+        self.next_filter += 1
+        key = f"{kind}-{self.next_filter}"
+        display = simple.Show(proxy, self.view)
+        self.filters[key] = (kind, proxy, display)
+        try:
+            self.set_filter(key, {"origin": None, "normal": None, **args})
+        except Exception:
+            self.remove_filter(key)
+            raise
+        return key
+
+    def set_filter(self, key: str, args: dict[str, Any]) -> None:
+        if key not in self.filters:
+            raise Fail(f"no filter {key!r} (removed?)")
+        kind, proxy, display = self.filters[key]
+        field = args.get("field") or self.values["field"]
+        if kind in ("slice", "clip"):
+            plane = proxy.SliceType if kind == "slice" else proxy.ClipType
+            if kind == "clip":
+                proxy.Invert = 0  # keep the side the normal points to
+            if "origin" in args:
+                plane.Origin = list(args["origin"] or self.center())
+            if "normal" in args:
+                plane.Normal = list(args["normal"] or ((0, 0, 1) if kind == "slice" else (1, 0, 0)))
+        elif kind == "contour":
+            if not field:
+                raise Fail("contour needs a field")
+            if self.association(field) != "POINTS":
+                raise Fail(f"contour needs a point field; {field!r} is a cell field")
+            proxy.ContourBy = ["POINTS", field]
+            values = args.get("values")
+            if values is None and not list(proxy.Isosurfaces):
+                low, high = self.field_range(field)
+                values = [(low + high) / 2]
+            if values is not None:
+                values = values if isinstance(values, (list, tuple)) else [values]
+                proxy.Isosurfaces = [float(v) for v in values]
+        elif kind == "threshold":
+            if not field:
+                raise Fail("threshold needs a field")
+            proxy.Scalars = [self.association(field), field]
+            low, high = args.get("range") or self.field_range(field)
+            proxy.LowerThreshold, proxy.UpperThreshold = float(low), float(high)
+        proxy.UpdatePipeline(self.view.ViewTime)
+        self.color_filter(display)
+        self.apply_range(self.values["color_range"])  # ColorBy rescaled to the filter's range
+        self.update_input_visibility()
+
+    def update_input_visibility(self) -> None:
+        """While filters exist the data itself shows as an outline, for context."""
+        if self.filters:
+            self.display.SetRepresentationType("Outline")
+        else:
+            self.display.SetRepresentationType(self.values["representation"])
+        self.display.SetScalarBarVisibility(self.view, bool(self.values["field"]))
+
+    def remove_filter(self, key: str) -> None:
+        if key not in self.filters:
+            raise Fail(f"no filter {key!r}")
+        _kind, proxy, _display = self.filters.pop(key)
+        simple.Hide(proxy, self.view)
+        simple.Delete(proxy)
+        self.update_input_visibility()
+
+    def screenshot(self, path: str, width: int, height: int) -> str:
+        simple.SaveScreenshot(path, self.view, ImageResolution=[int(width), int(height)])
+        return path
+
+
+# ------------------------------------------------------------------ the app
+server = get_server(client_type="vue3")
+state, ctrl = server.state, server.controller
+scene: Scene | None = None
+startup_error = ""
+try:
+    scene = Scene(ARGS.data)
+except Fail as exc:
+    startup_error = str(exc)
+except Exception as exc:  # ParaView itself failed
+    startup_error = f"{type(exc).__name__}: {exc}"
+    traceback.print_exc()
+if startup_error:
+    log("error:", startup_error)
+    sys.exit(2)
+
+writers: set[asyncio.StreamWriter] = set()
+applying = False  # set while the kernel's changes are copied into the UI state
+
+
+def broadcast(message: dict[str, Any]) -> None:
+    line = (json.dumps(message) + "\n").encode()
+    for writer in list(writers):
+        try:
+            writer.write(line)
+        except Exception:
+            writers.discard(writer)
+
+
+def push_image() -> None:
+    if scene is not None:
+        scene.view.StillRender()
+        ctrl.view_update()
+
+
+def sync_ui() -> None:
+    """Copy the scene's values into the trame state without echoing them back to the kernel."""
+    global applying
+    if scene is None:
+        return
+    applying = True
+    try:
+        with state:
+            state.field = scene.values["field"]
+            state.time_index = scene.values["time"]
+    finally:
+        applying = False
+
+
+@state.change("field")
+def _ui_field(field: str, **_: Any) -> None:
+    if applying or scene is None or not field or field == scene.values["field"]:
+        return
+    scene.set_field(field)
+    push_image()
+    broadcast(
+        {"op": "changed", "values": {"field": field, "color_range": scene.values["color_range"]}}
+    )
+
+
+@state.change("time_index")
+def _ui_time(time_index: int, **_: Any) -> None:
+    if applying or scene is None or time_index is None or int(time_index) == scene.values["time"]:
+        return
+    scene.set_time(int(time_index))
+    push_image()
+    broadcast({"op": "changed", "values": {"time": int(time_index)}})
+
+
+camera_timer: asyncio.TimerHandle | None = None
+last_camera: dict[str, Any] | None = None
+
+
+def _camera_modified(*_: Any) -> None:
+    """The camera moved (mouse in the browser, or the kernel): tell the kernel, debounced."""
+    global camera_timer
+    loop = asyncio.get_event_loop()
+    if camera_timer is not None:
+        camera_timer.cancel()
+    camera_timer = loop.call_later(CAMERA_DEBOUNCE, _send_camera)
+
+
+def _send_camera() -> None:
+    global last_camera
+    if scene is None:
+        return
+    camera = scene.camera()
+    if camera != last_camera:
+        last_camera = camera
+        broadcast({"op": "changed", "values": {"camera": camera}})
+
+
+def reset_camera() -> None:
+    if scene is not None:
+        simple.ResetCamera(scene.view)
+        push_image()
+
+
+# ------------------------------------------------------------------ control channel
+def handle_request(name: str, args: dict[str, Any]) -> Any:
+    if name == "ping":
+        return {"error": startup_error}
+    if scene is None:
+        raise Fail(startup_error or "the scene is not loaded")
+    if name == "describe" or name == "list":
+        return scene.describe()
+    if name == "set":
+        for key, value in args.items():
+            scene.set(key, value)
+        sync_ui()
+        push_image()
+        return {"values": dict(scene.values), "camera": scene.camera()}
+    if name == "reset_camera":
+        simple.ResetCamera(scene.view)
+        push_image()
+        return scene.camera()
+    if name == "screenshot":
+        return scene.screenshot(
+            args["path"], args.get("width", ARGS.width), args.get("height", ARGS.height)
+        )
+    if name == "filter":
+        key = scene.add_filter(args["kind"], args.get("args") or {})
+        push_image()
+        return key
+    if name == "filter_set":
+        scene.set_filter(args["id"], args.get("args") or {})
+        push_image()
+        return None
+    if name == "filter_remove":
+        scene.remove_filter(args["id"])
+        push_image()
+        return None
+    raise Fail(f"unknown request {name!r}")
+
+
+async def serve_control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writers.add(writer)
+    try:
+        while line := await reader.readline():
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if message.get("op") != "request":
+                continue
+            answer: dict[str, Any] = {"op": "answer", "id": message.get("id")}
+            try:
+                answer["value"] = handle_request(message.get("name", ""), message.get("args") or {})
+                answer["ok"] = True
+            except Fail as exc:
+                answer.update(ok=False, error=str(exc))
+            except Exception as exc:
+                traceback.print_exc()
+                answer.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+            writer.write((json.dumps(answer) + "\n").encode())
+            await writer.drain()
+    finally:
+        writers.discard(writer)
+        writer.close()
+
+
+@ctrl.add("on_server_ready")
+def _on_server_ready(**_: Any) -> None:
+    task = asyncio.get_event_loop().create_task(_serve_unix())
+    task.add_done_callback(_report)
+
+
+def _report(task: asyncio.Task[None]) -> None:
+    if task.exception() is not None:
+        log("error: could not serve:", repr(task.exception()))
+        os._exit(3)
+
+
+async def _serve_unix() -> None:
+    from aiohttp import web
+
+    wslink_server = server._server  # not public API: the one place we reach into it
+    site = web.UnixSite(wslink_server.runner, ARGS.socket)
+    await site.start()
+    os.chmod(ARGS.socket, 0o600)
+    await wslink_server.site.stop()  # no TCP port stays open
+    control = await asyncio.start_unix_server(serve_control, ARGS.control)
+    os.chmod(ARGS.control, 0o600)
+    if scene is not None:
+        camera = scene.view.GetActiveCamera()
+        camera.AddObserver("ModifiedEvent", _camera_modified)
+    log("serving on", ARGS.socket, "control on", ARGS.control)
+    del control
+
+
+# ------------------------------------------------------------------ the UI
+state.trame__title = ARGS.title
+state.fields = scene.fields() if scene else []
+state.times = scene.times if scene else []
+state.field = scene.values["field"] if scene else ""
+state.time_index = 0
+state.startup_error = startup_error
+
+with SinglePageLayout(server, full_height=True) as layout:
+    layout.title.set_text(ARGS.title)
+    layout.icon.hide() if hasattr(layout, "icon") else None
+    with layout.toolbar as toolbar:
+        toolbar.density = "compact"
+        v3.VSpacer()
+        v3.VSelect(
+            v_model=("field",),
+            items=("fields",),
+            label="Field",
+            density="compact",
+            hide_details=True,
+            variant="outlined",
+            style="max-width: 220px",
+            classes="mx-2 nbviz-field",
+        )
+        v3.VSlider(
+            v_if="times.length > 1",
+            v_model=("time_index",),
+            min=0,
+            max=("times.length - 1",),
+            step=1,
+            hide_details=True,
+            density="compact",
+            thumb_label=True,
+            style="max-width: 260px",
+            classes="mx-2 nbviz-time",
+        )
+        v3.VBtn(icon="mdi-crop-free", click=reset_camera, density="compact", classes="nbviz-reset")
+    with layout.content, v3.VContainer(fluid=True, classes="pa-0 fill-height"):
+        if scene is not None:
+            view_widget = pv_widgets.VtkRemoteView(
+                scene.view, interactive_ratio=1, interactive_quality=80
+            )
+            ctrl.view_update = view_widget.update
+        else:
+            v3.VAlert(type="error", text=("startup_error",))
+    layout.footer.hide()
+
+if __name__ == "__main__":
+    server.start(
+        host="127.0.0.1",
+        port=0,
+        open_browser=False,
+        timeout=0,
+        show_connection_info=False,
+        disable_logging=True,
+    )

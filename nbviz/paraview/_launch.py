@@ -1,0 +1,110 @@
+"""Start pvpython with nbviz's app, under a private Xvfb when there is no usable display.
+
+    python -m nbviz.paraview._launch --pvpython PATH [--xvfb] -- APP_ARGS...
+
+Run by the kernel as the backend command. It starts ``Xvfb -displayfd`` (which picks a free
+display number itself: no racing for display numbers), then replaces itself with pvpython
+(``exec``), so Xvfb is a child of pvpython in the session's process group: stopping the session
+(or the orphan watchdog) ends both. The Debian ParaView build is GLX-only and needs an X server
+even for offscreen rendering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import secrets
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+APP = Path(__file__).with_name("_app.py")
+
+
+def write_xauthority(path: str) -> None:
+    """A cookie file (0600) matching any display: only holders of it may use the X server."""
+    cookie = secrets.token_bytes(16)
+    name = b"MIT-MAGIC-COOKIE-1"
+
+    def field(data: bytes) -> bytes:
+        return struct.pack(">H", len(data)) + data
+
+    entry = struct.pack(">H", 0xFFFF) + field(b"") + field(b"") + field(name) + field(cookie)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(entry)
+
+
+def start_xvfb(width: int, height: int, xauthority: str, attempts: int = 8) -> str:
+    """Start Xvfb on a free random high display number; return ``:N`` once it accepts clients.
+
+    Random high numbers keep clear of the low ones other X servers (and other users) pick;
+    a number already in use makes Xvfb exit at once, and we try another.
+    """
+    rng = random.SystemRandom()
+    for _attempt in range(attempts):
+        number = rng.randrange(200, 30000)
+        if os.path.exists(f"/tmp/.X{number}-lock") or os.path.exists(f"/tmp/.X11-unix/X{number}"):
+            continue
+        read_end, write_end = os.pipe()
+        try:
+            server = subprocess.Popen(
+                [
+                    "Xvfb",
+                    f":{number}",
+                    "-displayfd",
+                    str(write_end),
+                    "-screen",
+                    "0",
+                    f"{width}x{height}x24",
+                    "-nolisten",
+                    "tcp",
+                    "-auth",
+                    xauthority,
+                ],
+                pass_fds=(write_end,),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            os.close(write_end)
+        with os.fdopen(read_end) as f:
+            reported = f.readline().strip()  # empty when Xvfb exited (display taken)
+        if reported and server.poll() is None:
+            return f":{reported}"
+        server.wait()
+    sys.exit("nbviz: could not start Xvfb (see the lines above)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pvpython", required=True)
+    parser.add_argument("--xvfb", action="store_true", help="start a private Xvfb")
+    parser.add_argument("--screen", default="1920x1200")
+    parser.add_argument("--pythonpath", default="")
+    parser.add_argument("--xauthority", help="cookie file to create for the private Xvfb")
+    parser.add_argument("app_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    env = dict(os.environ)
+    if args.xvfb:
+        width, height = (int(v) for v in args.screen.split("x"))
+        if not args.xauthority:
+            sys.exit("nbviz: --xvfb needs --xauthority PATH (a private file to create)")
+        xauthority = args.xauthority
+        write_xauthority(xauthority)
+        env["XAUTHORITY"] = xauthority
+        env["DISPLAY"] = start_xvfb(width, height, xauthority)
+        print(f"nbviz: private Xvfb on display {env['DISPLAY']}", flush=True)
+    if args.pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (args.pythonpath, env.get("PYTHONPATH")) if p
+        )
+    app_args = args.app_args[1:] if args.app_args[:1] == ["--"] else args.app_args
+    command = [args.pvpython, "--force-offscreen-rendering", str(APP), *app_args]
+    sys.stdout.flush()
+    os.execvpe(command[0], command, env)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""ParaViewSession through the kernel API: real pvpython (under its own Xvfb), generated data."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from jupyter_helpers import wait_until
+from paraview_data import heat_series
+from PIL import Image
+
+from nbviz import NbvizError, NbvizWarning, ParaViewSession, ProgramNotFoundError
+from nbviz.paraview import DataError, Screenshot
+
+pytestmark = [
+    pytest.mark.paraview,
+    pytest.mark.filterwarnings("ignore::nbviz.NbvizWarning"),  # no Jupyter server here: no route
+]
+
+
+def pixel(shot: Screenshot, x: float = 0.5, y: float = 0.5) -> tuple[int, int, int]:
+    image = Image.open(io.BytesIO(shot.data)).convert("RGB")
+    return image.getpixel((int(x * (image.width - 1)), int(y * (image.height - 1))))  # type: ignore[return-value]
+
+
+def differs(a: tuple[int, int, int], b: tuple[int, int, int], by: int = 40) -> bool:
+    return sum(abs(p - q) for p, q in zip(a, b, strict=True)) > by
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return heat_series(tmp_path_factory.mktemp("heat"))
+
+
+@pytest.fixture(scope="module")
+def view(data: Path) -> Iterator[ParaViewSession]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NbvizWarning)
+        session = ParaViewSession(data, size=(400, 300))
+    session.wait_ready(120)
+    yield session
+    session.stop()
+
+
+def test_fields_times_and_defaults(view: ParaViewSession) -> None:
+    assert view.status == "ready" and view.route == "none"  # no Jupyter server in this test
+    assert sorted(view.fields) == ["pressure", "temperature"]
+    assert view.times == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert view.field in view.fields and view.time == 0
+    assert "Viridis (matplotlib)" in view.colormaps
+    assert set(view.camera) == {"position", "focal_point", "view_up", "view_angle"}
+    listing = view.request("list")
+    assert listing["sources"][0]["kind"] == "reader"
+    assert listing["bounds"] == pytest.approx([-1, 1, -1, 1, -1, 1])
+
+
+def test_field_and_colormap_change_the_pixels(view: ParaViewSession) -> None:
+    view.field = "pressure"
+    view.colormap = "Cool to Warm"
+    view.time = 0
+    middle_cool = pixel(view.screenshot())
+    view.colormap = "Viridis (matplotlib)"
+    middle_viridis = pixel(view.screenshot())
+    assert differs(middle_cool, middle_viridis), (middle_cool, middle_viridis)
+    view.field = "temperature"  # hot in the middle: the top of the colormap
+    middle_temperature = pixel(view.screenshot())
+    assert differs(middle_viridis, middle_temperature), (middle_viridis, middle_temperature)
+    edge_temperature = pixel(view.screenshot(), x=0.5, y=0.85)
+    assert differs(middle_temperature, edge_temperature)
+
+
+def test_time_steps_and_color_range(view: ParaViewSession) -> None:
+    view.field = "pressure"
+    view.colormap = "Viridis (matplotlib)"
+    view.time = 0  # pressure = x: left and right differ, top and bottom agree
+    shot = view.screenshot()
+    assert differs(pixel(shot, 0.4, 0.5), pixel(shot, 0.6, 0.5))
+    view.time = 3  # pressure = y
+    shot = view.screenshot()
+    assert differs(pixel(shot, 0.5, 0.4), pixel(shot, 0.5, 0.6))
+    assert not differs(pixel(shot, 0.4, 0.5), pixel(shot, 0.6, 0.5), by=25)
+    view.color_range = (5, 6)  # all data below the range: one colour everywhere
+    shot = view.screenshot()
+    assert not differs(pixel(shot, 0.5, 0.4), pixel(shot, 0.5, 0.6), by=25)
+    view.color_range = "auto"
+    view.time = 0
+
+
+def test_camera_both_ways(view: ParaViewSession) -> None:
+    view.reset_camera()
+    before = view.screenshot()
+    side = dict(view.camera)
+    side["position"] = [6.0, 0.0, 0.0]
+    side["view_up"] = [0.0, 0.0, 1.0]
+    view.camera = side
+    assert view.camera["position"] == pytest.approx([6, 0, 0])
+    after = view.screenshot()
+    assert before.data != after.data
+    view.reset_camera()
+    assert view.camera["position"] != pytest.approx([6, 0, 0])
+
+
+FRONT = {"position": [0.0, 0.0, 6.0], "focal_point": [0.0, 0.0, 0.0], "view_up": [0.0, 1.0, 0.0]}
+
+
+def test_filters(view: ParaViewSession) -> None:
+    view.field = "temperature"
+    view.colormap = "Cool to Warm"
+    view.time = 0
+    view.camera = FRONT
+    view.reset_camera()
+    plain = view.screenshot()
+    clip = view.clip(normal=(1, 0, 0))  # keeps x >= 0: the left half of the cube goes
+    clipped = view.screenshot()
+    assert differs(pixel(plain, 0.4, 0.5), pixel(clipped, 0.4, 0.5))
+    assert not differs(pixel(plain, 0.6, 0.5), pixel(clipped, 0.6, 0.5), by=30)
+    clip.set(normal=(-1, 0, 0))  # now the right half goes
+    flipped = view.screenshot()
+    assert differs(pixel(flipped, 0.6, 0.5), pixel(clipped, 0.6, 0.5))
+    clip.remove()
+    assert not differs(pixel(view.screenshot(), 0.4, 0.5), pixel(plain, 0.4, 0.5), by=10)
+    # the hot blob inside the cube: a contour shows it (red in the middle of the view)
+    contour = view.contour(values=[0.5])
+    blob = view.screenshot()
+    assert [f.id for f in view.filters] == [contour.id]
+    assert any(s["kind"] == "contour" for s in view.request("list")["sources"])
+    assert differs(pixel(plain), pixel(blob))
+    red, _green, blue = pixel(blob)
+    assert red > blue, pixel(blob)
+    contour.remove()
+    threshold = view.threshold(0.5, 1.0)
+    assert differs(pixel(plain), pixel(view.screenshot()))
+    threshold.remove()
+    view.slice(normal=(0, 0, 1)).remove()
+    assert view.filters == []
+    with pytest.raises(DataError, match="no field 'nope'"):
+        view.contour(field="nope")
+    assert view.filters == []
+
+
+def test_bad_values_are_clear_errors(view: ParaViewSession) -> None:
+    with pytest.raises(DataError, match="no field 'nope'; fields: "):
+        view.field = "nope"
+    with pytest.raises(DataError, match=r"time step 9 does not exist; there are 4 \(0..3\)"):
+        view.time = 9
+    with pytest.raises(DataError, match="did you mean 'Viridis"):
+        view.colormap = "viridis"
+    with pytest.raises(DataError, match="low < high"):
+        view.color_range = (2, 1)
+    assert view.field in view.fields and view.time in range(4)
+
+
+def test_screenshot_size(view: ParaViewSession) -> None:
+    shot = view.screenshot(320, 200)
+    assert shot.size == (320, 200)
+    assert shot._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert view.last_screenshot is shot
+
+
+def test_numpy_array_input() -> None:
+    axis = np.linspace(-1, 1, 20)
+    x, y, _z = np.meshgrid(axis, axis, axis, indexing="ij")
+    session = ParaViewSession(x + 2 * y, array_name="ramp", size=(300, 300))
+    try:
+        session.wait_ready(120)
+        assert session.fields == ["ramp"]
+        assert session.request("list")["bounds"] == pytest.approx([0, 19, 0, 19, 0, 19])
+        shot = session.screenshot()
+        assert differs(pixel(shot, 0.5, 0.35), pixel(shot, 0.5, 0.65))
+    finally:
+        session.stop()
+
+
+def test_crash_then_restart_restores_the_view(data: Path) -> None:
+    session = ParaViewSession(data, field="pressure", size=(300, 200))
+    try:
+        session.wait_ready(120)
+        session.time = 2
+        pids = [p.pid for p in tree(session.pid)]  # type: ignore[arg-type]
+        assert len(pids) >= 2  # pvpython and its private Xvfb
+        os.kill(session.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        wait_until(lambda: session.status == "crashed", timeout=10, what="crash detection")
+        assert "exited with signal SIGKILL" in session.error
+        wait_until(lambda: not any(psutil.pid_exists(p) for p in pids), timeout=10, what="Xvfb too")
+        with pytest.raises(NbvizError, match=r"crashed; restart\(\) it"):
+            session.screenshot()
+        session.restart()
+        session.wait_ready(120)
+        assert (session.field, session.time) == ("pressure", 2)  # the view came back as it was
+        assert session.request("list")["values"]["time"] == 2
+    finally:
+        session.stop()
+
+
+def test_stop_leaves_nothing(data: Path) -> None:
+    session = ParaViewSession(data, size=(300, 200))
+    session.wait_ready(120)
+    procs = tree(session.pid)  # type: ignore[arg-type]
+    names = {p.name() for p in procs}
+    assert "Xvfb" in names, names
+    session_dir = session._process.session_dir
+    session.stop()
+    wait_until(lambda: not any(p.is_running() for p in procs), timeout=10, what="all processes")
+    assert session_dir is not None and not session_dir.exists()
+
+
+def test_missing_and_unreadable_data(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        ParaViewSession(tmp_path / "nope.pvd")
+    with pytest.raises(DataError, match="no file matches"):
+        ParaViewSession(str(tmp_path / "step*.vti"))
+    junk = tmp_path / "junk.vti"
+    junk.write_text("this is not VTK")
+    session = ParaViewSession(junk)
+    with pytest.raises(DataError, match=r"junk\.vti"):
+        session.wait_ready(120)
+    assert session.status == "crashed" and session.pid is not None
+    assert not psutil.pid_exists(session.pid)
+    unknown = tmp_path / "data.xyz123"
+    unknown.write_text("1 2 3")
+    session = ParaViewSession(unknown)
+    with pytest.raises(DataError, match=r"no reader|unsupported"):
+        session.wait_ready(120)
+
+
+def test_missing_pvpython(monkeypatch: pytest.MonkeyPatch, data: Path) -> None:
+    monkeypatch.setenv("NBVIZ_PVPYTHON", "/nonexistent/pvpython")
+    with pytest.raises(ProgramNotFoundError, match="NBVIZ_PVPYTHON"):
+        ParaViewSession(data)
+    monkeypatch.delenv("NBVIZ_PVPYTHON")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ProgramNotFoundError, match="apt-get install paraview"):
+        ParaViewSession(data)
