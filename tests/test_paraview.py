@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import warnings
@@ -12,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from jupyter_helpers import wait_until
+from jupyter_helpers import JupyterServer, wait_until
 from paraview_data import heat_series
 from PIL import Image
+from test_jupyter import Kernel, ws_connect
 
 from nbviz import NbvizError, NbvizWarning, ParaViewSession, ProgramNotFoundError
 from nbviz.paraview import DataError, Screenshot
@@ -243,3 +245,37 @@ def test_missing_pvpython(monkeypatch: pytest.MonkeyPatch, data: Path) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ProgramNotFoundError, match="apt-get install paraview"):
         ParaViewSession(data)
+
+
+# ------------------------------------------------------------ through a real Jupyter server
+@pytest.mark.jupyter
+def test_view_through_the_route_and_kernel_death(data: Path, jupyter_server: JupyterServer) -> None:
+    kernel = Kernel(jupyter_server)
+    try:
+        out = kernel.run(
+            "import json\nfrom nbviz import ParaViewSession\n"
+            f"view = ParaViewSession({str(data)!r}, size=(300, 200))\n"
+            "view.wait_ready(120)\n"
+            "print(json.dumps({'url': view.url, 'route': view.route, 'pid': view.pid}))"
+        )
+        info = json.loads(out.strip().splitlines()[-1])
+        assert info["route"] == "nbviz" and info["url"].startswith("/user/alice/nbviz/")
+        # the trame page and its websocket, through Jupyter's login
+        status, body, _ = jupyter_server.get(info["url"] + "index.html")
+        assert status == 200 and b"trame" in body
+        offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
+        ws = ws_connect(
+            jupyter_server,
+            info["url"] + "ws",
+            header=[f"Authorization: token {jupyter_server.token}", offer],
+        )
+        ws.close()
+        assert jupyter_server.get(info["url"] + "index.html", auth=False)[0] in (302, 403)
+        procs = tree(info["pid"])
+        assert {"Xvfb"} <= {p.name() for p in procs}
+        os.kill(kernel.pid, signal.SIGKILL)
+        wait_until(
+            lambda: not any(p.is_running() for p in procs), timeout=10, what="pvpython, Xvfb"
+        )
+    finally:
+        kernel.close()
