@@ -156,10 +156,12 @@ class WebApp(Frame):
         route = self._route
         assert route is not None
         if route.kind == "none":
-            warn(
-                f"nbviz: {self._spec.name} runs, but no browser can show it here: "
-                f"{_routes.NO_ROUTE_HINT}"
+            why = (
+                _routes.NO_ROUTE_HINT
+                if self._server is not None
+                else "no Jupyter server runs this kernel (its Python API works all the same)"
             )
+            warn(f"nbviz: {self._spec.name} runs, but no browser can show it here: {why}")
         if route.kind == "direct":
             warn(
                 f"nbviz: no Jupyter server found behind this kernel; the frame loads {route.url} "
