@@ -320,6 +320,7 @@ class Launcher:
             str(passwd),
             "-nolisten",
             "tcp",
+            "-noreset",  # a reset when the last client leaves races the next client's auth
             "-auth",
             self.env["XAUTHORITY"],
             "-desktop",

@@ -61,6 +61,9 @@ def start_xvfb(width: int, height: int, xauthority: str, attempts: int = 8) -> s
                     f"{width}x{height}x24",
                     "-nolisten",
                     "tcp",
+                    # no reset when the last client leaves: ParaView probes the display with a
+                    # short connection first, and a reset racing its next one fails it
+                    "-noreset",
                     "-auth",
                     xauthority,
                 ],
