@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import base64
+import html
 from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets as t
+
+
+def static_bundle(title: str, kind: str, png: bytes | None) -> dict[str, str]:
+    """What a notebook viewer without the live widget shows: the picture, or a card."""
+    name = html.escape(title)
+    if png is None:
+        return {
+            "text/html": (
+                '<div style="border:1px solid #ccc;border-radius:4px;padding:10px 14px;'
+                'font-family:sans-serif;color:#444;background:#fafafa">'
+                f"<b>{name}</b> &mdash; a live nbviz {html.escape(kind)}; "
+                "run the notebook in Jupyter to see it.</div>"
+            )
+        }
+    encoded = base64.b64encode(png).decode()
+    return {
+        "image/png": encoded,
+        "text/html": (
+            f'<figure style="margin:0"><img src="data:image/png;base64,{encoded}" '
+            f'alt="{name}" style="max-width:100%"/>'
+            f'<figcaption style="font-family:sans-serif;color:#666;font-size:12px">{name} '
+            f"&mdash; last picture of a live nbviz {html.escape(kind)}</figcaption></figure>"
+        ),
+    }
 
 
 def _asset(name: str) -> Path:
@@ -58,6 +84,35 @@ class Frame(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.on_msg(self._handle_frame_message)
+        self._display_id = ""
+        self._static_png: bytes | None = None
+
+    # ------------------------------------------------------------ static fallback
+    # A notebook saved with an nbviz output shows a picture on GitHub, nbviewer and in
+    # `jupyter nbconvert --to html`: next to the live widget, each output carries an HTML
+    # card, and the latest server-side screenshot once there is one (updated in place).
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        if not self._display_id:
+            self._display_id = f"nbviz-{self.model_id}"
+        display(self._bundle(), raw=True, display_id=self._display_id)
+
+    def _bundle(self) -> dict[str, Any]:
+        bundle = self._repr_mimebundle_()
+        data = dict(bundle[0] if isinstance(bundle, tuple) else bundle or {})
+        data.update(
+            static_bundle(self.title or type(self).__name__, type(self).__name__, self._static_png)
+        )
+        return data
+
+    def _set_static_picture(self, png: bytes) -> None:
+        """Make ``png`` the picture a saved notebook shows for this output (re-renders it)."""
+        self._static_png = png
+        if self._display_id:
+            from IPython.display import update_display
+
+            update_display(self._bundle(), raw=True, display_id=self._display_id)
 
     @t.validate("path")
     def _valid_path(self, proposal: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from .. import _orphans, _routes
 from .._errors import BackendStoppedError, NbvizError, PortInUseError, ProgramNotFoundError
 from .._process import kill_tree
 from .._routes import RouteChoice
+from .._screenshot import Screenshot
 from .._spec import Endpoint, Spec, find_program
 from ..app import WebApp, warn
 from . import _launch
@@ -67,28 +68,6 @@ def missing_backend(backend: Backend) -> str | None:
         if shutil.which(program) is None:
             return f"{program} is not installed (apt-get install {package})"
     return None
-
-
-class Screenshot:
-    """A PNG image of the X screen; shows itself in a notebook cell."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def _repr_png_(self) -> bytes:
-        return self.data
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height) in pixels, read from the PNG header."""
-        return int.from_bytes(self.data[16:20], "big"), int.from_bytes(self.data[20:24], "big")
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        Path(path).write_bytes(self.data)
-
-    def __repr__(self) -> str:
-        width, height = self.size
-        return f"<Screenshot {width}x{height} PNG, {len(self.data)} bytes>"
 
 
 class Program:
@@ -347,7 +326,9 @@ class RemoteDesktop(WebApp):
 
     def screenshot(self) -> Screenshot:
         """A PNG of the whole X screen, taken on the server (no browser needed)."""
-        return Screenshot(self._x(["import", "-window", "root", "png:-"], timeout=30))
+        shot = Screenshot(self._x(["import", "-window", "root", "png:-"], timeout=30))
+        self._set_static_picture(shot.data)  # the picture a saved notebook shows
+        return shot
 
     def refresh(self) -> None:
         """Read the desktop's window list and clipboard now (they are also polled)."""

@@ -21,6 +21,7 @@ import traitlets as t
 
 from .._channel import Channel, ChannelError
 from .._errors import BackendExitedError, NbvizError, ProgramNotFoundError
+from .._screenshot import Screenshot
 from .._spec import Endpoint, Spec
 from ..app import WebApp
 from ._files import write_pvd, write_vti
@@ -34,28 +35,6 @@ VIEW_TRAITS = ("field", "colormap", "color_range", "representation", "opacity", 
 
 class DataError(NbvizError, ValueError):
     """The data cannot be found or read, or a field/time step/colormap does not exist."""
-
-
-class Screenshot:
-    """A PNG image of the view; shows as the picture in a notebook, ``.data`` has the bytes."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def _repr_png_(self) -> bytes:
-        return self.data
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        Path(path).write_bytes(self.data)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height) in pixels, read from the PNG header."""
-        return int.from_bytes(self.data[16:20], "big"), int.from_bytes(self.data[20:24], "big")
-
-    def __repr__(self) -> str:
-        width, height = self.size
-        return f"<Screenshot {width}x{height} PNG, {len(self.data)} bytes>"
 
 
 class Filter:
@@ -419,6 +398,7 @@ class ParaViewSession(WebApp):
         self._request("screenshot", args)
         shot = Screenshot(Path(path).read_bytes())
         self.last_screenshot = shot
+        self._set_static_picture(shot.data)  # the picture a saved notebook shows
         return shot
 
     def reset_camera(self) -> None:
