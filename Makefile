@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.nbviz-installed
 DEMO_PORT ?= 8888
 
-.PHONY: demo test bench lint deps system-deps python-deps clean
+.PHONY: demo test bench docs lint deps system-deps python-deps clean
 
 deps: system-deps python-deps
 
@@ -30,6 +30,10 @@ lint: python-deps
 
 test: deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+docs: python-deps
+	$(BIN)/python -m sphinx -W -b html docs docs/_build/html
+	@echo "nbviz: docs in docs/_build/html/index.html"
 
 bench: deps
 	$(BIN)/python benchmarks/run.py
