@@ -433,3 +433,29 @@ def test_keys_typed_in_the_page_reach_the_xterm(
         kernel.run("desk.stop()")
     finally:
         kernel.close()
+
+
+@pytest.mark.paraview
+def test_launched_paraview_opens_no_tcp_port() -> None:
+    """Debian's ParaView GUI starts MPI, which listens on every interface: launch() prevents it."""
+    if not shutil.which("paraview"):
+        pytest.skip("paraview is not installed")
+    desk = new_desktop("vnc")
+    try:
+        program = desk.launch("paraview")
+        assert "--no-mpi" in program.argv
+
+        def paraview_window() -> bool:
+            desk.refresh()
+            return any("ParaView" in title for title in desk.windows)
+
+        wait_until(paraview_window, timeout=60, what="ParaView's window")
+        listening = [
+            (p.pid, c.laddr)
+            for p in map(psutil.Process, alive(tree(program.pid)))
+            for c in p.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        ]
+        assert listening == []
+    finally:
+        desk.stop()

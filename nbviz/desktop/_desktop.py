@@ -299,6 +299,10 @@ class RemoteDesktop(WebApp):
         full_env = self.x_env
         full_env.update(env or {})
         argv[0] = find_program(argv[0], full_env)
+        if os.path.basename(argv[0]) == "paraview" and "--mpi" not in argv[1:]:
+            # Debian's ParaView GUI initialises MPI, whose runtime listens on TCP on every
+            # interface: on a shared login node, keep the desktop free of open ports.
+            argv.insert(1, "--no-mpi")
         session_dir = self._process.session_dir
         log = os.open(
             session_dir / "programs.log" if session_dir else os.devnull,
