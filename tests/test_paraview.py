@@ -164,6 +164,19 @@ def test_bad_values_are_clear_errors(view: ParaViewSession) -> None:
     assert view.field in view.fields and view.time in range(4)
 
 
+def test_no_tcp_port_is_open(view: ParaViewSession) -> None:
+    """On a shared login node nothing of a session may listen on TCP (pvpython's MPI would)."""
+    procs = tree(view.pid)  # type: ignore[arg-type]
+    assert {p.name() for p in procs} == {"pvpython", "Xvfb"}
+    listening = [
+        (p.name(), c.laddr)
+        for p in procs
+        for c in p.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    ]
+    assert listening == []
+
+
 def test_screenshot_size(view: ParaViewSession) -> None:
     shot = view.screenshot(320, 200)
     assert shot.size == (320, 200)

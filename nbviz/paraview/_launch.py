@@ -104,7 +104,9 @@ def main() -> None:
             p for p in (args.pythonpath, env.get("PYTHONPATH")) if p
         )
     app_args = args.app_args[1:] if args.app_args[:1] == ["--"] else args.app_args
-    command = [args.pvpython, "--force-offscreen-rendering", str(APP), *app_args]
+    # --no-mpi: Debian's pvpython would otherwise start MPI, whose runtime (orted, in a
+    # session of its own) listens on TCP on every interface.
+    command = [args.pvpython, "--no-mpi", "--force-offscreen-rendering", str(APP), *app_args]
     sys.stdout.flush()
     os.execvpe(command[0], command, env)
 
