@@ -10,8 +10,9 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -196,3 +197,65 @@ def wait_processes_gone(pids: list[int], timeout: float = 15) -> None:
         timeout=timeout,
         what=f"processes {pids} to exit",
     )
+
+
+@contextmanager
+def open_notebook(server: JupyterServer, browser: Browser, name: str) -> Iterator[Notebook]:
+    """A fresh notebook ``name`` open in JupyterLab in its own browser context.
+
+    Afterwards: no uncaught exception in the page, a screenshot of the page in
+    test-artifacts/browser/<name>-page.png, the kernel shut down, and every pid the test put
+    into ``notebook.pids`` gone (nbviz's orphan watchdog stops a dead kernel's backends).
+    """
+    quiet_lab(server)
+    path = write_notebook(server, name)
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page_errors: list[str] = []  # uncaught exceptions in the page (JupyterLab's or the widget's)
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
+    nb = Notebook(page, server, path)
+    try:
+        nb.open()
+        yield nb
+        assert not page_errors, page_errors
+    finally:
+        try:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=ARTIFACTS / f"{name}-page.png")
+        finally:
+            context.close()
+            nb.shutdown()
+    wait_processes_gone(nb.pids)
+
+
+def changed_fraction(a: Image.Image, b: Image.Image, threshold: int = 40) -> float:
+    """Fraction of pixels whose colours differ by more than ``threshold`` (sum over RGB)."""
+    if a.size != b.size:
+        return 1.0
+    da, db = a.convert("RGB").tobytes(), b.convert("RGB").tobytes()
+    changed = sum(
+        1
+        for i in range(0, len(da), 3)
+        if abs(da[i] - db[i]) + abs(da[i + 1] - db[i + 1]) + abs(da[i + 2] - db[i + 2]) > threshold
+    )
+    return changed / max(1, len(da) // 3)
+
+
+def wait_for_screenshot(
+    locator: Locator,
+    name: str,
+    predicate: Callable[[Image.Image], object],
+    what: str,
+    timeout: float = 15,
+) -> Image.Image:
+    """Screenshot ``locator`` (as :func:`save_screenshot`) until ``predicate`` holds for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shot = save_screenshot(locator, name)
+        if predicate(shot):
+            return shot
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout} s waiting for {what}; see {ARTIFACTS / name}.png"
+            )
+        time.sleep(0.2)
