@@ -41,6 +41,7 @@ sys.argv = sys.argv[:1]
 from paraview import servermanager, simple  # noqa: E402
 from trame.app import get_server  # noqa: E402
 from trame.ui.vuetify3 import SinglePageLayout  # noqa: E402
+from trame.widgets import html  # noqa: E402
 from trame.widgets import paraview as pv_widgets  # noqa: E402
 from trame.widgets import vuetify3 as v3  # noqa: E402
 
@@ -578,8 +579,9 @@ state.time_index = 0
 state.startup_error = startup_error
 
 with SinglePageLayout(server, full_height=True) as layout:
-    layout.title.set_text(ARGS.title)
-    layout.icon.hide() if hasattr(layout, "icon") else None
+    layout.title.set_text(ARGS.title)  # the browser tab's title; the cell's bar shows it already
+    layout.title.hide()
+    layout.icon.hide()
     with layout.toolbar as toolbar:
         toolbar.density = "compact"
         v3.VSpacer()
@@ -604,6 +606,11 @@ with SinglePageLayout(server, full_height=True) as layout:
             thumb_label=True,
             style="max-width: 260px",
             classes="mx-2 nbviz-time",
+        )
+        html.Span(
+            "{{ times.length > 1 ? `t = ${times[time_index].toPrecision(4)}"
+            " (${time_index + 1}/${times.length})` : '' }}",
+            classes="text-caption mx-2 nbviz-time-label",
         )
         v3.VBtn(icon="mdi-crop-free", click=reset_camera, density="compact", classes="nbviz-reset")
     with layout.content, v3.VContainer(fluid=True, classes="pa-0 fill-height"):
