@@ -113,6 +113,24 @@ def launched_by_jupyter(env: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("JPY_PARENT_PID"))
 
 
+def standalone_voila(env: Mapping[str, str] | None = None) -> bool:
+    """True when a standalone Voilà (``voila notebook.ipynb``) started this kernel.
+
+    Standalone Voilà is a Jupyter client with its own small web server: it serves neither
+    nbviz's route nor jupyter-server-proxy's, so a frame can only load a backend directly.
+    """
+    env = os.environ if env is None else env
+    parent = env.get("JPY_PARENT_PID")
+    if not (parent and parent.isdigit()):
+        return False
+    try:
+        argv = psutil.Process(int(parent)).cmdline()
+    except psutil.Error:
+        return False
+    names = [os.path.basename(arg).removesuffix(".exe") for arg in argv[:2]]
+    return "voila" in names or argv[1:3] == ["-m", "voila"]
+
+
 def server_has_proxy(server: ServerInfo, timeout: float = 2.0) -> bool | None:
     """Ask the server whether jupyter-server-proxy is loaded: True, False, or None (can't tell)."""
     if not server.url:

@@ -31,6 +31,10 @@ class LogText(str):
 
 
 _proxy_checked: dict[str, bool | None] = {}
+STANDALONE_VOILA_HINT = (
+    "standalone Voilà (`voila notebook.ipynb`) has no routes to backends; serve the dashboard "
+    "with `nbviz dashboard notebook.ipynb` (Voilà inside a Jupyter server, with nbviz's route)"
+)
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -46,8 +50,8 @@ class WebApp(Frame):
     """A web application started from a notebook cell and shown in it.
 
     ``command`` is a list (or a shell-like string) whose items may contain the fields
-    ``{port}``, ``{unix_socket}``, ``{base_url}`` and ``{prefix}``. The object is itself the
-    widget: leave it last in a cell (or ``display()`` it) to see the app.
+    ``{port}``, ``{unix_socket}``, ``{base_url}``, ``{prefix}`` and ``{session_dir}``. The object
+    is itself the widget: leave it last in a cell (or ``display()`` it) to see the app.
 
     >>> app = WebApp(["python", "-m", "http.server", "--bind", "127.0.0.1", "{port}"])
     >>> app.wait_ready()
@@ -116,6 +120,8 @@ class WebApp(Frame):
         self._absolute_url = absolute_url
         self._route_choice: RouteChoice = route
         self._server = _server.find_server()
+        # Standalone Voilà: a Jupyter client but no server routes; only the direct route works.
+        self._standalone_voila = self._server is None and _server.standalone_voila()
         pid = self._server.pid if self._server else None
         self._nbviz_route = _registry.server_has_route(pid) or (
             route == "nbviz" and self._server is not None and pid is None
@@ -133,16 +139,21 @@ class WebApp(Frame):
 
     # ----------------------------------------------------------------- routing
     def _route_for(self, endpoint: Endpoint, session_id: str) -> _routes.Route:
-        return _routes.route_for(
-            endpoint,
-            self._server,
-            session_id=session_id,
-            choice=self._route_choice,
-            nbviz_route=self._nbviz_route,
-            absolute=self._absolute_url,
-            front_end_may_know=_server.launched_by_jupyter(),
-            required=self._route_required,
-        )
+        try:
+            return _routes.route_for(
+                endpoint,
+                self._server,
+                session_id=session_id,
+                choice=self._route_choice,
+                nbviz_route=self._nbviz_route,
+                absolute=self._absolute_url,
+                front_end_may_know=_server.launched_by_jupyter() and not self._standalone_voila,
+                required=self._route_required,
+            )
+        except NbvizError as exc:
+            if self._standalone_voila:
+                raise NbvizError(f"nbviz: {self._spec.name}: {STANDALONE_VOILA_HINT}") from exc
+            raise
 
     def _values_for(self, endpoint: Endpoint, session_id: str) -> dict[str, str]:
         route = self._route_for(endpoint, session_id)
@@ -159,10 +170,17 @@ class WebApp(Frame):
             why = (
                 _routes.NO_ROUTE_HINT
                 if self._server is not None
+                else STANDALONE_VOILA_HINT
+                if self._standalone_voila
                 else "no Jupyter server runs this kernel (its Python API works all the same)"
             )
             warn(f"nbviz: {self._spec.name} runs, but no browser can show it here: {why}")
-        if route.kind == "direct":
+        if route.kind == "direct" and self._standalone_voila:
+            warn(
+                f"nbviz: the frame loads {route.url} directly, which works only in a browser on "
+                f"this machine: {STANDALONE_VOILA_HINT}"
+            )
+        elif route.kind == "direct":
             warn(
                 f"nbviz: no Jupyter server found behind this kernel; the frame loads {route.url} "
                 "directly, which works only in a browser on this machine (set NBVIZ_BASE_URL "

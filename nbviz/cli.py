@@ -1,4 +1,7 @@
-"""``nbviz doctor``: what is installed, which server and routes a kernel would use, and why not."""
+"""``nbviz doctor``: what is installed, which server and routes a kernel would use, and why not.
+
+``nbviz dashboard notebook.ipynb``: the notebook as a Voilà dashboard (see ``_dashboard``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from . import __version__, _paths, _registry, _server
+from . import __version__, _dashboard, _paths, _registry, _server
 from ._process import Process
 from ._routes import NO_ROUTE_HINT, route_for, url_join
 from ._spec import INSTALL_HINTS, Spec
@@ -244,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc = sub.add_parser("doctor", help="check servers, routes and installed backends")
     doc.add_argument("--no-routes", action="store_true", help="skip starting a probe backend")
     doc.set_defaults(func=doctor)
+    _dashboard.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -28,6 +28,8 @@ class JupyterServer:
     token: str = TOKEN
     extra_args: list[str] = field(default_factory=list)
     app: str = "lab"
+    #: The program to run instead of ``jupyter <app>`` (e.g. ``nbviz dashboard nb.ipynb --``).
+    command: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     info: dict[str, object] = field(default_factory=dict)
 
@@ -63,10 +65,7 @@ class JupyterServer:
         )
         self.log = open(self.root / "server.log", "wb")  # noqa: SIM115 - closed in stop()
         args = [
-            sys.executable,
-            "-m",
-            "jupyter",
-            self.app,
+            *(self.command or [sys.executable, "-m", "jupyter", self.app]),
             "--no-browser",
             "--ServerApp.port=0",
             "--ServerApp.ip=127.0.0.1",
@@ -87,14 +86,18 @@ class JupyterServer:
         info_file = self.root / "runtime" / f"jpserver-{self.proc.pid}.json"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"jupyter {self.app} exited:\n{self.log_text()}")
             if info_file.exists():
                 try:
                     self.info = json.loads(info_file.read_text())
                 except ValueError:
                     self.info = {}
-                if self.info and self.get("api/status", auth=True)[0] == 200:
-                    return self
+                try:
+                    if self.info and self.get("api/status", auth=True)[0] == 200:
+                        return self
+                except OSError:  # the info file can appear before the port answers
+                    pass
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"jupyter {self.app} did not start in {timeout} s:\n{self.log_text()}")
