@@ -1,0 +1,76 @@
+"""The presets nbviz ships. Each is plain data; see docs/apps.md to write your own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._preset import Preset
+
+#: Run by path, not with -m: importing the nbviz package (widgets) would slow every start.
+_NEST_LAUNCHER = (
+    str(Path(__file__).with_name("_nest_launch.py")).replace("{", "{{").replace("}", "}}")
+)
+
+NEST_DESKTOP = Preset(
+    name="nest-desktop",
+    origin="nbviz",
+    title="NEST Desktop",
+    description="NEST Desktop (web UI) with its own NEST Server, one session",
+    command=(
+        "{python}",
+        _NEST_LAUNCHER,
+        "--socket",
+        "{unix_socket}",
+        "--state",
+        "{session_dir}",
+        "--prefix",
+        "{prefix}",
+        "--modules",
+        "{modules}",
+        "--restricted",
+        "{restricted}",
+    ),
+    args={"modules": "import nest; import numpy as np", "restricted": "yes"},
+    args_help={
+        "modules": "Python statements NEST Server runs at start; scripts may use what they import",
+        "restricted": "yes: scripts sent to NEST Server run under RestrictedPython; no: plain exec",
+    },
+    # Through the launcher: answers only once NEST Server answers behind it.
+    ready_path="/nestserver/",
+    path="/nbviz.html",
+    timeout=60,
+    requires={
+        "nest": "nest-simulator",
+        "nest_desktop": "nest-desktop",
+        "gunicorn": "gunicorn",
+        "flask": "flask",
+        "flask_cors": "flask-cors",
+        "RestrictedPython": "RestrictedPython",
+    },
+)
+
+BOKEH = Preset(
+    name="bokeh",
+    origin="nbviz",
+    title="Bokeh",
+    description="a Bokeh server app (bokeh serve) from a script, notebook or directory",
+    command=(
+        "{python}",
+        "-m",
+        "bokeh",
+        "serve",
+        "{script}",
+        "--unix-socket",
+        "{unix_socket}",
+        "--prefix",
+        "{prefix}",
+    ),
+    args={"script": None},
+    args_help={"script": "the app: a .py file, a .ipynb notebook or a directory"},
+    # Bokeh builds its page and websocket URLs from --prefix: it must see the full path.
+    absolute_url=True,
+    timeout=30,
+    requires={"bokeh": "bokeh"},
+)
+
+BUILTIN = {preset.name: preset for preset in (NEST_DESKTOP, BOKEH)}
