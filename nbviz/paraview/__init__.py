@@ -194,8 +194,8 @@ class ParaViewSession(WebApp):
         width, height_px = size
         command = [
             sys.executable,
-            "-m",
-            "nbviz.paraview._launch",
+            "-S",  # the launcher needs only the standard library: start it fast
+            _literal(str(Path(__file__).with_name("_launch.py"))),
             "--pvpython",
             _literal(pvpython),
             "--pythonpath",

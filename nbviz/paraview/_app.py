@@ -134,8 +134,7 @@ class Scene:
         fields = self.fields()
         if fields:
             self.set_field(fields[0])
-        simple.ResetCamera(self.view)
-        self.view.StillRender()
+        simple.ResetCamera(self.view)  # no render here: the page asks for its first image
 
     # what there is
     def fields(self) -> list[str]:
@@ -411,8 +410,7 @@ def broadcast(message: dict[str, Any]) -> None:
 
 def push_image() -> None:
     if scene is not None:
-        scene.view.StillRender()
-        ctrl.view_update()
+        ctrl.view_update()  # renders once and sends the image (no StillRender before it)
 
 
 def sync_ui() -> None:
@@ -541,6 +539,28 @@ async def serve_control(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         writer.close()
 
 
+def send_stale_images_promptly() -> None:
+    """trame-vtk encodes images on a thread; when one is not ready right after a render it
+    looks again only 100 ms later, and drops the image if it is still not ready then (seen
+    under load: 1 change in 12-18 never reached the page). Look again every 10 ms, up to 5 s,
+    sending the cached image without rendering again. Guarded: other trame-vtk versions keep
+    their own behaviour."""
+    for protocol in server.protocol.getLinkProtocols() if server.protocol else []:
+        needed = ("render_stale_image", "push_render", "stale_handler_count", "last_stale_time")
+        if not all(hasattr(protocol, name) for name in needed):
+            continue
+        protocol.delta_stale_time_before_render = 0.01
+        protocol.stale_count_limit = 500
+
+        def render_stale_image(view_id: Any, stale_count: int = 0, p: Any = protocol) -> None:
+            if p.stale_handler_count.get(view_id, 0) > 0:
+                p.stale_handler_count[view_id] -= 1
+                if p.last_stale_time.get(view_id) and stale_count < p.stale_count_limit:
+                    p.push_render(view_id, False, stale_count + 1)
+
+        protocol.render_stale_image = render_stale_image
+
+
 @ctrl.add("on_server_ready")
 def _on_server_ready(**_: Any) -> None:
     task = asyncio.get_event_loop().create_task(_serve_unix())
@@ -566,6 +586,7 @@ async def _serve_unix() -> None:
     if scene is not None:
         camera = scene.view.GetActiveCamera()
         camera.AddObserver("ModifiedEvent", _camera_modified)
+    send_stale_images_promptly()
     log("serving on", ARGS.socket, "control on", ARGS.control)
     del control
 
