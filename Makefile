@@ -37,6 +37,7 @@ docs: python-deps
 
 bench: deps
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/paraview.py
 
 demo: deps
 	@echo "nbviz: starting JupyterLab on notebooks/ (Ctrl-C to stop); open the URL printed below"

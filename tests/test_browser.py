@@ -17,15 +17,12 @@ import pytest
 from browser_helpers import (
     ARTIFACTS,
     REPO,
-    VIEWPORT,
     Notebook,
     chromium,
     colour_fraction,
     hex_rgb,
-    quiet_lab,
+    open_notebook,
     save_screenshot,
-    wait_processes_gone,
-    write_notebook,
 )
 from jupyter_helpers import BACKEND, JupyterServer
 from playwright.sync_api import Browser, expect, sync_playwright
@@ -61,28 +58,10 @@ def notebook(
 ) -> Iterator[Notebook]:
     """A fresh notebook open in JupyterLab; afterwards its kernel is shut down and every
     backend whose pid the test put into ``notebook.pids`` must be gone."""
-    quiet_lab(jupyter_server)
     # Named after the test, or by indirect parametrization: parametrize("notebook", ["name"]).
     name = getattr(request, "param", None) or request.node.originalname.removeprefix("test_")
-    path = write_notebook(jupyter_server, name)
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page_errors: list[str] = []  # uncaught exceptions in the page (JupyterLab's or the widget's)
-    page.on("pageerror", lambda error: page_errors.append(str(error)))
-    nb = Notebook(page, jupyter_server, path)
-    try:
-        nb.open()
+    with open_notebook(jupyter_server, browser, name) as nb:
         yield nb
-        assert not page_errors, page_errors
-    finally:
-        try:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=ARTIFACTS / f"{name}-page.png")
-        finally:
-            context.close()
-            nb.shutdown()
-    # The kernel is gone: nbviz's orphan watchdog must have stopped its backends.
-    wait_processes_gone(nb.pids)
 
 
 def backend_pid(nb: Notebook) -> int:
