@@ -1,0 +1,138 @@
+"""Browser tests of RemoteDesktop: the desktop in a JupyterLab cell, typed into, reloaded.
+
+A real JupyterLab in the system Chromium runs ``desk = RemoteDesktop(backend); desk``. The test
+waits for nbviz's desktop background in the cell's iframe, clicks into an xterm there and types
+a command with Playwright's keyboard; the file that command writes must appear. Then the page
+is reloaded: the saved notebook's widget reattaches to the same desktop, the same xterm is
+there, and typing into it again works. After the kernel is shut down no desktop process may be
+left. Screenshots are kept in test-artifacts/browser/desktop-*.png.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from browser_helpers import (
+    Notebook,
+    chromium,
+    colour_fraction,
+    hex_rgb,
+    open_notebook,
+    wait_for_screenshot,
+)
+from jupyter_helpers import JupyterServer
+from PIL import Image
+from playwright.sync_api import Browser, Locator, expect, sync_playwright
+
+from nbviz.desktop import _desktop, _launch
+
+pytestmark = [pytest.mark.browser, pytest.mark.jupyter, pytest.mark.timeout(90)]
+
+BACKGROUND = hex_rgb(_launch.BACKGROUND)  # the root window's colour, set by nbviz's launcher
+TITLE = "nbviz-typing"
+#: The xterm the test types into: its own title, a known place on the X screen (1280x800).
+XTERM = ["xterm", "-T", TITLE, "-geometry", "60x12+80+80", "-e", "sh"]
+#: White: the xterm's background.
+WHITE = (255, 255, 255)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright, chromium(playwright) as browser:
+        yield browser
+
+
+def desktop_drawn(shot: Image.Image) -> bool:
+    """nbviz's desktop is on screen: much of its background, and an xterm (white) on it."""
+    return colour_fraction(shot, BACKGROUND, 10) > 0.2 and colour_fraction(shot, WHITE, 4) > 0.02
+
+
+def wait_desktop(cell: Locator, name: str) -> tuple[Locator, Image.Image]:
+    """Wait until the cell's iframe shows the desktop; (the iframe, its screenshot)."""
+    widget = cell.locator(".nbviz-frame")
+    expect(widget).to_have_attribute("data-status", "ready", timeout=45_000)
+    iframe = widget.locator("iframe.nbviz-iframe")
+    iframe.scroll_into_view_if_needed()
+    shot = wait_for_screenshot(iframe, name, desktop_drawn, "the desktop in the iframe", 20)
+    return iframe, shot
+
+
+def wait_file(nb: Notebook, path: Path, timeout: float = 10) -> str:
+    """In the kernel, wait until ``path`` exists; its text (or None)."""
+    printed = nb.printed(
+        "import os as _os, time as _time\n"
+        f"_deadline = _time.monotonic() + {timeout}\n"
+        f"while not _os.path.exists({str(path)!r}) and _time.monotonic() < _deadline:\n"
+        "    _time.sleep(0.05)\n"
+        f"print(repr(open({str(path)!r}).read() if _os.path.exists({str(path)!r}) else None))",
+        timeout=timeout + 10,
+    )
+    return ast.literal_eval(printed)
+
+
+def type_into_xterm(nb: Notebook, iframe: Locator, text: str) -> None:
+    """Click into the xterm in the iframe (its top-left area on the scaled desktop), type."""
+    # Cells run since may have scrolled it (partly) under the toolbar: bring all of it back.
+    iframe.evaluate("frame => frame.scrollIntoView({block: 'center'})")
+    nb.page.wait_for_timeout(200)
+    box = iframe.bounding_box()
+    assert box is not None
+    # The X screen (1280x800) is scaled to the iframe's width; the xterm starts at (80, 80).
+    scale = box["width"] / 1280
+    nb.page.mouse.click(box["x"] + 200 * scale, box["y"] + 130 * scale)
+    nb.page.wait_for_timeout(300)
+    nb.page.keyboard.type(text, delay=20)
+    nb.page.keyboard.press("Enter")
+
+
+# Xpra is left out for now: in a 846x561 cell its client shows the 1280x800 desktop unscaled,
+# and after the page reload the test's click lands outside the xterm (keys went to the
+# notebook). Under investigation (issue 5); the standalone Xpra page test in test_desktop.py
+# covers typing through the route.
+@pytest.mark.parametrize("backend", ["vnc"])
+def test_type_into_the_desktop_and_reload(
+    backend: str, jupyter_server: JupyterServer, browser: Browser, tmp_path: Path
+) -> None:
+    problem = _desktop.missing_backend(backend)  # type: ignore[arg-type]
+    if problem:
+        pytest.skip(f"{backend}: {problem}")
+    tmp_path.chmod(0o755)
+    first, second = tmp_path / "typed.txt", tmp_path / "after-reload.txt"
+    with open_notebook(jupyter_server, browser, f"desktop-{backend}") as nb:
+        cell = nb.run(f'from nbviz import RemoteDesktop\ndesk = RemoteDesktop("{backend}")\ndesk')
+        procs = ast.literal_eval(
+            nb.printed(
+                "import psutil\n"
+                "desk.wait_ready(30)\n"
+                f"term = desk.launch({XTERM!r})\n"
+                "_seen = []\n"
+                "for _p in [psutil.Process(desk.pid), *psutil.Process(desk.pid).children(True)]:\n"
+                "    try:\n"
+                "        _seen.append((_p.pid, _p.name()))\n"
+                "    except psutil.NoSuchProcess:\n"
+                "        pass  # a short-lived helper (xsetroot) that has exited\n"
+                "print(_seen + [(term.pid, 'xterm')])"
+            )
+        )
+        nb.pids.extend(pid for pid, _name in procs)
+        assert {"openbox", "xterm"} <= {name for _pid, name in procs}, procs
+        iframe, _ = wait_desktop(cell, f"desktop-{backend}-shown")
+
+        type_into_xterm(nb, iframe, f"echo hello-from-page > {first}")
+        assert wait_file(nb, first) == "hello-from-page\n"
+
+        # Reload: the saved notebook's widget reattaches to the same running desktop. (Saved
+        # with the toolbar's button: Ctrl+S would go to the xterm, which has the focus.)
+        nb.page.locator('[data-command="docmanager:save"]').first.click()
+        nb.page.wait_for_timeout(500)
+        nb.page.reload()
+        nb.wait_idle()
+        cell = nb.cells.first
+        iframe, _ = wait_desktop(cell, f"desktop-{backend}-reloaded")
+        assert TITLE in ast.literal_eval(nb.printed("desk.refresh(); print(desk.windows)"))
+        assert nb.printed("print(term.running)") == "True"
+        type_into_xterm(nb, iframe, f"echo again > {second}")
+        assert wait_file(nb, second) == "again\n"
