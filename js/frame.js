@@ -6,7 +6,7 @@
  * @typedef {{
  *   url: string, route: string, status: Status, message: string, error: string,
  *   height: number | string, title: string, page_title: string, path: string,
- *   started_at: number, timeout: number
+ *   started_at: number, timeout: number, frame_size: number[]
  * }} FrameState
  * @typedef {import("@anywidget/types").AnyModel<FrameState>} Model
  */
@@ -249,6 +249,22 @@ function render({ model, el: host }) {
     navigate();
   }
 
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let sizeTimer;
+  // The frame's size goes to the kernel (a desktop can follow it), debounced.
+  const resizer = new ResizeObserver(() => {
+    clearTimeout(sizeTimer);
+    sizeTimer = setTimeout(() => {
+      const size = [Math.round(body.clientWidth), Math.round(body.clientHeight)];
+      const old = model.get("frame_size") || [];
+      if (size[0] > 0 && size[1] > 0 && (size[0] !== old[0] || size[1] !== old[1])) {
+        model.set("frame_size", size);
+        model.save_changes();
+      }
+    }, 250);
+  });
+  resizer.observe(body);
+
   iframe.addEventListener("load", reportPath);
   const poll = setInterval(reportPath, POLL_MS);
   const onChange = () => update();
@@ -267,6 +283,8 @@ function render({ model, el: host }) {
   update();
 
   return () => {
+    resizer.disconnect();
+    clearTimeout(sizeTimer);
     clearInterval(poll);
     clearInterval(ticker);
     model.off("change:status", onChange);

@@ -78,6 +78,9 @@ class Frame(anywidget.AnyWidget):
         help="Path of the page in the frame, relative to the backend's root; two-way: set it to "
         "navigate, read it to see where the user went.",
     ).tag(sync=True)
+    frame_size = t.List(
+        t.Int(), help="Size of the frame in the page, [width, height] pixels (from the browser)."
+    ).tag(sync=True)
     started_at = t.Float(0.0, help="When the backend was started (epoch seconds).").tag(sync=True)
     timeout = t.Float(30.0, help="Seconds the backend gets to become ready.").tag(sync=True)
 

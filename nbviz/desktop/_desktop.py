@@ -135,7 +135,7 @@ class RemoteDesktop(WebApp):
         self,
         backend: Backend = "xpra",
         *,
-        size: tuple[int, int] = (1280, 800),
+        size: tuple[int, int] | None = None,
         start: Sequence[str] = ("xterm",),
         window_manager: str = "openbox",
         display: int | None = None,
@@ -158,7 +158,9 @@ class RemoteDesktop(WebApp):
             raise ProgramNotFoundError(
                 f"nbviz: the {backend} desktop cannot start: {problem}; install it{offer}"
             )
-        width, height_px = _valid_size(size)
+        # No size given: the X screen follows the frame in the page (1280x800 until it reports).
+        self._follow_frame = size is None
+        width, height_px = _valid_size(size or (1280, 800))
         if display is not None and _launch.display_in_use(display):
             raise PortInUseError(
                 f"nbviz: X display :{display} is in use; pick another or leave display= unset"
@@ -207,6 +209,7 @@ class RemoteDesktop(WebApp):
         self.size = (width, height_px)
         self.observe(self._on_clipboard, names="clipboard")
         self.observe(self._on_size, names="size")
+        self.observe(self._on_frame_size, names="frame_size")
         if autostart:
             self.start()
 
@@ -404,7 +407,24 @@ class RemoteDesktop(WebApp):
         while self._read_clipboard() != change["new"] and time.monotonic() < deadline:
             time.sleep(0.01)
 
+    def _on_frame_size(self, change: dict[str, Any]) -> None:
+        if not self._follow_frame or len(change["new"]) != 2:
+            return
+        width, height = change["new"]
+        limit = _launch.MIN_FRAMEBUFFER if self.backend == "xpra" else (8192, 8192)
+        wanted = (max(320, min(int(width), limit[0])), max(200, min(int(height), limit[1])))
+        if wanted != tuple(self.size):
+            self._resizing_for_frame = True
+            try:
+                self.size = wanted
+            except NbvizError:
+                pass  # the next frame size will try again
+            finally:
+                self._resizing_for_frame = False
+
     def _on_size(self, change: dict[str, Any]) -> None:
+        if not getattr(self, "_resizing_for_frame", False):
+            self._follow_frame = False  # the user chose a size: stop following the frame
         width, height = _valid_size(change["new"])
         if self._process.status != "ready":
             return  # applied when the desktop is ready
