@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from jupyter_helpers import JupyterServer
+from jupyter_helpers import JupyterServer, Kernel
 
 
 @pytest.fixture(autouse=True)
@@ -32,3 +32,13 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+
+@pytest.fixture
+def kernel(jupyter_server: JupyterServer) -> Iterator[Kernel]:
+    """A kernel the shared server started (as the notebook UI would), shut down afterwards."""
+    started = Kernel(jupyter_server)
+    try:
+        yield started
+    finally:
+        started.close()

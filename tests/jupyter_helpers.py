@@ -11,8 +11,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
+from jupyter_client import BlockingKernelClient
 
 RESOURCES = Path(__file__).parent / "resources"
 BACKEND = RESOURCES / "backend.py"
@@ -186,3 +188,43 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1, what: st
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Kernel:
+    """A kernel started by the Jupyter server (as the notebook UI would), driven over ZMQ."""
+
+    def __init__(self, server: JupyterServer) -> None:
+        self.server = server
+        status, body, _ = server.post("api/kernels", {"name": "python3"})
+        assert status == 201, body
+        self.id = json.loads(body)["id"]
+        connection = Path(server.root / "runtime" / f"kernel-{self.id}.json")
+        wait_until(connection.exists, what="the kernel's connection file")
+        self.client = BlockingKernelClient(connection_file=str(connection))
+        self.client.load_connection_file()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+
+    @property
+    def pid(self) -> int:
+        for proc in psutil.Process(self.server.proc.pid).children(recursive=True):  # type: ignore[union-attr]
+            if any(self.id in part for part in proc.cmdline()):
+                return proc.pid
+        raise AssertionError("kernel process not found")
+
+    def run(self, code: str, timeout: float = 60) -> str:
+        out: list[str] = []
+
+        def hook(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                out.append("\n".join(msg["content"]["traceback"]))
+
+        reply = self.client.execute_interactive(code, output_hook=hook, timeout=timeout)
+        assert reply["content"]["status"] == "ok", "".join(out)
+        return "".join(out)
+
+    def close(self) -> None:
+        self.client.stop_channels()
+        self.server.delete(f"api/kernels/{self.id}")

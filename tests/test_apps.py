@@ -8,12 +8,11 @@ import re
 import textwrap
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-from jupyter_helpers import RESOURCES, JupyterServer, wait_until
+from jupyter_helpers import RESOURCES, JupyterServer, Kernel, wait_until
 
 from nbviz import NbvizWarning, ProgramNotFoundError, TemplateError, apps
 from nbviz._errors import BackendExitedError, NbvizError
@@ -272,17 +271,6 @@ def test_nest_server_dying_stops_the_ui_with_one_error() -> None:
 
 
 # ---------------------------------------------------- through a real Jupyter server + browser
-@pytest.fixture
-def kernel(jupyter_server: JupyterServer) -> Iterator[object]:
-    from test_jupyter import Kernel
-
-    k = Kernel(jupyter_server)
-    try:
-        yield k
-    finally:
-        k.close()
-
-
 START = """
 import json, psutil
 from nbviz import apps
@@ -316,7 +304,7 @@ def post_json(server: JupyterServer, url: str, body: object) -> tuple[int, objec
 @pytest.mark.jupyter
 @pytest.mark.browser
 def test_nest_desktop_and_bokeh_through_the_route(
-    jupyter_server: JupyterServer, kernel, tmp_path: Path
+    jupyter_server: JupyterServer, kernel: Kernel, tmp_path: Path
 ) -> None:
     from browser_helpers import ARTIFACTS, chromium, colour_fraction, hex_rgb
     from playwright.sync_api import expect, sync_playwright

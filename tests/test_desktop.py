@@ -23,9 +23,9 @@ from typing import Any
 import psutil
 import pytest
 import websocket
-from jupyter_helpers import JupyterServer, wait_until
+from jupyter_helpers import JupyterServer, Kernel, wait_until
 from PIL import Image, ImageChops
-from test_jupyter import Kernel, ws_connect
+from test_jupyter import ws_connect
 from test_route import OTHER_USER, _other_user
 
 from nbviz import NbvizError, NbvizWarning, PortInUseError, ProgramNotFoundError, RemoteDesktop

@@ -6,66 +6,14 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 import websocket
-from jupyter_client import BlockingKernelClient
-from jupyter_helpers import BACKEND, JupyterServer, wait_until
+from jupyter_helpers import BACKEND, JupyterServer, Kernel, wait_until
 
 pytestmark = pytest.mark.jupyter
-
-
-class Kernel:
-    """A kernel started by the Jupyter server (as the notebook UI would), driven over ZMQ."""
-
-    def __init__(self, server: JupyterServer) -> None:
-        self.server = server
-        status, body, _ = server.post("api/kernels", {"name": "python3"})
-        assert status == 201, body
-        self.id = json.loads(body)["id"]
-        connection = Path(server.root / "runtime" / f"kernel-{self.id}.json")
-        wait_until(connection.exists, what="the kernel's connection file")
-        self.client = BlockingKernelClient(connection_file=str(connection))
-        self.client.load_connection_file()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
-
-    @property
-    def pid(self) -> int:
-        for proc in psutil.Process(self.server.proc.pid).children(recursive=True):  # type: ignore[union-attr]
-            if any(self.id in part for part in proc.cmdline()):
-                return proc.pid
-        raise AssertionError("kernel process not found")
-
-    def run(self, code: str, timeout: float = 60) -> str:
-        out: list[str] = []
-
-        def hook(msg: dict[str, Any]) -> None:
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                out.append("\n".join(msg["content"]["traceback"]))
-
-        reply = self.client.execute_interactive(code, output_hook=hook, timeout=timeout)
-        assert reply["content"]["status"] == "ok", "".join(out)
-        return "".join(out)
-
-    def close(self) -> None:
-        self.client.stop_channels()
-        self.server.delete(f"api/kernels/{self.id}")
-
-
-@pytest.fixture
-def kernel(jupyter_server: JupyterServer) -> Iterator[Kernel]:
-    k = Kernel(jupyter_server)
-    try:
-        yield k
-    finally:
-        k.close()
 
 
 START = """

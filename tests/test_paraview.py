@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from jupyter_helpers import JupyterServer, wait_until
+from jupyter_helpers import JupyterServer, Kernel, wait_until
 from paraview_data import heat_series
 from PIL import Image
-from test_jupyter import Kernel, ws_connect
+from test_jupyter import ws_connect
 
 from nbviz import NbvizError, NbvizWarning, ParaViewSession, ProgramNotFoundError
 from nbviz.paraview import DataError, Screenshot

@@ -18,8 +18,8 @@ from typing import Any
 
 import psutil
 import pytest
-from jupyter_helpers import BACKEND, JupyterServer
-from test_jupyter import Kernel, start_app, ws_connect
+from jupyter_helpers import BACKEND, JupyterServer, Kernel
+from test_jupyter import start_app, ws_connect
 
 from nbviz import _registry
 from nbviz._process import Process
@@ -35,15 +35,6 @@ def app(kernel: Kernel) -> Iterator[dict[str, Any]]:
     info = start_app(kernel, "nbviz-unix")
     yield info
     kernel.run("app.stop()")
-
-
-@pytest.fixture
-def kernel(jupyter_server: JupyterServer) -> Iterator[Kernel]:
-    k = Kernel(jupyter_server)
-    try:
-        yield k
-    finally:
-        k.close()
 
 
 def test_backend_never_sees_jupyters_credentials(
