@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import warnings
 from collections.abc import Iterator
@@ -292,3 +293,36 @@ def test_view_through_the_route_and_kernel_death(data: Path, jupyter_server: Jup
         )
     finally:
         kernel.close()
+
+
+# ------------------------------------------------------------ data on MPI-parallel pvserver ranks
+@pytest.mark.skipif(
+    not shutil.which("mpiexec"), reason="needs mpiexec (apt-get install mpi-default-bin)"
+)
+def test_two_mpi_ranks(data: Path) -> None:
+    session = ParaViewSession(data, ranks=2, field="temperature", size=(300, 200))
+    try:
+        session.wait_ready(120)
+        assert session.partitions() == [0, 1]  # each rank holds a piece of the data
+        assert session.request("list")["ranks"] == 2
+        procs = tree(session.pid)  # type: ignore[arg-type]
+        names = sorted(p.name() for p in procs)
+        assert names.count("pvserver") == 2 and "pvpython" in names, names
+        session.time = 2
+        shot = session.screenshot()
+        image = Image.open(io.BytesIO(shot.data)).convert("RGB")
+        assert len(image.getcolors(maxcolors=100_000) or []) > 20  # rendered, not blank
+        # pvserver connected back to us: no pvserver (or pvpython) listens for clients
+        servers = [p for p in procs if p.name() in ("pvserver", "pvpython")]
+        assert not [c for p in servers for c in p.net_connections("inet") if c.status == "LISTEN"]
+    finally:
+        session.stop()
+    gone = lambda: not any(p.is_running() and p.status() != "zombie" for p in procs)  # noqa: E731
+    wait_until(gone, timeout=10, what="mpiexec and its ranks to end")
+
+
+def test_ranks_need_files(data: Path) -> None:
+    with pytest.raises(DataError, match="write_vti"):
+        ParaViewSession(np.zeros((4, 4, 4)), ranks=2)
+    with pytest.raises(DataError, match="ranks must be 1 or more"):
+        ParaViewSession(data, ranks=0)

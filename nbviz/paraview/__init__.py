@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import secrets
 import shutil
 import sys
 import threading
@@ -22,7 +23,7 @@ import traitlets as t
 from .._channel import Channel, ChannelError
 from .._errors import BackendExitedError, NbvizError, ProgramNotFoundError
 from .._screenshot import Screenshot
-from .._spec import Endpoint, Spec
+from .._spec import Endpoint, Spec, find_program
 from ..app import WebApp
 from ._files import write_pvd, write_vti
 
@@ -168,11 +169,32 @@ class ParaViewSession(WebApp):
         spacing: Sequence[float] = (1.0, 1.0, 1.0),
         origin: Sequence[float] = (0.0, 0.0, 0.0),
         array_name: str = "values",
+        ranks: int | None = None,
+        launcher: str = "mpiexec -n {ranks}",
         route: Any = "auto",
         start: bool = True,
     ) -> None:
         pvpython = find_pvpython()
         site = trame_site()
+        parallel: list[str] = []
+        if ranks is not None:
+            if int(ranks) < 1:
+                raise DataError(f"nbviz: ranks must be 1 or more, got {ranks}")
+            if hasattr(data, "shape"):
+                raise DataError(
+                    "nbviz: ranks= reads files in parallel; write the array with write_vti first"
+                )
+            program = launcher.split()[0] if launcher.split() else ""
+            for needed in (program, "pvserver"):
+                find_program(needed)
+            parallel = [
+                "--ranks",
+                str(int(ranks)),
+                "--launcher",
+                _literal(launcher),
+                "--pvserver",
+                _literal(shutil.which("pvserver") or "pvserver"),
+            ]
         self._array: Any = None
         if hasattr(data, "shape") and hasattr(data, "dtype"):
             if len(data.shape) not in (2, 3):
@@ -205,7 +227,9 @@ class ParaViewSession(WebApp):
                 if not os.environ.get("NBVIZ_PARAVIEW_DISPLAY")
                 else []
             ),
+            *(["--connect-id", str(secrets.randbelow(2**31 - 2) + 1)] if ranks is not None else []),
             "--",
+            *parallel,
             "--socket",
             "{unix_socket}",
             "--control",
@@ -380,6 +404,10 @@ class ParaViewSession(WebApp):
             return self._channel.request(name, args, timeout=timeout)
         except ChannelError as exc:
             raise DataError(exc.message) from None
+
+    def partitions(self) -> list[int]:
+        """The ranks that hold a piece of the data: ``[0]``, or ``[0, 1]`` with ``ranks=2``."""
+        return list(self._request("partitions"))
 
     def request(self, name: str, **args: Any) -> Any:
         """Ask the backend: ``"list"`` gives sources, fields, times, bounds and current values."""

@@ -20,6 +20,9 @@ import asyncio
 import json
 import math
 import os
+import shlex
+import socket
+import subprocess
 import sys
 import traceback
 from typing import Any
@@ -35,6 +38,10 @@ parser.add_argument("--height", type=int, default=800)
 parser.add_argument("--spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0))
 parser.add_argument("--origin", type=float, nargs=3, default=(0.0, 0.0, 0.0))
 parser.add_argument("--array-name", default="values")
+parser.add_argument("--ranks", type=int, default=0, help="run the data on an MPI pvserver")
+parser.add_argument("--connect-id", type=int, default=0)
+parser.add_argument("--pvserver", default="pvserver")
+parser.add_argument("--launcher", default="mpiexec -n {ranks}", help="starts the ranks")
 ARGS = parser.parse_args()
 sys.argv = sys.argv[:1]
 
@@ -163,7 +170,16 @@ class Scene:
             "bounds": list(bounds),
             "values": dict(self.values, camera=self.camera()),
             "sources": self.sources(),
+            "ranks": servermanager.ActiveConnection.GetNumberOfDataPartitions(),
         }
+
+    def partitions(self) -> list[int]:
+        """The MPI ranks that hold a piece of the data (ParaView's process ids)."""
+        ids = simple.ProcessIdScalars(Input=self.reader)
+        ids.UpdatePipeline(self.view.ViewTime)
+        low, high = ids.PointData["ProcessId"].GetRange()
+        simple.Delete(ids)
+        return list(range(int(low), int(high) + 1))
 
     def sources(self) -> list[dict[str, Any]]:
         out = [{"id": "data", "kind": "reader", "name": type(self.reader).__name__}]
@@ -382,9 +398,44 @@ class Scene:
 # ------------------------------------------------------------------ the app
 server = get_server(client_type="vue3")
 state, ctrl = server.state, server.controller
+
+
+def start_ranks() -> subprocess.Popen[bytes] | None:
+    """Start ``ARGS.ranks`` pvserver ranks that connect back to us (reverse connection).
+
+    pvserver 5.11 can only listen on every interface, so the ranks connect to us instead;
+    our one-shot listener accepts only a server that presents the session's connect id.
+    MPI's own traffic is kept on loopback and shared memory.
+    """
+    if ARGS.ranks < 1:
+        return None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launcher = [part.replace("{ranks}", str(ARGS.ranks)) for part in shlex.split(ARGS.launcher)]
+    command = [
+        *launcher,
+        ARGS.pvserver,
+        "--reverse-connection",
+        "--client-host=localhost",
+        f"--server-port={port}",
+        f"--connect-id={ARGS.connect_id}",
+        "--force-offscreen-rendering",
+    ]
+    env = dict(os.environ, OMPI_MCA_btl="self,vader", OMPI_MCA_oob_tcp_if_include="lo")
+    if os.getuid() == 0:
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    log("starting", ARGS.ranks, "pvserver ranks:", " ".join(launcher))
+    ranks = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+    simple.ReverseConnect(str(port))  # returns once the ranks have connected
+    log("pvserver ranks connected:", servermanager.ActiveConnection.GetNumberOfDataPartitions())
+    return ranks
+
+
 scene: Scene | None = None
 startup_error = ""
 try:
+    mpi_ranks = start_ranks()
     scene = Scene(ARGS.data)
 except Fail as exc:
     startup_error = str(exc)
@@ -490,6 +541,8 @@ def handle_request(name: str, args: dict[str, Any]) -> Any:
         sync_ui()
         push_image()
         return {"values": dict(scene.values), "camera": scene.camera()}
+    if name == "partitions":
+        return scene.partitions()
     if name == "reset_camera":
         simple.ResetCamera(scene.view)
         push_image()

@@ -87,6 +87,9 @@ def main() -> None:
     parser.add_argument("--screen", default="1920x1200")
     parser.add_argument("--pythonpath", default="")
     parser.add_argument("--xauthority", help="cookie file to create for the private Xvfb")
+    parser.add_argument(
+        "--connect-id", type=int, default=0, help="pvpython's id for pvserver ranks (ranks=N)"
+    )
     parser.add_argument("app_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     env = dict(os.environ)
@@ -106,7 +109,17 @@ def main() -> None:
     app_args = args.app_args[1:] if args.app_args[:1] == ["--"] else args.app_args
     # --no-mpi: Debian's pvpython would otherwise start MPI, whose runtime (orted, in a
     # session of its own) listens on TCP on every interface.
-    command = [args.pvpython, "--no-mpi", "--force-offscreen-rendering", str(APP), *app_args]
+    options = [f"--connect-id={args.connect_id}"] if args.connect_id else []
+    if args.connect_id:
+        app_args = [*app_args, "--connect-id", str(args.connect_id)]
+    command = [
+        args.pvpython,
+        "--no-mpi",
+        "--force-offscreen-rendering",
+        *options,
+        str(APP),
+        *app_args,
+    ]
     sys.stdout.flush()
     os.execvpe(command[0], command, env)
 
