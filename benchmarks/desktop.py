@@ -34,14 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from jupyter_client import BlockingKernelClient
 from playwright.sync_api import Page, sync_playwright
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))
 from browser_helpers import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from jupyter_helpers import JupyterServer, wait_until  # noqa: E402
+from jupyter_helpers import JupyterServer, Kernel, wait_until  # noqa: E402
 
 from nbviz.desktop import _desktop, _launch  # noqa: E402
 
@@ -134,39 +133,6 @@ def tree_rss(pid: int) -> float:
         with contextlib.suppress(psutil.Error):
             total += proc.memory_info().rss
     return total / 1e6
-
-
-class Kernel:
-    """A kernel started by the Jupyter server, driven over ZMQ."""
-
-    def __init__(self, server: JupyterServer) -> None:
-        self.server = server
-        _status, body, _ = server.post("api/kernels", {"name": "python3"})
-        self.id = json.loads(body)["id"]
-        connection = server.root / "runtime" / f"kernel-{self.id}.json"
-        wait_until(connection.exists, what="the kernel's connection file")
-        self.client = BlockingKernelClient(connection_file=str(connection))
-        self.client.load_connection_file()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
-
-    def run(self, code: str, timeout: float = 60) -> str:
-        out: list[str] = []
-
-        def hook(msg: dict[str, Any]) -> None:
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                out.append("\n".join(msg["content"]["traceback"]))
-
-        reply = self.client.execute_interactive(code, output_hook=hook, timeout=timeout)
-        if reply["content"]["status"] != "ok":
-            raise RuntimeError("".join(out))
-        return "".join(out)
-
-    def close(self) -> None:
-        self.client.stop_channels()
-        self.server.delete(f"api/kernels/{self.id}")
 
 
 START = """
