@@ -346,8 +346,11 @@ def test_nest_desktop_and_bokeh_through_the_route(
             page.screenshot(path=ARTIFACTS / "apps-nest-desktop.png")
             # A simulation started in the UI: open an example project, press Simulate.
             page.get_by_text("spike activity", exact=True).click()
-            page.get_by_role("button", name="Simulate").click()
-            expect(page.get_by_text("Simulation finished.").first).to_be_visible(timeout=30000)
+            simulate = page.get_by_role("button", name="Simulate")
+            expect(simulate).to_be_enabled(timeout=30000)  # the project (and its models) loaded
+            simulate.click()
+            # generous: a busy 2-core machine runs NEST, gunicorn, Jupyter and Chromium at once
+            expect(page.get_by_text("Simulation finished.").first).to_be_visible(timeout=90000)
             page.screenshot(path=ARTIFACTS / "apps-nest-desktop-simulation.png")
             seen = kernel.run("print(desk.kernel_status('biological_time'))")
             assert seen.strip() == "{'biological_time': 1000.0}"
