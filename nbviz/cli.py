@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from . import __version__, _dashboard, _paths, _registry, _server
 from ._process import Process
-from ._routes import NO_ROUTE_HINT, route_for, url_join
+from ._routes import NO_ROUTE_HINT, route_for
 from ._spec import INSTALL_HINTS, Spec
 
 OK, NO, INFO = "ok  ", "MISS", "    "
@@ -255,4 +255,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-__all__ = ["main", "url_join"]
+__all__ = ["main"]
