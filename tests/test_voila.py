@@ -150,6 +150,14 @@ def shutdown_kernels(server: JupyterServer) -> None:
         server.delete(f"api/kernels/{kernel['id']}")
 
 
+def end_dashboard(server: JupyterServer, page: Page, errors: list[str]) -> None:
+    """Shut the server's kernels down; their backends must go with them."""
+    assert server.proc is not None
+    pids = backend_pids(server.proc.pid)
+    shutdown_kernels(server)
+    close_and_check(page, pids, errors)
+
+
 def close_and_check(page: Page, pids: list[int], errors: list[str]) -> None:
     """Once the dashboard's kernel is gone, so is its backend (nbviz's watchdog)."""
     page.context.close()
@@ -165,10 +173,7 @@ def test_voila_inside_jupyter_lab(jupyter_server: JupyterServer, browser: Browse
     page, errors = open_page(browser)
     page.goto(jupyter_server.url(f"voila/render/dash-voila.ipynb?token={jupyter_server.token}"))
     check_dashboard(page, "Voilà in Jupyter", "server-extension", "/user/alice/nbviz/")
-    assert jupyter_server.proc is not None
-    pids = backend_pids(jupyter_server.proc.pid)
-    shutdown_kernels(jupyter_server)
-    close_and_check(page, pids, errors)
+    end_dashboard(jupyter_server, page, errors)
 
 
 # ------------------------------------------------------------------ JupyterHub
@@ -199,10 +204,7 @@ def test_jupyterhub_prefix_only(
     page, errors = open_page(browser)
     page.goto(jupyter_server.url(f"voila/render/dash-hub.ipynb?token={jupyter_server.token}"))
     check_dashboard(page, "Hub prefix", "hub-prefix", "/user/alice/proxy/")
-    assert jupyter_server.proc is not None
-    pids = backend_pids(jupyter_server.proc.pid)
-    shutdown_kernels(jupyter_server)
-    close_and_check(page, pids, errors)
+    end_dashboard(jupyter_server, page, errors)
 
 
 # ------------------------------------------------------------ nbviz dashboard
@@ -227,10 +229,7 @@ def test_nbviz_dashboard(tmp_path: Path, browser: Browser) -> None:
         page.goto(server.url(f"?token={server.token}"))
         assert page.url.split("?")[0].endswith("/user/alice/voila/render/dashboard.ipynb")
         check_dashboard(page, "nbviz dashboard", "dashboard", "/user/alice/nbviz/")
-        assert server.proc is not None
-        pids = backend_pids(server.proc.pid)
-        shutdown_kernels(server)
-        close_and_check(page, pids, errors)
+        end_dashboard(server, page, errors)
     finally:
         server.stop()
 
@@ -342,9 +341,6 @@ def test_notebook7(tmp_path: Path, browser: Browser) -> None:
         nb.get_by_role("menuitem", name="Run").click()
         nb.get_by_text("Run All Cells", exact=True).click()
         check_dashboard(nb, "Notebook 7", "notebook7", "/user/alice/nbviz/")
-        assert server.proc is not None
-        pids = backend_pids(server.proc.pid)
-        shutdown_kernels(server)
-        close_and_check(page, pids, errors)
+        end_dashboard(server, page, errors)
     finally:
         server.stop()
