@@ -195,7 +195,9 @@ function render({ model, el: host }) {
     dot.title = status;
     label.textContent = model.get("title") || model.get("page_title") || "";
     const page = model.get("page_title");
-    const where = page && page !== label.textContent ? `${page} \u2014 ${model.get("path")}` : model.get("path");
+    // The query and fragment may hold a session secret or a password: never shown.
+    const shown = (model.get("path") || "/").replace(/[?#].*$/, "");
+    const where = page && page !== label.textContent ? `${page} \u2014 ${shown}` : shown;
     info.textContent = status === "ready" ? where : status;
   }
 

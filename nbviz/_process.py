@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import http.client
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,7 +32,7 @@ from ._errors import (
     PortInUseError,
     ReadyTimeoutError,
 )
-from ._spec import Endpoint, Spec, find_program, render_command
+from ._spec import SECRET_ENV_VAR, Endpoint, Spec, find_program, render_command
 
 Status = Literal["starting", "ready", "crashed", "stopped"]
 
@@ -223,6 +224,8 @@ class Process:
         self.endpoint: Endpoint | None = None
         self.session_dir: Path | None = None
         self.session_id = ""
+        #: The per-session secret of the current start (``{secret}``, ``NBVIZ_SECRET``).
+        self.secret = ""
         self._extra_paths: list[str] = []
         self.argv: list[str] = []
         self.started_at: float | None = None
@@ -311,10 +314,12 @@ class Process:
             endpoint = Endpoint(port=spec.port)
         else:
             endpoint = Endpoint(port=pick_port())
+        self.secret = secrets.token_urlsafe(24)
         values: dict[str, Any] = {
             "port": endpoint.port or "",
             "unix_socket": endpoint.unix_socket or "",
             "session_dir": str(session_dir),
+            "secret": self.secret,
         }
         if self.template_values is not None:
             values.update(self.template_values(endpoint, self.session_id))
@@ -330,7 +335,7 @@ class Process:
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
                 cwd=spec.cwd,
-                env=clean_env(spec.env),
+                env=clean_env({**spec.env, SECRET_ENV_VAR: self.secret}),
                 start_new_session=True,  # its own process group: stop() reaches its children
                 close_fds=True,
             )
@@ -348,6 +353,8 @@ class Process:
                 pid=self._proc.pid,
                 owner_pid=os.getpid(),
                 options=dict(spec.route_options),
+                secret_param=spec.secret_param,
+                secret=self.secret if spec.secret_param else None,
             ),
         )
         self.endpoint = endpoint

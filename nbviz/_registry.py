@@ -36,6 +36,9 @@ class Entry:
     pid: int | None = None
     owner_pid: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: The query parameter carrying the session's secret, and the secret (the file is 0600).
+    secret_param: str | None = None
+    secret: str | None = None
 
     @property
     def absolute(self) -> bool:
@@ -50,6 +53,8 @@ def write_entry(session_dir: Path, entry: Entry) -> None:
         "pid": entry.pid,
         "owner_pid": entry.owner_pid,
         "options": entry.options,
+        "secret_param": entry.secret_param,
+        "secret": entry.secret,
     }
     _paths.write_private(session_dir / ENDPOINT_FILE, json.dumps(data))
 
@@ -85,6 +90,8 @@ def read_entry(session_id: str, root: Path | None = None) -> Entry | None:
         pid=data.get("pid"),
         owner_pid=data.get("owner_pid"),
         options=dict(data.get("options") or {}),
+        secret_param=data.get("secret_param"),
+        secret=data.get("secret"),
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import shlex
 import shutil
 import string
@@ -19,7 +21,14 @@ TEMPLATE_FIELDS: Mapping[str, str] = {
     "base_url": "the Jupyter server's base URL, e.g. /user/alice/ (like jupyter-server-proxy)",
     "prefix": "the URL path under which the browser reaches this backend, ending in /",
     "session_dir": "a private (0700) directory for this session's files, removed when it stops",
+    "secret": (
+        "a random secret, new for each start; the backend also finds it in its environment as "
+        "NBVIZ_SECRET (prefer that: other users can read command lines with ps)"
+    ),
 }
+
+#: The environment variable holding the per-session secret in every backend.
+SECRET_ENV_VAR = "NBVIZ_SECRET"
 
 #: Install hints for programs users commonly start; used in ProgramNotFoundError.
 INSTALL_HINTS: Mapping[str, str] = {
@@ -78,6 +87,12 @@ class Spec:
     name: str = ""
     #: Options for the nbviz server route (e.g. ``{"absolute": True}``), stored with the session.
     route_options: Mapping[str, Any] = field(default_factory=dict)
+    #: The query parameter by which the page hands the backend its per-session secret (the
+    #: first URL the frame loads carries ``?<secret_param>=<secret>``); None: not sent.
+    secret_param: str | None = None
+    #: The command to run instead when nbviz's route is not available, so the browser reaches
+    #: the backend through a TCP port (``{port}``); it must check the per-session secret.
+    tcp_command: tuple[str, ...] | None = None
 
     @classmethod
     def build(
@@ -93,6 +108,8 @@ class Spec:
         probe: Probe | None = None,
         name: str = "",
         route_options: Mapping[str, Any] | None = None,
+        secret_param: str | None = None,
+        tcp_command: Sequence[str] | None = None,
     ) -> Spec:
         """Validate the arguments users pass and return a Spec (raises TemplateError)."""
         items = tuple(shlex.split(command) if isinstance(command, str) else command)
@@ -118,6 +135,18 @@ class Spec:
             raise TemplateError(f"port must be between 1 and 65535, got {port}")
         if timeout <= 0:
             raise TemplateError(f"timeout must be positive, got {timeout}")
+        if secret_param is not None and not re.fullmatch(r"[A-Za-z0-9_.~-]+", secret_param):
+            raise TemplateError(
+                f"secret_param must be a plain query parameter name, got {secret_param!r}"
+            )
+        tcp_items = None
+        if tcp_command is not None:
+            tcp_items = tuple(tcp_command)
+            tcp_used = set()
+            for index, item in enumerate(tcp_items):
+                tcp_used |= template_fields(item, where=f"tcp_command item {index} {item!r}")
+            if "port" not in tcp_used:
+                raise TemplateError("tcp_command must contain {port}")
         if not ready_path.startswith("/"):
             ready_path = "/" + ready_path
         return cls(
@@ -131,11 +160,26 @@ class Spec:
             probe=probe,
             name=name or default_name(items),
             route_options=dict(route_options or {}),
+            secret_param=secret_param,
+            tcp_command=tcp_items,
         )
 
     @property
     def uses_unix_socket(self) -> bool:
         return bool(self.unix_socket)
+
+    @property
+    def sends_secret(self) -> bool:
+        """The page must hand the backend its secret (``secret_param``) in the first URL."""
+        return bool(self.secret_param) and (
+            self.tcp_command is None or self.command == self.tcp_command
+        )
+
+    def over_tcp(self) -> Spec:
+        """This Spec with its ``tcp_command`` (for when nbviz's route is not available)."""
+        if self.tcp_command is None:
+            return self
+        return dataclasses.replace(self, command=self.tcp_command, unix_socket=False, port=None)
 
 
 def template_fields(item: str, *, where: str = "template") -> set[str]:

@@ -7,6 +7,7 @@ import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from . import _registry, _routes, _server
 from ._errors import NbvizError
@@ -46,12 +47,24 @@ def warn(message: str) -> None:
     warnings.warn(message, NbvizWarning, stacklevel=level)
 
 
+def with_query(path: str, name: str, value: str) -> str:
+    """``path`` with ``name=value`` added to its query (before any ``#fragment``)."""
+    path, hash_, fragment = path.partition("#")
+    separator = "&" if "?" in path else "?"
+    return f"{path}{separator}{quote(name)}={quote(value)}{hash_}{fragment}"
+
+
 class WebApp(Frame):
     """A web application started from a notebook cell and shown in it.
 
     ``command`` is a list (or a shell-like string) whose items may contain the fields
-    ``{port}``, ``{unix_socket}``, ``{base_url}``, ``{prefix}`` and ``{session_dir}``. The object
-    is itself the widget: leave it last in a cell (or ``display()`` it) to see the app.
+    ``{port}``, ``{unix_socket}``, ``{base_url}``, ``{prefix}``, ``{session_dir}`` and
+    ``{secret}``. The object is itself the widget: leave it last in a cell (or ``display()`` it)
+    to see the app.
+
+    Each start gets a new random secret, in the backend's environment as ``NBVIZ_SECRET``. An
+    app that can check a token (on a TCP port, every local user can connect to it) gets it from
+    there; with ``secret_param="token"`` the frame's first URL carries ``?token=<secret>``.
 
     >>> app = WebApp(["python", "-m", "http.server", "--bind", "127.0.0.1", "{port}"])
     >>> app.wait_ready()
@@ -74,6 +87,7 @@ class WebApp(Frame):
         route: RouteChoice = "auto",
         title: str | None = None,
         path: str = "/",
+        secret_param: str | None = None,
         start: bool = True,
     ) -> None:
         spec = Spec.build(
@@ -85,6 +99,7 @@ class WebApp(Frame):
             env=env,
             cwd=cwd,
             route_options={"absolute": absolute_url},
+            secret_param=secret_param,
         )
         self._init_backend(
             spec,
@@ -127,6 +142,15 @@ class WebApp(Frame):
             route == "nbviz" and self._server is not None and pid is None
         )
         self._route: _routes.Route | None = None
+        self._initial_path = path
+        browser_needs_port = (
+            self._server is not None or route == "direct" or _server.launched_by_jupyter()
+        )
+        if spec.tcp_command and not self._nbviz_route and route != "nbviz" and browser_needs_port:
+            # No route to a Unix socket: a browser can only reach a port (proxy/<port>/ or
+            # direct), where the backend checks the per-session secret.
+            spec = spec.over_tcp()
+            self._spec = spec
         self._process = Process(
             spec, on_change=self._on_process_change, template_values=self._values_for
         )
@@ -189,6 +213,10 @@ class WebApp(Frame):
         with self.hold_sync():
             self.route = route.kind
             self.url = route.url
+            if self._spec.sends_secret and self._spec.secret_param:
+                self.path = with_query(
+                    self._initial_path, self._spec.secret_param, self._process.secret
+                )
             self.started_at = self._process.started_at or 0.0
             self._sync_status()
 

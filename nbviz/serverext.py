@@ -9,7 +9,8 @@ relay, Location rewriting); what it adds:
   100 MiB cap), websocket messages are not capped at 10 MiB, small frames are not delayed
   (TCP_NODELAY on the browser leg; the backend leg is a Unix socket, where Nagle does not apply);
 - Jupyter's credentials never reach the backend: its login and XSRF cookies, the
-  ``Authorization`` and ``X-XSRFToken`` headers and a ``token`` query parameter are removed.
+  ``Authorization`` and ``X-XSRFToken`` headers and a ``token`` query parameter are removed
+  (unless it carries the session's own secret, for a backend that asked for it as ``token``).
 
 Enabled automatically by ``etc/jupyter/jupyter_server_config.d/nbviz.json``.
 """
@@ -66,9 +67,11 @@ def strip_jupyter_cookies(header: str, login_cookie: str = "") -> str:
     return "; ".join(kept)
 
 
-def strip_query(query: str) -> str:
+def strip_query(query: str, keep: tuple[str, str] | None = None) -> str:
+    """``query`` without Jupyter's ``token``, except the pair ``keep`` (the session's secret,
+    when the backend asked for it under that name)."""
     pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode([(k, v) for k, v in pairs if k not in JUPYTER_QUERY])
+    return urlencode([(k, v) for k, v in pairs if k not in JUPYTER_QUERY or (k, v) == keep])
 
 
 class RouteHandler(ProxyHandler):
@@ -113,7 +116,13 @@ class RouteHandler(ProxyHandler):
         uri = str(super().get_client_uri(protocol, host, port, proxied_path))
         if self.request.query:
             base = uri.split("?", 1)[0]
-            query = strip_query(self.request.query)
+            entry = self.entry
+            keep = (
+                (entry.secret_param, entry.secret)
+                if entry is not None and entry.secret_param and entry.secret
+                else None
+            )
+            query = strip_query(self.request.query, keep)
             uri = f"{base}?{query}" if query else base
         return uri
 

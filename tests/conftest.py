@@ -30,6 +30,20 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def server_without_nbviz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    """A Jupyter server where nbviz's extension is off (jupyter-server-proxy only)."""
+    server = JupyterServer(
+        root=Path(tmp_path_factory.mktemp("nonbviz")),
+        app="server",
+        extra_args=['--ServerApp.jpserver_extensions={"nbviz.serverext": False}'],
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 

@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import signal
+import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+import websocket
 from jupyter_helpers import JupyterServer, Kernel, wait_until
 from paraview_data import heat_series
 from PIL import Image
@@ -293,6 +296,59 @@ def test_view_through_the_route_and_kernel_death(data: Path, jupyter_server: Jup
         )
     finally:
         kernel.close()
+
+
+@pytest.mark.jupyter
+def test_without_our_route_trame_admits_only_the_session_secret(
+    data: Path, server_without_nbviz: JupyterServer
+) -> None:
+    """No nbviz extension: trame listens on 127.0.0.1 behind jupyter-server-proxy, and only a
+    browser holding the session secret (handed over in the first URL, then a cookie) gets in."""
+    kernel = Kernel(server_without_nbviz)
+    try:
+        out = kernel.run(
+            "import json\nfrom nbviz import ParaViewSession\n"
+            f"view = ParaViewSession({str(data)!r}, size=(300, 200))\n"
+            "view.wait_ready(120)\n"
+            "print(json.dumps({'url': view.url, 'route': view.route, 'path': view.path,"
+            " 'port': view.endpoint.port, 'field': view.field}))"
+        )
+        info = json.loads(out.strip().splitlines()[-1])
+        assert info["route"] == "proxy" and info["url"] == f"/user/alice/proxy/{info['port']}/"
+        assert info["path"].startswith("/?nbviz_secret=") and info["field"]
+        # another local user, straight to the port or through the proxy: refused
+        direct = f"http://127.0.0.1:{info['port']}/"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(direct + "index.html", timeout=10)
+        assert refused.value.code == 403
+        refused.value.close()
+        assert server_without_nbviz.get(info["url"] + "index.html")[0] == 403
+        with pytest.raises(websocket.WebSocketBadStatusException):
+            websocket.create_connection(f"ws://127.0.0.1:{info['port']}/ws", timeout=10)
+        # the page: the secret becomes a cookie scoped to the app's path, then page and websocket
+        status, _, headers = server_without_nbviz.get(info["url"] + info["path"].lstrip("/"))
+        assert status == 302 and headers["Location"] == "./"
+        cookie = headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "Path=" not in cookie
+        browser = {"Cookie": cookie.split(";", 1)[0]}
+        status, body, _ = server_without_nbviz.get(info["url"] + "index.html", headers=browser)
+        assert status == 200 and b"trame" in body
+        ws = ws_connect(
+            server_without_nbviz,
+            info["url"] + "ws",
+            header=[f"Authorization: token {server_without_nbviz.token}", browser_cookie(browser)],
+        )
+        ws.close()
+        # the kernel API works as on the Unix socket
+        shot = kernel.run("print(len(view.screenshot().data) > 1000)")
+        assert shot.strip().endswith("True")
+    finally:
+        kernel.run("view.stop()")
+        kernel.close()
+
+
+def browser_cookie(headers: dict[str, str]) -> str:
+    return f"Cookie: {headers['Cookie']}"
 
 
 # ------------------------------------------------------------ data on MPI-parallel pvserver ranks

@@ -212,3 +212,37 @@ def test_field_changes_both_ways(notebook: Notebook, pvd: Path) -> None:
         "pressure in Viridis",
     )
     assert notebook.printed("print(view.colormap)") == "Viridis (matplotlib)"
+
+
+@pytest.fixture(scope="module")
+def lab_without_nbviz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    """JupyterLab where nbviz's server extension is off: jupyter-server-proxy's route only."""
+    server = JupyterServer(
+        root=Path(tmp_path_factory.mktemp("lab-nonbviz")),
+        extra_args=['--ServerApp.jpserver_extensions={"nbviz.serverext": False}'],
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_view_through_jupyter_server_proxy(
+    lab_without_nbviz: JupyterServer, browser: Browser, pvd: Path
+) -> None:
+    """Without nbviz's route, the frame loads trame through proxy/<port>/ holding the session
+    secret (first URL, then a cookie inside the iframe); the view renders and is live."""
+    with open_notebook(lab_without_nbviz, browser, "paraview-proxy-fallback") as nb:
+        widget, image = show_view(nb, pvd)
+        assert nb.printed("print(view.route)") == "proxy"
+        before = wait_for_screenshot(image, "paraview-proxy", rendered, "ParaView's image")
+        nb.run('view.colormap = "Viridis (matplotlib)"')
+        wait_for_screenshot(
+            image,
+            "paraview-proxy-viridis",
+            lambda shot: changed_fraction(before, shot) > 0.05 and rendered(shot),
+            "the view in Viridis",
+        )
+        path = nb.printed("print(view.path)")
+        assert "nbviz_secret" not in path  # the page moved on to the app's root
+        assert "nbviz_secret" not in (widget.locator(".nbviz-bar").text_content() or "")

@@ -150,19 +150,6 @@ def test_stopped_backend_gives_a_clear_502(kernel: Kernel, jupyter_server: Jupyt
     kernel.run("app.stop()")
 
 
-@pytest.fixture(scope="module")
-def server_without_nbviz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
-    server = JupyterServer(
-        root=Path(tmp_path_factory.mktemp("nonbviz")),
-        app="server",
-        extra_args=['--ServerApp.jpserver_extensions={"nbviz.serverext": False}'],
-    ).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_falls_back_to_jupyter_server_proxy(server_without_nbviz: JupyterServer) -> None:
     kernel = Kernel(server_without_nbviz)
     try:
@@ -188,6 +175,80 @@ def test_falls_back_to_jupyter_server_proxy(server_without_nbviz: JupyterServer)
     assert status == 200 and b"Hello" in body
     kernel.run("auto.stop()")
     kernel.close()
+
+
+SECRET_APP = (
+    "import json, sys\nfrom nbviz import WebApp\n"
+    "app = WebApp([sys.executable, {backend!r}, '--port', '{{port}}', '--require-secret', "
+    "{name!r}], secret_param={name!r}, path='/docs/')\n"
+    "app.wait_ready(30)\n"
+    "print(json.dumps({{'route': app.route, 'url': app.url, 'path': app.path, "
+    "'argv': app.command, 'secret': app._process.secret}}))\n"
+)
+
+
+def test_tcp_fallback_admits_only_the_session_secret(server_without_nbviz: JupyterServer) -> None:
+    """Without nbviz's route the backend sits on a loopback port: the page hands it the
+    per-session secret (from the environment, not the command line) and others get 403."""
+    kernel = Kernel(server_without_nbviz)
+    code = SECRET_APP.format(backend=str(BACKEND), name="key")
+    try:
+        info = json.loads(kernel.run(code).splitlines()[-1])
+        secret = info["secret"]
+        assert info["route"] == "proxy" and len(secret) >= 32
+        assert info["path"] == f"/docs/?key={secret}"
+        assert not any(secret in item for item in info["argv"])
+        status, _, _ = server_without_nbviz.get(info["url"] + "docs/")
+        assert status == 403
+        status, _, _ = server_without_nbviz.get(info["url"] + "docs/?key=guess")
+        assert status == 403
+        status, body, _ = server_without_nbviz.get(info["url"] + info["path"].lstrip("/"))
+        assert status == 200 and b'<p id="where">/docs/</p>' in body
+        # the next start gets a new secret; the old one no longer opens the app
+        out = kernel.run("app.restart(); app.wait_ready(30); print(app.url, app.path)")
+        url, path = out.splitlines()[-1].split()
+        assert secret not in path
+        status, _, _ = server_without_nbviz.get(url + f"docs/?key={secret}")
+        assert status == 403
+        status, _, _ = server_without_nbviz.get(url + path.lstrip("/"))
+        assert status == 200
+    finally:
+        kernel.run("app.stop()")
+        kernel.close()
+
+
+def login_cookie(server: JupyterServer) -> str:
+    """The login cookie a browser gets from Jupyter's token URL (a browser's credentials)."""
+    status, _, headers = server.get(f"{server.base_url}tree?token={server.token}", auth=False)
+    assert status in (200, 302), status
+    cookie = headers["Set-Cookie"].split(";", 1)[0]
+    assert cookie.startswith("username-")
+    return cookie
+
+
+def test_our_route_passes_the_session_secret_but_not_jupyters_token(
+    kernel: Kernel, jupyter_server: JupyterServer
+) -> None:
+    """A backend that takes its secret as ``token`` (like a Jupyter server) gets it; Jupyter's
+    own token under that name is still removed."""
+    info = json.loads(
+        kernel.run(SECRET_APP.format(backend=str(BACKEND), name="token")).splitlines()[-1]
+    )
+    browser = {"Cookie": login_cookie(jupyter_server)}
+    try:
+        assert info["route"] == "nbviz"
+        status, _, _ = jupyter_server.get(
+            info["url"] + info["path"].lstrip("/"), auth=False, headers=browser
+        )
+        assert status == 200
+        status, body, _ = jupyter_server.get(info["url"] + f"headers?token={jupyter_server.token}")
+        assert status == 403 and jupyter_server.token.encode() not in body
+        status, body, _ = jupyter_server.get(
+            info["url"] + f"headers?token={info['secret']}", auth=False, headers=browser
+        )
+        assert status == 200 and json.loads(body)["query"] == f"token={info['secret']}"
+    finally:
+        kernel.run("app.stop()")
 
 
 def test_sweep_removes_sessions_of_dead_kernels(tmp_path: Path) -> None:

@@ -34,6 +34,10 @@ REPRESENTATIONS = ["Surface", "Surface With Edges", "Wireframe", "Points", "Volu
 VIEW_TRAITS = ("field", "colormap", "color_range", "representation", "opacity", "time", "camera")
 
 
+#: The query parameter by which the page hands the trame app its session secret (TCP only).
+SECRET_PARAM = "nbviz_secret"
+
+
 class DataError(NbvizError, ValueError):
     """The data cannot be found or read, or a field/time step/colormap does not exist."""
 
@@ -252,12 +256,17 @@ class ParaViewSession(WebApp):
         env = {}
         if os.environ.get("NBVIZ_PARAVIEW_DISPLAY"):
             env["DISPLAY"] = os.environ["NBVIZ_PARAVIEW_DISPLAY"]
+        at = command.index("{unix_socket}")
         spec = Spec.build(
             command,
             timeout=timeout,
             env=env,
             name="pvpython",
             probe=self._control_answers,
+            # Without nbviz's route the page reaches trame on a loopback port, where every
+            # local user could connect: the app then admits only holders of the session secret.
+            secret_param=SECRET_PARAM,
+            tcp_command=[*command[: at - 1], "--port", "{port}", *command[at + 1 :]],
         )
         pending = {"field": field, "time": time, "colormap": colormap}
         self._pending = {k: v for k, v in pending.items() if v is not None}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import json
 import math
 import os
@@ -26,10 +27,13 @@ import subprocess
 import sys
 import traceback
 from typing import Any
+from urllib.parse import urlencode
 
 # ParaView parses sys.argv on import: parse ours first, then hide them.
 parser = argparse.ArgumentParser()
-parser.add_argument("--socket", required=True)
+where = parser.add_mutually_exclusive_group(required=True)
+where.add_argument("--socket", help="serve the page on this Unix socket (nbviz's route)")
+where.add_argument("--port", type=int, help="serve on 127.0.0.1:PORT; needs NBVIZ_SECRET")
 parser.add_argument("--control", required=True)
 parser.add_argument("--data", nargs="+", required=True)
 parser.add_argument("--title", default="ParaView")
@@ -614,6 +618,42 @@ def send_stale_images_promptly() -> None:
         protocol.render_stale_image = render_stale_image
 
 
+#: TCP mode: the session secret, handed over once in this query parameter, then in a cookie.
+SECRET = os.environ.get("NBVIZ_SECRET", "")
+SECRET_PARAM = "nbviz_secret"
+SECRET_COOKIE = "nbviz-secret"
+
+
+@ctrl.add("on_server_bind")
+def _require_secret(wslink_server: Any) -> None:
+    """On a TCP port every local user can connect: admit only holders of the session secret."""
+    if ARGS.port is None:
+        return  # a 0600 Unix socket behind Jupyter's login: nothing more to check
+    from aiohttp import web
+
+    @web.middleware
+    async def check_secret(request: web.Request, handler: Any) -> web.StreamResponse:
+        given = request.query.get(SECRET_PARAM)
+        if given is not None and hmac.compare_digest(given, SECRET):
+            # Swap the query for a cookie, and send the browser on without the query.
+            rest = urlencode([(k, v) for k, v in request.query.items() if k != SECRET_PARAM])
+            target = (request.path.rsplit("/", 1)[1] or "./") + (f"?{rest}" if rest else "")
+            # No Path attribute (aiohttp's set_cookie always adds one): the browser scopes the
+            # cookie to the directory it asked for, e.g. /user/alice/proxy/<port>.
+            cookie = f"{SECRET_COOKIE}={SECRET}; HttpOnly; SameSite=Strict"
+            return web.Response(status=302, headers={"Location": target, "Set-Cookie": cookie})
+        cookie = request.cookies.get(SECRET_COOKIE, "")
+        if SECRET and hmac.compare_digest(cookie, SECRET):
+            return await handler(request)
+        return web.Response(
+            status=403,
+            text="nbviz: this ParaView session admits only the notebook that started it "
+            "(the per-session secret is missing or wrong)",
+        )
+
+    wslink_server.app.middlewares.append(check_secret)
+
+
 @ctrl.add("on_server_ready")
 def _on_server_ready(**_: Any) -> None:
     task = asyncio.get_event_loop().create_task(_serve_unix())
@@ -629,18 +669,19 @@ def _report(task: asyncio.Task[None]) -> None:
 async def _serve_unix() -> None:
     from aiohttp import web
 
-    wslink_server = server._server  # not public API: the one place we reach into it
-    site = web.UnixSite(wslink_server.runner, ARGS.socket)
-    await site.start()
-    os.chmod(ARGS.socket, 0o600)
-    await wslink_server.site.stop()  # no TCP port stays open
+    if ARGS.socket:
+        wslink_server = server._server  # not public API: the one place we reach into it
+        site = web.UnixSite(wslink_server.runner, ARGS.socket)
+        await site.start()
+        os.chmod(ARGS.socket, 0o600)
+        await wslink_server.site.stop()  # no TCP port stays open
     control = await asyncio.start_unix_server(serve_control, ARGS.control)
     os.chmod(ARGS.control, 0o600)
     if scene is not None:
         camera = scene.view.GetActiveCamera()
         camera.AddObserver("ModifiedEvent", _camera_modified)
     send_stale_images_promptly()
-    log("serving on", ARGS.socket, "control on", ARGS.control)
+    log("serving on", ARGS.socket or f"127.0.0.1:{ARGS.port}", "control on", ARGS.control)
     del control
 
 
@@ -698,9 +739,11 @@ with SinglePageLayout(server, full_height=True) as layout:
     layout.footer.hide()
 
 if __name__ == "__main__":
+    if ARGS.port is not None and not SECRET:
+        sys.exit("nbviz: --port needs the session secret in NBVIZ_SECRET")
     server.start(
         host="127.0.0.1",
-        port=0,
+        port=ARGS.port or 0,
         open_browser=False,
         timeout=0,
         show_connection_info=False,

@@ -27,7 +27,18 @@ PAGE = """<!doctype html>
 """
 
 
-class Page(tornado.web.RequestHandler):
+#: --require-secret NAME: pages and /headers answer 403 unless ?NAME= is the session's NBVIZ_SECRET.
+REQUIRED_SECRET = ("", "")
+
+
+class Checked(tornado.web.RequestHandler):
+    def prepare(self) -> None:
+        name, secret = REQUIRED_SECRET
+        if secret and self.get_query_argument(name, "") != secret:
+            raise tornado.web.HTTPError(403)
+
+
+class Page(Checked):
     def initialize(self, heading: str, title: str, color: str) -> None:
         self.heading, self.page_title, self.color = heading, title, color
 
@@ -44,7 +55,7 @@ class Page(tornado.web.RequestHandler):
         )
 
 
-class Headers(tornado.web.RequestHandler):
+class Headers(Checked):
     def get(self) -> None:
         self.write(
             {
@@ -146,7 +157,11 @@ async def main() -> None:
     parser.add_argument("--title", default="nbviz test backend")
     parser.add_argument("--color", default="#ffffff")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before listening")
+    parser.add_argument("--require-secret", metavar="NAME", help="see REQUIRED_SECRET")
     args = parser.parse_args()
+    if args.require_secret:
+        global REQUIRED_SECRET
+        REQUIRED_SECRET = (args.require_secret, os.environ["NBVIZ_SECRET"])
     print(f"backend: starting (pid {os.getpid()})", flush=True)
     await asyncio.sleep(args.delay)
     server = tornado.httpserver.HTTPServer(make_app(args.heading, args.title, args.color))
