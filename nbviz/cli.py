@@ -42,6 +42,14 @@ INSTALL = {
 }
 
 
+FALLBACK_NOTE = (
+    "meanwhile backends listen on 127.0.0.1 ports behind proxy/<port>/, where any local user "
+    "can connect: ParaViewSession admits only the page holding its per-session secret, "
+    "RemoteDesktop cannot start, and a WebApp is protected only if it checks $NBVIZ_SECRET "
+    "(secret_param=)"
+)
+
+
 def _line(mark: str, text: str) -> None:
     print(f"  [{mark}] {text}")
 
@@ -143,6 +151,7 @@ def check_routes(servers: list[_server.ServerInfo]) -> int:
                 )
             else:
                 _line(NO, f"nbviz route: {NO_ROUTE_HINT}")
+                _line(INFO, FALLBACK_NOTE)
             for absolute in (False, True):
                 route = route_for(endpoint, server, absolute=absolute, choice="proxy")
                 status, _ = _get(origin + route.url, server.token)
