@@ -5,9 +5,10 @@ relay, Location rewriting); what it adds:
 
 - the backend is looked up per request in the session registry (``_registry``): a Unix socket
   (0600, in a 0700 directory) or a 127.0.0.1 port that a kernel of this user registered;
-- responses are streamed chunk by chunk with back-pressure (no whole-body buffering, no
-  100 MiB cap), websocket messages are not capped at 10 MiB, small frames are not delayed
-  (TCP_NODELAY on the browser leg; the backend leg is a Unix socket, where Nagle does not apply);
+- HTTP goes to the backend over pooled keep-alive connections (aiohttp, a dependency of
+  jupyter-server-proxy), and responses are streamed with back-pressure (no whole-body
+  buffering, no 100 MiB cap); websocket messages are not capped at 10 MiB; small frames are not
+  delayed (TCP_NODELAY on both legs);
 - Jupyter's credentials never reach the backend: its login and XSRF cookies, the
   ``Authorization`` and ``X-XSRFToken`` headers and a ``token`` query parameter are removed
   (unless it carries the session's own secret, for a backend that asked for it as ``token``).
@@ -21,6 +22,7 @@ import os
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import aiohttp
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from jupyter_server_proxy.handlers import AddSlashHandler, ProxyHandler
@@ -28,7 +30,6 @@ from jupyter_server_proxy.unixsock import UnixResolver
 from jupyter_server_proxy.websocket import PingableWSClientConnection
 from tornado import httpclient, httputil, ioloop, web
 from tornado.escape import xhtml_escape
-from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from . import _registry
 from ._version import __version__
@@ -51,6 +52,16 @@ HOP_BY_HOP = (
     "Trailer",
     "Upgrade",
 )
+#: Request headers that apply to one hop only (as jupyter-server-proxy drops them).
+HOP_BY_HOP_REQUEST = (
+    *HOP_BY_HOP,
+    "TE",
+    "Proxy-Authorization",
+    "Proxy-Authenticate",
+)
+#: Bytes of a body relayed before waiting for the browser to take them (back-pressure).
+FLUSH_BYTES = 1 << 20
+
 SWEEP_SECONDS = 60
 
 
@@ -93,9 +104,11 @@ class RouteHandler(ProxyHandler):
 
     def _target(self, session_id: str) -> tuple[str, int]:
         entry = self._lookup(session_id)
-        # jupyter-server-proxy builds "http://host:port/path"; over a Unix socket the resolver
-        # ignores host and port.
-        return "localhost", entry.port or 80
+        # jupyter-server-proxy builds "http://host:port/path"; over a Unix socket the connector
+        # ignores host and port. A TCP backend listens on 127.0.0.1: no name lookup per request.
+        if entry.unix_socket:
+            return "localhost", 80
+        return "127.0.0.1", entry.port or 80
 
     def _get_context_path(self, host: str, port: int) -> str:
         return str(url_path_join(self.base_url, "nbviz", self.session_id))
@@ -153,95 +166,75 @@ class RouteHandler(ProxyHandler):
 
     async def _relay(self, session_id: str, proxied_path: str) -> None:
         host, port = self._target(session_id)
-        # jupyter-server-proxy's proxy() drops hop-by-hop headers, records activity, makes the
-        # client and calls _proxy_buffered / _proxy_progressive, which we replace by streaming.
-        await self.proxy(host, port, proxied_path)
+        # What jupyter-server-proxy's proxy() does before its own fetch: drop hop-by-hop
+        # request headers, record activity. Its request builder makes the backend URL and the
+        # X-Forwarded-* headers; the fetch itself goes through a pooled keep-alive client
+        # (jupyter-server-proxy opens a new connection per request and caps bodies).
+        for name in HOP_BY_HOP_REQUEST:
+            self.request.headers.pop(name, None)
+        self._record_activity()
+        body = self.request.body or (b"" if self.request.method in ("POST", "PUT") else None)
+        request = self._build_proxy_request(host, port, proxied_path, body)
+        await self._fetch_streaming(request, host, port, proxied_path)
 
-    async def _proxy_buffered(
-        self, host: str, port: int, proxied_path: str, body: Any, client: Any
+    async def _fetch_streaming(
+        self, request: httpclient.HTTPRequest, host: str, port: int, proxied_path: str
     ) -> None:
-        await self._proxy_streaming(host, port, proxied_path, body, client)
-
-    async def _proxy_progressive(
-        self, host: str, port: int, proxied_path: str, body: Any, client: Any
-    ) -> None:
-        await self._proxy_streaming(host, port, proxied_path, body, client)
-
-    def _client(self) -> SimpleAsyncHTTPClient:
-        resolver = UnixResolver(self.unix_socket) if self.unix_socket else None
-        kwargs: dict[str, Any] = {"resolver": resolver} if resolver else {}
-        return SimpleAsyncHTTPClient(force_instance=True, max_body_size=MAX_BODY, **kwargs)
-
-    async def _proxy_streaming(
-        self, host: str, port: int, proxied_path: str, body: Any, given: Any
-    ) -> None:
-        given.close()  # jupyter-server-proxy's client caps bodies at 100 MiB: use our own
+        assert self.entry is not None
         # Small pieces of a streamed reply must not wait for the browser's delayed ACK
         # (tornado turns Nagle off only when the response finishes).
         stream = getattr(self.request.connection, "stream", None)
         if stream is not None:
             stream.set_nodelay(True)
-        client = self._client()
-        status: dict[str, Any] = {"code": 502, "reason": None}
-        received = httputil.HTTPHeaders()
         sent = False
-
-        def header_callback(line: str) -> None:
-            if line.startswith("HTTP/"):
-                start = httputil.parse_response_start_line(line.strip())
-                status["code"], status["reason"] = start.code, start.reason
-                received.clear()  # a 100 Continue before the real answer
-            elif line.strip():
-                received.parse_line(line)
-
-        def send_headers() -> None:
-            nonlocal sent
-            if sent:
-                return
-            sent = True
-            self.set_status(status["code"], status["reason"])
-            self._headers = httputil.HTTPHeaders()
-            for name, value in received.get_all():
-                if name in HOP_BY_HOP:
-                    continue
-                if (
-                    name == "Location"
-                    and not self.absolute_url
-                    and status["code"] in (301, 302, 303, 307, 308)
-                ):
-                    value = self._rewrite_location_header(value, host, port, proxied_path)
-                self.add_header(name, value)
-
-        async def streaming_callback(chunk: bytes) -> None:
-            send_headers()
-            self.write(chunk)
-            # back-pressure: read no faster than the browser takes it. (The websocket mixin
-            # wraps self.flush and drops its future, so call the plain handler's.)
-            await web.RequestHandler.flush(self)
-
-        request = self._build_proxy_request(
-            host,
-            port,
-            proxied_path,
-            body,
-            header_callback=header_callback,
-            streaming_callback=streaming_callback,
-        )
         try:
-            response = await client.fetch(request, raise_error=False)
-            error = response.error if response.code == 599 else None
-        except (httpclient.HTTPClientError, OSError) as exc:  # raised even with raise_error=False
-            error = exc
-        finally:
-            client.close()
-        self._record_activity()
-        if error is not None:
+            async with _backend_session(self.entry).request(
+                request.method,
+                request.url,
+                headers=list(request.headers.get_all()),
+                data=request.body,
+                allow_redirects=False,
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+                timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=None),
+            ) as response:
+                self._send_headers(response, host, port, proxied_path)
+                sent = True
+                unflushed = 0
+                async for chunk in response.content.iter_any():
+                    # Send each piece at once (small frames must not wait), but wait for the
+                    # browser to take them only every FLUSH_BYTES (back-pressure). The websocket
+                    # mixin wraps self.flush and drops its future: call the plain handler's.
+                    self.write(chunk)
+                    flushed = web.RequestHandler.flush(self)
+                    unflushed += len(chunk)
+                    if unflushed >= FLUSH_BYTES:
+                        await flushed
+                        unflushed = 0
+        except (aiohttp.ClientError, OSError) as exc:
+            self._record_activity()
             if sent:  # the backend went away mid-body: the browser sees a cut-off response
-                raise web.HTTPError(502)
+                raise web.HTTPError(502) from None
             raise web.HTTPError(
-                502, f"nbviz: the backend of session {self.session_id} does not answer ({error})"
-            )
-        send_headers()
+                502, f"nbviz: the backend of session {self.session_id} does not answer ({exc})"
+            ) from None
+        self._record_activity()
+
+    def _send_headers(
+        self, response: aiohttp.ClientResponse, host: str, port: int, proxied_path: str
+    ) -> None:
+        self.set_status(response.status, response.reason)
+        self._headers = httputil.HTTPHeaders()
+        for raw_name, raw_value in response.raw_headers:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            if name.title() in HOP_BY_HOP:
+                continue
+            if (
+                name.lower() == "location"
+                and not self.absolute_url
+                and response.status in (301, 302, 303, 307, 308)
+            ):
+                value = self._rewrite_location_header(value, host, port, proxied_path)
+            self.add_header(name, value)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """A short page saying what went wrong (it shows inside the notebook's frame)."""
@@ -332,8 +325,39 @@ class SessionsHandler(JupyterHandler):
         self.finish({"version": __version__, "sessions": sessions})
 
 
-def _sweep() -> None:
+_sessions: dict[tuple[str | None, int | None], aiohttp.ClientSession] = {}
+
+
+def _backend_session(entry: _registry.Entry) -> aiohttp.ClientSession:
+    """A keep-alive client for one backend endpoint, made on first use."""
+    key = (entry.unix_socket, None if entry.unix_socket else entry.port)
+    session = _sessions.get(key)
+    if session is None or session.closed:
+        connector: aiohttp.BaseConnector = (
+            aiohttp.UnixConnector(path=entry.unix_socket, limit=0, limit_per_host=0)
+            if entry.unix_socket
+            else aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        )
+        session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # cookies pass through as headers only
+            read_bufsize=1 << 18,
+        )
+        _sessions[key] = session
+    return session
+
+
+async def _close_unused_sessions() -> None:
+    """Close the clients of backends no longer registered."""
+    live = {(e.unix_socket, None if e.unix_socket else e.port) for e in _registry.list_entries()}
+    for key in [k for k in _sessions if k not in live]:
+        await _sessions.pop(key).close()
+
+
+async def _sweep() -> None:
     _registry.sweep_stale()
+    await _close_unused_sessions()
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
