@@ -50,13 +50,12 @@ def new_session_dir(session_id: str) -> Path:
     return path
 
 
-def socket_path(session_dir: Path, name: str = "backend.sock") -> Path:
-    """Where a session's socket goes: in its directory, or (deep home dirs) a short private one."""
-    path = session_dir / name
-    if len(str(path)) <= MAX_SOCKET_PATH:
-        return path
-    short = private_dir(Path(tempfile.gettempdir()) / f"nbviz-{os.getuid()}")
-    return short / f"{session_dir.name}-{name}"
+def socket_dir(session_dir: Path, longest_name: int = 24) -> Path:
+    """A 0700 directory for a session's extra sockets: its own directory, or a short private one
+    under /tmp when socket paths there would exceed the limit (deep home directories)."""
+    if len(str(session_dir)) + 1 + longest_name <= MAX_SOCKET_PATH:
+        return session_dir
+    return private_dir(Path(tempfile.gettempdir()) / f"nbviz-{os.getuid()}" / session_dir.name)
 
 
 def new_session_id() -> str:

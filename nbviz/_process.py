@@ -226,6 +226,8 @@ class Process:
         self.session_id = ""
         #: The per-session secret of the current start (``{secret}``, ``NBVIZ_SECRET``).
         self.secret = ""
+        #: Where extra sockets of the current start go (``{socket_dir}``).
+        self.socket_dir: Path | None = None
         self._extra_paths: list[str] = []
         self.argv: list[str] = []
         self.started_at: float | None = None
@@ -291,13 +293,14 @@ class Process:
     def _spawn(self, session_dir: Path) -> None:
         spec = self.spec
         self.session_dir = session_dir
+        self.socket_dir = _paths.socket_dir(session_dir)
+        if self.socket_dir != session_dir:
+            self._extra_paths.append(str(self.socket_dir))
         if spec.uses_unix_socket:
             if isinstance(spec.unix_socket, str):
                 path = spec.unix_socket
             else:
-                path = str(_paths.socket_path(session_dir))
-                if not path.startswith(str(session_dir)):
-                    self._extra_paths.append(path)
+                path = str(self.socket_dir / "backend.sock")
             if os.path.exists(path):
                 if socket_in_use(path):
                     raise PortInUseError(
@@ -319,6 +322,7 @@ class Process:
             "port": endpoint.port or "",
             "unix_socket": endpoint.unix_socket or "",
             "session_dir": str(session_dir),
+            "socket_dir": str(self.socket_dir),
             "secret": self.secret,
         }
         if self.template_values is not None:
@@ -516,6 +520,9 @@ class Process:
 
     def _remove_extra_paths(self) -> None:
         for path in self._extra_paths:
+            if os.path.isdir(path) and not os.path.islink(path):
+                _paths.remove_tree(path)
+                continue
             try:
                 os.unlink(path)
             except OSError:

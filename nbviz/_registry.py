@@ -129,10 +129,14 @@ def sweep_stale(root: Path | None = None) -> list[str]:
             continue
         _paths.remove_tree(path)
         if entry and entry.unix_socket and not entry.unix_socket.startswith(str(path)):
-            try:
-                os.unlink(entry.unix_socket)
-            except OSError:
-                pass
+            outside = Path(entry.unix_socket).parent
+            if outside.name == path.name:  # the short socket dir of a deep runtime dir
+                _paths.remove_tree(outside)
+            else:
+                try:
+                    os.unlink(entry.unix_socket)
+                except OSError:
+                    pass
         removed.append(path.name)
     servers = root / "servers"
     if servers.is_dir():

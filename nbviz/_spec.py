@@ -21,6 +21,10 @@ TEMPLATE_FIELDS: Mapping[str, str] = {
     "base_url": "the Jupyter server's base URL, e.g. /user/alice/ (like jupyter-server-proxy)",
     "prefix": "the URL path under which the browser reaches this backend, ending in /",
     "session_dir": "a private (0700) directory for this session's files, removed when it stops",
+    "socket_dir": (
+        "a private (0700) directory with a path short enough for more Unix sockets (the session "
+        "directory, or one under /tmp when that is too deep), removed when it stops"
+    ),
     "secret": (
         "a random secret, new for each start; the backend also finds it in its environment as "
         "NBVIZ_SECRET (prefer that: other users can read command lines with ps)"

@@ -59,6 +59,11 @@ HOP_BY_HOP_REQUEST = (
     "Proxy-Authorization",
     "Proxy-Authenticate",
 )
+#: Methods retried once when a kept-alive backend connection turns out to be closed.
+IDEMPOTENT = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+#: Seconds an idle backend connection is kept (below gunicorn's 2 s and most servers' limits,
+#: so the backend rarely closes one as it is reused).
+KEEPALIVE_SECONDS = 1.0
 #: Bytes of a body relayed before waiting for the browser to take them (back-pressure).
 FLUSH_BYTES = 1 << 20
 
@@ -187,36 +192,45 @@ class RouteHandler(ProxyHandler):
         if stream is not None:
             stream.set_nodelay(True)
         sent = False
-        try:
-            async with _backend_session(self.entry).request(
-                request.method,
-                request.url,
-                headers=list(request.headers.get_all()),
-                data=request.body,
-                allow_redirects=False,
-                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
-                timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=None),
-            ) as response:
-                self._send_headers(response, host, port, proxied_path)
-                sent = True
-                unflushed = 0
-                async for chunk in response.content.iter_any():
-                    # Send each piece at once (small frames must not wait), but wait for the
-                    # browser to take them only every FLUSH_BYTES (back-pressure). The websocket
-                    # mixin wraps self.flush and drops its future: call the plain handler's.
-                    self.write(chunk)
-                    flushed = web.RequestHandler.flush(self)
-                    unflushed += len(chunk)
-                    if unflushed >= FLUSH_BYTES:
-                        await flushed
-                        unflushed = 0
-        except (aiohttp.ClientError, OSError) as exc:
-            self._record_activity()
-            if sent:  # the backend went away mid-body: the browser sees a cut-off response
-                raise web.HTTPError(502) from None
-            raise web.HTTPError(
-                502, f"nbviz: the backend of session {self.session_id} does not answer ({exc})"
-            ) from None
+        retry = request.method in IDEMPOTENT
+        while True:
+            try:
+                async with _backend_session(self.entry).request(
+                    request.method,
+                    request.url,
+                    headers=list(request.headers.get_all()),
+                    data=request.body,
+                    allow_redirects=False,
+                    skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+                    timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=None),
+                ) as response:
+                    self._send_headers(response, host, port, proxied_path)
+                    sent = True
+                    unflushed = 0
+                    async for chunk in response.content.iter_any():
+                        # Send each piece at once (small frames must not wait), but wait for
+                        # the browser to take them only every FLUSH_BYTES (back-pressure). The
+                        # websocket mixin wraps self.flush and drops its future: call the
+                        # plain handler's.
+                        self.write(chunk)
+                        flushed = web.RequestHandler.flush(self)
+                        unflushed += len(chunk)
+                        if unflushed >= FLUSH_BYTES:
+                            await flushed
+                            unflushed = 0
+                break
+            except (aiohttp.ClientError, OSError) as exc:
+                if isinstance(exc, aiohttp.ServerDisconnectedError) and retry and not sent:
+                    # A kept-alive connection the backend closed just as we reused it: once
+                    # more on a fresh one (as browsers do).
+                    retry = False
+                    continue
+                self._record_activity()
+                if sent:  # the backend went away mid-body: the browser sees a cut-off response
+                    raise web.HTTPError(502) from None
+                raise web.HTTPError(
+                    502, f"nbviz: the backend of session {self.session_id} does not answer ({exc})"
+                ) from None
         self._record_activity()
 
     def _send_headers(
@@ -334,9 +348,11 @@ def _backend_session(entry: _registry.Entry) -> aiohttp.ClientSession:
     session = _sessions.get(key)
     if session is None or session.closed:
         connector: aiohttp.BaseConnector = (
-            aiohttp.UnixConnector(path=entry.unix_socket, limit=0, limit_per_host=0)
+            aiohttp.UnixConnector(
+                path=entry.unix_socket, limit=0, keepalive_timeout=KEEPALIVE_SECONDS
+            )
             if entry.unix_socket
-            else aiohttp.TCPConnector(limit=0, limit_per_host=0)
+            else aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS)
         )
         session = aiohttp.ClientSession(
             connector=connector,

@@ -223,16 +223,25 @@ def test_crash_then_restart_restores_the_view(data: Path) -> None:
         session.stop()
 
 
-def test_stop_leaves_nothing(data: Path) -> None:
+def test_stop_leaves_nothing_also_with_a_deep_runtime_dir(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runtime dir as deep as HPC home directories get: socket paths in it would exceed the
+    kernel's limit (108 bytes), so the sockets go to a short private dir, removed at stop."""
+    deep = tmp_path / ("projects-" + "x" * 40) / ("users-" + "y" * 40) / "runtime"
+    monkeypatch.setenv("NBVIZ_RUNTIME_DIR", str(deep / "nbviz"))
     session = ParaViewSession(data, size=(300, 200))
     session.wait_ready(120)
     procs = tree(session.pid)  # type: ignore[arg-type]
     names = {p.name() for p in procs}
     assert "Xvfb" in names, names
-    session_dir = session._process.session_dir
+    session_dir, socket_dir = session._process.session_dir, session._process.socket_dir
+    assert socket_dir is not None and session_dir is not None and socket_dir != session_dir
+    assert (socket_dir.stat().st_mode & 0o777) == 0o700
+    assert session.request("list")["fields"]  # the control channel works
     session.stop()
     wait_until(lambda: not any(p.is_running() for p in procs), timeout=10, what="all processes")
-    assert session_dir is not None and not session_dir.exists()
+    assert not session_dir.exists() and not socket_dir.exists()
 
 
 def test_missing_and_unreadable_data(tmp_path: Path) -> None:

@@ -237,7 +237,7 @@ class ParaViewSession(WebApp):
             "--socket",
             "{unix_socket}",
             "--control",
-            "{session_dir}/control.sock",
+            "{socket_dir}/control.sock",
             "--title",
             _literal(title or f"ParaView \u2014 {label}"),
             "--width",
@@ -284,8 +284,8 @@ class ParaViewSession(WebApp):
         return values
 
     def _control_path(self) -> str:
-        assert self._process.session_dir is not None
-        return str(self._process.session_dir / "control.sock")
+        assert self._process.socket_dir is not None
+        return str(self._process.socket_dir / "control.sock")
 
     def _control_answers(self, _endpoint: Endpoint) -> bool:
         return os.path.exists(self._control_path())
