@@ -358,7 +358,7 @@ def _backend_session(entry: _registry.Entry) -> aiohttp.ClientSession:
             connector=connector,
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),  # cookies pass through as headers only
-            read_bufsize=1 << 18,
+            read_bufsize=FLUSH_BYTES,
         )
         _sessions[key] = session
     return session
