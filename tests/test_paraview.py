@@ -244,6 +244,33 @@ def test_stop_leaves_nothing_also_with_a_deep_runtime_dir(
     assert not session_dir.exists() and not socket_dir.exists()
 
 
+def test_a_csv_table_shows_as_coloured_points(tmp_path: Path) -> None:
+    """A table with x, y, z columns (any case) becomes a point cloud coloured by a scalar column;
+    a table without coordinates is a clear error."""
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(500, 3))
+    cloud = tmp_path / "cloud.csv"
+    header = "X,Y,Z,radius,angle"
+    rows = np.c_[points, np.linalg.norm(points, axis=1), np.arctan2(points[:, 1], points[:, 0])]
+    np.savetxt(cloud, rows, delimiter=",", header=header, comments="")
+    view = ParaViewSession(cloud, size=(300, 200))
+    try:
+        view.wait_ready(120)
+        assert sorted(view.fields) == ["angle", "radius"] and view.representation == "Points"
+        view.field = "radius"
+        data = Image.open(io.BytesIO(view.screenshot().data)).convert("RGB").tobytes()
+        pixels = [tuple(data[i : i + 3]) for i in range(0, len(data), 3)]
+        red = sum(1 for r, g, b in pixels if r > 150 and g < 120 and b < 120)
+        blue = sum(1 for r, g, b in pixels if b > 150 and r < 150)
+        assert red > 20 and blue > 20, (red, blue)  # far points red, near ones blue
+    finally:
+        view.stop()
+    table = tmp_path / "table.csv"
+    np.savetxt(table, points, delimiter=",", header="a,b,c", comments="")
+    with pytest.raises(DataError, match="columns x, y \\(and z\\); its columns: a, b, c"):
+        ParaViewSession(table).wait_ready(120)
+
+
 def test_missing_and_unreadable_data(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         ParaViewSession(tmp_path / "nope.pvd")

@@ -108,9 +108,46 @@ def open_data(paths: list[str]) -> Any:
     except Exception as exc:  # a reader that cannot parse the file
         raise Fail(f"ParaView could not read {paths[0]}: {exc}") from None
     info = reader.GetDataInformation()
+    if info.GetDataSetTypeAsString() == "vtkTable":
+        return table_to_points(reader, paths[0])
     if info.GetNumberOfPoints() == 0 and info.GetNumberOfCells() == 0:
         raise Fail(f"{paths[0]} holds no data ParaView could read (unsupported or broken file)")
     return reader
+
+
+#: Column names taken as point coordinates of a table (CSV and the like), in order of preference.
+COORDINATE_COLUMNS = [("x", "y", "z"), ("points:0", "points:1", "points:2")]
+
+
+def table_to_points(reader: Any, path: str) -> Any:
+    """A table (e.g. CSV) with coordinate columns, as a point cloud; a clear error otherwise."""
+    from paraview.vtk import vtkDataObject
+
+    rows = reader.GetDataInformation().DataInformation.GetAttributeInformation(vtkDataObject.ROW)
+    columns = [rows.GetArrayInformation(i).GetName() for i in range(rows.GetNumberOfArrays())]
+    lower = {name.lower(): name for name in columns}
+    for names in COORDINATE_COLUMNS:
+        if names[0] in lower and names[1] in lower:
+            x, y = lower[names[0]], lower[names[1]]
+            z = lower.get(names[2])
+            points = simple.TableToPoints(
+                Input=reader, XColumn=x, YColumn=y, ZColumn=z or x, a2DPoints=int(z is None)
+            )
+            points.UpdatePipeline()
+            return points
+    raise Fail(
+        f"{path} is a table; ParaViewSession shows a table as points when it has columns "
+        f"x, y (and z); its columns: {', '.join(columns[:12]) or 'none'}"
+    )
+
+
+def default_field(reader: Any, fields: list[str]) -> str:
+    """The array to colour by at first: a scalar one (not normals or texture coordinates)."""
+    for name in fields:
+        arrays = reader.PointData if name in reader.PointData.keys() else reader.CellData  # noqa: SIM118
+        if arrays[name].GetNumberOfComponents() == 1:
+            return name
+    return fields[0] if fields else ""
 
 
 def preset_names() -> list[str]:
@@ -141,10 +178,14 @@ class Scene:
             "representation": "Surface",
             "opacity": 1.0,
         }
-        self.set_representation("Surface")
-        fields = self.fields()
-        if fields:
-            self.set_field(fields[0])
+        info = self.reader.GetDataInformation()
+        cloud = info.GetNumberOfCells() <= 1 < info.GetNumberOfPoints()  # e.g. a CSV's points
+        if cloud:
+            self.display.PointSize = 3
+        self.set_representation("Points" if cloud else "Surface")
+        field = default_field(self.reader, self.fields())
+        if field:
+            self.set_field(field)
         simple.ResetCamera(self.view)  # no render here: the page asks for its first image
 
     # what there is
