@@ -134,16 +134,29 @@ def tree_pids(pid: int) -> set[int]:
         return set()
 
 
-def tree_listens(pid: int, port: int) -> bool:
-    """True if ``pid`` or one of its descendants listens on TCP ``port``."""
+def tree_listen_addresses(pid: int, port: int) -> set[str]:
+    """The addresses on which ``pid`` or one of its descendants listens on TCP ``port``."""
+    addresses: set[str] = set()
     for member in tree_pids(pid):
         try:
             conns = psutil.Process(member).net_connections(kind="tcp")
         except psutil.Error:
             continue
-        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns):
-            return True
-    return False
+        addresses |= {
+            c.laddr.ip
+            for c in conns
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+        }
+    return addresses
+
+
+def tree_listens(pid: int, port: int) -> bool:
+    """True if ``pid`` or one of its descendants listens on TCP ``port``."""
+    return bool(tree_listen_addresses(pid, port))
+
+
+#: Listening on these, a backend is reachable from other hosts too.
+ALL_INTERFACES = ("0.0.0.0", "::")
 
 
 def group_members(pgid: int) -> list[psutil.Process]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -12,7 +13,7 @@ from urllib.parse import quote
 from . import _registry, _routes, _server
 from ._errors import NbvizError
 from ._frame import Frame
-from ._process import Process
+from ._process import ALL_INTERFACES, Process, tree_listen_addresses
 from ._routes import RouteChoice
 from ._spec import Endpoint, Spec
 
@@ -271,7 +272,11 @@ class WebApp(Frame):
     def _on_process_change(self, process: Process) -> None:
         if process.status == "ready":
             self._backend_ready()
-            self._check_proxy()
+            # Warnings from this thread must not stop it (e.g. under simplefilter("error")).
+            with contextlib.suppress(Warning):
+                self._check_proxy()
+            with contextlib.suppress(Warning):
+                self._check_exposure()
         elif process.status in ("crashed", "stopped"):
             self._backend_gone()
         self._sync_status()
@@ -290,6 +295,19 @@ class WebApp(Frame):
             self.message = process.message
             self.error = process.error.full_message() if process.error else ""
             self.status = process.status
+
+    def _check_exposure(self) -> None:
+        """Warn when the backend listens on every network interface, not just loopback."""
+        endpoint, pid = self._process.endpoint, self._process.pid
+        if endpoint is None or endpoint.port is None or pid is None:
+            return
+        exposed = tree_listen_addresses(pid, endpoint.port) & set(ALL_INTERFACES)
+        if exposed:
+            warn(
+                f"nbviz: {self._spec.name} listens on port {endpoint.port} of every network "
+                "interface, so other machines can reach it too; make it listen on 127.0.0.1 "
+                "(e.g. --bind 127.0.0.1, --host 127.0.0.1) or on {unix_socket}"
+            )
 
     def _check_proxy(self) -> None:
         """Tell the user when the server has no jupyter-server-proxy (the frame would show 404)."""

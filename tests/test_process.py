@@ -23,6 +23,7 @@ from jupyter_helpers import BACKEND, wait_until
 from nbviz import (
     BackendExitedError,
     NbvizError,
+    NbvizWarning,
     PortInUseError,
     ProgramNotFoundError,
     ReadyTimeoutError,
@@ -82,6 +83,15 @@ def test_start_ready_stop(apps: list[WebApp]) -> None:
     assert session_dirs() == []
     assert "listening" in app.logs()  # logs survive stop()
     app.stop()  # idempotent
+
+
+def test_a_backend_on_every_interface_is_pointed_out(apps: list[WebApp], tmp_path: Path) -> None:
+    """http.server binds all interfaces unless told otherwise: the user hears of it."""
+    with pytest.warns(NbvizWarning, match="every network interface.*127.0.0.1"):
+        app = WebApp([PY, "-m", "http.server", "{port}"], cwd=tmp_path)
+        apps.append(app)
+        app.wait_ready(20)
+    assert app.status == "ready"
 
 
 def test_restart_and_start_are_idempotent(apps: list[WebApp]) -> None:
