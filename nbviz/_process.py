@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import psutil
 
-from . import _orphans, _paths, _registry
+from . import _orphans, _paths, _registry, _remote
 from ._errors import (
     BackendExitedError,
     BackendStoppedError,
@@ -66,7 +66,8 @@ def http_connection(
 ) -> http.client.HTTPConnection:
     if endpoint.unix_socket is not None:
         return UnixHTTPConnection(endpoint.unix_socket, timeout=timeout)
-    return http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=timeout)
+    host = endpoint.host or "127.0.0.1"
+    return http.client.HTTPConnection(host, endpoint.port, timeout=timeout)
 
 
 def http_answers(endpoint: Endpoint, path: str = "/") -> bool:
@@ -288,7 +289,12 @@ class Process:
     def _spawn(self, session_dir: Path) -> None:
         spec = self.spec
         self.session_dir = session_dir
-        if spec.uses_unix_socket:
+        if spec.ssh:
+            self._spawn_ssh(session_dir)
+            return
+        if spec.host is not None:
+            endpoint = remote_endpoint(spec.host, spec.port)
+        elif spec.uses_unix_socket:
             if isinstance(spec.unix_socket, str):
                 path = spec.unix_socket
             else:
@@ -320,13 +326,48 @@ class Process:
             values.update(self.template_values(endpoint, self.session_id))
         argv = render_command(spec.command, values)
         argv[0] = find_program(argv[0], spec.env)
+        self._launch(session_dir, argv, endpoint)
+
+    def _spawn_ssh(self, session_dir: Path) -> None:
+        """Run the command on ``spec.ssh``'s host; one ssh forwards a local socket to its socket."""
+        spec = self.spec
+        local = str(_paths.socket_path(session_dir))
+        if not local.startswith(str(session_dir)):
+            self._extra_paths.append(local)
+        endpoint = Endpoint(unix_socket=local)
+        directory = _remote.remote_dir(self.session_id)
+        remote_socket = f"{directory}/backend.sock"
+        values: dict[str, Any] = {
+            "port": "",
+            "unix_socket": remote_socket,
+            "session_dir": directory,
+        }
+        if self.template_values is not None:
+            values.update(self.template_values(endpoint, self.session_id))
+        command = render_command(spec.command, values)
+        argv = _remote.ssh_command(
+            find_program("ssh", spec.env),
+            spec.ssh,
+            local_socket=local,
+            remote_socket=remote_socket,
+            directory=directory,
+            command=command,
+        )
+        # ssh's stdin stays open as long as this session: its end (stop(), or the kernel dying)
+        # tells the remote wrapper to end the backend.
+        self._launch(session_dir, argv, endpoint, stdin_pipe=True)
+
+    def _launch(
+        self, session_dir: Path, argv: list[str], endpoint: Endpoint, stdin_pipe: bool = False
+    ) -> None:
+        spec = self.spec
         if spec.cwd is not None and not os.path.isdir(spec.cwd):
             raise NbvizError(f"nbviz: working directory {spec.cwd} does not exist")
         log_fd = os.open(session_dir / "backend.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             self._proc = subprocess.Popen(
                 argv,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
                 cwd=spec.cwd,
@@ -345,6 +386,7 @@ class Process:
                 session_id=self.session_id,
                 unix_socket=endpoint.unix_socket,
                 port=endpoint.port,
+                host=endpoint.host,
                 pid=self._proc.pid,
                 owner_pid=os.getpid(),
                 options=dict(spec.route_options),
@@ -383,7 +425,7 @@ class Process:
             if now >= deadline:
                 where = endpoint.http_url.rstrip("/") + spec.ready_path
                 other = ""
-                if endpoint.port is not None:
+                if endpoint.port is not None and endpoint.host is None:
                     others = listener_pids(endpoint.port) - tree_pids(proc.pid)
                     if others:
                         other = (
@@ -431,8 +473,13 @@ class Process:
             # already guarantees it; this covers sockets placed elsewhere too).
             with contextlib.suppress(OSError):
                 os.chmod(endpoint.unix_socket, 0o600)
-        if endpoint.port is not None and not tree_listens(proc.pid, endpoint.port):
+        if (
+            endpoint.port is not None
+            and endpoint.host is None
+            and not tree_listens(proc.pid, endpoint.port)
+        ):
             # Something answers, but it is not our backend (another user's process took the port).
+            # (On another host this cannot be checked: see docs/remote.md.)
             return False
         return self.spec.probe is None or bool(self.spec.probe(endpoint))
 
@@ -481,6 +528,8 @@ class Process:
             self._wake.set()
             proc = self._proc
         if proc is not None:
+            if proc.stdin is not None:
+                end_gently(proc)
             kill_tree(proc)
             _orphans.release(proc.pid)
         if self._monitor is not None and self._monitor is not threading.current_thread():
@@ -514,6 +563,28 @@ class Process:
             except OSError:
                 pass
         self._extra_paths = []
+
+
+def remote_endpoint(host: str, port: int | None) -> Endpoint:
+    """Where a backend on ``host`` will listen: ``port``, or a port nothing answers on there."""
+    if port is None:
+        return Endpoint(port=_remote.pick_remote_port(host), host=host)
+    if _remote.answers(host, port):
+        raise PortInUseError(
+            f"nbviz: something already listens on {host}:{port}; stop it or leave port= unset "
+            "to let nbviz pick a port"
+        )
+    return Endpoint(port=port, host=host)
+
+
+def end_gently(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
+    """Close the stdin of an ssh launcher and give it ``grace`` s to end the remote backend and
+    exit by itself (so the remote side is gone when stop() returns)."""
+    assert proc.stdin is not None
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
 
 
 def describe_exit(code: int) -> str:

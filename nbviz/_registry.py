@@ -1,10 +1,10 @@
 """Where sessions are registered for the nbviz server route (shared by kernel and server).
 
 A session is a 0700 directory ``<runtime>/nbviz/<session-id>/`` holding ``endpoint.json``
-(0600): where its backend listens (a Unix socket or a 127.0.0.1 port), who owns it, and
-route options. The server extension reads it per request; nothing else is shared. A server
-with the extension loaded writes ``<runtime>/nbviz/servers/<pid>.json`` so kernels know the
-route exists.
+(0600): where its backend listens (a Unix socket, a 127.0.0.1 port, or a port on another
+host), who owns it, and route options. The server extension reads it per request; nothing
+else is shared. A server with the extension loaded writes
+``<runtime>/nbviz/servers/<pid>.json`` so kernels know the route exists (and its allow-list).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ class Entry:
     pid: int | None = None
     owner_pid: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: The backend's host when it runs on another machine (None: 127.0.0.1 or a Unix socket).
+    host: str | None = None
 
     @property
     def absolute(self) -> bool:
@@ -50,6 +52,7 @@ def write_entry(session_dir: Path, entry: Entry) -> None:
         "pid": entry.pid,
         "owner_pid": entry.owner_pid,
         "options": entry.options,
+        "host": entry.host,
     }
     _paths.write_private(session_dir / ENDPOINT_FILE, json.dumps(data))
 
@@ -85,6 +88,7 @@ def read_entry(session_id: str, root: Path | None = None) -> Entry | None:
         pid=data.get("pid"),
         owner_pid=data.get("owner_pid"),
         options=dict(data.get("options") or {}),
+        host=data.get("host"),
     )
 
 
@@ -145,6 +149,16 @@ def announce_server(pid: int, info: dict[str, Any]) -> Path:
     path = servers / f"{pid}.json"
     _paths.write_private(path, json.dumps(info))
     return path
+
+
+def server_info(pid: int | None) -> dict[str, Any]:
+    """What server ``pid`` announced (version, base URL, host allow-list); {} if unknown."""
+    if not pid:
+        return {}
+    try:
+        return dict(json.loads(server_marker(int(pid)).read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}
 
 
 def server_has_route(pid: int | None) -> bool:

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import _registry, _routes, _server
+from . import _registry, _remote, _routes, _server
 from ._errors import NbvizError
 from ._frame import Frame
 from ._process import Process
@@ -57,6 +57,11 @@ class WebApp(Frame):
     >>> app.wait_ready()
     >>> app.path = "/docs/"  # the frame navigates there
     >>> app.stop()
+
+    A backend on another host (an HPC compute node): ``host="node12"`` when a local launcher
+    (``srun``, ``ssh node12``) starts it listening on ``node12:{port}`` (the Jupyter server must
+    allow that host), or ``ssh="node12"`` to run the command there through ssh, listening on
+    ``{unix_socket}``, which ssh forwards to a private local socket. See docs/remote.md.
     """
 
     def __init__(
@@ -75,6 +80,8 @@ class WebApp(Frame):
         title: str | None = None,
         path: str = "/",
         start: bool = True,
+        host: str | None = None,
+        ssh: str | Sequence[str] | None = None,
     ) -> None:
         spec = Spec.build(
             command,
@@ -85,6 +92,8 @@ class WebApp(Frame):
             env=env,
             cwd=cwd,
             route_options={"absolute": absolute_url},
+            host=host,
+            ssh=ssh,
         )
         self._init_backend(
             spec,
@@ -186,6 +195,7 @@ class WebApp(Frame):
                 "directly, which works only in a browser on this machine (set NBVIZ_BASE_URL "
                 "if Jupyter runs under a base URL)"
             )
+        self._check_remote_host(route)
         with self.hold_sync():
             self.route = route.kind
             self.url = route.url
@@ -220,7 +230,7 @@ class WebApp(Frame):
 
     @property
     def endpoint(self) -> Endpoint | None:
-        """Where the backend listens on this machine (port or Unix socket)."""
+        """Where the backend listens: a port (on ``host``, if another), or a Unix socket here."""
         return self._process.endpoint
 
     @property
@@ -262,6 +272,19 @@ class WebApp(Frame):
             self.message = process.message
             self.error = process.error.full_message() if process.error else ""
             self.status = process.status
+
+    def _check_remote_host(self, route: _routes.Route) -> None:
+        """Warn when nbviz's route will refuse this backend's host (not in the allow-list)."""
+        host = self._spec.host
+        if route.kind != "nbviz" or host is None or self._server is None:
+            return
+        allowlist = _registry.server_info(self._server.pid).get("host_allowlist")
+        if isinstance(allowlist, list) and not _remote.host_allowed(host, allowlist):
+            warn(
+                f"nbviz: {self._spec.name} listens on {host}, which this Jupyter server does not "
+                f"proxy to (the frame will show 403); add {host!r} to c.NbvizRoute.host_allowlist "
+                "in jupyter_server_config.py and restart Jupyter"
+            )
 
     def _check_proxy(self) -> None:
         """Tell the user when the server has no jupyter-server-proxy (the frame would show 404)."""

@@ -4,7 +4,8 @@ Built on jupyter-server-proxy's ``ProxyHandler`` (authentication, hop-by-hop hea
 relay, Location rewriting); what it adds:
 
 - the backend is looked up per request in the session registry (``_registry``): a Unix socket
-  (0600, in a 0700 directory) or a 127.0.0.1 port that a kernel of this user registered;
+  (0600, in a 0700 directory) or a 127.0.0.1 port that a kernel of this user registered, or a
+  port on another host when that host is in ``c.NbvizRoute.host_allowlist`` (403 otherwise);
 - responses are streamed chunk by chunk with back-pressure (no whole-body buffering, no
   100 MiB cap), websocket messages are not capped at 10 MiB, small frames are not delayed
   (TCP_NODELAY on the browser leg; the backend leg is a Unix socket, where Nagle does not apply);
@@ -28,8 +29,10 @@ from jupyter_server_proxy.websocket import PingableWSClientConnection
 from tornado import httpclient, httputil, ioloop, web
 from tornado.escape import xhtml_escape
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
+from traitlets import Callable, List, Unicode, Union
+from traitlets.config import Configurable
 
-from . import _registry
+from . import _registry, _remote
 from ._version import __version__
 
 #: Largest response body and websocket message relayed (effectively unlimited).
@@ -71,6 +74,25 @@ def strip_query(query: str) -> str:
     return urlencode([(k, v) for k, v in pairs if k not in JUPYTER_QUERY])
 
 
+class NbvizRoute(Configurable):
+    """Configuration of nbviz's route (``c.NbvizRoute.*`` in ``jupyter_server_config.py``)."""
+
+    host_allowlist = Union(
+        [List(Unicode()), Callable()],
+        default_value=[],
+        help="""Hosts other than this machine that nbviz's route may proxy to: backends started
+        with ``WebApp(..., host=...)`` on another node. A list of shell-style patterns
+        (``["node*.cluster", "10.200.0.*"]``), or a callable ``f(handler, host) -> bool`` (the
+        same shape as ``c.ServerProxy.host_allowlist``). Loopback is always allowed; the
+        default (empty) allows nothing else. A session whose host is not allowed gets 403.""",
+    ).tag(config=True)
+
+    def describe_allowlist(self) -> list[str] | str:
+        """For the server marker and ``nbviz doctor``: the patterns, or "callable"."""
+        allowlist = self.host_allowlist
+        return "callable" if callable(allowlist) else list(allowlist)
+
+
 class RouteHandler(ProxyHandler):
     """``{base}nbviz/<session>/<path>``: HTTP and websockets to one registered backend."""
 
@@ -90,9 +112,30 @@ class RouteHandler(ProxyHandler):
 
     def _target(self, session_id: str) -> tuple[str, int]:
         entry = self._lookup(session_id)
+        if entry.host is not None:
+            return self._remote_target(entry)
         # jupyter-server-proxy builds "http://host:port/path"; over a Unix socket the resolver
         # ignores host and port.
         return "localhost", entry.port or 80
+
+    def _check_host_allowlist(self, host: str) -> bool:
+        """jupyter-server-proxy's check (it asks before every proxied request): ours."""
+        config: NbvizRoute = self.settings.get("nbviz_route") or NbvizRoute()
+        return _remote.host_allowed(host, config.host_allowlist, self)
+
+    def _remote_target(self, entry: _registry.Entry) -> tuple[str, int]:
+        """A backend on another host: only when the server's allow-list has that host."""
+        host = str(entry.host)
+        if not self._check_host_allowlist(host):
+            raise web.HTTPError(
+                403,
+                f"nbviz: session {entry.session_id} runs on host {host}, which this Jupyter "
+                f"server does not proxy to; add it to c.NbvizRoute.host_allowlist in "
+                f"jupyter_server_config.py (e.g. {host!r} or a pattern) and restart Jupyter",
+            )
+        if not entry.port:
+            raise web.HTTPError(502, f"nbviz: session {entry.session_id} has no port")
+        return host, int(entry.port)
 
     def _get_context_path(self, host: str, port: int) -> str:
         return str(url_path_join(self.base_url, "nbviz", self.session_id))
@@ -253,8 +296,11 @@ class RouteHandler(ProxyHandler):
     async def open(self, session_id: str, proxied_path: str) -> None:
         try:
             host, port = self._target(session_id)
-        except web.HTTPError:
-            self.close(4404, "nbviz: no such session")
+        except web.HTTPError as exc:
+            if exc.status_code == 403:
+                self.close(4403, "nbviz: host not in c.NbvizRoute.host_allowlist")
+            else:
+                self.close(4404, "nbviz: no such session")
             return
         self.set_nodelay(True)
         if not proxied_path.startswith("/"):
@@ -314,6 +360,7 @@ class SessionsHandler(JupyterHandler):
             {
                 "id": e.session_id,
                 "transport": "unix" if e.unix_socket else "tcp",
+                "host": None if e.unix_socket else (e.host or "127.0.0.1"),
                 "url": url_path_join(self.base_url, "nbviz", e.session_id) + "/",
                 "pid": e.pid,
                 "owner_pid": e.owner_pid,
@@ -334,6 +381,8 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     web_app = serverapp.web_app
     base = web_app.settings["base_url"]
+    route_config = NbvizRoute(parent=serverapp)
+    web_app.settings["nbviz_route"] = route_config
     session = r"([0-9a-f]{12})"
     web_app.add_handlers(
         ".*",
@@ -348,11 +397,18 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         ],
     )
     _registry.sweep_stale()
-    _registry.announce_server(os.getpid(), {"version": __version__, "base_url": base})
+    _registry.announce_server(
+        os.getpid(),
+        {
+            "version": __version__,
+            "base_url": base,
+            "host_allowlist": route_config.describe_allowlist(),
+        },
+    )
     ioloop.PeriodicCallback(_sweep, SWEEP_SECONDS * 1000).start()
     serverapp.log.info("nbviz: route %snbviz/<session>/ enabled", base)
 
 
 # Jupyter looks these up on the module named in the config.
 load_jupyter_server_extension = _load_jupyter_server_extension
-__all__ = ["RouteHandler", "SessionsHandler", "strip_jupyter_cookies", "strip_query"]
+__all__ = ["NbvizRoute", "RouteHandler", "SessionsHandler", "strip_jupyter_cookies", "strip_query"]

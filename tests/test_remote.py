@@ -1,0 +1,448 @@
+"""Backends on another host: ``host=`` behind allow-lists, and ``ssh=`` with a forwarded socket.
+
+The "other host" is a network namespace joined to this one by a veth pair; its ssh server is a
+private sshd (own host key, key-only login) started inside it for these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import websocket
+from jupyter_helpers import BACKEND, JupyterServer, Kernel, wait_until
+from test_jupyter import ws_connect
+
+from nbviz import _remote
+from nbviz._errors import BackendExitedError, TemplateError
+from nbviz._process import Process
+from nbviz._routes import route_for
+from nbviz._server import ServerInfo
+from nbviz._spec import Endpoint, Spec
+
+SSH_PORT = 2222
+
+
+# ------------------------------------------------------------------ pure logic
+def test_spec_validates_host_and_ssh() -> None:
+    spec = Spec.build("app --port {port}", host="node12")
+    assert spec.host == "node12" and spec.ssh == ()
+    spec = Spec.build("app --socket {unix_socket}", ssh=["-p", "2222", "alice@node12"])
+    assert spec.ssh == ("-p", "2222", "alice@node12") and spec.uses_unix_socket
+    bad = {
+        "both": dict(command="app {port}", host="n", ssh="n"),
+        "host with socket": dict(command="app {unix_socket}", host="n"),
+        "host not a name": dict(command="app {port}", host="http://n/"),
+        "ssh with port": dict(command="app {port}", ssh="n"),
+        "ssh without socket": dict(command="app", ssh="n", port=80),
+        "ssh ends in option": dict(command="app {unix_socket}", ssh=["n", "-v"]),
+        "ssh empty": dict(command="app {unix_socket}", ssh=[]),
+    }
+    for case, kwargs in bad.items():
+        with pytest.raises(TemplateError, match="nbviz: "):
+            Spec.build(**kwargs)  # type: ignore[arg-type]
+        print("rejected:", case)
+
+
+def test_host_allowlist_patterns_and_callable() -> None:
+    assert _remote.host_allowed("127.0.0.1", []) and _remote.host_allowed("localhost", [])
+    assert not _remote.host_allowed("10.0.0.5", [])
+    assert _remote.host_allowed("10.0.0.5", ["10.0.0.*"])
+    assert not _remote.host_allowed("10.0.1.5", ["10.0.0.*"])
+    assert _remote.host_allowed("node7.cluster", ["node?.cluster"])
+    seen: list[tuple[object, str]] = []
+
+    def only_nodes(handler: object, host: str) -> bool:
+        seen.append((handler, host))
+        return host.startswith("node")
+
+    assert _remote.host_allowed("node1", only_nodes, "h")
+    assert not _remote.host_allowed("login1", only_nodes, "h")
+    assert seen == [("h", "node1"), ("h", "login1")]
+
+
+def test_routes_to_a_backend_on_another_host() -> None:
+    endpoint = Endpoint(port=20123, host="node12")
+    server = ServerInfo(base_url="/user/a/", source="jupyter-server")
+    assert route_for(endpoint, server).url == "/user/a/proxy/node12:20123/"
+    assert route_for(endpoint, server, absolute=True).url == "/user/a/proxy/absolute/node12:20123/"
+    assert route_for(endpoint, None, choice="direct").url == "http://node12:20123/"
+    assert route_for(endpoint, None, front_end_may_know=True).url == "proxy/node12:20123/"
+    nbviz = route_for(endpoint, server, session_id="0123456789ab", nbviz_route=True)
+    assert nbviz.url == "/user/a/nbviz/0123456789ab/"
+
+
+def test_ssh_command_passes_arguments_through_the_remote_shell() -> None:
+    argv = _remote.ssh_command(
+        "/usr/bin/ssh",
+        ["-p", "2222", "node"],
+        local_socket="/run/l.sock",
+        remote_socket="/tmp/nbviz-x/backend.sock",
+        directory="/tmp/nbviz-x",
+        command=["app", "a b", "it's", "$HOME"],
+    )
+    assert argv[-5:-2] == ["-p", "2222", "node"] and argv[-2] == "--"
+    assert argv[argv.index("-L") : argv.index("-L") + 2] == [
+        "-L",
+        "/run/l.sock:/tmp/nbviz-x/backend.sock",
+    ]
+    # the remote login shell splits the one string back into the wrapper's argv, unexpanded
+    assert shlex.split(argv[-1]) == [
+        "sh", "-c", _remote.WRAPPER, "nbviz", "/tmp/nbviz-x", "app", "a b", "it's", "$HOME",
+    ]  # fmt: skip
+    assert "\n" not in argv[-1]
+
+
+def test_wrapper_ends_the_backend_when_its_stdin_closes(tmp_path: Path) -> None:
+    """The remote side, run locally: EOF on stdin ends the backend group and removes the dir."""
+    directory = tmp_path / "remote"
+    sock = directory / "backend.sock"
+    wrapper = subprocess.Popen(
+        ["sh", "-c", _remote.WRAPPER, "nbviz", str(directory), sys.executable, str(BACKEND),
+         "--unix-socket", str(sock)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert wrapper.stdin is not None and wrapper.stdout is not None
+    try:
+        wait_until(sock.exists, timeout=15, what="the backend's socket")
+        assert (directory.stat().st_mode & 0o777) == 0o700
+        children = psutil.Process(wrapper.pid).children()
+        backend = [p for p in children if p.cmdline()[1:2] == [str(BACKEND)]]
+        assert len(backend) == 1 and os.getpgid(backend[0].pid) == backend[0].pid
+        wrapper.stdin.close()
+        assert wrapper.wait(10) == 128 + signal.SIGTERM  # the backend's end, passed on
+        assert not directory.exists()
+        wait_until(lambda: not backend[0].is_running() or backend[0].status() == "zombie", 5)
+        # a directory that already exists is never reused
+        directory.mkdir()
+        again = subprocess.run(
+            ["sh", "-c", _remote.WRAPPER, "nbviz", str(directory), "true"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        assert again.returncode == _remote.DIR_EXISTS and "cannot create" in again.stderr
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+        wrapper.wait()
+        wrapper.stdout.close()
+
+
+# ------------------------------------------------------------------ the other host
+@dataclass
+class Node:
+    """A network namespace reachable from here at ``ip`` (and ``other_ip``, not allow-listed)."""
+
+    name: str
+    ip: str
+    other_ip: str
+
+    def exec(self, *argv: str) -> list[str]:
+        """The argv that runs ``argv`` on the node (the local launcher of a remote backend)."""
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def pids(self) -> set[int]:
+        out = subprocess.run(
+            ["ip", "netns", "pids", self.name], capture_output=True, text=True, check=True
+        ).stdout
+        return {int(pid) for pid in out.split()}
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[Node]:
+    if shutil.which("ip") is None:
+        pytest.skip("needs iproute2's `ip` to create a network namespace")
+    name = f"nbviz-test-{os.getpid()}"
+    used = subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True).stdout
+    subnet = next(
+        f"10.200.{n}" for n in random.sample(range(256), 256) if f"10.200.{n}." not in used
+    )
+    outside, inside = f"nbv{os.getpid()}a", f"nbv{os.getpid()}b"
+    try:
+        _ip("netns", "add", name)
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"cannot create a network namespace (needs root/CAP_NET_ADMIN): {exc.stderr}")
+    try:
+        _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+        _ip("link", "set", inside, "netns", name)
+        _ip("addr", "add", f"{subnet}.1/24", "dev", outside)
+        _ip("link", "set", outside, "up")
+        for address in (f"{subnet}.2/24", f"{subnet}.3/24"):
+            _ip("netns", "exec", name, "ip", "addr", "add", address, "dev", inside)
+        _ip("netns", "exec", name, "ip", "link", "set", inside, "up")
+        _ip("netns", "exec", name, "ip", "link", "set", "lo", "up")
+        yield Node(name=name, ip=f"{subnet}.2", other_ip=f"{subnet}.3")
+    finally:
+        for pid in Node(name, "", "").pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)  # removes the veth too
+        subprocess.run(["ip", "link", "del", outside], capture_output=True)
+
+
+@dataclass
+class Sshd:
+    pid: int
+    #: what ``ssh=`` gets: our key, the node's host key pinned, no ~/.ssh/config, no prompts
+    args: list[str]
+
+
+@pytest.fixture(scope="module")
+def sshd(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    assert shutil.which("sshd") or os.path.exists("/usr/sbin/sshd"), (
+        "the ssh tests need OpenSSH's server: apt-get install openssh-server"
+    )
+    keys = tmp_path_factory.mktemp("ssh")
+    for key in ("host_key", "user_key"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / key)], check=True
+        )
+    shutil.copy(keys / "user_key.pub", keys / "authorized_keys")
+    host_key = (keys / "host_key.pub").read_text().strip()
+    (keys / "known_hosts").write_text(f"[{node.ip}]:{SSH_PORT} {host_key}\n")
+    (keys / "sshd_config").write_text(
+        f"Port {SSH_PORT}\nListenAddress {node.ip}\nHostKey {keys / 'host_key'}\n"
+        f"AuthorizedKeysFile {keys / 'authorized_keys'}\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\n"
+        "UsePAM no\nPidFile none\nLogLevel ERROR\n"
+    )
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
+    # The node's login shell must not run this machine's interactive ~/.bashrc (pyenv and the
+    # like): hide it in sshd's own mount namespace, as a compute node's plain account would be.
+    bashrc = Path.home() / ".bashrc"
+    mask = f"mount --bind /dev/null {shlex.quote(str(bashrc))} && " if bashrc.exists() else ""
+    start = f"{mask}exec /usr/sbin/sshd -D -e -f {shlex.quote(str(keys / 'sshd_config'))}"
+    log = open(keys / "sshd.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        node.exec("unshare", "--mount", "--propagation", "private", "sh", "-c", start),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_until(
+            lambda: _remote.answers(node.ip, SSH_PORT) or proc.poll() is not None,
+            timeout=10,
+            what="sshd",
+        )
+        assert proc.poll() is None, (keys / "sshd.log").read_text()
+        yield Sshd(
+            pid=proc.pid,
+            args=[
+                "-F", "/dev/null", "-p", str(SSH_PORT), "-i", str(keys / "user_key"),
+                "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={keys / 'known_hosts'}",
+                "-o", "StrictHostKeyChecking=yes", f"root@{node.ip}",
+            ],
+        )  # fmt: skip
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    """A Jupyter server that proxies to ``node.ip`` (both routes) but not to ``node.other_ip``."""
+    root = Path(tmp_path_factory.mktemp("jupyter-remote"))
+    (root / "config").mkdir()
+    (root / "config" / "jupyter_server_config.py").write_text(
+        f"c.NbvizRoute.host_allowlist = [{node.ip.rsplit('.', 1)[0] + '.[2]'!r}]\n"
+        f"c.ServerProxy.host_allowlist = ['localhost', '127.0.0.1', {node.ip!r}]\n"
+    )
+    started = JupyterServer(root=root).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def remote_kernel(server: JupyterServer) -> Iterator[Kernel]:
+    started = Kernel(server)
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+START = """
+import json, sys, warnings
+from nbviz import WebApp
+warnings.simplefilter("always")
+{name} = WebApp({command!r}, {kwargs})
+{name}.wait_ready(30)
+print(json.dumps({{"url": {name}.url, "route": {name}.route, "pid": {name}.pid,
+                  "session": {name}._process.session_id, "port": {name}.endpoint.port,
+                  "socket": {name}.endpoint.unix_socket, "argv": {name}.command}}))
+"""
+
+
+def start(kernel: Kernel, name: str, command: list[str], kwargs: str) -> tuple[dict[str, Any], str]:
+    out = kernel.run(START.format(name=name, command=command, kwargs=kwargs))
+    result = [line for line in out.splitlines() if line.startswith('{"url"')][-1]
+    return dict(json.loads(result)), out
+
+
+def get_direct(host: str, port: int, path: str) -> int:
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        return int(sock.recv(100).split()[1])
+
+
+@pytest.mark.jupyter
+def test_backend_on_another_host_through_the_allow_lists(
+    node: Node, server: JupyterServer, remote_kernel: Kernel
+) -> None:
+    def backend(ip: str, heading: str) -> list[str]:
+        script = [sys.executable, str(BACKEND), "--host", ip, "--port", "{port}"]
+        return node.exec(*script, "--heading", heading)
+
+    info, _ = start(remote_kernel, "app", backend(node.ip, "on the node"), f"host={node.ip!r}")
+    assert info["route"] == "nbviz" and info["url"] == f"/user/alice/nbviz/{info['session']}/"
+    # the launcher runs here, the backend listens there: nothing on this host's loopback
+    assert get_direct(node.ip, info["port"], "/") == 200
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", info["port"]), timeout=2).close()
+    # nbviz's route: allowed host -> the backend (HTTP and websocket)
+    status, body, _ = server.get(info["url"] + "docs/")
+    assert status == 200 and b"on the node" in body and b'<p id="where">/docs/</p>' in body
+    ws = ws_connect(server, info["url"] + "ws", header=[f"Authorization: token {server.token}"])
+    try:
+        ws.send("across the veth")
+        assert ws.recv() == "across the veth"
+    finally:
+        ws.close()
+    sessions = json.loads(server.get("nbviz/api/sessions")[1])["sessions"]
+    assert {"id": info["session"], "host": node.ip}.items() <= {
+        k: v for s in sessions if s["id"] == info["session"] for k, v in s.items()
+    }.items()
+    # jupyter-server-proxy's proxy/<host>:<port>/ (its own allow-list has node.ip)
+    status, body, _ = server.get(f"proxy/{node.ip}:{info['port']}/docs/")
+    assert status == 200 and b"on the node" in body
+
+    # a host neither allow-list has: 403 from both routes, and the request never reaches it
+    other, out = start(
+        remote_kernel, "other", backend(node.other_ip, "x"), f"host={node.other_ip!r}"
+    )
+    assert "c.NbvizRoute.host_allowlist" in out  # the kernel warned at start
+    status, body, _ = server.get(other["url"] + "exit")
+    assert status == 403 and b"c.NbvizRoute.host_allowlist" in body
+    assert server.get(f"proxy/{node.other_ip}:{other['port']}/exit")[0] == 403
+    assert get_direct(node.other_ip, other["port"], "/pid") == 200  # /exit never arrived
+    ws = ws_connect(server, other["url"] + "ws", header=[f"Authorization: token {server.token}"])
+    try:
+        opcode, data = ws.recv_data(control_frame=True)
+    finally:
+        ws.shutdown()
+    assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 4403
+    assert get_direct(node.other_ip, other["port"], "/pid") == 200
+
+    remote_kernel.run("app.stop(); other.stop()")
+    # nothing left on the node or here
+    assert node.pids() == set()
+    assert not any(psutil.pid_exists(i["pid"]) for i in (info, other))
+    sessions_root = server.root / "runtime" / "nbviz"
+    assert not (sessions_root / info["session"]).exists()
+    assert server.get(info["url"])[0] == 404
+
+
+def _remote_processes(node: Node, sshd: Sshd) -> set[int]:
+    """What runs on the node besides the sshd listener: sessions, wrappers, backends."""
+    return node.pids() - {sshd.pid, *(c.pid for c in _children(sshd.pid) if _is_listener(c))}
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _is_listener(proc: psutil.Process) -> bool:
+    try:
+        return "[listener]" in " ".join(proc.cmdline()) or proc.name() in ("unshare", "sh")
+    except psutil.Error:
+        return False
+
+
+@pytest.mark.jupyter
+def test_backend_over_ssh_with_a_forwarded_unix_socket(
+    node: Node, sshd: Sshd, server: JupyterServer, remote_kernel: Kernel
+) -> None:
+    command = [sys.executable, str(BACKEND), "--unix-socket", "{unix_socket}", "--heading", "ssh"]
+    info, _ = start(remote_kernel, "app", command, f"ssh={sshd.args!r}")
+    session = info["session"]
+    remote_dir = Path(_remote.remote_dir(session))
+    # the route is the ordinary Unix-socket route, to a private local socket forwarded by ssh
+    assert info["route"] == "nbviz" and info["port"] is None
+    local = Path(info["socket"])
+    assert local.is_socket() and (local.stat().st_mode & 0o777) == 0o600
+    assert os.path.basename(info["argv"][0]) == "ssh" and psutil.pid_exists(info["pid"])
+    status, body, _ = server.get(info["url"] + "docs/")
+    assert status == 200 and b'<h1 id="heading">ssh</h1>' in body
+    ws = ws_connect(server, info["url"] + "ws", header=[f"Authorization: token {server.token}"])
+    try:
+        ws.send_binary(b"\x00through ssh")
+        assert ws.recv() == b"\x00through ssh"
+    finally:
+        ws.close()
+    # on the node: the backend in the node's namespace, its socket in a private 0700 directory
+    on_node = _remote_processes(node, sshd)
+    backend = [p for p in on_node if psutil.Process(p).cmdline()[1:2] == [str(BACKEND)]]
+    assert len(backend) == 1
+    assert (remote_dir.stat().st_mode & 0o777) == 0o700
+    assert (remote_dir / "backend.sock").is_socket()
+
+    remote_kernel.run("app.stop()")
+    # stop() ends ssh's stdin and waits for ssh to exit, which it does once the remote wrapper
+    # has ended the backend and removed its directory
+    assert not remote_dir.exists() and not local.exists()
+    assert not psutil.pid_exists(info["pid"])
+    wait_until(lambda: not _remote_processes(node, sshd), timeout=5, what="the node to be clean")
+
+    # the kernel dies without a word: the watchdog (and the dropped connection) clean up
+    info, _ = start(remote_kernel, "app", command, f"ssh={sshd.args!r}")
+    remote_dir = Path(_remote.remote_dir(info["session"]))
+    assert remote_dir.exists() and _remote_processes(node, sshd)
+    os.kill(remote_kernel.pid, signal.SIGKILL)
+    wait_until(lambda: not psutil.pid_exists(info["pid"]), timeout=10, what="the local ssh")
+    wait_until(lambda: not _remote_processes(node, sshd), timeout=10, what="the node to be clean")
+    assert not remote_dir.exists()
+
+
+def test_ssh_failures_are_clear_and_leave_nothing(node: Node, sshd: Sshd, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    args = [
+        a if not a.startswith("UserKnownHostsFile=") else f"UserKnownHostsFile={empty}"
+        for a in sshd.args
+    ]
+    command = [sys.executable, str(BACKEND), "--unix-socket", "{unix_socket}"]
+    process = Process(Spec.build(command, ssh=args, timeout=20))
+    process.start()
+    with pytest.raises(BackendExitedError) as failed:
+        process.wait_ready(30)
+    assert "Host key verification failed" in failed.value.full_message()
+    assert (
+        not psutil.pid_exists(process.pid or 0) or psutil.Process(process.pid).status() == "zombie"
+    )
+    process.stop()
+    assert process.session_dir is None and not _remote_processes(node, sshd)
