@@ -355,6 +355,12 @@ def test_backend_on_another_host_through_the_allow_lists(
     assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 4403
     assert get_direct(node.other_ip, other["port"], "/pid") == 200
 
+    doctor = subprocess.run(
+        [sys.executable, "-m", "nbviz.cli", "doctor", "--no-routes"],
+        env=server.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert f"{node.ip.rsplit('.', 1)[0]}.[2] (c.NbvizRoute.host_allowlist)" in doctor.stdout
+
     remote_kernel.run("app.stop(); other.stop()")
     # nothing left on the node or here
     assert node.pids() == set()
