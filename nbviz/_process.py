@@ -352,25 +352,29 @@ class Process:
             remote_socket=remote_socket,
             directory=directory,
             command=command,
+            cwd=spec.cwd,
         )
-        # ssh's stdin stays open as long as this session: its end (stop(), or the kernel dying)
-        # tells the remote wrapper to end the backend.
-        self._launch(session_dir, argv, endpoint, stdin_pipe=True)
+        # The backend's environment goes to the remote wrapper on ssh's stdin (not in argv);
+        # then stdin stays open as long as this session: its end (stop(), or the kernel
+        # dying) tells the wrapper to end the backend.
+        self._launch(session_dir, argv, endpoint, stdin=_remote.env_block(spec.env))
 
     def _launch(
-        self, session_dir: Path, argv: list[str], endpoint: Endpoint, stdin_pipe: bool = False
+        self, session_dir: Path, argv: list[str], endpoint: Endpoint, stdin: bytes | None = None
     ) -> None:
+        """Start ``argv`` here: the backend, or (``stdin`` given) an ssh that runs it elsewhere."""
         spec = self.spec
-        if spec.cwd is not None and not os.path.isdir(spec.cwd):
-            raise NbvizError(f"nbviz: working directory {spec.cwd} does not exist")
+        cwd = spec.cwd if stdin is None else None  # over ssh, cwd is a directory there
+        if cwd is not None and not os.path.isdir(cwd):
+            raise NbvizError(f"nbviz: working directory {cwd} does not exist")
         log_fd = os.open(session_dir / "backend.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             self._proc = subprocess.Popen(
                 argv,
-                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
-                cwd=spec.cwd,
+                cwd=cwd,
                 env=clean_env(spec.env),
                 start_new_session=True,  # its own process group: stop() reaches its children
                 close_fds=True,
@@ -379,6 +383,10 @@ class Process:
             raise NbvizError(f"nbviz: could not start {argv[0]}: {exc.strerror or exc}") from None
         finally:
             os.close(log_fd)
+        if stdin is not None and self._proc.stdin is not None:
+            with contextlib.suppress(OSError):  # ssh already exited: its log says why
+                self._proc.stdin.write(stdin)
+                self._proc.stdin.flush()
         _orphans.guard(self._proc.pid, [str(session_dir), *self._extra_paths])
         _registry.write_entry(
             session_dir,

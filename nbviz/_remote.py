@@ -20,12 +20,13 @@ group when ssh's stdin reaches end of file -- which happens when the kernel clos
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import random
 import re
 import shlex
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._errors import TemplateError
@@ -43,9 +44,15 @@ PORT_TRIES = 20
 CONNECT_TIMEOUT = 1.0
 
 #: ssh options nbviz always sets: fail instead of prompting, fail if the forward cannot be set
-#: up, replace a stale local socket, no pty (the wrapper watches stdin), detect dead links.
+#: up, replace a stale local socket, no pty (the wrapper watches stdin), detect dead links, and
+#: a connection of its own (a multiplexing master from ~/.ssh/config would keep the forward, and
+#: perhaps itself, alive after the session).
 SSH_OPTIONS = (
     "-T",
+    "-o",
+    "ControlMaster=no",
+    "-o",
+    "ControlPath=none",
     "-o",
     "BatchMode=yes",
     "-o",
@@ -62,15 +69,22 @@ SSH_OPTIONS = (
 #: someone else may have made).
 DIR_EXISTS = 97
 
-#: Runs on the remote host as ``sh -c WRAPPER nbviz <dir> <command...>``. One line, so any
-#: login shell (bash, zsh, tcsh) passes it to sh unchanged. Background jobs of a
-#: non-interactive sh read /dev/null, so the real stdin is kept on fd 3 for the watcher.
-#: ``trap :`` (not ``trap ''``) so the backend does not inherit ignored signals; the wrapper
-#: itself must survive SIGPIPE/SIGHUP when the connection drops, to remove the directory.
+#: Exit code of the wrapper when the working directory does not exist on the remote host.
+NO_CWD = 96
+
+#: Runs on the remote host as ``sh -c WRAPPER nbviz <dir> <cwd or ""> <command...>``. One line,
+#: so any login shell (bash, zsh, tcsh) passes it to sh unchanged. It reads the backend's
+#: environment from stdin first (``NAME=<base64 value>`` lines, then an empty line: values never
+#: appear in a process list). Background jobs of a non-interactive sh read /dev/null, so the real
+#: stdin is kept on fd 3 for the watcher. ``trap :`` (not ``trap ''``) so the backend does not
+#: inherit ignored signals; the wrapper itself must survive SIGPIPE/SIGHUP when the connection
+#: drops, to remove the directory.
 WRAPPER = (
-    "trap : HUP PIPE; umask 077; d=$1; shift; "
+    "trap : HUP PIPE; d=$1; w=$2; shift 2; exec 3<&0 </dev/null; "
+    'while IFS= read -r l <&3 && [ -n "$l" ]; do '
+    'export "${l%%=*}=$(printf %s "${l#*=}" | base64 -d)"; done; '
+    f'[ -z "$w" ] || cd "$w" || exit {NO_CWD}; '
     f'mkdir -m 700 "$d" || {{ echo "nbviz: cannot create $d" >&2; exit {DIR_EXISTS}; }}; '
-    "exec 3<&0 </dev/null; "
     'setsid "$@" 3<&- & p=$!; '
     "{ cat <&3; kill -TERM -$p $p; i=0; "
     "while kill -0 $p && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; "
@@ -147,6 +161,22 @@ def ssh_args(ssh: str | Sequence[str]) -> tuple[str, ...]:
     return args
 
 
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env_block(env: Mapping[str, str]) -> bytes:
+    """What the kernel writes to ssh's stdin first: the backend's environment for the wrapper."""
+    lines = []
+    for name, value in env.items():
+        if not ENV_NAME.match(name):
+            raise TemplateError(
+                f"nbviz: environment variable name {name!r} cannot be passed over ssh "
+                "(letters, digits and _ only)"
+            )
+        lines.append(f"{name}={base64.b64encode(str(value).encode()).decode()}\n")
+    return ("".join(lines) + "\n").encode()
+
+
 def remote_dir(session_id: str) -> str:
     """The session's private directory on the remote host (created by the wrapper, 0700)."""
     return f"/tmp/nbviz-{session_id}"
@@ -160,8 +190,9 @@ def ssh_command(
     remote_socket: str,
     directory: str,
     command: Sequence[str],
+    cwd: str | None = None,
 ) -> list[str]:
     """The local argv: one ssh that runs ``command`` under :data:`WRAPPER` on the remote host
-    and forwards ``local_socket`` to ``remote_socket`` there."""
-    remote = shlex.join(["sh", "-c", WRAPPER, "nbviz", directory, *command])
+    (in ``cwd`` there, if given) and forwards ``local_socket`` to ``remote_socket`` there."""
+    remote = shlex.join(["sh", "-c", WRAPPER, "nbviz", directory, cwd or "", *command])
     return [ssh, *SSH_OPTIONS, "-L", f"{local_socket}:{remote_socket}", *args, "--", remote]

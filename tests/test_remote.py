@@ -101,7 +101,7 @@ def test_ssh_command_passes_arguments_through_the_remote_shell() -> None:
     ]
     # the remote login shell splits the one string back into the wrapper's argv, unexpanded
     assert shlex.split(argv[-1]) == [
-        "sh", "-c", _remote.WRAPPER, "nbviz", "/tmp/nbviz-x", "app", "a b", "it's", "$HOME",
+        "sh", "-c", _remote.WRAPPER, "nbviz", "/tmp/nbviz-x", "", "app", "a b", "it's", "$HOME",
     ]  # fmt: skip
     assert "\n" not in argv[-1]
 
@@ -111,17 +111,24 @@ def test_wrapper_ends_the_backend_when_its_stdin_closes(tmp_path: Path) -> None:
     directory = tmp_path / "remote"
     sock = directory / "backend.sock"
     wrapper = subprocess.Popen(
-        ["sh", "-c", _remote.WRAPPER, "nbviz", str(directory), sys.executable, str(BACKEND),
-         "--unix-socket", str(sock)],
+        ["sh", "-c", _remote.WRAPPER, "nbviz", str(directory), str(tmp_path), sys.executable,
+         str(BACKEND), "--unix-socket", str(sock)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     assert wrapper.stdin is not None and wrapper.stdout is not None
     try:
+        env = {"NBVIZ_TEST_VALUE": "a b $HOME 'quoted' ünï\ncode", "EMPTY": ""}
+        wrapper.stdin.write(_remote.env_block(env))
+        wrapper.stdin.flush()
         wait_until(sock.exists, timeout=15, what="the backend's socket")
         assert (directory.stat().st_mode & 0o777) == 0o700
         children = psutil.Process(wrapper.pid).children()
         backend = [p for p in children if p.cmdline()[1:2] == [str(BACKEND)]]
         assert len(backend) == 1 and os.getpgid(backend[0].pid) == backend[0].pid
+        seen = backend[0].environ()
+        assert seen["NBVIZ_TEST_VALUE"] == env["NBVIZ_TEST_VALUE"] and seen["EMPTY"] == ""
+        assert backend[0].cwd() == str(tmp_path)
+        assert env["NBVIZ_TEST_VALUE"] not in " ".join(psutil.Process(wrapper.pid).cmdline())
         wrapper.stdin.close()
         assert wrapper.wait(10) == 128 + signal.SIGTERM  # the backend's end, passed on
         assert not directory.exists()
@@ -129,7 +136,7 @@ def test_wrapper_ends_the_backend_when_its_stdin_closes(tmp_path: Path) -> None:
         # a directory that already exists is never reused
         directory.mkdir()
         again = subprocess.run(
-            ["sh", "-c", _remote.WRAPPER, "nbviz", str(directory), "true"],
+            ["sh", "-c", _remote.WRAPPER, "nbviz", str(directory), "", "true"],
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10,
         )  # fmt: skip
         assert again.returncode == _remote.DIR_EXISTS and "cannot create" in again.stderr
@@ -394,7 +401,8 @@ def test_backend_over_ssh_with_a_forwarded_unix_socket(
     node: Node, sshd: Sshd, server: JupyterServer, remote_kernel: Kernel
 ) -> None:
     command = [sys.executable, str(BACKEND), "--unix-socket", "{unix_socket}", "--heading", "ssh"]
-    info, _ = start(remote_kernel, "app", command, f"ssh={sshd.args!r}")
+    extra = "env={'NBVIZ_NODE_VALUE': 'set on the node'}, cwd='/usr'"
+    info, _ = start(remote_kernel, "app", command, f"ssh={sshd.args!r}, {extra}")
     session = info["session"]
     remote_dir = Path(_remote.remote_dir(session))
     # the route is the ordinary Unix-socket route, to a private local socket forwarded by ssh
@@ -414,6 +422,9 @@ def test_backend_over_ssh_with_a_forwarded_unix_socket(
     on_node = _remote_processes(node, sshd)
     backend = [p for p in on_node if psutil.Process(p).cmdline()[1:2] == [str(BACKEND)]]
     assert len(backend) == 1
+    assert psutil.Process(backend[0]).environ()["NBVIZ_NODE_VALUE"] == "set on the node"
+    assert psutil.Process(backend[0]).cwd() == "/usr"  # cwd= is a directory on the node
+    assert "set on the node" not in " ".join(info["argv"])  # sent on stdin, not in argv
     assert (remote_dir.stat().st_mode & 0o777) == 0o700
     assert (remote_dir / "backend.sock").is_socket()
 
