@@ -120,6 +120,8 @@ class Spec:
         if "port" in used and "unix_socket" in used:
             raise TemplateError("the command uses both {port} and {unix_socket}; use one")
         ssh_args = check_remote(used, host=host, ssh=ssh, unix_socket=unix_socket)
+        if _remote.is_loopback(host):
+            host = None
         if "unix_socket" in used and not unix_socket:
             unix_socket = True
         if unix_socket and port is not None:
@@ -163,6 +165,8 @@ def check_remote(
     unix_socket: bool | str,
 ) -> tuple[str, ...]:
     """Validate ``host=`` / ``ssh=`` against the command's fields; the ssh arguments."""
+    if host is not None and _remote.is_loopback(host):
+        host = None  # this machine: an ordinary local backend (with the port-ownership check)
     if host is not None and ssh is not None:
         raise TemplateError(
             "nbviz: give either host= (a backend listening on host:port) or ssh= (a backend on "

@@ -40,6 +40,7 @@ SSH_PORT = 2222
 def test_spec_validates_host_and_ssh() -> None:
     spec = Spec.build("app --port {port}", host="node12")
     assert spec.host == "node12" and spec.ssh == ()
+    assert Spec.build("app --port {port}", host="localhost").host is None  # local, fully checked
     spec = Spec.build("app --socket {unix_socket}", ssh=["-p", "2222", "alice@node12"])
     assert spec.ssh == ("-p", "2222", "alice@node12") and spec.uses_unix_socket
     bad = {
