@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ import psutil
 import pytest
 import websocket
 from jupyter_helpers import BACKEND, JupyterServer, Kernel, wait_until
+from netns_helpers import Node, NoNamespace, Sshd, network_namespace, private_sshd
 from test_jupyter import ws_connect
 
 from nbviz import _remote
@@ -32,8 +30,6 @@ from nbviz._process import Process
 from nbviz._routes import route_for
 from nbviz._server import ServerInfo
 from nbviz._spec import Endpoint, Spec
-
-SSH_PORT = 2222
 
 
 # ------------------------------------------------------------------ pure logic
@@ -149,121 +145,19 @@ def test_wrapper_ends_the_backend_when_its_stdin_closes(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ the other host
-@dataclass
-class Node:
-    """A network namespace reachable from here at ``ip`` (and ``other_ip``, not allow-listed)."""
-
-    name: str
-    ip: str
-    other_ip: str
-
-    def exec(self, *argv: str) -> list[str]:
-        """The argv that runs ``argv`` on the node (the local launcher of a remote backend)."""
-        return ["ip", "netns", "exec", self.name, *argv]
-
-    def pids(self) -> set[int]:
-        out = subprocess.run(
-            ["ip", "netns", "pids", self.name], capture_output=True, text=True, check=True
-        ).stdout
-        return {int(pid) for pid in out.split()}
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
 @pytest.fixture(scope="module")
 def node() -> Iterator[Node]:
-    if shutil.which("ip") is None:
-        pytest.skip("needs iproute2's `ip` to create a network namespace")
-    name = f"nbviz-test-{os.getpid()}"
-    used = subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True).stdout
-    subnet = next(
-        f"10.200.{n}" for n in random.sample(range(256), 256) if f"10.200.{n}." not in used
-    )
-    outside, inside = f"nbv{os.getpid()}a", f"nbv{os.getpid()}b"
     try:
-        _ip("netns", "add", name)
-    except subprocess.CalledProcessError as exc:
-        pytest.skip(f"cannot create a network namespace (needs root/CAP_NET_ADMIN): {exc.stderr}")
-    try:
-        _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
-        _ip("link", "set", inside, "netns", name)
-        _ip("addr", "add", f"{subnet}.1/24", "dev", outside)
-        _ip("link", "set", outside, "up")
-        for address in (f"{subnet}.2/24", f"{subnet}.3/24"):
-            _ip("netns", "exec", name, "ip", "addr", "add", address, "dev", inside)
-        _ip("netns", "exec", name, "ip", "link", "set", inside, "up")
-        _ip("netns", "exec", name, "ip", "link", "set", "lo", "up")
-        yield Node(name=name, ip=f"{subnet}.2", other_ip=f"{subnet}.3")
-    finally:
-        for pid in Node(name, "", "").pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)  # removes the veth too
-        subprocess.run(["ip", "link", "del", outside], capture_output=True)
-
-
-@dataclass
-class Sshd:
-    pid: int
-    #: what ``ssh=`` gets: our key, the node's host key pinned, no ~/.ssh/config, no prompts
-    args: list[str]
+        with network_namespace() as made:
+            yield made
+    except NoNamespace as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
 def sshd(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    assert shutil.which("sshd") or os.path.exists("/usr/sbin/sshd"), (
-        "the ssh tests need OpenSSH's server: apt-get install openssh-server"
-    )
-    keys = tmp_path_factory.mktemp("ssh")
-    for key in ("host_key", "user_key"):
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / key)], check=True
-        )
-    shutil.copy(keys / "user_key.pub", keys / "authorized_keys")
-    host_key = (keys / "host_key.pub").read_text().strip()
-    (keys / "known_hosts").write_text(f"[{node.ip}]:{SSH_PORT} {host_key}\n")
-    (keys / "sshd_config").write_text(
-        f"Port {SSH_PORT}\nListenAddress {node.ip}\nHostKey {keys / 'host_key'}\n"
-        f"AuthorizedKeysFile {keys / 'authorized_keys'}\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\n"
-        "UsePAM no\nPidFile none\nLogLevel ERROR\n"
-    )
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
-    # The node's login shell must not run this machine's interactive ~/.bashrc (pyenv and the
-    # like): hide it in sshd's own mount namespace, as a compute node's plain account would be.
-    bashrc = Path.home() / ".bashrc"
-    mask = f"mount --bind /dev/null {shlex.quote(str(bashrc))} && " if bashrc.exists() else ""
-    start = f"{mask}exec /usr/sbin/sshd -D -e -f {shlex.quote(str(keys / 'sshd_config'))}"
-    log = open(keys / "sshd.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        node.exec("unshare", "--mount", "--propagation", "private", "sh", "-c", start),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_until(
-            lambda: _remote.answers(node.ip, SSH_PORT) or proc.poll() is not None,
-            timeout=10,
-            what="sshd",
-        )
-        assert proc.poll() is None, (keys / "sshd.log").read_text()
-        yield Sshd(
-            pid=proc.pid,
-            args=[
-                "-F", "/dev/null", "-p", str(SSH_PORT), "-i", str(keys / "user_key"),
-                "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={keys / 'known_hosts'}",
-                "-o", "StrictHostKeyChecking=yes", f"root@{node.ip}",
-            ],
-        )  # fmt: skip
-    finally:
-        proc.kill()
-        proc.wait()
-        log.close()
+    with private_sshd(node, tmp_path_factory.mktemp("ssh")) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
