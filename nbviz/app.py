@@ -58,10 +58,10 @@ class WebApp(Frame):
     >>> app.path = "/docs/"  # the frame navigates there
     >>> app.stop()
 
-    A backend on another host (an HPC compute node): ``host="node12"`` when a local launcher
-    (``srun``, ``ssh node12``) starts it listening on ``node12:{port}`` (the Jupyter server must
-    allow that host), or ``ssh="node12"`` to run the command there through ssh, listening on
-    ``{unix_socket}``, which ssh forwards to a private local socket. See docs/remote.md.
+    A backend on another host (an HPC compute node): ``ssh="node12"`` runs the command there
+    through ssh, listening on ``{unix_socket}``, which ssh forwards to a private local socket;
+    ``host="node12"`` is for a local launcher (``srun``) that starts it listening on
+    ``node12:{port}`` (the Jupyter server must allow that host). See docs/remote.md.
     """
 
     def __init__(
