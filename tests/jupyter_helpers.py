@@ -202,6 +202,9 @@ class Kernel:
         wait_until(connection.exists, what="the kernel's connection file")
         self.client = BlockingKernelClient(connection_file=str(connection))
         self.client.load_connection_file()
+        # A heartbeat slower than 1 s (jupyter_client's default) counts as a dead kernel: on a
+        # loaded 2-core machine a starting kernel is often that slow.
+        self.client.hb_channel.time_to_dead = 10.0
         self.client.start_channels()
         self.client.wait_for_ready(timeout=60)
 
