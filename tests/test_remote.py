@@ -219,6 +219,7 @@ def test_backend_on_another_host_through_the_allow_lists(
         script = [sys.executable, str(BACKEND), "--host", ip, "--port", "{port}"]
         return node.exec(*script, "--heading", heading)
 
+    baseline = node.pids()  # e.g. the ssh tests' sshd, if they ran first
     info, _ = start(remote_kernel, "app", backend(node.ip, "on the node"), f"host={node.ip!r}")
     assert info["route"] == "nbviz" and info["url"] == f"/user/alice/nbviz/{info['session']}/"
     # the launcher runs here, the backend listens there: nothing on this host's loopback
@@ -267,7 +268,7 @@ def test_backend_on_another_host_through_the_allow_lists(
 
     remote_kernel.run("app.stop(); other.stop()")
     # nothing left on the node or here
-    assert node.pids() == set()
+    assert node.pids() == baseline
     assert not any(psutil.pid_exists(i["pid"]) for i in (info, other))
     sessions_root = server.root / "runtime" / "nbviz"
     assert not (sessions_root / info["session"]).exists()
@@ -329,6 +330,7 @@ def test_backend_over_ssh_with_a_forwarded_unix_socket(
 
 
 def test_ssh_failures_are_clear_and_leave_nothing(node: Node, sshd: Sshd, tmp_path: Path) -> None:
+    # the node's host key is not known: ssh refuses (BatchMode: no prompt), the session fails
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     args = [
@@ -336,13 +338,21 @@ def test_ssh_failures_are_clear_and_leave_nothing(node: Node, sshd: Sshd, tmp_pa
         for a in sshd.args
     ]
     command = [sys.executable, str(BACKEND), "--unix-socket", "{unix_socket}"]
-    process = Process(Spec.build(command, ssh=args, timeout=20))
-    process.start()
-    with pytest.raises(BackendExitedError) as failed:
-        process.wait_ready(30)
-    assert "Host key verification failed" in failed.value.full_message()
-    assert (
-        not psutil.pid_exists(process.pid or 0) or psutil.Process(process.pid).status() == "zombie"
-    )
-    process.stop()
-    assert process.session_dir is None and not _remote_processes(node, sshd)
+    refused = Process(Spec.build(command, ssh=args, timeout=20))
+    # the backend exits on the node: its code and output come back through ssh
+    script = "echo backend says bye; exit 3"
+    exits = Process(Spec.build(["sh", "-c", script, "{unix_socket}"], ssh=sshd.args, timeout=20))
+    for process, expected in ((refused, "Host key verification failed"), (exits, "code 3")):
+        process.start()
+        with pytest.raises(BackendExitedError) as failed:
+            process.wait_ready(30)
+        assert expected in failed.value.full_message()
+        assert (
+            not psutil.pid_exists(process.pid or 0)
+            or psutil.Process(process.pid).status() == "zombie"
+        )
+        process.stop()
+        assert process.session_dir is None
+    assert "backend says bye" in exits.logs()
+    assert not Path(_remote.remote_dir(exits.session_id)).exists()
+    wait_until(lambda: not _remote_processes(node, sshd), timeout=5, what="the node to be clean")
