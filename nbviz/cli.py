@@ -32,6 +32,7 @@ BACKENDS: list[tuple[str, list[str], str, str]] = [
     ("websockify", ["websockify"], "RemoteDesktop", "backend='vnc'"),
     ("noVNC", ["/usr/share/novnc/vnc.html"], "RemoteDesktop", "backend='vnc'"),
     ("xterm", ["xterm"], "RemoteDesktop", "default terminal"),
+    ("OpenSSH client (ssh)", ["ssh"], "WebApp", "ssh= backends on another host"),
     ("Chromium", ["chromium"], "WebApp", "browser tests only"),
 ]
 
