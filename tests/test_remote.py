@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shlex
 import signal
 import socket
@@ -69,6 +70,23 @@ def test_host_allowlist_patterns_and_callable() -> None:
     assert _remote.host_allowed("node1", only_nodes, "h")
     assert not _remote.host_allowed("login1", only_nodes, "h")
     assert seen == [("h", "node1"), ("h", "login1")]
+
+
+def test_a_remote_port_is_one_nothing_answers_on() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        free = next(p for p in range(*_remote.REMOTE_PORTS) if not _remote.answers("127.0.0.1", p))
+
+        class Choices(random.Random):
+            def randrange(self, *_args: object) -> int:  # type: ignore[override]
+                return self.ports.pop(0)
+
+        rng = Choices()
+        rng.ports = [busy, free]  # type: ignore[attr-defined]
+        assert _remote.answers("127.0.0.1", busy) is True
+        assert _remote.pick_remote_port("127.0.0.1", rng) == free
 
 
 def test_routes_to_a_backend_on_another_host() -> None:
