@@ -39,6 +39,7 @@ bench: deps
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/paraview.py
 	$(BIN)/python benchmarks/desktop.py
+	$(BIN)/python benchmarks/remote.py
 
 demo: deps
 	@echo "nbviz: starting JupyterLab on notebooks/ (Ctrl-C to stop); open the URL printed below"

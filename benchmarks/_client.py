@@ -33,13 +33,15 @@ class Target:
     port: int | None = None
     unix_socket: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: the TCP host (another machine's address for a remote backend)
+    host: str = "127.0.0.1"
 
     def url(self, path: str, scheme: str = "http") -> str:
-        host = f"127.0.0.1:{self.port}" if self.port is not None else "localhost"
+        host = f"{self.host}:{self.port}" if self.port is not None else "localhost"
         return f"{scheme}://{host}{self.prefix}{path}"
 
     def raw_request(self, path: str) -> bytes:
-        host = f"127.0.0.1:{self.port}" if self.port is not None else "localhost"
+        host = f"{self.host}:{self.port}" if self.port is not None else "localhost"
         lines = [f"GET {self.prefix}{path} HTTP/1.1", f"Host: {host}", "User-Agent: nbviz-bench"]
         lines += [f"{name}: {value}" for name, value in self.headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -77,7 +79,7 @@ class HttpConnection(asyncio.Protocol):
             _, conn = await loop.create_unix_connection(cls, target.unix_socket)
         else:
             assert target.port is not None
-            _, conn = await loop.create_connection(cls, "127.0.0.1", target.port)
+            _, conn = await loop.create_connection(cls, target.host, target.port)
         return conn
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

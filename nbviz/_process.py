@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import psutil
 
-from . import _orphans, _paths, _registry
+from . import _orphans, _paths, _registry, _remote
 from ._errors import (
     BackendExitedError,
     BackendStoppedError,
@@ -67,7 +67,8 @@ def http_connection(
 ) -> http.client.HTTPConnection:
     if endpoint.unix_socket is not None:
         return UnixHTTPConnection(endpoint.unix_socket, timeout=timeout)
-    return http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=timeout)
+    host = endpoint.host or "127.0.0.1"
+    return http.client.HTTPConnection(host, endpoint.port, timeout=timeout)
 
 
 def http_answers(endpoint: Endpoint, path: str = "/") -> bool:
@@ -309,7 +310,13 @@ class Process:
         self.socket_dir = _paths.socket_dir(session_dir)
         if self.socket_dir != session_dir:
             self._extra_paths.append(str(self.socket_dir))
-        if spec.uses_unix_socket:
+        self.secret = secrets.token_urlsafe(24)
+        if spec.ssh:
+            self._spawn_ssh(session_dir)
+            return
+        if spec.host is not None:
+            endpoint = remote_endpoint(spec.host, spec.port)
+        elif spec.uses_unix_socket:
             if isinstance(spec.unix_socket, str):
                 path = spec.unix_socket
             else:
@@ -330,7 +337,6 @@ class Process:
             endpoint = Endpoint(port=spec.port)
         else:
             endpoint = Endpoint(port=pick_port())
-        self.secret = secrets.token_urlsafe(24)
         values: dict[str, Any] = {
             "port": endpoint.port or "",
             "unix_socket": endpoint.unix_socket or "",
@@ -342,16 +348,57 @@ class Process:
             values.update(self.template_values(endpoint, self.session_id))
         argv = render_command(spec.command, values)
         argv[0] = find_program(argv[0], spec.env)
-        if spec.cwd is not None and not os.path.isdir(spec.cwd):
-            raise NbvizError(f"nbviz: working directory {spec.cwd} does not exist")
+        self._launch(session_dir, argv, endpoint)
+
+    def _spawn_ssh(self, session_dir: Path) -> None:
+        """Run the command on ``spec.ssh``'s host; one ssh forwards a local socket to its socket."""
+        spec = self.spec
+        assert self.socket_dir is not None
+        local = str(self.socket_dir / "backend.sock")
+        endpoint = Endpoint(unix_socket=local)
+        directory = _remote.remote_dir(self.session_id)
+        remote_socket = f"{directory}/backend.sock"
+        values: dict[str, Any] = {
+            "port": "",
+            "unix_socket": remote_socket,
+            "session_dir": directory,
+            "socket_dir": directory,
+            "secret": self.secret,
+        }
+        if self.template_values is not None:
+            values.update(self.template_values(endpoint, self.session_id))
+        command = render_command(spec.command, values)
+        argv = _remote.ssh_command(
+            find_program("ssh", spec.env),
+            spec.ssh,
+            local_socket=local,
+            remote_socket=remote_socket,
+            directory=directory,
+            command=command,
+            cwd=spec.cwd,
+        )
+        # The backend's environment goes to the remote wrapper on ssh's stdin (not in argv);
+        # then stdin stays open as long as this session: its end (stop(), or the kernel
+        # dying) tells the wrapper to end the backend.
+        env = {**spec.env, SECRET_ENV_VAR: self.secret}
+        self._launch(session_dir, argv, endpoint, stdin=_remote.env_block(env))
+
+    def _launch(
+        self, session_dir: Path, argv: list[str], endpoint: Endpoint, stdin: bytes | None = None
+    ) -> None:
+        """Start ``argv`` here: the backend, or (``stdin`` given) an ssh that runs it elsewhere."""
+        spec = self.spec
+        cwd = spec.cwd if stdin is None else None  # over ssh, cwd is a directory there
+        if cwd is not None and not os.path.isdir(cwd):
+            raise NbvizError(f"nbviz: working directory {cwd} does not exist")
         log_fd = os.open(session_dir / "backend.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             self._proc = subprocess.Popen(
                 argv,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
-                cwd=spec.cwd,
+                cwd=cwd,
                 env=clean_env({**spec.env, SECRET_ENV_VAR: self.secret}),
                 start_new_session=True,  # its own process group: stop() reaches its children
                 close_fds=True,
@@ -360,6 +407,10 @@ class Process:
             raise NbvizError(f"nbviz: could not start {argv[0]}: {exc.strerror or exc}") from None
         finally:
             os.close(log_fd)
+        if stdin is not None and self._proc.stdin is not None:
+            with contextlib.suppress(OSError):  # ssh already exited: its log says why
+                self._proc.stdin.write(stdin)
+                self._proc.stdin.flush()
         _orphans.guard(self._proc.pid, [str(session_dir), *self._extra_paths])
         _registry.write_entry(
             session_dir,
@@ -367,6 +418,7 @@ class Process:
                 session_id=self.session_id,
                 unix_socket=endpoint.unix_socket,
                 port=endpoint.port,
+                host=endpoint.host,
                 pid=self._proc.pid,
                 owner_pid=os.getpid(),
                 options=dict(spec.route_options),
@@ -407,7 +459,7 @@ class Process:
             if now >= deadline:
                 where = endpoint.http_url.rstrip("/") + spec.ready_path
                 other = ""
-                if endpoint.port is not None:
+                if endpoint.port is not None and endpoint.host is None:
                     others = listener_pids(endpoint.port) - tree_pids(proc.pid)
                     if others:
                         other = (
@@ -455,8 +507,13 @@ class Process:
             # already guarantees it; this covers sockets placed elsewhere too).
             with contextlib.suppress(OSError):
                 os.chmod(endpoint.unix_socket, 0o600)
-        if endpoint.port is not None and not tree_listens(proc.pid, endpoint.port):
+        if (
+            endpoint.port is not None
+            and endpoint.host is None
+            and not tree_listens(proc.pid, endpoint.port)
+        ):
             # Something answers, but it is not our backend (another user's process took the port).
+            # (On another host this cannot be checked: see docs/remote.md.)
             return False
         return self.spec.probe is None or bool(self.spec.probe(endpoint))
 
@@ -505,6 +562,8 @@ class Process:
             self._wake.set()
             proc = self._proc
         if proc is not None:
+            if proc.stdin is not None:
+                end_gently(proc)
             kill_tree(proc)
             _orphans.release(proc.pid)
         if self._monitor is not None and self._monitor is not threading.current_thread():
@@ -541,6 +600,28 @@ class Process:
             except OSError:
                 pass
         self._extra_paths = []
+
+
+def remote_endpoint(host: str, port: int | None) -> Endpoint:
+    """Where a backend on ``host`` will listen: ``port``, or a port nothing answers on there."""
+    if port is None:
+        return Endpoint(port=_remote.pick_remote_port(host), host=host)
+    if _remote.answers(host, port):
+        raise PortInUseError(
+            f"nbviz: something already listens on {host}:{port}; stop it or leave port= unset "
+            "to let nbviz pick a port"
+        )
+    return Endpoint(port=port, host=host)
+
+
+def end_gently(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
+    """Close the stdin of an ssh launcher and give it ``grace`` s to end the remote backend and
+    exit by itself (so the remote side is gone when stop() returns)."""
+    assert proc.stdin is not None
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
 
 
 def describe_exit(code: int) -> str:

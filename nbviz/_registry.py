@@ -1,10 +1,10 @@
 """Where sessions are registered for the nbviz server route (shared by kernel and server).
 
 A session is a 0700 directory ``<runtime>/nbviz/<session-id>/`` holding ``endpoint.json``
-(0600): where its backend listens (a Unix socket or a 127.0.0.1 port), who owns it, and
-route options. The server extension reads it per request; nothing else is shared. A server
-with the extension loaded writes ``<runtime>/nbviz/servers/<pid>.json`` so kernels know the
-route exists.
+(0600): where its backend listens (a Unix socket, a 127.0.0.1 port, or a port on another
+host), who owns it, and route options. The server extension reads it per request; nothing
+else is shared. A server with the extension loaded writes
+``<runtime>/nbviz/servers/<pid>.json`` so kernels know the route exists (and its allow-list).
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class Entry:
     #: The query parameter carrying the session's secret, and the secret (the file is 0600).
     secret_param: str | None = None
     secret: str | None = None
+    #: The backend's host when it runs on another machine (None: 127.0.0.1 or a Unix socket).
+    host: str | None = None
 
     @property
     def absolute(self) -> bool:
@@ -55,6 +57,7 @@ def write_entry(session_dir: Path, entry: Entry) -> None:
         "options": entry.options,
         "secret_param": entry.secret_param,
         "secret": entry.secret,
+        "host": entry.host,
     }
     _paths.write_private(session_dir / ENDPOINT_FILE, json.dumps(data))
 
@@ -92,6 +95,7 @@ def read_entry(session_id: str, root: Path | None = None) -> Entry | None:
         options=dict(data.get("options") or {}),
         secret_param=data.get("secret_param"),
         secret=data.get("secret"),
+        host=data.get("host"),
     )
 
 
@@ -156,6 +160,16 @@ def announce_server(pid: int, info: dict[str, Any]) -> Path:
     path = servers / f"{pid}.json"
     _paths.write_private(path, json.dumps(info))
     return path
+
+
+def server_info(pid: int | None) -> dict[str, Any]:
+    """What server ``pid`` announced (version, base URL, host allow-list); {} if unknown."""
+    if not pid:
+        return {}
+    try:
+        return dict(json.loads(server_marker(int(pid)).read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}
 
 
 def server_has_route(pid: int | None) -> bool:

@@ -10,7 +10,8 @@ from ._server import ServerInfo
 from ._spec import Endpoint
 
 #: nbviz: ``{base}nbviz/<session-id>/``, nbviz's own server route (Unix socket or port);
-#: proxy: ``{base}proxy/<port>/`` (jupyter-server-proxy strips the prefix);
+#: proxy: ``{base}proxy/<port>/`` (jupyter-server-proxy strips the prefix), or
+#: ``{base}proxy/<host>:<port>/`` for a backend on another host;
 #: absolute: ``{base}proxy/absolute/<port>/`` (the backend sees the full path);
 #: relative: like proxy, but the base URL is only known to the front end;
 #: direct: ``http://127.0.0.1:<port>/`` with no Jupyter server in between;
@@ -76,9 +77,9 @@ def route_for(
         raise NbvizError(
             f"nbviz: a backend on a Unix socket needs nbviz's own route; {NO_ROUTE_HINT}"
         )
-    port = str(endpoint.port)
+    port = proxy_target(endpoint)
     if choice == "direct":
-        return Route(kind="direct", url=f"http://127.0.0.1:{port}/", prefix="/")
+        return Route(kind="direct", url=endpoint.http_url, prefix="/")
     segments = ("proxy", "absolute", port + "/") if absolute else ("proxy", port + "/")
     kind: RouteKind = "absolute" if absolute else "proxy"
     if server is not None:
@@ -87,7 +88,15 @@ def route_for(
     if front_end_may_know:
         relative = url_join("", *segments).lstrip("/")
         return Route(kind="relative", url=relative, prefix="/" + relative)
-    return Route(kind="direct", url=f"http://127.0.0.1:{port}/", prefix="/")
+    return Route(kind="direct", url=endpoint.http_url, prefix="/")
+
+
+def proxy_target(endpoint: Endpoint) -> str:
+    """The ``<port>`` of ``proxy/<port>/``, or ``<host>:<port>`` for a backend on another host
+    (jupyter-server-proxy then checks ``c.ServerProxy.host_allowlist``)."""
+    if endpoint.host is not None:
+        return f"{endpoint.host}:{endpoint.port}"
+    return str(endpoint.port)
 
 
 def template_values(route: Route, server: ServerInfo | None) -> dict[str, str]:

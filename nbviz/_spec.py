@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _remote
 from ._errors import ProgramNotFoundError, TemplateError
 
 #: Fields a command item may contain, with what they become.
@@ -44,6 +45,7 @@ INSTALL_HINTS: Mapping[str, str] = {
     "websockify": "pip install websockify",
     "xterm": "apt-get install xterm",
     "mpiexec": "apt-get install mpi-default-bin",
+    "ssh": "apt-get install openssh-client",
 }
 
 Probe = Callable[["Endpoint"], bool]
@@ -51,20 +53,26 @@ Probe = Callable[["Endpoint"], bool]
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a started backend listens: a TCP port on 127.0.0.1 or a Unix socket path."""
+    """Where a started backend listens: a TCP port or a Unix socket path.
+
+    ``host`` is None for 127.0.0.1, or another host's name or address (a remote backend).
+    """
 
     port: int | None = None
     unix_socket: str | None = None
+    host: str | None = None
 
     def __post_init__(self) -> None:
         if (self.port is None) == (self.unix_socket is None):
             raise ValueError("an Endpoint has either a port or a unix_socket")
+        if self.host is not None and self.port is None:
+            raise ValueError("an Endpoint on another host needs a port")
 
     @property
     def http_url(self) -> str:
         """The backend's own address, as a URL for humans and for direct access."""
         if self.port is not None:
-            return f"http://127.0.0.1:{self.port}/"
+            return f"http://{self.host or '127.0.0.1'}:{self.port}/"
         return f"http+unix://{self.unix_socket}/"
 
 
@@ -97,6 +105,10 @@ class Spec:
     #: The command to run instead when nbviz's route is not available, so the browser reaches
     #: the backend through a TCP port (``{port}``); it must check the per-session secret.
     tcp_command: tuple[str, ...] | None = None
+    #: The host the backend listens on (a remote backend started by a local launcher), or None.
+    host: str | None = None
+    #: ssh arguments ending in the destination: run the command there, forward its Unix socket.
+    ssh: tuple[str, ...] = ()
 
     @classmethod
     def build(
@@ -114,6 +126,8 @@ class Spec:
         route_options: Mapping[str, Any] | None = None,
         secret_param: str | None = None,
         tcp_command: Sequence[str] | None = None,
+        host: str | None = None,
+        ssh: str | Sequence[str] | None = None,
     ) -> Spec:
         """Validate the arguments users pass and return a Spec (raises TemplateError)."""
         items = tuple(shlex.split(command) if isinstance(command, str) else command)
@@ -126,6 +140,9 @@ class Spec:
             used |= template_fields(item, where=f"command item {index} {item!r}")
         if "port" in used and "unix_socket" in used:
             raise TemplateError("the command uses both {port} and {unix_socket}; use one")
+        ssh_args = check_remote(used, host=host, ssh=ssh, unix_socket=unix_socket)
+        if _remote.is_loopback(host):
+            host = None
         if "unix_socket" in used and not unix_socket:
             unix_socket = True
         if unix_socket and port is not None:
@@ -166,6 +183,8 @@ class Spec:
             route_options=dict(route_options or {}),
             secret_param=secret_param,
             tcp_command=tcp_items,
+            host=host,
+            ssh=ssh_args,
         )
 
     @property
@@ -184,6 +203,40 @@ class Spec:
         if self.tcp_command is None:
             return self
         return dataclasses.replace(self, command=self.tcp_command, unix_socket=False, port=None)
+
+
+def check_remote(
+    used: set[str],
+    *,
+    host: str | None,
+    ssh: str | Sequence[str] | None,
+    unix_socket: bool | str,
+) -> tuple[str, ...]:
+    """Validate ``host=`` / ``ssh=`` against the command's fields; the ssh arguments."""
+    if host is not None and _remote.is_loopback(host):
+        host = None  # this machine: an ordinary local backend (with the port-ownership check)
+    if host is not None and ssh is not None:
+        raise TemplateError(
+            "nbviz: give either host= (a backend listening on host:port) or ssh= (a backend on "
+            "a Unix socket there, forwarded by ssh), not both"
+        )
+    if host is not None:
+        _remote.check_host(host)
+        if "unix_socket" in used or unix_socket:
+            raise TemplateError(
+                "nbviz: host= needs a backend that listens on {port}; a Unix socket on another "
+                "host is reached with ssh= instead"
+            )
+        return ()
+    if ssh is None:
+        return ()
+    args = _remote.ssh_args(ssh)
+    if "unix_socket" not in used or "port" in used or isinstance(unix_socket, str):
+        raise TemplateError(
+            "nbviz: ssh= needs a command with {unix_socket} (the backend's socket on the remote "
+            "host, which ssh forwards to a private local socket) and no {port}"
+        )
+    return args
 
 
 def template_fields(item: str, *, where: str = "template") -> set[str]:

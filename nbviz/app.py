@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from . import _registry, _routes, _server
+from . import _registry, _remote, _routes, _server
 from ._errors import NbvizError
 from ._frame import Frame
 from ._process import ALL_INTERFACES, Process, tree_listen_addresses
@@ -71,6 +71,11 @@ class WebApp(Frame):
     >>> app.wait_ready()
     >>> app.path = "/docs/"  # the frame navigates there
     >>> app.stop()
+
+    A backend on another host (an HPC compute node): ``ssh="node12"`` runs the command there
+    through ssh, listening on ``{unix_socket}``, which ssh forwards to a private local socket;
+    ``host="node12"`` is for a local launcher (``srun``) that starts it listening on
+    ``node12:{port}`` (the Jupyter server must allow that host). See docs/remote.md.
     """
 
     def __init__(
@@ -90,6 +95,8 @@ class WebApp(Frame):
         path: str = "/",
         secret_param: str | None = None,
         start: bool = True,
+        host: str | None = None,
+        ssh: str | Sequence[str] | None = None,
     ) -> None:
         spec = Spec.build(
             command,
@@ -101,6 +108,8 @@ class WebApp(Frame):
             cwd=cwd,
             route_options={"absolute": absolute_url},
             secret_param=secret_param,
+            host=host,
+            ssh=ssh,
         )
         self._init_backend(
             spec,
@@ -211,6 +220,7 @@ class WebApp(Frame):
                 "directly, which works only in a browser on this machine (set NBVIZ_BASE_URL "
                 "if Jupyter runs under a base URL)"
             )
+        self._check_remote_host(route)
         with self.hold_sync():
             self.route = route.kind
             self.url = route.url
@@ -249,7 +259,7 @@ class WebApp(Frame):
 
     @property
     def endpoint(self) -> Endpoint | None:
-        """Where the backend listens on this machine (port or Unix socket)."""
+        """Where the backend listens: a port (on ``host``, if another), or a Unix socket here."""
         return self._process.endpoint
 
     @property
@@ -307,6 +317,19 @@ class WebApp(Frame):
                 f"nbviz: {self._spec.name} listens on port {endpoint.port} of every network "
                 "interface, so other machines can reach it too; make it listen on 127.0.0.1 "
                 "(e.g. --bind 127.0.0.1, --host 127.0.0.1) or on {unix_socket}"
+            )
+
+    def _check_remote_host(self, route: _routes.Route) -> None:
+        """Warn when nbviz's route will refuse this backend's host (not in the allow-list)."""
+        host = self._spec.host
+        if route.kind != "nbviz" or host is None or self._server is None:
+            return
+        allowlist = _registry.server_info(self._server.pid).get("host_allowlist")
+        if isinstance(allowlist, list) and not _remote.host_allowed(host, allowlist):
+            warn(
+                f"nbviz: {self._spec.name} listens on {host}, which this Jupyter server does not "
+                f"proxy to (the frame will show 403); add {host!r} to c.NbvizRoute.host_allowlist "
+                "in jupyter_server_config.py and restart Jupyter"
             )
 
     def _check_proxy(self) -> None:

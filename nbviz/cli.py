@@ -32,6 +32,7 @@ BACKENDS: list[tuple[str, list[str], str, str]] = [
     ("websockify", ["websockify"], "RemoteDesktop", "backend='vnc'"),
     ("noVNC", ["/usr/share/novnc/vnc.html"], "RemoteDesktop", "backend='vnc'"),
     ("xterm", ["xterm"], "RemoteDesktop", "default terminal"),
+    ("OpenSSH client (ssh)", ["ssh"], "WebApp", "ssh= backends on another host"),
     ("Chromium", ["chromium"], "WebApp", "browser tests only"),
 ]
 
@@ -181,6 +182,17 @@ def _why(server: _server.ServerInfo, status: int) -> str:
     return ""
 
 
+def describe_allowlist(allowlist: object) -> str:
+    """A server's ``c.NbvizRoute.host_allowlist`` as announced in its marker file."""
+    if allowlist == "callable":
+        return "decided by a function (c.NbvizRoute.host_allowlist)"
+    if isinstance(allowlist, list) and allowlist:
+        return ", ".join(map(str, allowlist)) + " (c.NbvizRoute.host_allowlist)"
+    if isinstance(allowlist, list):
+        return "none, this machine only (set c.NbvizRoute.host_allowlist for host= backends)"
+    return "unknown (a server from an older nbviz)"
+
+
 def doctor(args: argparse.Namespace) -> int:
     print(f"nbviz {__version__} on Python {platform.python_version()} ({sys.executable})")
     print()
@@ -239,6 +251,13 @@ def doctor(args: argparse.Namespace) -> int:
     except OSError as exc:
         failures += 1
         _line(NO, f"runtime dir: {exc}")
+    for server in servers:
+        if _registry.server_has_route(server.pid):
+            _line(
+                INFO,
+                f"remote hosts nbviz's route proxies to ({server.describe()}): "
+                + describe_allowlist(_registry.server_info(server.pid).get("host_allowlist")),
+            )
     orphan_guard = os.path.isdir("/proc")
     _line(
         OK if orphan_guard else NO,

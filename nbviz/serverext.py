@@ -4,7 +4,8 @@ Built on jupyter-server-proxy's ``ProxyHandler`` (authentication, hop-by-hop hea
 relay, Location rewriting); what it adds:
 
 - the backend is looked up per request in the session registry (``_registry``): a Unix socket
-  (0600, in a 0700 directory) or a 127.0.0.1 port that a kernel of this user registered;
+  (0600, in a 0700 directory) or a 127.0.0.1 port that a kernel of this user registered, or a
+  port on another host when that host is in ``c.NbvizRoute.host_allowlist`` (403 otherwise);
 - HTTP goes to the backend over pooled keep-alive connections (aiohttp, a dependency of
   jupyter-server-proxy), and responses are streamed with back-pressure (no whole-body
   buffering, no 100 MiB cap); websocket messages are not capped at 10 MiB; small frames are not
@@ -30,8 +31,10 @@ from jupyter_server_proxy.unixsock import UnixResolver
 from jupyter_server_proxy.websocket import PingableWSClientConnection
 from tornado import httpclient, httputil, ioloop, web
 from tornado.escape import xhtml_escape
+from traitlets import Callable, List, Unicode, Union
+from traitlets.config import Configurable
 
-from . import _registry
+from . import _registry, _remote
 from ._version import __version__
 
 #: Largest response body and websocket message relayed (effectively unlimited).
@@ -90,6 +93,25 @@ def strip_query(query: str, keep: tuple[str, str] | None = None) -> str:
     return urlencode([(k, v) for k, v in pairs if k not in JUPYTER_QUERY or (k, v) == keep])
 
 
+class NbvizRoute(Configurable):
+    """Configuration of nbviz's route (``c.NbvizRoute.*`` in ``jupyter_server_config.py``)."""
+
+    host_allowlist = Union(
+        [List(Unicode()), Callable()],
+        default_value=[],
+        help="""Hosts other than this machine that nbviz's route may proxy to: backends started
+        with ``WebApp(..., host=...)`` on another node. A list of shell-style patterns
+        (``["node*.cluster", "10.200.0.*"]``), or a callable ``f(handler, host) -> bool`` (the
+        same shape as ``c.ServerProxy.host_allowlist``). Loopback is always allowed; the
+        default (empty) allows nothing else. A session whose host is not allowed gets 403.""",
+    ).tag(config=True)
+
+    def describe_allowlist(self) -> list[str] | str:
+        """For the server marker and ``nbviz doctor``: the patterns, or "callable"."""
+        allowlist = self.host_allowlist
+        return "callable" if callable(allowlist) else list(allowlist)
+
+
 class RouteHandler(ProxyHandler):
     """``{base}nbviz/<session>/<path>``: HTTP and websockets to one registered backend."""
 
@@ -109,11 +131,32 @@ class RouteHandler(ProxyHandler):
 
     def _target(self, session_id: str) -> tuple[str, int]:
         entry = self._lookup(session_id)
+        if entry.host is not None:
+            return self._remote_target(entry)
         # jupyter-server-proxy builds "http://host:port/path"; over a Unix socket the connector
         # ignores host and port. A TCP backend listens on 127.0.0.1: no name lookup per request.
         if entry.unix_socket:
             return "localhost", 80
         return "127.0.0.1", entry.port or 80
+
+    def _check_host_allowlist(self, host: str) -> bool:
+        """jupyter-server-proxy's check (it asks before every proxied request): ours."""
+        config: NbvizRoute = self.settings.get("nbviz_route") or NbvizRoute()
+        return _remote.host_allowed(host, config.host_allowlist, self)
+
+    def _remote_target(self, entry: _registry.Entry) -> tuple[str, int]:
+        """A backend on another host: only when the server's allow-list has that host."""
+        host = str(entry.host)
+        if not self._check_host_allowlist(host):
+            raise web.HTTPError(
+                403,
+                f"nbviz: session {entry.session_id} runs on host {host}, which this Jupyter "
+                f"server does not proxy to; add it to c.NbvizRoute.host_allowlist in "
+                f"jupyter_server_config.py (e.g. {host!r} or a pattern) and restart Jupyter",
+            )
+        if not entry.port:
+            raise web.HTTPError(502, f"nbviz: session {entry.session_id} has no port")
+        return host, int(entry.port)
 
     def _get_context_path(self, host: str, port: int) -> str:
         return str(url_path_join(self.base_url, "nbviz", self.session_id))
@@ -269,8 +312,11 @@ class RouteHandler(ProxyHandler):
     async def open(self, session_id: str, proxied_path: str) -> None:
         try:
             host, port = self._target(session_id)
-        except web.HTTPError:
-            self.close(4404, "nbviz: no such session")
+        except web.HTTPError as exc:
+            if exc.status_code == 403:
+                self.close(4403, "nbviz: host not in c.NbvizRoute.host_allowlist")
+            else:
+                self.close(4404, "nbviz: no such session")
             return
         self.set_nodelay(True)
         if not proxied_path.startswith("/"):
@@ -330,6 +376,7 @@ class SessionsHandler(JupyterHandler):
             {
                 "id": e.session_id,
                 "transport": "unix" if e.unix_socket else "tcp",
+                "host": None if e.unix_socket else (e.host or "127.0.0.1"),
                 "url": url_path_join(self.base_url, "nbviz", e.session_id) + "/",
                 "pid": e.pid,
                 "owner_pid": e.owner_pid,
@@ -339,12 +386,18 @@ class SessionsHandler(JupyterHandler):
         self.finish({"version": __version__, "sessions": sessions})
 
 
-_sessions: dict[tuple[str | None, int | None], aiohttp.ClientSession] = {}
+_sessions: dict[tuple[str | None, str | None, int | None], aiohttp.ClientSession] = {}
+
+
+def _session_key(entry: _registry.Entry) -> tuple[str | None, str | None, int | None]:
+    if entry.unix_socket:
+        return (entry.unix_socket, None, None)
+    return (None, entry.host, entry.port)
 
 
 def _backend_session(entry: _registry.Entry) -> aiohttp.ClientSession:
     """A keep-alive client for one backend endpoint, made on first use."""
-    key = (entry.unix_socket, None if entry.unix_socket else entry.port)
+    key = _session_key(entry)
     session = _sessions.get(key)
     if session is None or session.closed:
         connector: aiohttp.BaseConnector = (
@@ -366,7 +419,7 @@ def _backend_session(entry: _registry.Entry) -> aiohttp.ClientSession:
 
 async def _close_unused_sessions() -> None:
     """Close the clients of backends no longer registered."""
-    live = {(e.unix_socket, None if e.unix_socket else e.port) for e in _registry.list_entries()}
+    live = {_session_key(e) for e in _registry.list_entries()}
     for key in [k for k in _sessions if k not in live]:
         await _sessions.pop(key).close()
 
@@ -383,6 +436,8 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     web_app = serverapp.web_app
     base = web_app.settings["base_url"]
+    route_config = NbvizRoute(parent=serverapp)
+    web_app.settings["nbviz_route"] = route_config
     session = r"([0-9a-f]{12})"
     web_app.add_handlers(
         ".*",
@@ -397,11 +452,18 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         ],
     )
     _registry.sweep_stale()
-    _registry.announce_server(os.getpid(), {"version": __version__, "base_url": base})
+    _registry.announce_server(
+        os.getpid(),
+        {
+            "version": __version__,
+            "base_url": base,
+            "host_allowlist": route_config.describe_allowlist(),
+        },
+    )
     ioloop.PeriodicCallback(_sweep, SWEEP_SECONDS * 1000).start()
     serverapp.log.info("nbviz: route %snbviz/<session>/ enabled", base)
 
 
 # Jupyter looks these up on the module named in the config.
 load_jupyter_server_extension = _load_jupyter_server_extension
-__all__ = ["RouteHandler", "SessionsHandler", "strip_jupyter_cookies", "strip_query"]
+__all__ = ["NbvizRoute", "RouteHandler", "SessionsHandler", "strip_jupyter_cookies", "strip_query"]

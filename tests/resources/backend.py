@@ -1,6 +1,6 @@
 """A tiny web backend for nbviz's tests: pages, a websocket echo, and a header recorder.
 
-python backend.py --port 8000
+python backend.py --port 8000 [--host 10.0.0.5]
 python backend.py --unix-socket /path/backend.sock
 """
 
@@ -153,6 +153,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int)
     parser.add_argument("--unix-socket")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind --port on")
     parser.add_argument("--heading", default="Hello from the nbviz test backend")
     parser.add_argument("--title", default="nbviz test backend")
     parser.add_argument("--color", default="#ffffff")
@@ -170,9 +171,9 @@ async def main() -> None:
         print(f"backend: listening on {args.unix_socket}", flush=True)
     if args.port is not None:
         server.add_sockets(
-            tornado.netutil.bind_sockets(args.port, "127.0.0.1", family=socket.AF_INET)
+            tornado.netutil.bind_sockets(args.port, args.host, family=socket.AF_INET)
         )
-        print(f"backend: listening on 127.0.0.1:{args.port}", flush=True)
+        print(f"backend: listening on {args.host}:{args.port}", flush=True)
     await asyncio.Event().wait()
 
 
