@@ -71,6 +71,19 @@ def test_backend_never_sees_jupyters_credentials(
     assert jupyter_server.token not in json.dumps(handshake)
 
 
+def test_backend_connections_are_kept_alive(
+    app: dict[str, Any], jupyter_server: JupyterServer
+) -> None:
+    """Requests in a row reuse one pooled connection to the backend (jupyter-server-proxy
+    opens one per request)."""
+    seen = set()
+    for _ in range(4):
+        status, body, _ = jupyter_server.get(app["url"] + "connection")
+        assert status == 200
+        seen.add(json.loads(body)["connection"])
+    assert len(seen) == 1, seen
+
+
 def test_a_1_gib_body_streams_with_bounded_server_memory(
     app: dict[str, Any], jupyter_server: JupyterServer
 ) -> None:

@@ -135,6 +135,7 @@ def make_app(heading: str, title: str, color: str) -> tornado.web.Application:
             (r"/headers", Headers),
             (r"/exit", Exit),
             (r"/pid", PidHandler),
+            (r"/connection", Connection),
             (r"/bytes/(\d+)", Bytes),
             (r"/twoframes", TwoFrames),
             (r"/redirect", Redirect),
@@ -142,6 +143,13 @@ def make_app(heading: str, title: str, color: str) -> tornado.web.Application:
         ],
         websocket_max_message_size=1 << 30,
     )
+
+
+class Connection(tornado.web.RequestHandler):
+    """Which client connection carried this request (a proxy's keep-alive reuse shows here)."""
+
+    def get(self) -> None:
+        self.write({"connection": id(self.request.connection.stream)})  # type: ignore[attr-defined]
 
 
 class PidHandler(tornado.web.RequestHandler):
