@@ -152,6 +152,8 @@ class WebApp(Frame):
             route == "nbviz" and self._server is not None and pid is None
         )
         self._route: _routes.Route | None = None
+        #: Shown as the message while the backend is ready (something the user should know).
+        self._notice = ""
         self._initial_path = path
         browser_needs_port = (
             self._server is not None or route == "direct" or _server.launched_by_jupyter()
@@ -197,6 +199,8 @@ class WebApp(Frame):
     # --------------------------------------------------------------- lifecycle
     def start(self) -> None:
         """Start the backend (does nothing while it is starting or running). Returns at once."""
+        if self._process.status not in ("starting", "ready"):
+            self._notice = ""
         self._process.start()
         route = self._route
         assert route is not None
@@ -302,7 +306,8 @@ class WebApp(Frame):
     def _sync_status(self) -> None:
         process = self._process
         with self.hold_sync():
-            self.message = process.message
+            notice = self._notice if process.status == "ready" else ""
+            self.message = notice or process.message
             self.error = process.error.full_message() if process.error else ""
             self.status = process.status
 
@@ -341,11 +346,11 @@ class WebApp(Frame):
         if key not in _proxy_checked:
             _proxy_checked[key] = _server.server_has_proxy(server)
         if _proxy_checked[key] is False:
-            self.message = (
+            self._notice = (
                 "nbviz: the Jupyter server has no jupyter-server-proxy, so the frame cannot reach "
                 "the app; run `pip install jupyter-server-proxy` where Jupyter runs and restart it"
             )
-            warn(self.message)
+            warn(self._notice)
 
 
 __all__ = ["LogText", "NbvizError", "NbvizWarning", "WebApp"]

@@ -307,7 +307,7 @@ class ParaViewSession(WebApp):
                 answer = channel.request("set", _jsonable(wanted))
                 self._apply_from_backend({**answer["values"], "camera": answer["camera"]})
             except ChannelError as exc:
-                self.message = exc.message
+                self._notice = exc.message
         self._filters = {}
 
     def _backend_gone(self) -> None:
