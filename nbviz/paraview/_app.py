@@ -173,13 +173,27 @@ class Scene:
             "ranks": servermanager.ActiveConnection.GetNumberOfDataPartitions(),
         }
 
+    def pieces(self) -> list[int]:
+        """Points each MPI rank holds (index = rank), counted where the data lives: the
+        ranks tag their points with their id and a histogram of the ids is reduced to us."""
+        ranks = servermanager.ActiveConnection.GetNumberOfDataPartitions()
+        ids = simple.ProcessIdScalars(Input=self.reader)
+        histogram = simple.Histogram(Input=ids)
+        histogram.SelectInputArray = ["POINTS", "ProcessId"]
+        histogram.BinCount = ranks
+        histogram.UseCustomBinRanges = 1
+        histogram.CustomBinRanges = [-0.5, ranks - 0.5]
+        try:
+            table = servermanager.Fetch(histogram)
+            counts = table.GetColumnByName("bin_values")
+            return [int(counts.GetValue(i)) for i in range(counts.GetNumberOfTuples())]
+        finally:
+            simple.Delete(histogram)
+            simple.Delete(ids)
+
     def partitions(self) -> list[int]:
         """The MPI ranks that hold a piece of the data (ParaView's process ids)."""
-        ids = simple.ProcessIdScalars(Input=self.reader)
-        ids.UpdatePipeline(self.view.ViewTime)
-        low, high = ids.PointData["ProcessId"].GetRange()
-        simple.Delete(ids)
-        return list(range(int(low), int(high) + 1))
+        return [rank for rank, points in enumerate(self.pieces()) if points]
 
     def sources(self) -> list[dict[str, Any]]:
         out = [{"id": "data", "kind": "reader", "name": type(self.reader).__name__}]
@@ -405,7 +419,10 @@ def start_ranks() -> subprocess.Popen[bytes] | None:
 
     pvserver 5.11 can only listen on every interface, so the ranks connect to us instead;
     our one-shot listener accepts only a server that presents the session's connect id.
-    MPI's own traffic is kept on loopback and shared memory.
+    MPI messages between the ranks go through shared memory (``btl=self,vader``). With a
+    local ``mpiexec`` the launcher has put the whole session into a network namespace of its
+    own (loopback only), which hides both this listener and mpiexec's own TCP listeners
+    (OpenMPI binds those to every interface whatever ``oob_tcp_if_include`` says).
     """
     if ARGS.ranks < 1:
         return None
@@ -543,6 +560,8 @@ def handle_request(name: str, args: dict[str, Any]) -> Any:
         return {"values": dict(scene.values), "camera": scene.camera()}
     if name == "partitions":
         return scene.partitions()
+    if name == "pieces":
+        return scene.pieces()
     if name == "reset_camera":
         simple.ResetCamera(scene.view)
         push_image()
