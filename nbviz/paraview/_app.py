@@ -439,7 +439,11 @@ def start_ranks() -> subprocess.Popen[bytes] | None:
         f"--connect-id={ARGS.connect_id}",
         "--force-offscreen-rendering",
     ]
-    env = dict(os.environ, OMPI_MCA_btl="self,vader", OMPI_MCA_oob_tcp_if_include="lo")
+    env = dict(os.environ)
+    # ranks talk through shared memory; an idle rank (waiting for rank 0) yields its core to
+    # pvpython and Xvfb, which share the node. Values set by the user win.
+    env.setdefault("OMPI_MCA_btl", "self,vader")
+    env.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
     if os.getuid() == 0:
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     log("starting", ARGS.ranks, "pvserver ranks:", " ".join(launcher))
