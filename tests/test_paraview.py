@@ -15,7 +15,7 @@ import numpy as np
 import psutil
 import pytest
 from jupyter_helpers import JupyterServer, Kernel, wait_until
-from paraview_data import heat_series
+from paraview_data import heat_grid, heat_series
 from PIL import Image
 from test_jupyter import ws_connect
 
@@ -370,6 +370,30 @@ def test_two_mpi_ranks(data: Path, view: ParaViewSession) -> None:
         session.stop()
     gone = lambda: not any(p.is_running() and p.status() != "zombie" for p in procs)  # noqa: E731
     wait_until(gone, timeout=10, what="mpiexec and its ranks to end")
+
+
+@pytest.mark.skipif(
+    not shutil.which("mpiexec"), reason="needs mpiexec (apt-get install mpi-default-bin)"
+)
+def test_a_file_in_one_piece_is_spread_over_the_ranks(
+    tmp_path: Path, view: ParaViewSession
+) -> None:
+    """A .vtu in one piece is read by rank 0 alone, then shared: both ranks hold points and
+    the picture is the one a single process makes of the same (image) data."""
+    session = ParaViewSession(heat_grid(tmp_path), ranks=2, field="temperature", size=(300, 200))
+    try:
+        session.wait_ready(120)
+        points = session.request("pieces")
+        assert session.partitions() == [0, 1] and sum(points) >= 24**3, points
+        shots = []
+        for other in (session, view):
+            other.field, other.time, other.colormap = "temperature", 0, "Cool to Warm"
+            other.color_range = (0, 1)
+            other.reset_camera()
+            shots.append(other.screenshot(300, 200))
+        assert changed(*shots) < 0.01, changed(*shots)
+    finally:
+        session.stop()
 
 
 def test_ranks_need_files(data: Path) -> None:

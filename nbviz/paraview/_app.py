@@ -119,10 +119,12 @@ class Scene:
 
     def __init__(self, paths: list[str]) -> None:
         self.reader = open_data(paths)
+        self.source = self.reader  # what is shown and filtered (pieces() looks at it)
+        self.source = self.spread(self.reader)
         self.view = simple.GetActiveViewOrCreate("RenderView")
         self.view.ViewSize = [ARGS.width, ARGS.height]
         self.view.OrientationAxesVisibility = 1
-        self.display = simple.Show(self.reader, self.view)
+        self.display = simple.Show(self.source, self.view)
         self.filters: dict[str, Any] = {}
         self.next_filter = 0
         self.times = [float(t) for t in (getattr(self.reader, "TimestepValues", None) or [])]
@@ -147,21 +149,21 @@ class Scene:
     def fields(self) -> list[str]:
         names: list[str] = []
         for assoc in ("PointData", "CellData"):
-            arrays = getattr(self.reader, assoc)
+            arrays = getattr(self.source, assoc)
             for name in arrays.keys():  # noqa: SIM118 - ParaView's arrays are no dict
                 if name not in names and not name.startswith("vtk"):
                     names.append(name)
         return names
 
     def association(self, field: str) -> str:
-        if field in self.reader.PointData.keys():  # noqa: SIM118
+        if field in self.source.PointData.keys():  # noqa: SIM118
             return "POINTS"
-        if field in self.reader.CellData.keys():  # noqa: SIM118
+        if field in self.source.CellData.keys():  # noqa: SIM118
             return "CELLS"
         raise Fail(f"no field {field!r}; fields: {', '.join(self.fields()) or 'none'}")
 
     def describe(self) -> dict[str, Any]:
-        bounds = self.reader.GetDataInformation().GetBounds()
+        bounds = self.source.GetDataInformation().GetBounds()
         return {
             "fields": self.fields(),
             "times": self.times,
@@ -177,7 +179,7 @@ class Scene:
         """Points each MPI rank holds (index = rank), counted where the data lives: the
         ranks tag their points with their id and a histogram of the ids is reduced to us."""
         ranks = servermanager.ActiveConnection.GetNumberOfDataPartitions()
-        ids = simple.ProcessIdScalars(Input=self.reader)
+        ids = simple.ProcessIdScalars(Input=self.source)
         histogram = simple.Histogram(Input=ids)
         histogram.SelectInputArray = ["POINTS", "ProcessId"]
         histogram.BinCount = ranks
@@ -190,6 +192,21 @@ class Scene:
         finally:
             simple.Delete(histogram)
             simple.Delete(ids)
+
+    def spread(self, reader: Any) -> Any:
+        """The data spread over all ranks: readers of files in one piece (.vtu, .vtp, ...)
+        give it all to rank 0; then a RedistributeDataSet filter hands every rank a share
+        (rank 0 still reads it all). Files in pieces, and image data, are read in parallel."""
+        if servermanager.ActiveConnection.GetNumberOfDataPartitions() < 2 or all(self.pieces()):
+            return reader
+        try:
+            spread = simple.RedistributeDataSet(Input=reader)
+            spread.UpdatePipeline()
+        except Exception as exc:  # a data type the filter does not take: leave it on rank 0
+            log("data stays on rank 0; RedistributeDataSet failed:", exc)
+            return reader
+        log("the data is in one piece: redistributed over the ranks")
+        return spread
 
     def partitions(self) -> list[int]:
         """The MPI ranks that hold a piece of the data (ParaView's process ids)."""
@@ -320,12 +337,12 @@ class Scene:
 
     # filters
     def center(self) -> list[float]:
-        b = self.reader.GetDataInformation().GetBounds()
+        b = self.source.GetDataInformation().GetBounds()
         return [(b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2]
 
     def field_range(self, field: str) -> tuple[float, float]:
         arrays = (
-            self.reader.PointData if self.association(field) == "POINTS" else self.reader.CellData
+            self.source.PointData if self.association(field) == "POINTS" else self.source.CellData
         )
         low, high = arrays[field].GetRange()
         return float(low), float(high)
@@ -339,7 +356,7 @@ class Scene:
         }
         if kind not in makers:
             raise Fail(f"unknown filter {kind!r}; one of {', '.join(makers)}")
-        proxy = makers[kind](Input=self.reader)
+        proxy = makers[kind](Input=self.source)
         self.next_filter += 1
         key = f"{kind}-{self.next_filter}"
         display = simple.Show(proxy, self.view)
