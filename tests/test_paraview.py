@@ -344,6 +344,9 @@ def test_two_mpi_ranks(data: Path, view: ParaViewSession) -> None:
             f.remove()
         surfaces = [f.contour(values=[0.3]) for f in (session, view)]
         contoured = [session.screenshot(300, 200), view.screenshot(300, 200)]
+        # rendered by the ranks and composited, not by pvpython from their geometry
+        assert session.request("list")["remote_rendering"] is True
+        assert view.request("list")["remote_rendering"] is False
         for f in surfaces:
             f.remove()
         assert len(Image.open(io.BytesIO(full[0].data)).getcolors(100_000) or []) > 20

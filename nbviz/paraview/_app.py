@@ -124,6 +124,8 @@ class Scene:
         self.view = simple.GetActiveViewOrCreate("RenderView")
         self.view.ViewSize = [ARGS.width, ARGS.height]
         self.view.OrientationAxesVisibility = 1
+        if ARGS.ranks:  # the ranks render their pieces and composite them; pvpython gets
+            self.view.RemoteRenderThreshold = 0  # images, never the (large) geometry
         self.display = simple.Show(self.source, self.view)
         self.filters: dict[str, Any] = {}
         self.next_filter = 0
@@ -173,6 +175,7 @@ class Scene:
             "values": dict(self.values, camera=self.camera()),
             "sources": self.sources(),
             "ranks": servermanager.ActiveConnection.GetNumberOfDataPartitions(),
+            "remote_rendering": self.remote_rendering(),
         }
 
     def pieces(self) -> list[int]:
@@ -207,6 +210,10 @@ class Scene:
             return reader
         log("the data is in one piece: redistributed over the ranks")
         return spread
+
+    def remote_rendering(self) -> bool:
+        """Whether the last frame was rendered on the pvserver ranks (and composited)."""
+        return bool(self.view.GetClientSideObject().GetUseDistributedRenderingForRender())
 
     def partitions(self) -> list[int]:
         """The MPI ranks that hold a piece of the data (ParaView's process ids)."""
