@@ -16,8 +16,8 @@ For each size, sessions with ``ranks=None`` (one pvpython process, no MPI), ``ra
 - slice frame: ``slice.set(origin=...)`` moves a z-slice through the volume, then
   ``screenshot()``: cut on the ranks, render, composite, PNG; median of the changes;
 - contour frame: the same with ``contour.set(values=[...])`` (iso-surfaces of the field);
-- memory: peak RSS (VmHWM) of each pvserver rank and of pvpython, just before the session
-  stops.
+- memory: peak RSS (VmHWM) of each pvserver rank and of pvpython after the first frame (the
+  data read and rendered once) and at the end (after the slices and contours).
 
 Results: benchmarks/results/paraview_mpi.json, .md (the table) and .png (a plot, drawn with
 Pillow). ``--budget`` seconds bound the run: what does not fit is skipped and reported.
@@ -113,6 +113,7 @@ def run_one(data: Path, ranks: int | None, changes: int) -> dict[str, Any]:
         session.wait_ready(300)
         session.screenshot()
         first = time.perf_counter() - started
+        read_memory = peak_memory(session)
         pieces = session.request("pieces")
         cut = session.slice(normal=(0, 0, 1))
         session.screenshot()  # the first slice frame: not counted
@@ -134,6 +135,7 @@ def run_one(data: Path, ranks: int | None, changes: int) -> dict[str, Any]:
         "slice": [round(t, 3) for t in slices],
         "contour": [round(t, 3) for t in contours],
         "pieces": pieces,
+        "memory_first_frame": read_memory,
         "memory": memory,
     }
 
@@ -142,25 +144,29 @@ def label(ranks: int | None) -> str:
     return "1 process" if ranks is None else f"ranks={ranks}"
 
 
+def memory_cell(memory: dict[str, Any]) -> str:
+    ranks = " / ".join(f"{m:.0f}" for m in memory["ranks"]) or "-"
+    return f"{memory['pvpython']:.0f} / {ranks}"
+
+
 def table(results: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| volume | ranks | first frame, s | slice frame, ms (median) | contour frame, ms "
-        "(median) | points per rank | peak RSS, MiB: pvpython / each rank |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "(median) | points per rank | peak RSS after first frame, MiB: pvpython / each rank "
+        "| peak RSS at the end, MiB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for size in results:
         for run in size["runs"]:
             if "error" in run:
-                lines.append(f"| {size['n']}³ | {label(run['ranks'])} | {run['error']} | | | | |")
+                lines.append(f"| {size['n']}³ | {label(run['ranks'])} | {run['error']} | | | | | |")
                 continue
-            memory = run["memory"]
-            ranks = " / ".join(f"{m:.0f}" for m in memory["ranks"]) or "-"
             lines.append(
                 f"| {size['n']}³ | {label(run['ranks'])} | {run['first_frame']:.1f} | "
                 f"{statistics.median(run['slice']) * 1000:.0f} | "
                 f"{statistics.median(run['contour']) * 1000:.0f} | "
                 f"{' / '.join(f'{p:,}' for p in run['pieces'])} | "
-                f"{memory['pvpython']:.0f} / {ranks} |"
+                f"{memory_cell(run['memory_first_frame'])} | {memory_cell(run['memory'])} |"
             )
     return lines
 
