@@ -114,7 +114,6 @@ def run_one(data: Path, ranks: int | None, changes: int) -> dict[str, Any]:
         session.screenshot()
         first = time.perf_counter() - started
         read_memory = peak_memory(session)
-        pieces = session.request("pieces")
         cut = session.slice(normal=(0, 0, 1))
         session.screenshot()  # the first slice frame: not counted
         slices = timed_changes(
@@ -127,6 +126,7 @@ def run_one(data: Path, ranks: int | None, changes: int) -> dict[str, Any]:
             session, lambda i: surface.set(values=[0.3 + 0.5 * i / max(changes - 1, 1)]), changes
         )
         memory = peak_memory(session)
+        pieces = session.request("pieces")  # last: counting takes memory on the ranks
     finally:
         session.stop()
     return {

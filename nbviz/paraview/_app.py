@@ -109,6 +109,22 @@ def open_data(paths: list[str]) -> Any:
     return reader
 
 
+def process_ids(data: Any) -> list[int]:
+    """The values of the ProcessId point arrays in ``data``, a data set or multiblock data."""
+    if data is None:
+        return []
+    if data.IsA("vtkCompositeDataSet"):
+        found = []
+        blocks = data.NewIterator()
+        blocks.InitTraversal()
+        while not blocks.IsDoneWithTraversal():
+            found += process_ids(blocks.GetCurrentDataObject())
+            blocks.GoToNextItem()
+        return found
+    array = data.GetPointData().GetArray("ProcessId") if data.IsA("vtkDataSet") else None
+    return [int(array.GetValue(i)) for i in range(array.GetNumberOfTuples())] if array else []
+
+
 def preset_names() -> list[str]:
     presets = servermanager.vtkSMTransferFunctionPresets.GetInstance()
     return sorted({presets.GetPresetName(i) for i in range(presets.GetNumberOfPresets())})
@@ -200,7 +216,8 @@ class Scene:
         """The data spread over all ranks: readers of files in one piece (.vtu, .vtp, ...)
         give it all to rank 0; then a RedistributeDataSet filter hands every rank a share
         (rank 0 still reads it all). Files in pieces, and image data, are read in parallel."""
-        if servermanager.ActiveConnection.GetNumberOfDataPartitions() < 2 or all(self.pieces()):
+        ranks = servermanager.ActiveConnection.GetNumberOfDataPartitions()
+        if ranks < 2 or len(self.partitions()) == ranks:
             return reader
         try:
             spread = simple.RedistributeDataSet(Input=reader)
@@ -216,8 +233,16 @@ class Scene:
         return bool(self.view.GetClientSideObject().GetUseDistributedRenderingForRender())
 
     def partitions(self) -> list[int]:
-        """The MPI ranks that hold a piece of the data (ParaView's process ids)."""
-        return [rank for rank, points in enumerate(self.pieces()) if points]
+        """The MPI ranks that hold a piece of the data, found cheaply: each rank keeps one
+        of its points (if it has any), tagged with its id, and those points come to us."""
+        sample = simple.MaskPoints(Input=self.source)
+        sample.OnRatio, sample.MaximumNumberofPoints, sample.GenerateVertices = 1, 1, 1
+        ids = simple.ProcessIdScalars(Input=sample)
+        try:
+            return sorted(set(process_ids(servermanager.Fetch(ids))))
+        finally:
+            simple.Delete(ids)
+            simple.Delete(sample)
 
     def sources(self) -> list[dict[str, Any]]:
         out = [{"id": "data", "kind": "reader", "name": type(self.reader).__name__}]
