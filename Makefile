@@ -38,6 +38,7 @@ docs: python-deps
 bench: deps
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/paraview.py
+	$(BIN)/python benchmarks/paraview_mpi.py
 	$(BIN)/python benchmarks/desktop.py
 	$(BIN)/python benchmarks/remote.py
 

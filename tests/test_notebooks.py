@@ -14,7 +14,8 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 @pytest.mark.jupyter
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_tutorial_runs(notebook: Path, tmp_path: Path) -> None:
+def test_tutorial_runs(notebook: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBVIZ_TUTORIAL_VOLUME", "64")  # 07-large-data: 64³, not 512³
     shutil.copy(notebook, tmp_path)
     nb = nbformat.read(tmp_path / notebook.name, as_version=4)
     NotebookClient(

@@ -18,7 +18,7 @@ import psutil
 import pytest
 import websocket
 from jupyter_helpers import JupyterServer, Kernel, wait_until
-from paraview_data import heat_series
+from paraview_data import heat_grid, heat_series
 from PIL import Image
 from test_jupyter import ws_connect
 
@@ -388,29 +388,107 @@ def browser_cookie(headers: dict[str, str]) -> str:
 
 
 # ------------------------------------------------------------ data on MPI-parallel pvserver ranks
+def listening_ports(pid: int) -> list[tuple[str, int]]:
+    """TCP listeners (address, port) in the network namespace of ``pid``, as it sees them."""
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A":  # LISTEN
+                address, port = local.split(":")
+                found.append((address, int(port, 16)))
+    return found
+
+
+def changed(a: Screenshot, b: Screenshot) -> float:
+    """The fraction of pixels that differ visibly between two pictures of the same size."""
+    first, second = (np.asarray(Image.open(io.BytesIO(s.data)).convert("RGB")) for s in (a, b))
+    return float((np.abs(first.astype(int) - second.astype(int)).sum(axis=2) > 30).mean())
+
+
 @pytest.mark.skipif(
     not shutil.which("mpiexec"), reason="needs mpiexec (apt-get install mpi-default-bin)"
 )
-def test_two_mpi_ranks(data: Path) -> None:
+def test_two_mpi_ranks(data: Path, view: ParaViewSession) -> None:
+    """Two ranks each read and render half the data; the composited picture is the one a
+    single process makes; mpiexec's listeners are unreachable from the host."""
     session = ParaViewSession(data, ranks=2, field="temperature", size=(300, 200))
     try:
         session.wait_ready(120)
         assert session.partitions() == [0, 1]  # each rank holds a piece of the data
         assert session.request("list")["ranks"] == 2
+        points = session.request("pieces")  # points per rank, counted on the ranks
+        assert len(points) == 2 and all(0 < p < 24**3 for p in points), points
+        assert sum(points) >= 24**3  # halves of the 24^3 grid (they share a plane)
         procs = tree(session.pid)  # type: ignore[arg-type]
         names = sorted(p.name() for p in procs)
         assert names.count("pvserver") == 2 and "pvpython" in names, names
-        session.time = 2
-        shot = session.screenshot()
-        image = Image.open(io.BytesIO(shot.data)).convert("RGB")
-        assert len(image.getcolors(maxcolors=100_000) or []) > 20  # rendered, not blank
-        # pvserver connected back to us: no pvserver (or pvpython) listens for clients
-        servers = [p for p in procs if p.name() in ("pvserver", "pvpython")]
-        assert not [c for p in servers for c in p.net_connections("inet") if c.status == "LISTEN"]
+
+        # the same pictures as one process (ranks=None) makes of the same data and view
+        for other in (session, view):
+            other.field, other.time, other.colormap = "temperature", 2, "Cool to Warm"
+            other.color_range = "auto"
+            other.reset_camera()
+        full = [session.screenshot(300, 200), view.screenshot(300, 200)]
+        cut = [f.slice(normal=(0, 0, 1)) for f in (session, view)]
+        sliced = [session.screenshot(300, 200), view.screenshot(300, 200)]
+        for f in cut:
+            f.remove()
+        surfaces = [f.contour(values=[0.3]) for f in (session, view)]
+        contoured = [session.screenshot(300, 200), view.screenshot(300, 200)]
+        # rendered by the ranks and composited, not by pvpython from their geometry
+        assert session.request("list")["remote_rendering"] is True
+        assert view.request("list")["remote_rendering"] is False
+        for f in surfaces:
+            f.remove()
+        assert len(Image.open(io.BytesIO(full[0].data)).getcolors(100_000) or []) > 20
+        for pair in (full, sliced, contoured):
+            assert changed(*pair) < 0.01, changed(*pair)
+        assert changed(full[0], sliced[0]) > 0.05  # the filters changed the picture
+        assert changed(sliced[0], contoured[0]) > 0.05
+
+        # mpiexec listens on every interface, but in a network namespace of the session's own
+        host_net = os.readlink("/proc/self/ns/net")
+        assert all(os.readlink(f"/proc/{p.pid}/ns/net") != host_net for p in procs)
+        interfaces = [
+            line.split(":")[0].strip()
+            for line in Path(f"/proc/{session.pid}/net/dev").read_text().splitlines()[2:]
+        ]
+        assert interfaces == ["lo"]
+        mpiexec = next(p for p in procs if p.name() == "mpiexec")
+        assert listening_ports(mpiexec.pid)  # there, it does listen ...
+        seen_from_host = [
+            c for p in procs for c in p.net_connections("inet") if c.status == "LISTEN"
+        ]
+        assert seen_from_host == []  # ... but nothing of the session listens on the host
     finally:
         session.stop()
     gone = lambda: not any(p.is_running() and p.status() != "zombie" for p in procs)  # noqa: E731
     wait_until(gone, timeout=10, what="mpiexec and its ranks to end")
+
+
+@pytest.mark.skipif(
+    not shutil.which("mpiexec"), reason="needs mpiexec (apt-get install mpi-default-bin)"
+)
+def test_a_file_in_one_piece_is_spread_over_the_ranks(
+    tmp_path: Path, view: ParaViewSession
+) -> None:
+    """A .vtu in one piece is read by rank 0 alone, then shared: both ranks hold points and
+    the picture is the one a single process makes of the same (image) data."""
+    session = ParaViewSession(heat_grid(tmp_path), ranks=2, field="temperature", size=(300, 200))
+    try:
+        session.wait_ready(120)
+        points = session.request("pieces")
+        assert session.partitions() == [0, 1] and sum(points) >= 24**3, points
+        shots = []
+        for other in (session, view):
+            other.field, other.time, other.colormap = "temperature", 0, "Cool to Warm"
+            other.color_range = (0, 1)
+            other.reset_camera()
+            shots.append(other.screenshot(300, 200))
+        assert changed(*shots) < 0.01, changed(*shots)
+    finally:
+        session.stop()
 
 
 def test_ranks_need_files(data: Path) -> None:

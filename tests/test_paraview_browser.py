@@ -87,13 +87,14 @@ def notebook(
         yield nb
 
 
-def show_view(nb: Notebook, pvd: Path) -> tuple[Locator, Locator]:
+def show_view(nb: Notebook, pvd: Path, ranks: int | None = None) -> tuple[Locator, Locator]:
     """Run the ParaViewSession cell; wait for the remote view's image; (the widget, the image).
 
-    The pids of pvpython and its children (its Xvfb, OpenMPI's orted) go into ``nb.pids``:
-    they must all be gone once the test has shut the kernel down."""
+    The pids of pvpython and its children (its Xvfb; with ``ranks``, mpiexec and the pvserver
+    ranks) go into ``nb.pids``: they must all be gone once the test has shut the kernel down."""
     cell = nb.run(
-        f'from nbviz import ParaViewSession\nview = ParaViewSession(r"{pvd}", height=420)\nview'
+        "from nbviz import ParaViewSession\n"
+        f'view = ParaViewSession(r"{pvd}", height=420, ranks={ranks})\nview'
     )
     widget = cell.locator(".nbviz-frame")
     try:
@@ -139,16 +140,22 @@ def kernel_wait(nb: Notebook, condition: str, value: str, timeout: float = 10) -
     return ast.literal_eval(printed)
 
 
-def test_view_shows_and_follows_the_mouse(notebook: Notebook, pvd: Path) -> None:
+@pytest.mark.parametrize("ranks", [None, 2], ids=["pvpython", "2-mpi-ranks"])
+def test_view_shows_and_follows_the_mouse(notebook: Notebook, pvd: Path, ranks: int | None) -> None:
     """The remote view renders in the cell; a drag over it rotates the camera: new pixels, and
-    ``view.camera`` in the kernel follows (same distance to the focal point: a rotation)."""
-    widget, image = show_view(notebook, pvd)
+    ``view.camera`` in the kernel follows (same distance to the focal point: a rotation).
+    With 2 MPI ranks the picture is composited from the ranks' halves of the data."""
+    widget, image = show_view(notebook, pvd, ranks)
+    if ranks:
+        names = notebook.printed("print(sorted({p.name() for p in _procs}))")
+        assert "pvserver" in names and "mpiexec" in names, names
     box = widget.locator(".nbviz-body").bounding_box()
     assert box is not None and abs(box["height"] - 420) <= 1, box
-    before = wait_for_screenshot(image, "paraview-view", rendered, "ParaView's image")
+    suffix = f"-{ranks}-ranks" if ranks else ""
+    before = wait_for_screenshot(image, "paraview-view" + suffix, rendered, "ParaView's image")
     # The pressure ramp along x in "Cool to Warm": both of its ends are on screen.
     assert fraction(before, cool_blue) > 0.03 and fraction(before, warm_red) > 0.03
-    save_screenshot(widget, "paraview-widget")
+    save_screenshot(widget, "paraview-widget" + suffix)
 
     start = ast.literal_eval(notebook.printed("_before = view.camera; print(view.camera)"))
     assert isinstance(start, dict)
@@ -164,7 +171,7 @@ def test_view_shows_and_follows_the_mouse(notebook: Notebook, pvd: Path) -> None
 
     after = wait_for_screenshot(
         image,
-        "paraview-rotated",
+        "paraview-rotated" + suffix,
         lambda shot: changed_fraction(before, shot) > 0.05 and rendered(shot),
         "the rotated view",
     )

@@ -30,6 +30,8 @@ from ._files import write_pvd, write_vti
 __all__ = ["DataError", "Filter", "ParaViewSession", "Screenshot", "write_pvd", "write_vti"]
 
 REPRESENTATIONS = ["Surface", "Surface With Edges", "Wireframe", "Points", "Volume", "Outline"]
+#: Launchers that start the ranks on this machine: their sessions get a network of their own.
+LOCAL_LAUNCHERS = ("mpiexec", "mpirun", "orterun")
 #: Traits mirrored in the backend, in the order they are applied after a (re)start.
 VIEW_TRAITS = ("field", "colormap", "color_range", "representation", "opacity", "time", "camera")
 
@@ -181,6 +183,7 @@ class ParaViewSession(WebApp):
         pvpython = find_pvpython()
         site = trame_site()
         parallel: list[str] = []
+        private_network = False
         if ranks is not None:
             if int(ranks) < 1:
                 raise DataError(f"nbviz: ranks must be 1 or more, got {ranks}")
@@ -191,6 +194,8 @@ class ParaViewSession(WebApp):
             program = launcher.split()[0] if launcher.split() else ""
             for needed in (program, "pvserver"):
                 find_program(needed)
+            # a local mpiexec listens on every interface: keep the session off the network
+            private_network = os.path.basename(program).startswith(LOCAL_LAUNCHERS)
             parallel = [
                 "--ranks",
                 str(int(ranks)),
@@ -232,6 +237,7 @@ class ParaViewSession(WebApp):
                 else []
             ),
             *(["--connect-id", str(secrets.randbelow(2**31 - 2) + 1)] if ranks is not None else []),
+            *(["--private-network"] if private_network else []),
             "--",
             *parallel,
             "--socket",
@@ -266,7 +272,14 @@ class ParaViewSession(WebApp):
             # Without nbviz's route the page reaches trame on a loopback port, where every
             # local user could connect: the app then admits only holders of the session secret.
             secret_param=SECRET_PARAM,
-            tcp_command=[*command[: at - 1], "--port", "{port}", *command[at + 1 :]],
+            # (A TCP port inside a private network namespace would be out of reach: over TCP
+            # the MPI ranks stay on the host's network.)
+            tcp_command=[
+                *(item for item in command[: at - 1] if item != "--private-network"),
+                "--port",
+                "{port}",
+                *command[at + 1 :],
+            ],
         )
         pending = {"field": field, "time": time, "colormap": colormap}
         self._pending = {k: v for k, v in pending.items() if v is not None}

@@ -150,6 +150,22 @@ def default_field(reader: Any, fields: list[str]) -> str:
     return fields[0] if fields else ""
 
 
+def process_ids(data: Any) -> list[int]:
+    """The values of the ProcessId point arrays in ``data``, a data set or multiblock data."""
+    if data is None:
+        return []
+    if data.IsA("vtkCompositeDataSet"):
+        found = []
+        blocks = data.NewIterator()
+        blocks.InitTraversal()
+        while not blocks.IsDoneWithTraversal():
+            found += process_ids(blocks.GetCurrentDataObject())
+            blocks.GoToNextItem()
+        return found
+    array = data.GetPointData().GetArray("ProcessId") if data.IsA("vtkDataSet") else None
+    return [int(array.GetValue(i)) for i in range(array.GetNumberOfTuples())] if array else []
+
+
 def preset_names() -> list[str]:
     presets = servermanager.vtkSMTransferFunctionPresets.GetInstance()
     return sorted({presets.GetPresetName(i) for i in range(presets.GetNumberOfPresets())})
@@ -160,10 +176,14 @@ class Scene:
 
     def __init__(self, paths: list[str]) -> None:
         self.reader = open_data(paths)
+        self.source = self.reader  # what is shown and filtered (pieces() looks at it)
+        self.source = self.spread(self.reader)
         self.view = simple.GetActiveViewOrCreate("RenderView")
         self.view.ViewSize = [ARGS.width, ARGS.height]
         self.view.OrientationAxesVisibility = 1
-        self.display = simple.Show(self.reader, self.view)
+        if ARGS.ranks:  # the ranks render their pieces and composite them; pvpython gets
+            self.view.RemoteRenderThreshold = 0  # images, never the (large) geometry
+        self.display = simple.Show(self.source, self.view)
         self.filters: dict[str, Any] = {}
         self.next_filter = 0
         self.times = [float(t) for t in (getattr(self.reader, "TimestepValues", None) or [])]
@@ -178,12 +198,11 @@ class Scene:
             "representation": "Surface",
             "opacity": 1.0,
         }
-        info = self.reader.GetDataInformation()
-        cloud = info.GetNumberOfCells() <= 1 < info.GetNumberOfPoints()  # e.g. a CSV's points
+        cloud = self.reader.GetXMLName() == "TableToPolyData"  # a table's (CSV's) points
         if cloud:
             self.display.PointSize = 3
         self.set_representation("Points" if cloud else "Surface")
-        field = default_field(self.reader, self.fields())
+        field = default_field(self.source, self.fields())
         if field:
             self.set_field(field)
         simple.ResetCamera(self.view)  # no render here: the page asks for its first image
@@ -192,21 +211,21 @@ class Scene:
     def fields(self) -> list[str]:
         names: list[str] = []
         for assoc in ("PointData", "CellData"):
-            arrays = getattr(self.reader, assoc)
+            arrays = getattr(self.source, assoc)
             for name in arrays.keys():  # noqa: SIM118 - ParaView's arrays are no dict
                 if name not in names and not name.startswith("vtk"):
                     names.append(name)
         return names
 
     def association(self, field: str) -> str:
-        if field in self.reader.PointData.keys():  # noqa: SIM118
+        if field in self.source.PointData.keys():  # noqa: SIM118
             return "POINTS"
-        if field in self.reader.CellData.keys():  # noqa: SIM118
+        if field in self.source.CellData.keys():  # noqa: SIM118
             return "CELLS"
         raise Fail(f"no field {field!r}; fields: {', '.join(self.fields()) or 'none'}")
 
     def describe(self) -> dict[str, Any]:
-        bounds = self.reader.GetDataInformation().GetBounds()
+        bounds = self.source.GetDataInformation().GetBounds()
         return {
             "fields": self.fields(),
             "times": self.times,
@@ -216,15 +235,58 @@ class Scene:
             "values": dict(self.values, camera=self.camera()),
             "sources": self.sources(),
             "ranks": servermanager.ActiveConnection.GetNumberOfDataPartitions(),
+            "remote_rendering": self.remote_rendering(),
         }
 
+    def pieces(self) -> list[int]:
+        """Points each MPI rank holds (index = rank), counted where the data lives: the
+        ranks tag their points with their id and a histogram of the ids is reduced to us."""
+        ranks = servermanager.ActiveConnection.GetNumberOfDataPartitions()
+        ids = simple.ProcessIdScalars(Input=self.source)
+        histogram = simple.Histogram(Input=ids)
+        histogram.SelectInputArray = ["POINTS", "ProcessId"]
+        histogram.BinCount = ranks
+        histogram.UseCustomBinRanges = 1
+        histogram.CustomBinRanges = [-0.5, ranks - 0.5]
+        try:
+            table = servermanager.Fetch(histogram)
+            counts = table.GetColumnByName("bin_values")
+            return [int(counts.GetValue(i)) for i in range(counts.GetNumberOfTuples())]
+        finally:
+            simple.Delete(histogram)
+            simple.Delete(ids)
+
+    def spread(self, reader: Any) -> Any:
+        """The data spread over all ranks: readers of files in one piece (.vtu, .vtp, ...)
+        give it all to rank 0; then a RedistributeDataSet filter hands every rank a share
+        (rank 0 still reads it all). Files in pieces, and image data, are read in parallel."""
+        ranks = servermanager.ActiveConnection.GetNumberOfDataPartitions()
+        if ranks < 2 or len(self.partitions()) == ranks:
+            return reader
+        try:
+            spread = simple.RedistributeDataSet(Input=reader)
+            spread.UpdatePipeline()
+        except Exception as exc:  # a data type the filter does not take: leave it on rank 0
+            log("data stays on rank 0; RedistributeDataSet failed:", exc)
+            return reader
+        log("the data is in one piece: redistributed over the ranks")
+        return spread
+
+    def remote_rendering(self) -> bool:
+        """Whether the last frame was rendered on the pvserver ranks (and composited)."""
+        return bool(self.view.GetClientSideObject().GetUseDistributedRenderingForRender())
+
     def partitions(self) -> list[int]:
-        """The MPI ranks that hold a piece of the data (ParaView's process ids)."""
-        ids = simple.ProcessIdScalars(Input=self.reader)
-        ids.UpdatePipeline(self.view.ViewTime)
-        low, high = ids.PointData["ProcessId"].GetRange()
-        simple.Delete(ids)
-        return list(range(int(low), int(high) + 1))
+        """The MPI ranks that hold a piece of the data, found cheaply: each rank keeps one
+        of its points (if it has any), tagged with its id, and those points come to us."""
+        sample = simple.MaskPoints(Input=self.source)
+        sample.OnRatio, sample.MaximumNumberofPoints, sample.GenerateVertices = 1, 1, 1
+        ids = simple.ProcessIdScalars(Input=sample)
+        try:
+            return sorted(set(process_ids(servermanager.Fetch(ids))))
+        finally:
+            simple.Delete(ids)
+            simple.Delete(sample)
 
     def sources(self) -> list[dict[str, Any]]:
         out = [{"id": "data", "kind": "reader", "name": type(self.reader).__name__}]
@@ -351,12 +413,12 @@ class Scene:
 
     # filters
     def center(self) -> list[float]:
-        b = self.reader.GetDataInformation().GetBounds()
+        b = self.source.GetDataInformation().GetBounds()
         return [(b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2]
 
     def field_range(self, field: str) -> tuple[float, float]:
         arrays = (
-            self.reader.PointData if self.association(field) == "POINTS" else self.reader.CellData
+            self.source.PointData if self.association(field) == "POINTS" else self.source.CellData
         )
         low, high = arrays[field].GetRange()
         return float(low), float(high)
@@ -370,7 +432,7 @@ class Scene:
         }
         if kind not in makers:
             raise Fail(f"unknown filter {kind!r}; one of {', '.join(makers)}")
-        proxy = makers[kind](Input=self.reader)
+        proxy = makers[kind](Input=self.source)
         self.next_filter += 1
         key = f"{kind}-{self.next_filter}"
         display = simple.Show(proxy, self.view)
@@ -450,7 +512,10 @@ def start_ranks() -> subprocess.Popen[bytes] | None:
 
     pvserver 5.11 can only listen on every interface, so the ranks connect to us instead;
     our one-shot listener accepts only a server that presents the session's connect id.
-    MPI's own traffic is kept on loopback and shared memory.
+    MPI messages between the ranks go through shared memory (``btl=self,vader``). With a
+    local ``mpiexec`` the launcher has put the whole session into a network namespace of its
+    own (loopback only), which hides both this listener and mpiexec's own TCP listeners
+    (OpenMPI binds those to every interface whatever ``oob_tcp_if_include`` says).
     """
     if ARGS.ranks < 1:
         return None
@@ -467,7 +532,11 @@ def start_ranks() -> subprocess.Popen[bytes] | None:
         f"--connect-id={ARGS.connect_id}",
         "--force-offscreen-rendering",
     ]
-    env = dict(os.environ, OMPI_MCA_btl="self,vader", OMPI_MCA_oob_tcp_if_include="lo")
+    env = dict(os.environ)
+    # ranks talk through shared memory; an idle rank (waiting for rank 0) yields its core to
+    # pvpython and Xvfb, which share the node. Values set by the user win.
+    env.setdefault("OMPI_MCA_btl", "self,vader")
+    env.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
     if os.getuid() == 0:
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     log("starting", ARGS.ranks, "pvserver ranks:", " ".join(launcher))
@@ -588,6 +657,8 @@ def handle_request(name: str, args: dict[str, Any]) -> Any:
         return {"values": dict(scene.values), "camera": scene.camera()}
     if name == "partitions":
         return scene.partitions()
+    if name == "pieces":
+        return scene.pieces()
     if name == "reset_camera":
         simple.ResetCamera(scene.view)
         push_image()

@@ -6,7 +6,6 @@ in the file, as VTK expects).
 
 from __future__ import annotations
 
-import base64
 import os
 import struct
 from collections.abc import Mapping, Sequence
@@ -30,7 +29,12 @@ def write_vti(
     origin: Sequence[float] = (0.0, 0.0, 0.0),
     cell_arrays: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write point arrays (all the same shape, 2-D or 3-D) as a VTK XML image file."""
+    """Write point arrays (all the same shape, 2-D or 3-D) as a VTK XML image file.
+
+    The values go in raw binary after the XML header (VTK's "appended raw" encoding), one
+    z-slab at a time, so large arrays are not copied whole; ParaView's reader can then read
+    just the slab each MPI rank needs (``ParaViewSession(path, ranks=N)``).
+    """
     import numpy as np
 
     point = {name: np.asarray(a) for name, a in arrays.items()}
@@ -42,41 +46,51 @@ def write_vti(
     for name, a in point.items():
         if a.size != int(np.prod(shape)):
             raise ValueError(f"nbviz: array {name!r} has shape {a.shape}, expected {shape}")
+    cell_shape = tuple(max(n - 1, 1) for n in shape)
+    cells = {name: np.asarray(a) for name, a in (cell_arrays or {}).items()}
     extent = f"0 {shape[0] - 1} 0 {shape[1] - 1} 0 {shape[2] - 1}"
 
-    def data_array(name: str, a: Any, point_shape: tuple[int, ...]) -> str:
-        a = np.asarray(a)
-        kind = _TYPES.get(a.dtype.name)
-        if kind is None:
-            a = a.astype(np.float64)
-            kind = "Float64"
-        raw = np.ascontiguousarray(a.reshape(point_shape, order="C").ravel(order="F")).tobytes()
-        blob = base64.b64encode(struct.pack("<Q", len(raw)) + raw).decode()
-        return (
-            f'<DataArray type="{kind}" Name="{name}" format="binary" header_type="UInt64">'
-            f"{blob}</DataArray>"
-        )
-
-    cells = cell_arrays or {}
-    cell_shape = tuple(max(n - 1, 1) for n in shape)
-    xml = [
+    blocks: list[tuple[str, Any]] = []  # (XML element, array shaped [x, y, z]) in file order
+    offset = 0
+    for arrays_of, block_shape in ((point, shape), (cells, cell_shape)):
+        for name, a in arrays_of.items():
+            kind = _TYPES.get(a.dtype.name)
+            if kind is None:
+                a, kind = a.astype(np.float64), "Float64"
+            a = a.reshape(block_shape, order="C")
+            blocks.append(
+                (
+                    f'<DataArray type="{kind}" Name="{name}" format="appended" offset="{offset}"/>',
+                    a,
+                )
+            )
+            offset += 8 + a.nbytes
+    header = [
         '<?xml version="1.0"?>',
         '<VTKFile type="ImageData" version="1.0" byte_order="LittleEndian" header_type="UInt64">',
         f'<ImageData WholeExtent="{extent}" Origin="{" ".join(map(str, origin))}" '
         f'Spacing="{" ".join(map(str, spacing))}">',
         f'<Piece Extent="{extent}">',
         f'<PointData Scalars="{next(iter(point))}">',
-        *(data_array(n, a, shape) for n, a in point.items()),
+        *(element for element, _a in blocks[: len(point)]),
         "</PointData>",
         "<CellData>",
-        *(data_array(n, a, cell_shape) for n, a in cells.items()),
+        *(element for element, _a in blocks[len(point) :]),
         "</CellData>",
         "</Piece>",
         "</ImageData>",
-        "</VTKFile>",
+        '<AppendedData encoding="raw">',
+        "_",
     ]
     out = Path(path)
-    out.write_text("\n".join(xml))
+    with open(out, "wb") as f:
+        f.write("\n".join(header).encode())
+        for _element, a in blocks:
+            little = a.dtype.newbyteorder("<")
+            f.write(struct.pack("<Q", a.nbytes))
+            for k in range(a.shape[2]):  # x varies fastest in the file, then y, then z
+                f.write(np.ascontiguousarray(a[:, :, k].T, dtype=little).tobytes())
+        f.write(b"\n</AppendedData>\n</VTKFile>\n")
     return out
 
 
