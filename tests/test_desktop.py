@@ -126,6 +126,13 @@ def test_state_dir_is_next_to_the_socket() -> None:
     )
 
 
+def test_encryption_is_for_xpra() -> None:
+    with pytest.raises(NbvizError, match="encryption='AES' is for the xpra backend"):
+        RemoteDesktop("vnc", encryption="AES")
+    with pytest.raises(NbvizError, match="encryption must be 'AES' or None"):
+        RemoteDesktop("xpra", encryption="DES")  # type: ignore[arg-type]
+
+
 def test_unknown_backend() -> None:
     with pytest.raises(NbvizError, match="backend must be 'xpra' or 'vnc'"):
         RemoteDesktop("x2go")  # type: ignore[arg-type]
@@ -388,7 +395,7 @@ def test_another_local_user_cannot_connect(backend: str, monkeypatch: pytest.Mon
 BROWSER_START = """
 import json, subprocess
 from nbviz import RemoteDesktop
-desk = RemoteDesktop({backend!r})
+desk = RemoteDesktop({backend!r}, encryption={encryption!r})
 desk.wait_ready(30)
 term = desk.launch(["xterm", "-T", "browser-typing", "-geometry", "50x8+100+100", "-e", "sh"])
 print(json.dumps([desk.url, desk.path]))
@@ -401,16 +408,27 @@ print(json.dumps([desk.url, desk.path]))
 def test_keys_typed_in_the_page_reach_the_xterm(
     backend: str, jupyter_server: JupyterServer, tmp_path: Path
 ) -> None:
-    """The HTML5 client, loaded through the route in Chromium, connects and forwards keys."""
+    """The HTML5 client, loaded through the route in Chromium, connects and forwards keys.
+
+    Xpra runs with ``encryption="AES"`` here (unencrypted in test_desktop_browser.py): the
+    page gets the key in its URL fragment; a page without the key is refused.
+    """
     need(backend)
     from browser_helpers import ARTIFACTS, chromium
     from playwright.sync_api import sync_playwright
 
     target = tmp_path / "from-the-browser.txt"
+    encryption = "AES" if backend == "xpra" else None
     kernel = Kernel(jupyter_server)
     try:
-        out = kernel.run(BROWSER_START.format(backend=backend))
+        out = kernel.run(BROWSER_START.format(backend=backend, encryption=encryption))
         url, path = json.loads(out.strip().splitlines()[-1])
+        if encryption:
+            assert path.startswith("/#encryption=AES&key=")
+            key = path.split("key=")[1]
+            keyfile = Path(kernel.run("print(desk.endpoint.unix_socket)").strip())
+            keyfile = _launch.state_dir_for(str(keyfile)) / "aes.key"
+            assert keyfile.read_text() == key and keyfile.stat().st_mode & 0o777 == 0o600
         kernel.run(
             "subprocess.run(['xdotool', 'search', '--sync', '--name', 'browser-typing',"
             " 'windowactivate', '--sync'], env=desk.x_env, check=True, timeout=20)"
@@ -429,7 +447,15 @@ def test_keys_typed_in_the_page_reach_the_xterm(
             wait_until(target.exists, what="the file the xterm's shell writes", timeout=15)
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=ARTIFACTS / f"desktop-{backend}.png")
+            if encryption:  # the same page without the key (no fragment): refused
+                page.goto(jupyter_server.url(url))
+                page.get_by_text("You were disconnected").wait_for(timeout=15_000)
+                page.screenshot(path=ARTIFACTS / f"desktop-{backend}-no-key.png")
         assert target.read_text().strip() == "typed-in-chromium"
+        if encryption:
+            logs = kernel.run("print(desk.logs())")
+            assert "missing encryption tokens" in logs
+            assert key not in logs and key not in jupyter_server.log_text()
         kernel.run("desk.stop()")
     finally:
         kernel.close()

@@ -10,7 +10,9 @@ to the socket once the desktop is usable, then watches: if the X server or the w
 process exits, it ends the rest and exits non-zero with a line that says what happened.
 
 - ``xpra``: ``xpra start-desktop`` on its own Xvfb, HTML5 client and websocket on the Unix
-  socket ``S``; nbviz's own copy of the Xpra config (no Xsession pop-up).
+  socket ``S``; nbviz's own copy of the Xpra config (no Xsession pop-up) and of the client's
+  page (plus a small script, :data:`XPRA_PAGE_SCRIPT`); with ``--encryption AES`` the
+  websocket is AES-encrypted with a per-session key file.
 - ``vnc``: TigerVNC's ``Xvnc`` on a private Unix socket with a per-session VNC password, and
   websockify serving noVNC on ``S``.
 
@@ -35,6 +37,7 @@ from pathlib import Path
 MIN_FRAMEBUFFER = (2560, 1600)
 NOVNC_DIR = Path("/usr/share/novnc")
 XPRA_CONF_DIR = Path("/etc/xpra")
+XPRA_WWW_DIR = Path("/usr/share/xpra/www")
 BACKGROUND = "#3b5b7a"
 X_START_TIMEOUT = 20.0
 WM_START_TIMEOUT = 10.0
@@ -49,6 +52,34 @@ NOVNC_START_PAGE = """<!doctype html>
   const hash = location.hash ? location.hash.slice(1) + "&" : "";
   location.replace("vnc.html#" + hash + "path=" + encodeURIComponent(here.slice(1) + "websockify"));
 </script>
+"""
+
+#: nbviz's script in Xpra's client page (``index.html`` of nbviz's web root loads it first).
+XPRA_PAGE_SCRIPT = """// nbviz: additions to Xpra's HTML5 client page (by nbviz's desktop launcher).
+(function () {
+  "use strict";
+  // Parameters may come in the URL fragment, which the browser never sends to a server (the
+  // AES key goes there). Xpra's Utilities.getparam() asks location.getParameter() first.
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const query = new URLSearchParams(location.search);
+  location.getParameter = function (key) {
+    if (fragment.has(key)) return fragment.get(key);
+    return query.has(key) ? query.get(key) : undefined;
+  };
+  // Xpra's windows cancel mousedown (preventDefault), so in an iframe a click on them does not
+  // move the keyboard focus into the frame: keys typed next would go to the notebook. Take
+  // the focus on every click, into Xpra's key-capturing textarea.
+  document.addEventListener("mousedown", function (event) {
+    const target = event.target;
+    if (target && target.closest && target.closest("input, textarea, select, button")) return;
+    window.focus();
+    const pasteboard = document.getElementById("pasteboard");
+    if (pasteboard) pasteboard.focus({preventScroll: true});
+  }, true);
+  // Xpra 3.1's XpraClient.do_reconnect() reads an undeclared global `win`: the ReferenceError
+  // ends every reconnection attempt (after a dropped websocket the page stays dead).
+  if (!("win" in window)) window.win = {minimized: false};
+})();
 """
 
 XPRA_QUIET = [
@@ -149,6 +180,33 @@ def xpra_config(state: Path) -> Path:
     return conf
 
 
+def xpra_web_root(state: Path) -> Path:
+    """Xpra's HTML5 client plus nbviz's page script, loaded first by ``index.html``.
+
+    Every file is a symlink to Xpra's own except ``index.html``: a copy of Xpra's page with one
+    ``<script>`` tag added (see :data:`XPRA_PAGE_SCRIPT`). If the page has no ``<head>`` (an
+    Xpra version nbviz does not know), Xpra's own directory is served unchanged.
+    """
+    page = (XPRA_WWW_DIR / "index.html").read_text()
+    if "<head>" not in page:
+        say(f"{XPRA_WWW_DIR / 'index.html'} has no <head>: serving Xpra's page unchanged")
+        return XPRA_WWW_DIR
+    web = state / "www"
+    web.mkdir(mode=0o700)
+    for entry in XPRA_WWW_DIR.iterdir():
+        if not entry.name.startswith("index.html"):  # also no pre-compressed index.html.gz
+            (web / entry.name).symlink_to(entry)
+    (web / "nbviz.js").write_text(XPRA_PAGE_SCRIPT)
+    (web / "index.html").write_text(
+        page.replace("<head>", '<head>\n<script src="nbviz.js"></script>', 1)
+    )
+    # Xpra reads its HTTP headers (no-cache, Content-Security-Policy) from ../http-headers.
+    headers = XPRA_WWW_DIR.parent / "http-headers"
+    if headers.is_dir():
+        (state / "http-headers").symlink_to(headers)
+    return web
+
+
 def vnc_password_file(state: Path, password: str) -> Path:
     """TigerVNC's obfuscated password file, written by ``vncpasswd -f`` from stdin."""
     vncpasswd = shutil.which("vncpasswd")
@@ -180,6 +238,7 @@ class Launcher:
         self.children: dict[int, tuple[str, subprocess.Popen[bytes], bool]] = {}
         self.display = ""
         self.env = dict(os.environ)
+        self.key = ""
 
     # ---------------------------------------------------------------- helpers
     def spawn(
@@ -278,11 +337,21 @@ class Launcher:
             *where,
             f"--displayfd={write_fd}",
             f"--bind={self.socket}",
-            "--html=on",
+            f"--html={xpra_web_root(self.state)}",
+            "--sharing=yes",  # a page reloaded or shown in a second cell attaches alongside
             f"--socket-dirs={self.state}",
             f"--xvfb={xvfb}",
             *XPRA_QUIET,
         ]
+        if self.args.encryption:
+            # Xpra 3.1 applies the "tcp" encryption options to every websocket, also those on
+            # the Unix socket; a client without the key is refused ("missing encryption tokens").
+            keyfile = self.state / "aes.key"
+            write_private(keyfile, self.key)
+            argv += [
+                f"--tcp-encryption={self.args.encryption}",
+                f"--tcp-encryption-keyfile={keyfile}",
+            ]
         proc = self.spawn("xpra", argv, essential=True, env=self.env, pass_fds=(write_fd,))
         os.close(write_fd)
         self.display = self.read_display(read_fd, proc)
@@ -384,6 +453,9 @@ class Launcher:
         read_fd, write_fd = os.pipe()
         info: dict[str, object] = {}
         if self.args.backend == "xpra":
+            if self.args.encryption:
+                self.key = secrets.token_urlsafe(24)
+                info.update(encryption=self.args.encryption, key=self.key)
             self.start_xpra(read_fd, write_fd)
         else:
             self.add_cookie(":0")
@@ -441,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--display", type=int, default=None, help="X display number (auto)")
     parser.add_argument("--wm", default="openbox", help="window manager ('' for none)")
     parser.add_argument("--start", action="append", default=[], help="program to start")
+    parser.add_argument(
+        "--encryption", choices=("AES",), default=None, help="xpra: encrypt the websocket"
+    )
     args = parser.parse_args(argv)
     if args.display is not None and display_in_use(args.display):
         say(f"nbviz: display :{args.display} is in use; pick another or leave display= unset")
