@@ -13,8 +13,9 @@ process exits, it ends the rest and exits non-zero with a line that says what ha
   socket ``S``; nbviz's own copy of the Xpra config (no Xsession pop-up) and of the client's
   page (plus a small script, :data:`XPRA_PAGE_SCRIPT`); with ``--encryption AES`` the
   websocket is AES-encrypted with a per-session key file.
-- ``vnc``: TigerVNC's ``Xvnc`` on a private Unix socket with a per-session VNC password, and
-  websockify serving noVNC on ``S``.
+- ``vnc``: TigerVNC's ``Xvnc`` on a private Unix socket with a per-session VNC password,
+  websockify on another private socket, and this launcher serving noVNC's files on ``S``
+  (threads, keep-alive) and passing websocket upgrades through to websockify.
 
 Only the standard library is used here (websockify runs as its own module). Secrets are
 passed in files (0600), never on command lines or in the log.
@@ -23,13 +24,19 @@ passed in files (0600), never on command lines or in the log.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import http.server
 import json
 import os
 import secrets
 import shutil
 import signal
+import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -180,6 +187,64 @@ def xpra_config(state: Path) -> Path:
     return conf
 
 
+def pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy bytes from ``source`` to ``sink`` until either side ends."""
+    try:
+        while data := source.recv(1 << 16):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+class NoVNCHandler(http.server.SimpleHTTPRequestHandler):
+    """noVNC's files (keep-alive, from threads), and websocket upgrades passed to websockify.
+
+    websockify serves files too, but it forks a process per connection and closes each one
+    after a reply: noVNC's ~70 files then took 1-2 s to load through Jupyter's route.
+    """
+
+    protocol_version = "HTTP/1.1"
+    server: WebServer
+
+    def do_GET(self) -> None:
+        if self.headers.get("Upgrade", "").lower() != "websocket":
+            super().do_GET()
+            return
+        upstream = socket.socket(socket.AF_UNIX)
+        try:
+            upstream.connect(self.server.websockify)
+        except OSError as exc:
+            upstream.close()
+            self.send_error(502, f"websockify does not answer: {exc.strerror}")
+            return
+        head = [self.requestline, *(f"{k}: {v}" for k, v in self.headers.items()), "", ""]
+        upstream.sendall("\r\n".join(head).encode("latin-1"))
+        back = threading.Thread(target=pump, args=(upstream, self.connection), daemon=True)
+        back.start()
+        pump(self.connection, upstream)
+        back.join()
+        upstream.close()
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # the route logs the requests; a Unix socket has no client address to print
+
+
+class WebServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str, web: Path, websockify: str) -> None:
+        self.websockify = websockify
+        handler = functools.partial(NoVNCHandler, directory=str(web))
+        super().__init__(path, handler, bind_and_activate=False)
+        self.server_bind()
+        os.chmod(path, 0o600)  # before it listens
+        self.server_activate()
+
+
 def xpra_web_root(state: Path) -> Path:
     """Xpra's HTML5 client plus nbviz's page script, loaded first by ``index.html``.
 
@@ -239,6 +304,7 @@ class Launcher:
         self.display = ""
         self.env = dict(os.environ)
         self.key = ""
+        self.web_server: WebServer | None = None
 
     # ---------------------------------------------------------------- helpers
     def spawn(
@@ -255,6 +321,10 @@ class Launcher:
         return proc
 
     def end_children(self) -> None:
+        if self.web_server is not None:
+            self.web_server.server_close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.socket)
         procs = [proc for _name, proc, _essential in self.children.values()]
         for proc in reversed(procs):
             if proc.poll() is None:
@@ -411,19 +481,34 @@ class Launcher:
         )
 
     def start_websockify(self) -> None:
-        web = novnc_web_root(self.state)
+        """websockify, websockets only, on a private socket (:meth:`serve_novnc` fronts it)."""
         argv = [
             sys.executable,
             "-m",
             "websockify",
-            "--web",
-            str(web),
             f"--unix-target={self.state / 'vnc.sock'}",
-            f"--unix-listen={self.socket}",
+            f"--unix-listen={self.state / 'ws.sock'}",
             "--unix-listen-mode=0600",
             "--heartbeat=30",
         ]
         self.spawn("websockify", argv, essential=True, env=self.env)
+
+    def serve_novnc(self) -> None:
+        """noVNC's page on the session's socket, once websockify answers behind it."""
+        ws = self.state / "ws.sock"
+        deadline = time.monotonic() + X_START_TIMEOUT
+        while True:
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(str(ws))
+                    break
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"nbviz: websockify did not start in {X_START_TIMEOUT:g} s")
+            time.sleep(0.01)
+        self.web_server = WebServer(self.socket, novnc_web_root(self.state), str(ws))
+        threading.Thread(target=self.web_server.serve_forever, daemon=True).start()
 
     def start_session(self) -> None:
         self.x_run(["xsetroot", "-solid", BACKGROUND])
@@ -460,6 +545,7 @@ class Launcher:
         else:
             self.add_cookie(":0")
             info["password"] = self.start_xvnc(read_fd, write_fd)
+            self.start_websockify()  # starts (0.2 s of imports) while the session does
         self.wait_for_x()
         self.start_session()
         info.update(display=self.display, xauthority=str(xauthority), pid=os.getpid())
@@ -467,7 +553,7 @@ class Launcher:
         write_private(self.state / ".desktop.json", json.dumps(info))
         os.replace(self.state / ".desktop.json", info_path)
         if self.args.backend == "vnc":
-            self.start_websockify()
+            self.serve_novnc()
         say(f"desktop on display {self.display} ({self.args.backend})")
         return self.watch()
 
