@@ -97,8 +97,16 @@ XPRA_QUIET = [
     "--mdns=no",
     "--webcam=no",
     "--printing=no",
-    "--speaker=off",
-    "--microphone=off",
+    "--speaker=disabled",  # "off" still loads and probes the sound subsystem
+    "--microphone=disabled",
+    "--av-sync=no",
+    "--mmap=no",  # the HTML5 client cannot use it
+    "--opengl=noprobe",  # the probe (for client info only) took 0.5 s of every start
+    # No video encoders (x264, vpx, ffmpeg): 40 MB less and no slower here (see
+    # benchmarks/RESULTS.md); jpeg, png, webp and rgb remain.
+    "--video-encoders=none",
+    "--csc-modules=none",
+    "--video-decoders=none",
     "--dbus-launch=",
     "--dbus-proxy=no",
     "--dbus-control=no",
