@@ -16,7 +16,9 @@ For each backend (xpra, vnc), loopback only, bounded:
   page through nbviz's route, then the same desktop's Unix socket reached directly through a
   byte-for-byte TCP forwarder (``FORWARDER``, no HTTP or websocket handling); the by-hand stack
   is direct (TCP).
-- **RSS**: the desktop's process tree (X server, web client, window manager, xterm), summed.
+- **RSS**: the desktop's process tree (X server, web client, window manager, xterms), summed;
+  **PSS** the same with each shared page divided among the processes that map it (RSS sums
+  count shared libraries and forked children's pages again for every process).
 
 Prints a table with PASS/MISS against the issue's targets; never asserts. About 2 minutes.
 Run: ``.venv/bin/python benchmarks/desktop.py`` (also ``make bench``).
@@ -219,18 +221,20 @@ def forwarded(unix_socket: str) -> Iterator[int]:
         proc.wait()
 
 
-def tree_rss(pid: int) -> float:
-    """RSS of ``pid`` and its descendants, MB."""
+def tree_memory(pid: int) -> tuple[float, float]:
+    """RSS and PSS of ``pid`` and its descendants, MB (PSS shares shared pages out)."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return float("nan")
-    total = 0
+        return float("nan"), float("nan")
+    rss = pss = 0
     for proc in procs:
         with contextlib.suppress(psutil.Error):
-            total += proc.memory_info().rss
-    return total / 1e6
+            info = proc.memory_full_info()
+            rss += info.rss
+            pss += info.pss
+    return rss / 1e6, pss / 1e6
 
 
 START = """
@@ -262,7 +266,7 @@ def nbviz_run(server: JupyterServer, page: Page, backend: str) -> dict[str, Any]
         page.goto(server.url(url.rstrip("/") + path))
         drawn = wait_drawn(page)
         keys = key_latencies(page, lambda: kernel.run(ACTIVATE.format(title=TYPING)))
-        rss = tree_rss(pid) + tree_rss(term) + tree_rss(mover)
+        rss, pss = (sum(m) for m in zip(*map(tree_memory, (pid, term, mover)), strict=True))
         env = dict(os.environ, **x_env)
         fps_route = moving_fps(page, env)
         page.goto("about:blank")
@@ -276,6 +280,7 @@ def nbviz_run(server: JupyterServer, page: Page, backend: str) -> dict[str, Any]
             "ready_s": ready,
             "key_ms": keys,
             "rss_mb": rss,
+            "pss_mb": pss,
             "fps_route": fps_route,
             "fps_direct": fps_direct,
         }
@@ -422,9 +427,15 @@ def hand_run(page: Page, backend: str) -> dict[str, Any]:
             )
 
         keys = key_latencies(page, activate)
-        rss = sum(tree_rss(p.pid) for p in procs)
+        rss, pss = (sum(m) for m in zip(*(tree_memory(p.pid) for p in procs), strict=True))
         fps = moving_fps(page, env)
-        return {"start_s": drawn - t0, "key_ms": keys, "rss_mb": rss, "fps_direct": fps}
+        return {
+            "start_s": drawn - t0,
+            "key_ms": keys,
+            "rss_mb": rss,
+            "pss_mb": pss,
+            "fps_direct": fps,
+        }
 
 
 def verdict(metric: str, value: float) -> str:
@@ -450,7 +461,7 @@ def main() -> int:
                                 page.goto(server.url(f"lab?token={server.token}"))  # cookie
                                 result = run(server, page, backend)
                         except Exception as exc:  # a benchmark reports, never asserts
-                            rows.append([backend, how, f"error: {exc}"[:80], "", "", "", "", ""])
+                            rows.append([backend, how, f"error: {exc}"[:80], *[""] * 6])
                             continue
                         finally:
                             context.close()
@@ -463,6 +474,7 @@ def main() -> int:
                                 f"{result['start_s']:.2f} {verdict('start_s', result['start_s'])}",
                                 f"{key:.0f} {verdict('key_ms', key)} ({len(keys)}/{KEYS})",
                                 f"{result['rss_mb']:.0f} {verdict('rss_mb', result['rss_mb'])}",
+                                f"{result['pss_mb']:.0f} {verdict('rss_mb', result['pss_mb'])}",
                                 f"{result['fps_route']:.0f}" if "fps_route" in result else "",
                                 f"{result['fps_direct']:.0f}",
                                 f"{result['ready_s']:.2f}" if "ready_s" in result else "",
@@ -478,6 +490,7 @@ def main() -> int:
         "start → drawn, s (≤ 1.0)",
         "key → echo, ms (≤ 50)",
         "RSS, MB (≤ 200)",
+        "PSS, MB",
         "fps, route",
         "fps, direct",
         "wait_ready, s",

@@ -252,6 +252,10 @@ class WebServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         os.chmod(path, 0o600)  # before it listens
         self.server_activate()
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):  # a client that went away: not news
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
 
 def xpra_web_root(state: Path) -> Path:
     """Xpra's HTML5 client plus nbviz's page script, loaded first by ``index.html``.
