@@ -8,6 +8,7 @@ programs see it, and the process table after stop() and after SIGKILL of the ker
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -459,6 +461,76 @@ def test_keys_typed_in_the_page_reach_the_xterm(
         kernel.run("desk.stop()")
     finally:
         kernel.close()
+
+
+class Hop:
+    """A TCP port on 127.0.0.1 forwarded to a Unix socket, whose connections can be cut."""
+
+    def __init__(self, unix_socket: str) -> None:
+        self.unix_socket = unix_socket
+        self.live: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.unix_socket)
+            self.live += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_launch.pump, args=(a, b), daemon=True).start()
+
+    def cut(self) -> None:
+        """Drop every open connection (new ones are still accepted)."""
+        live, self.live = self.live, []
+        for sock in live:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+
+@pytest.mark.browser
+def test_xpra_page_reconnects_when_the_connection_drops(tmp_path: Path) -> None:
+    """The websocket is cut (the TCP hop in front of the desktop's socket drops it): the page
+    reconnects by itself and keys typed afterwards arrive. (Xpra 3.1's client threw "win is
+    not defined" there and stayed dead; nbviz's page script defines it.)"""
+    from browser_helpers import chromium
+    from playwright.sync_api import sync_playwright
+
+    desk = new_desktop("xpra", size=(1280, 800))
+    hop = Hop(str(desk.endpoint.unix_socket)) if desk.endpoint else None
+    assert hop is not None
+    try:
+        desk.launch(["xterm", "-T", "reconnect-typing", "-geometry", "60x12+80+80", "-e", "sh"])
+        x_run(desk, "xdotool", "search", "--sync", "--name", "reconnect-typing", "windowactivate")
+        with sync_playwright() as playwright, chromium(playwright) as browser:
+            page = browser.new_page(viewport={"width": 1300, "height": 850})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"http://127.0.0.1:{hop.port}{desk.path}")
+            page.wait_for_function("window.client && client.connected", timeout=15_000)
+            for name in ("before", "after"):
+                page.wait_for_timeout(1000)
+                page.mouse.click(300, 200)
+                page.keyboard.type(f"echo {name} > {tmp_path / name}\n", delay=20)
+                wait_until((tmp_path / name).exists, what=f"the file typed {name}", timeout=15)
+                if name == "before":
+                    hop.cut()
+                    page.wait_for_function("client.reconnect_attempt > 0", timeout=10_000)
+                    page.wait_for_function("client.connected", timeout=15_000)
+            assert errors == []
+    finally:
+        hop.close()
+        desk.stop()
 
 
 @pytest.mark.paraview
