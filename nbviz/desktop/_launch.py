@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import functools
 import http.server
 import json
@@ -115,6 +116,31 @@ XPRA_QUIET = [
     "--open-files=no",
     "--resize-display=no",
 ]
+
+
+def become_subreaper() -> None:
+    """Adopt our descendants whose parent dies (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    Xpra starts its Xvfb in a process group of its own: if Xpra itself dies, that Xvfb would
+    be re-parented to init and outlive the desktop. As a subreaper, the launcher gets it.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def adopted_children() -> list[int]:
+    """Pids whose parent is this process (children, and orphans adopted as a subreaper)."""
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == me and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
 
 
 def say(message: str) -> None:
@@ -347,7 +373,25 @@ class Launcher:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+        self.end_adopted()
         shutil.rmtree(self.state, ignore_errors=True)
+
+    def end_adopted(self) -> None:
+        """End what the children left behind (e.g. Xpra's Xvfb when Xpra died first)."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            pids = adopted_children()
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + 3
+            while pids and time.monotonic() < deadline:
+                with contextlib.suppress(ChildProcessError):
+                    while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                        pass
+                pids = adopted_children()
+                time.sleep(0.02)
+            if not pids:
+                return
 
     def read_display(self, read_fd: int, server: subprocess.Popen[bytes]) -> str:
         """The display number the X server writes to its -displayfd pipe."""
@@ -542,6 +586,7 @@ class Launcher:
 
     # -------------------------------------------------------------------- run
     def run(self) -> int:
+        become_subreaper()
         self.state.mkdir(mode=0o700, exist_ok=True)
         xauthority = self.state / "Xauthority"
         write_private(xauthority, b"")
