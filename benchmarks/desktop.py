@@ -10,9 +10,17 @@ For each backend (xpra, vnc), loopback only, bounded:
 - **key -> echo**: a key pressed in the page (Playwright's keyboard, into a focused xterm)
   until the client's canvas changes, timed in the page: the keydown event's timestamp to the
   first animation frame whose canvas pixels differ (median of ``KEYS`` keys).
-- **RSS**: the desktop's process tree (X server, web client, window manager, xterm), summed.
+- **fps**: an xterm moved across the screen by one ``xdotool`` process (a move every
+  ``MOVE_EVERY`` s for ``FPS_SECONDS`` s) while the page counts the animation frames in which a
+  strip of canvas pixels across the xterm's path changed, per second. For nbviz's desktop: the
+  page through nbviz's route, then the same desktop's Unix socket reached directly through a
+  byte-for-byte TCP forwarder (``FORWARDER``, no HTTP or websocket handling); the by-hand stack
+  is direct (TCP).
+- **RSS**: the desktop's process tree (X server, web client, window manager, xterms), summed;
+  **PSS** the same with each shared page divided among the processes that map it (RSS sums
+  count shared libraries and forked children's pages again for every process).
 
-Prints a table with PASS/MISS against the issue's targets; never asserts.
+Prints a table with PASS/MISS against the issue's targets; never asserts. About 2 minutes.
 Run: ``.venv/bin/python benchmarks/desktop.py`` (also ``make bench``).
 """
 
@@ -45,6 +53,11 @@ from jupyter_helpers import JupyterServer, Kernel, wait_until  # noqa: E402
 from nbviz.desktop import _desktop, _launch  # noqa: E402
 
 KEYS = 10
+FPS_SECONDS = 3.0
+MOVE_EVERY = 0.016  # about 60 moves per second
+MOVING = "bench-moving"
+#: The moving xterm's geometry and the screen row the page samples (inside its path).
+MOVING_Y, STRIP_Y = 300, 360
 TARGETS = {"start_s": 1.0, "key_ms": 50.0, "rss_mb": 200.0}
 BACKGROUND = _launch.BACKGROUND
 TYPING = "bench-typing"
@@ -69,6 +82,59 @@ WATCH_JS = """
   };
   requestAnimationFrame(loop);
 }
+"""
+
+
+#: In the page: for ``seconds``, count the animation frames in which a one-pixel row of the
+#: canvases (at STRIP_Y, across the moving window's path) changed.
+FPS_JS = f"""
+(seconds) => new Promise(resolve => {{
+  const canvases = () => [...document.querySelectorAll('canvas')].filter(c => c.width > 100 && c.height > {STRIP_Y});
+  const sample = () => canvases().map(c => {{
+    try {{
+      const d = c.getContext('2d').getImageData(0, {STRIP_Y}, c.width, 1).data;
+      let h = 0; for (let i = 0; i < d.length; i += 4) h = (h * 31 + d[i] + d[i+1] * 7 + d[i+2] * 13) | 0;
+      return h;
+    }} catch (e) {{ return 0; }}
+  }}).join(',');
+  let last = sample(), frames = 0, changed = 0;
+  const t0 = performance.now();
+  const loop = (t) => {{
+    frames++;
+    const now = sample();
+    if (now !== last) {{ changed++; last = now; }}
+    if (t - t0 < seconds * 1000) requestAnimationFrame(loop);
+    else resolve({{changed, frames, seconds: (t - t0) / 1000}});
+  }};
+  requestAnimationFrame(loop);
+}})
+"""
+
+#: A TCP port on 127.0.0.1 forwarded byte for byte to a Unix socket (argv: port, socket).
+FORWARDER = """
+import asyncio, sys
+
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+async def handle(reader, writer):
+    up_reader, up_writer = await asyncio.open_unix_connection(sys.argv[2])
+    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
 """
 
 
@@ -121,18 +187,54 @@ def key_latencies(page: Page, activate: Any) -> list[float]:
     return out
 
 
-def tree_rss(pid: int) -> float:
-    """RSS of ``pid`` and its descendants, MB."""
+def moving_fps(page: Page, env: dict[str, str]) -> float:
+    """Move the MOVING xterm to and fro for FPS_SECONDS; changed frames per second seen."""
+    steps = int((FPS_SECONDS + 0.5) / MOVE_EVERY)
+    argv = ["xdotool", "search", "--sync", "--name", MOVING]
+    for i in range(steps):
+        x = 20 + (i * 12) % 1200
+        x = x if x <= 620 else 1240 - x  # back and forth between 20 and 620
+        # --sync: wait for each move (else xdotool buffers them all until it exits)
+        argv += ["windowmove", "--sync", str(x), str(MOVING_Y), "sleep", str(MOVE_EVERY)]
+    mover = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)  # the first moves are under way
+        result = page.evaluate(FPS_JS, FPS_SECONDS)
+    finally:
+        mover.kill()
+        mover.wait()
+    return float(result["changed"]) / float(result["seconds"])
+
+
+@contextlib.contextmanager
+def forwarded(unix_socket: str) -> Iterator[int]:
+    """A TCP port on 127.0.0.1 forwarded to ``unix_socket`` (FORWARDER, in its own process)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FORWARDER, str(port), unix_socket], stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        yield port
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def tree_memory(pid: int) -> tuple[float, float]:
+    """RSS and PSS of ``pid`` and its descendants, MB (PSS shares shared pages out)."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return float("nan")
-    total = 0
+        return float("nan"), float("nan")
+    rss = pss = 0
     for proc in procs:
         with contextlib.suppress(psutil.Error):
-            total += proc.memory_info().rss
-    return total / 1e6
+            info = proc.memory_full_info()
+            rss += info.rss
+            pss += info.pss
+    return rss / 1e6, pss / 1e6
 
 
 START = """
@@ -143,7 +245,10 @@ desk = RemoteDesktop({backend!r})
 desk.wait_ready(30)
 _ready = time.monotonic() - _t0
 term = desk.launch(["xterm", "-T", {title!r}, "-geometry", "60x10+20+20", "-e", "sh"])
-print(json.dumps([_t0, _ready, desk.url, desk.path, desk.pid, term.pid]))
+mover = desk.launch(["xterm", "-T", {moving!r}, "-geometry", "80x12+20+{y}"])
+_env = {{"DISPLAY": desk.x_env["DISPLAY"], "XAUTHORITY": desk.x_env["XAUTHORITY"]}}
+print(json.dumps([_t0, _ready, desk.url, desk.path, desk.pid, term.pid, mover.pid,
+                  desk.endpoint.unix_socket, _env]))
 """
 ACTIVATE = (
     "subprocess.run(['xdotool', 'search', '--sync', '--name', {title!r}, 'windowactivate',"
@@ -154,15 +259,31 @@ ACTIVATE = (
 def nbviz_run(server: JupyterServer, page: Page, backend: str) -> dict[str, Any]:
     kernel = Kernel(server)
     try:
-        t0, ready, url, path, pid, term = json.loads(
-            kernel.run(START.format(backend=backend, title=TYPING)).strip().splitlines()[-1]
+        code = START.format(backend=backend, title=TYPING, moving=MOVING, y=MOVING_Y)
+        t0, ready, url, path, pid, term, mover, sock, x_env = json.loads(
+            kernel.run(code).strip().splitlines()[-1]
         )
         page.goto(server.url(url.rstrip("/") + path))
         drawn = wait_drawn(page)
         keys = key_latencies(page, lambda: kernel.run(ACTIVATE.format(title=TYPING)))
-        rss = tree_rss(pid) + tree_rss(term)
+        rss, pss = (sum(m) for m in zip(*map(tree_memory, (pid, term, mover)), strict=True))
+        env = dict(os.environ, **x_env)
+        fps_route = moving_fps(page, env)
+        page.goto("about:blank")
+        with forwarded(sock) as port:
+            page.goto(f"http://127.0.0.1:{port}{path}")
+            wait_drawn(page)
+            fps_direct = moving_fps(page, env)
         kernel.run("desk.stop()")
-        return {"start_s": drawn - t0, "ready_s": ready, "key_ms": keys, "rss_mb": rss}
+        return {
+            "start_s": drawn - t0,
+            "ready_s": ready,
+            "key_ms": keys,
+            "rss_mb": rss,
+            "pss_mb": pss,
+            "fps_route": fps_route,
+            "fps_direct": fps_direct,
+        }
     finally:
         kernel.close()
 
@@ -208,6 +329,7 @@ def by_hand(backend: str, work: Path) -> Iterator[tuple[float, str, dict[str, st
                 "--start=openbox",
                 f"--start=xsetroot -solid '{BACKGROUND}'",
                 "--start=xterm -T " + TYPING + " -geometry 60x10+20+20 -e sh",
+                f"--start=xterm -T {MOVING} -geometry 80x12+20+{MOVING_Y}",
                 "--daemon=no",
                 "--systemd-run=no",
                 "--pulseaudio=no",
@@ -251,6 +373,7 @@ def by_hand(backend: str, work: Path) -> Iterator[tuple[float, str, dict[str, st
         spawn(["openbox"], env=env)
         subprocess.run(["xsetroot", "-solid", BACKGROUND], env=env, check=False)
         spawn(["xterm", "-T", TYPING, "-geometry", "60x10+20+20", "-e", "sh"], env=env)
+        spawn(["xterm", "-T", MOVING, "-geometry", f"80x12+20+{MOVING_Y}"], env=env)
         websockify = shutil.which("websockify", path=str(Path(sys.executable).parent))
         spawn(
             [
@@ -304,8 +427,15 @@ def hand_run(page: Page, backend: str) -> dict[str, Any]:
             )
 
         keys = key_latencies(page, activate)
-        rss = sum(tree_rss(p.pid) for p in procs)
-        return {"start_s": drawn - t0, "key_ms": keys, "rss_mb": rss}
+        rss, pss = (sum(m) for m in zip(*(tree_memory(p.pid) for p in procs), strict=True))
+        fps = moving_fps(page, env)
+        return {
+            "start_s": drawn - t0,
+            "key_ms": keys,
+            "rss_mb": rss,
+            "pss_mb": pss,
+            "fps_direct": fps,
+        }
 
 
 def verdict(metric: str, value: float) -> str:
@@ -331,7 +461,7 @@ def main() -> int:
                                 page.goto(server.url(f"lab?token={server.token}"))  # cookie
                                 result = run(server, page, backend)
                         except Exception as exc:  # a benchmark reports, never asserts
-                            rows.append([backend, how, f"error: {exc}"[:80], "", "", ""])
+                            rows.append([backend, how, f"error: {exc}"[:80], *[""] * 6])
                             continue
                         finally:
                             context.close()
@@ -344,7 +474,10 @@ def main() -> int:
                                 f"{result['start_s']:.2f} {verdict('start_s', result['start_s'])}",
                                 f"{key:.0f} {verdict('key_ms', key)} ({len(keys)}/{KEYS})",
                                 f"{result['rss_mb']:.0f} {verdict('rss_mb', result['rss_mb'])}",
-                                f"{result.get('ready_s', float('nan')):.2f}",
+                                f"{result['pss_mb']:.0f} {verdict('rss_mb', result['pss_mb'])}",
+                                f"{result['fps_route']:.0f}" if "fps_route" in result else "",
+                                f"{result['fps_direct']:.0f}",
+                                f"{result['ready_s']:.2f}" if "ready_s" in result else "",
                             ]
                         )
             finally:
@@ -357,6 +490,9 @@ def main() -> int:
         "start → drawn, s (≤ 1.0)",
         "key → echo, ms (≤ 50)",
         "RSS, MB (≤ 200)",
+        "PSS, MB",
+        "fps, route",
+        "fps, direct",
         "wait_ready, s",
     ]
     print("| " + " | ".join(head) + " |")

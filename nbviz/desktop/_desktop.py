@@ -107,6 +107,8 @@ class RemoteDesktop(WebApp):
 
     ``backend="xpra"`` (default) serves Xpra's HTML5 client; ``backend="vnc"`` runs TigerVNC
     with noVNC. Either listens only on a private Unix socket behind the Jupyter server.
+    ``encryption="AES"`` (xpra only) also encrypts Xpra's websocket with a per-session key,
+    which the page gets in its URL fragment.
 
     >>> desk = RemoteDesktop()
     >>> desk.launch("xterm")
@@ -144,9 +146,17 @@ class RemoteDesktop(WebApp):
         route: RouteChoice = "auto",
         title: str | None = None,
         autostart: bool = True,
+        encryption: Literal["AES"] | None = None,
     ) -> None:
         if backend not in ("xpra", "vnc"):
             raise NbvizError(f"nbviz: backend must be 'xpra' or 'vnc', not {backend!r}")
+        if encryption not in (None, "AES"):
+            raise NbvizError(f"nbviz: encryption must be 'AES' or None, not {encryption!r}")
+        if encryption and backend != "xpra":
+            raise NbvizError(
+                "nbviz: encryption='AES' is for the xpra backend (noVNC has no such option); "
+                "use RemoteDesktop('xpra', encryption='AES')"
+            )
         problem = missing_backend(backend)
         if problem:
             other: Backend = "vnc" if backend == "xpra" else "xpra"
@@ -181,6 +191,8 @@ class RemoteDesktop(WebApp):
             command += ["--display", str(int(display))]
         for program in start:
             command += ["--start", program]
+        if encryption:
+            command += ["--encryption", encryption]
         spec = Spec.build(
             command,
             unix_socket=True,
@@ -220,6 +232,11 @@ class RemoteDesktop(WebApp):
             # The password goes in the fragment: the browser never sends it to a server.
             self.path = f"{CLIENT_PAGE['vnc']}#autoconnect=true&reconnect=true&resize=scale" + (
                 f"&password={self._info.get('password', '')}"
+            )
+        elif self._info.get("key"):
+            # The AES key too: nbviz's script in Xpra's page reads parameters from the fragment.
+            self.path = f"{CLIENT_PAGE['xpra']}#encryption={self._info['encryption']}" + (
+                f"&key={self._info['key']}"
             )
         else:
             self.path = CLIENT_PAGE["xpra"]

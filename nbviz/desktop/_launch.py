@@ -10,9 +10,12 @@ to the socket once the desktop is usable, then watches: if the X server or the w
 process exits, it ends the rest and exits non-zero with a line that says what happened.
 
 - ``xpra``: ``xpra start-desktop`` on its own Xvfb, HTML5 client and websocket on the Unix
-  socket ``S``; nbviz's own copy of the Xpra config (no Xsession pop-up).
-- ``vnc``: TigerVNC's ``Xvnc`` on a private Unix socket with a per-session VNC password, and
-  websockify serving noVNC on ``S``.
+  socket ``S``; nbviz's own copy of the Xpra config (no Xsession pop-up) and of the client's
+  page (plus a small script, :data:`XPRA_PAGE_SCRIPT`); with ``--encryption AES`` the
+  websocket is AES-encrypted with a per-session key file.
+- ``vnc``: TigerVNC's ``Xvnc`` on a private Unix socket with a per-session VNC password,
+  websockify on another private socket, and this launcher serving noVNC's files on ``S``
+  (threads, keep-alive) and passing websocket upgrades through to websockify.
 
 Only the standard library is used here (websockify runs as its own module). Secrets are
 passed in files (0600), never on command lines or in the log.
@@ -21,13 +24,20 @@ passed in files (0600), never on command lines or in the log.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import functools
+import http.server
 import json
 import os
 import secrets
 import shutil
 import signal
+import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +45,7 @@ from pathlib import Path
 MIN_FRAMEBUFFER = (2560, 1600)
 NOVNC_DIR = Path("/usr/share/novnc")
 XPRA_CONF_DIR = Path("/etc/xpra")
+XPRA_WWW_DIR = Path("/usr/share/xpra/www")
 BACKGROUND = "#3b5b7a"
 X_START_TIMEOUT = 20.0
 WM_START_TIMEOUT = 10.0
@@ -51,6 +62,34 @@ NOVNC_START_PAGE = """<!doctype html>
 </script>
 """
 
+#: nbviz's script in Xpra's client page (``index.html`` of nbviz's web root loads it first).
+XPRA_PAGE_SCRIPT = """// nbviz: additions to Xpra's HTML5 client page (by nbviz's desktop launcher).
+(function () {
+  "use strict";
+  // Parameters may come in the URL fragment, which the browser never sends to a server (the
+  // AES key goes there). Xpra's Utilities.getparam() asks location.getParameter() first.
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const query = new URLSearchParams(location.search);
+  location.getParameter = function (key) {
+    if (fragment.has(key)) return fragment.get(key);
+    return query.has(key) ? query.get(key) : undefined;
+  };
+  // Xpra's windows cancel mousedown (preventDefault), so in an iframe a click on them does not
+  // move the keyboard focus into the frame: keys typed next would go to the notebook. Take
+  // the focus on every click, into Xpra's key-capturing textarea.
+  document.addEventListener("mousedown", function (event) {
+    const target = event.target;
+    if (target && target.closest && target.closest("input, textarea, select, button")) return;
+    window.focus();
+    const pasteboard = document.getElementById("pasteboard");
+    if (pasteboard) pasteboard.focus({preventScroll: true});
+  }, true);
+  // Xpra 3.1's XpraClient.do_reconnect() reads an undeclared global `win`: the ReferenceError
+  // ends every reconnection attempt (after a dropped websocket the page stays dead).
+  if (!("win" in window)) window.win = {minimized: false};
+})();
+"""
+
 XPRA_QUIET = [
     "--daemon=no",
     "--systemd-run=no",
@@ -59,8 +98,16 @@ XPRA_QUIET = [
     "--mdns=no",
     "--webcam=no",
     "--printing=no",
-    "--speaker=off",
-    "--microphone=off",
+    "--speaker=disabled",  # "off" still loads and probes the sound subsystem
+    "--microphone=disabled",
+    "--av-sync=no",
+    "--mmap=no",  # the HTML5 client cannot use it
+    "--opengl=noprobe",  # the probe (for client info only) took 0.5 s of every start
+    # No video encoders (x264, vpx, ffmpeg): 40 MB less and no slower here (see
+    # benchmarks/RESULTS.md); jpeg, png, webp and rgb remain.
+    "--video-encoders=none",
+    "--csc-modules=none",
+    "--video-decoders=none",
     "--dbus-launch=",
     "--dbus-proxy=no",
     "--dbus-control=no",
@@ -69,6 +116,31 @@ XPRA_QUIET = [
     "--open-files=no",
     "--resize-display=no",
 ]
+
+
+def become_subreaper() -> None:
+    """Adopt our descendants whose parent dies (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    Xpra starts its Xvfb in a process group of its own: if Xpra itself dies, that Xvfb would
+    be re-parented to init and outlive the desktop. As a subreaper, the launcher gets it.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def adopted_children() -> list[int]:
+    """Pids whose parent is this process (children, and orphans adopted as a subreaper)."""
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == me and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
 
 
 def say(message: str) -> None:
@@ -149,6 +221,95 @@ def xpra_config(state: Path) -> Path:
     return conf
 
 
+def pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy bytes from ``source`` to ``sink`` until either side ends."""
+    try:
+        while data := source.recv(1 << 16):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+class NoVNCHandler(http.server.SimpleHTTPRequestHandler):
+    """noVNC's files (keep-alive, from threads), and websocket upgrades passed to websockify.
+
+    websockify serves files too, but it forks a process per connection and closes each one
+    after a reply: noVNC's ~70 files then took 1-2 s to load through Jupyter's route.
+    """
+
+    protocol_version = "HTTP/1.1"
+    server: WebServer
+
+    def do_GET(self) -> None:
+        if self.headers.get("Upgrade", "").lower() != "websocket":
+            super().do_GET()
+            return
+        upstream = socket.socket(socket.AF_UNIX)
+        try:
+            upstream.connect(self.server.websockify)
+        except OSError as exc:
+            upstream.close()
+            self.send_error(502, f"websockify does not answer: {exc.strerror}")
+            return
+        head = [self.requestline, *(f"{k}: {v}" for k, v in self.headers.items()), "", ""]
+        upstream.sendall("\r\n".join(head).encode("latin-1"))
+        back = threading.Thread(target=pump, args=(upstream, self.connection), daemon=True)
+        back.start()
+        pump(self.connection, upstream)
+        back.join()
+        upstream.close()
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # the route logs the requests; a Unix socket has no client address to print
+
+
+class WebServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str, web: Path, websockify: str) -> None:
+        self.websockify = websockify
+        handler = functools.partial(NoVNCHandler, directory=str(web))
+        super().__init__(path, handler, bind_and_activate=False)
+        self.server_bind()
+        os.chmod(path, 0o600)  # before it listens
+        self.server_activate()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):  # a client that went away: not news
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
+def xpra_web_root(state: Path) -> Path:
+    """Xpra's HTML5 client plus nbviz's page script, loaded first by ``index.html``.
+
+    Every file is a symlink to Xpra's own except ``index.html``: a copy of Xpra's page with one
+    ``<script>`` tag added (see :data:`XPRA_PAGE_SCRIPT`). If the page has no ``<head>`` (an
+    Xpra version nbviz does not know), Xpra's own directory is served unchanged.
+    """
+    page = (XPRA_WWW_DIR / "index.html").read_text()
+    if "<head>" not in page:
+        say(f"{XPRA_WWW_DIR / 'index.html'} has no <head>: serving Xpra's page unchanged")
+        return XPRA_WWW_DIR
+    web = state / "www"
+    web.mkdir(mode=0o700)
+    for entry in XPRA_WWW_DIR.iterdir():
+        if not entry.name.startswith("index.html"):  # also no pre-compressed index.html.gz
+            (web / entry.name).symlink_to(entry)
+    (web / "nbviz.js").write_text(XPRA_PAGE_SCRIPT)
+    (web / "index.html").write_text(
+        page.replace("<head>", '<head>\n<script src="nbviz.js"></script>', 1)
+    )
+    # Xpra reads its HTTP headers (no-cache, Content-Security-Policy) from ../http-headers.
+    headers = XPRA_WWW_DIR.parent / "http-headers"
+    if headers.is_dir():
+        (state / "http-headers").symlink_to(headers)
+    return web
+
+
 def vnc_password_file(state: Path, password: str) -> Path:
     """TigerVNC's obfuscated password file, written by ``vncpasswd -f`` from stdin."""
     vncpasswd = shutil.which("vncpasswd")
@@ -180,6 +341,8 @@ class Launcher:
         self.children: dict[int, tuple[str, subprocess.Popen[bytes], bool]] = {}
         self.display = ""
         self.env = dict(os.environ)
+        self.key = ""
+        self.web_server: WebServer | None = None
 
     # ---------------------------------------------------------------- helpers
     def spawn(
@@ -196,6 +359,10 @@ class Launcher:
         return proc
 
     def end_children(self) -> None:
+        if self.web_server is not None:
+            self.web_server.server_close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.socket)
         procs = [proc for _name, proc, _essential in self.children.values()]
         for proc in reversed(procs):
             if proc.poll() is None:
@@ -206,7 +373,25 @@ class Launcher:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+        self.end_adopted()
         shutil.rmtree(self.state, ignore_errors=True)
+
+    def end_adopted(self) -> None:
+        """End what the children left behind (e.g. Xpra's Xvfb when Xpra died first)."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            pids = adopted_children()
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + 3
+            while pids and time.monotonic() < deadline:
+                with contextlib.suppress(ChildProcessError):
+                    while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                        pass
+                pids = adopted_children()
+                time.sleep(0.02)
+            if not pids:
+                return
 
     def read_display(self, read_fd: int, server: subprocess.Popen[bytes]) -> str:
         """The display number the X server writes to its -displayfd pipe."""
@@ -278,11 +463,21 @@ class Launcher:
             *where,
             f"--displayfd={write_fd}",
             f"--bind={self.socket}",
-            "--html=on",
+            f"--html={xpra_web_root(self.state)}",
+            "--sharing=yes",  # a page reloaded or shown in a second cell attaches alongside
             f"--socket-dirs={self.state}",
             f"--xvfb={xvfb}",
             *XPRA_QUIET,
         ]
+        if self.args.encryption:
+            # Xpra 3.1 applies the "tcp" encryption options to every websocket, also those on
+            # the Unix socket; a client without the key is refused ("missing encryption tokens").
+            keyfile = self.state / "aes.key"
+            write_private(keyfile, self.key)
+            argv += [
+                f"--tcp-encryption={self.args.encryption}",
+                f"--tcp-encryption-keyfile={keyfile}",
+            ]
         proc = self.spawn("xpra", argv, essential=True, env=self.env, pass_fds=(write_fd,))
         os.close(write_fd)
         self.display = self.read_display(read_fd, proc)
@@ -342,19 +537,34 @@ class Launcher:
         )
 
     def start_websockify(self) -> None:
-        web = novnc_web_root(self.state)
+        """websockify, websockets only, on a private socket (:meth:`serve_novnc` fronts it)."""
         argv = [
             sys.executable,
             "-m",
             "websockify",
-            "--web",
-            str(web),
             f"--unix-target={self.state / 'vnc.sock'}",
-            f"--unix-listen={self.socket}",
+            f"--unix-listen={self.state / 'ws.sock'}",
             "--unix-listen-mode=0600",
             "--heartbeat=30",
         ]
         self.spawn("websockify", argv, essential=True, env=self.env)
+
+    def serve_novnc(self) -> None:
+        """noVNC's page on the session's socket, once websockify answers behind it."""
+        ws = self.state / "ws.sock"
+        deadline = time.monotonic() + X_START_TIMEOUT
+        while True:
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(str(ws))
+                    break
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"nbviz: websockify did not start in {X_START_TIMEOUT:g} s")
+            time.sleep(0.01)
+        self.web_server = WebServer(self.socket, novnc_web_root(self.state), str(ws))
+        threading.Thread(target=self.web_server.serve_forever, daemon=True).start()
 
     def start_session(self) -> None:
         self.x_run(["xsetroot", "-solid", BACKGROUND])
@@ -376,6 +586,7 @@ class Launcher:
 
     # -------------------------------------------------------------------- run
     def run(self) -> int:
+        become_subreaper()
         self.state.mkdir(mode=0o700, exist_ok=True)
         xauthority = self.state / "Xauthority"
         write_private(xauthority, b"")
@@ -384,10 +595,14 @@ class Launcher:
         read_fd, write_fd = os.pipe()
         info: dict[str, object] = {}
         if self.args.backend == "xpra":
+            if self.args.encryption:
+                self.key = secrets.token_urlsafe(24)
+                info.update(encryption=self.args.encryption, key=self.key)
             self.start_xpra(read_fd, write_fd)
         else:
             self.add_cookie(":0")
             info["password"] = self.start_xvnc(read_fd, write_fd)
+            self.start_websockify()  # starts (0.2 s of imports) while the session does
         self.wait_for_x()
         self.start_session()
         info.update(display=self.display, xauthority=str(xauthority), pid=os.getpid())
@@ -395,7 +610,7 @@ class Launcher:
         write_private(self.state / ".desktop.json", json.dumps(info))
         os.replace(self.state / ".desktop.json", info_path)
         if self.args.backend == "vnc":
-            self.start_websockify()
+            self.serve_novnc()
         say(f"desktop on display {self.display} ({self.args.backend})")
         return self.watch()
 
@@ -441,6 +656,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--display", type=int, default=None, help="X display number (auto)")
     parser.add_argument("--wm", default="openbox", help="window manager ('' for none)")
     parser.add_argument("--start", action="append", default=[], help="program to start")
+    parser.add_argument(
+        "--encryption", choices=("AES",), default=None, help="xpra: encrypt the websocket"
+    )
     args = parser.parse_args(argv)
     if args.display is not None and display_in_use(args.display):
         say(f"nbviz: display :{args.display} is in use; pick another or leave display= unset")
