@@ -228,12 +228,16 @@ class WebApp(Frame):
         with self.hold_sync():
             self.route = route.kind
             self.url = route.url
-            if self._spec.sends_secret and self._spec.secret_param:
-                self.path = with_query(
-                    self._initial_path, self._spec.secret_param, self._process.secret
-                )
+            if self._spec.sends_secret:
+                self.path = self._with_secret(self._initial_path)
             self.started_at = self._process.started_at or 0.0
             self._sync_status()
+
+    def _with_secret(self, path: str) -> str:
+        """``path`` as the frame must load it: with the session secret, if the backend wants it."""
+        if self._spec.sends_secret and self._spec.secret_param:
+            return with_query(path, self._spec.secret_param, self._process.secret)
+        return path
 
     def stop(self) -> None:
         """Stop the backend and every process it started."""

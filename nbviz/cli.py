@@ -45,8 +45,8 @@ INSTALL = {
 
 FALLBACK_NOTE = (
     "meanwhile backends listen on 127.0.0.1 ports behind proxy/<port>/, where any local user "
-    "can connect: ParaViewSession admits only the page holding its per-session secret, "
-    "RemoteDesktop cannot start, and a WebApp is protected only if it checks $NBVIZ_SECRET "
+    "can connect: ParaViewSession and RemoteDesktop admit only the page holding their "
+    "per-session secret, and a WebApp is protected only if it checks $NBVIZ_SECRET "
     "(secret_param=)"
 )
 

@@ -44,6 +44,19 @@ def server_without_nbviz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[J
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def lab_without_nbviz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    """JupyterLab where nbviz's server extension is off: jupyter-server-proxy's route only."""
+    server = JupyterServer(
+        root=Path(tmp_path_factory.mktemp("lab-nonbviz")),
+        extra_args=['--ServerApp.jpserver_extensions={"nbviz.serverext": False}'],
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 

@@ -60,7 +60,7 @@ def test_doctor_says_why_a_route_fails(server_without_proxy: JupyterServer) -> N
     assert result.returncode == 1, out + result.stderr
     assert "NO nbviz route, NO jupyter-server-proxy" in out
     assert "[MISS] nbviz route: the nbviz server extension is not loaded" in out
-    assert "ParaViewSession admits only the page holding its per-session secret" in out
+    assert "RemoteDesktop admit only the page holding their per-session secret" in out
     assert "[MISS] proxy /user/bob/proxy/" in out and "HTTP 404" in out
     assert "pip install jupyter-server-proxy" in out
     assert "1 server(s) without a working route" in out

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +148,41 @@ def test_type_into_the_desktop_and_reload(
         wait_desktop(nb.run("desk"), f"desktop-{backend}-second-cell")
         type_into_xterm(nb, iframe, f"echo shared > {third}")
         assert wait_file(nb, third) == "shared\n"
+
+
+@pytest.mark.parametrize("backend", ["xpra", "vnc"])
+def test_type_into_the_desktop_through_jupyter_server_proxy(
+    backend: str, lab_without_nbviz: JupyterServer, browser: Browser, tmp_path: Path
+) -> None:
+    """Without nbviz's route the desktop's page is on a loopback port behind
+    jupyter-server-proxy: the frame holds the session secret and works; without it, 403."""
+    problem = _desktop.missing_backend(backend)  # type: ignore[arg-type]
+    if problem:
+        pytest.skip(f"{backend}: {problem}")
+    tmp_path.chmod(0o755)
+    typed = tmp_path / "typed.txt"
+    with open_notebook(lab_without_nbviz, browser, f"desktop-{backend}-proxy") as nb:
+        cell = nb.run(f'from nbviz import RemoteDesktop\ndesk = RemoteDesktop("{backend}")\ndesk')
+        info = json.loads(
+            nb.printed(
+                "import json, psutil\n"
+                "desk.wait_ready(30)\n"
+                f"term = desk.launch({XTERM!r})\n"
+                "_pids = [desk.pid, *(p.pid for p in psutil.Process(desk.pid).children(True))]\n"
+                "print(json.dumps({'route': desk.route, 'port': desk.endpoint.port,"
+                " 'pids': _pids + [term.pid]}))"
+            )
+        )
+        nb.pids.extend(info["pids"])
+        assert info["route"] == "proxy"
+        page = _desktop.CLIENT_PAGE[backend].lstrip("/")
+        # Another local user straight to the port, or a request without the secret (and with
+        # Jupyter's token, not the browser's cookies) through the proxy: refused.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{info['port']}/{page}", timeout=10)
+        assert refused.value.code == 403
+        refused.value.close()
+        assert lab_without_nbviz.get(f"proxy/{info['port']}/{page}")[0] == 403
+        iframe, _ = wait_desktop(cell, f"desktop-{backend}-proxy-shown")
+        type_into_xterm(nb, iframe, f"echo through-the-proxy > {typed}")
+        assert wait_file(nb, typed) == "through-the-proxy\n"

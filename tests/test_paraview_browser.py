@@ -221,19 +221,6 @@ def test_field_changes_both_ways(notebook: Notebook, pvd: Path) -> None:
     assert notebook.printed("print(view.colormap)") == "Viridis (matplotlib)"
 
 
-@pytest.fixture(scope="module")
-def lab_without_nbviz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
-    """JupyterLab where nbviz's server extension is off: jupyter-server-proxy's route only."""
-    server = JupyterServer(
-        root=Path(tmp_path_factory.mktemp("lab-nonbviz")),
-        extra_args=['--ServerApp.jpserver_extensions={"nbviz.serverext": False}'],
-    ).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_view_through_jupyter_server_proxy(
     lab_without_nbviz: JupyterServer, browser: Browser, pvd: Path
 ) -> None:

@@ -193,13 +193,25 @@ class RemoteDesktop(WebApp):
             command += ["--start", program]
         if encryption:
             command += ["--encryption", encryption]
+        at = command.index("{unix_socket}")
         spec = Spec.build(
             command,
             unix_socket=True,
             ready_path=CLIENT_PAGE[backend],
             timeout=timeout,
-            probe=_desktop_is_up,
+            probe=self._desktop_is_up,
             name=f"{backend} desktop",
+            # Without nbviz's route the page reaches the desktop on a loopback port, where every
+            # local user could connect: the launcher then admits only the session secret's
+            # holder (Xpra and Xvnc themselves stay on private Unix sockets behind it).
+            secret_param=_launch.SECRET_PARAM,
+            tcp_command=[
+                *command[:at],
+                "{socket_dir}/backend.sock",
+                "--port",
+                "{port}",
+                *command[at + 1 :],
+            ],
         )
         self._launched: list[Program] = []
         self._info: dict[str, Any] = {}
@@ -226,20 +238,36 @@ class RemoteDesktop(WebApp):
             self.start()
 
     # --------------------------------------------------------------- lifecycle
+    def _read_info(self) -> dict[str, Any]:
+        """What the launcher wrote once the desktop was usable (display, Xauthority, ...)."""
+        socket_dir = self._process.socket_dir
+        if socket_dir is None:
+            return {}
+        path = _launch.state_dir_for(str(socket_dir / "backend.sock")) / "desktop.json"
+        try:
+            return dict(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def _desktop_is_up(self, _endpoint: Endpoint) -> bool:
+        """Readiness: the web client answers and the launcher has the desktop running."""
+        return bool(self._read_info())
+
     def _backend_ready(self) -> None:
-        self._info = _read_info(self.endpoint)
+        self._info = self._read_info()
         if self.backend == "vnc":
             # The password goes in the fragment: the browser never sends it to a server.
-            self.path = f"{CLIENT_PAGE['vnc']}#autoconnect=true&reconnect=true&resize=scale" + (
+            page = f"{CLIENT_PAGE['vnc']}#autoconnect=true&reconnect=true&resize=scale" + (
                 f"&password={self._info.get('password', '')}"
             )
         elif self._info.get("key"):
             # The AES key too: nbviz's script in Xpra's page reads parameters from the fragment.
-            self.path = f"{CLIENT_PAGE['xpra']}#encryption={self._info['encryption']}" + (
+            page = f"{CLIENT_PAGE['xpra']}#encryption={self._info['encryption']}" + (
                 f"&key={self._info['key']}"
             )
         else:
-            self.path = CLIENT_PAGE["xpra"]
+            page = CLIENT_PAGE["xpra"]
+        self.path = self._with_secret(page)
         self.set_trait("display", str(self._info.get("display", "")))
         if tuple(self.size) != self._launch_size:  # resized while stopped
             with contextlib.suppress(RuntimeError):
@@ -465,18 +493,3 @@ def _valid_size(size: Sequence[int]) -> tuple[int, int]:
     if not (64 <= width <= 8192 and 64 <= height <= 8192):
         raise NbvizError(f"nbviz: size must be between 64 and 8192 pixels, not {size!r}")
     return width, height
-
-
-def _read_info(endpoint: Endpoint | None) -> dict[str, Any]:
-    if endpoint is None or endpoint.unix_socket is None:
-        return {}
-    path = _launch.state_dir_for(endpoint.unix_socket) / "desktop.json"
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return {}
-
-
-def _desktop_is_up(endpoint: Endpoint) -> bool:
-    """Readiness: the web client answers and the launcher has the desktop running."""
-    return bool(_read_info(endpoint))

@@ -27,6 +27,8 @@ import argparse
 import contextlib
 import ctypes
 import functools
+import hmac
+import http.cookies
 import http.server
 import json
 import os
@@ -39,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 #: The X framebuffer Xvfb (under Xpra) allocates; the screen can be resized up to it.
@@ -47,6 +50,9 @@ NOVNC_DIR = Path("/usr/share/novnc")
 XPRA_CONF_DIR = Path("/etc/xpra")
 XPRA_WWW_DIR = Path("/usr/share/xpra/www")
 BACKGROUND = "#3b5b7a"
+#: TCP mode: the query parameter and cookie carrying the session secret (NBVIZ_SECRET).
+SECRET_PARAM = "nbviz_secret"
+SECRET_COOKIE = "nbviz-secret"
 X_START_TIMEOUT = 20.0
 WM_START_TIMEOUT = 10.0
 
@@ -243,7 +249,39 @@ class NoVNCHandler(http.server.SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: WebServer
 
+    def admitted(self) -> bool:
+        """On a TCP port (no nbviz route) every local user can connect: admit only holders of
+        the session secret, handed over once in the URL, then kept in a cookie. Answers the
+        request itself (redirect or 403) when it returns False."""
+        secret = self.server.secret
+        if not secret:
+            return True
+        path, _, query = self.path.partition("?")
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        given = dict(pairs).get(SECRET_PARAM)
+        if given is not None and hmac.compare_digest(given, secret):
+            rest = urllib.parse.urlencode([(k, v) for k, v in pairs if k != SECRET_PARAM])
+            self.send_response(302)
+            self.send_header("Location", (path.rsplit("/", 1)[1] or "./") + (rest and "?" + rest))
+            # No Path: the browser scopes the cookie to the proxied directory it asked for.
+            self.send_header("Set-Cookie", f"{SECRET_COOKIE}={secret}; HttpOnly; SameSite=Strict")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return False
+        cookies = http.cookies.SimpleCookie(self.headers.get("Cookie", ""))
+        held = cookies[SECRET_COOKIE].value if SECRET_COOKIE in cookies else ""
+        if hmac.compare_digest(held, secret):
+            return True
+        self.send_error(403, "this desktop admits only the notebook that started it")
+        return False
+
+    def do_HEAD(self) -> None:
+        if self.admitted():
+            super().do_HEAD()
+
     def do_GET(self) -> None:
+        if not self.admitted():
+            return
         if self.headers.get("Upgrade", "").lower() != "websocket":
             super().do_GET()
             return
@@ -268,7 +306,10 @@ class NoVNCHandler(http.server.SimpleHTTPRequestHandler):
 
 
 class WebServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """The web client's files and its websocket, on the session's private Unix socket."""
+
     daemon_threads = True
+    secret = ""
 
     def __init__(self, path: str, web: Path, websockify: str) -> None:
         self.websockify = websockify
@@ -281,6 +322,22 @@ class WebServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def handle_error(self, request: object, client_address: object) -> None:
         if not isinstance(sys.exc_info()[1], OSError):  # a client that went away: not news
             super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
+class TCPWebServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """The same on 127.0.0.1:port (when Jupyter has no nbviz route), behind the session secret;
+    websocket upgrades go to ``websockify``, a Unix socket (websockify's, or Xpra's own)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, port: int, web: Path, websockify: str, secret: str) -> None:
+        self.websockify = websockify
+        self.secret = secret
+        handler = functools.partial(NoVNCHandler, directory=str(web))
+        super().__init__(("127.0.0.1", port), handler)
+
+    handle_error = WebServer.handle_error
 
 
 def xpra_web_root(state: Path) -> Path:
@@ -342,7 +399,8 @@ class Launcher:
         self.display = ""
         self.env = dict(os.environ)
         self.key = ""
-        self.web_server: WebServer | None = None
+        self.web_server: WebServer | TCPWebServer | None = None
+        self.web_root: Path | None = None
 
     # ---------------------------------------------------------------- helpers
     def spawn(
@@ -361,8 +419,8 @@ class Launcher:
     def end_children(self) -> None:
         if self.web_server is not None:
             self.web_server.server_close()
-            with contextlib.suppress(OSError):
-                os.unlink(self.socket)
+        with contextlib.suppress(OSError):
+            os.unlink(self.socket)
         procs = [proc for _name, proc, _essential in self.children.values()]
         for proc in reversed(procs):
             if proc.poll() is None:
@@ -454,6 +512,7 @@ class Launcher:
             "Xvfb +extension GLX +extension Composite +extension RANDR "
             f"-screen 0 {fb_w}x{fb_h}x24+32 -dpi 96 -nolisten tcp -noreset -auth $XAUTHORITY"
         )
+        self.web_root = xpra_web_root(self.state)
         self.env["XPRA_SYSTEM_CONF_DIRS"] = str(xpra_config(self.state))
         self.env["XPRA_USER_CONF_DIRS"] = str(self.state / "xpra-user")
         where = [f":{self.args.display}"] if self.args.display is not None else []
@@ -463,7 +522,7 @@ class Launcher:
             *where,
             f"--displayfd={write_fd}",
             f"--bind={self.socket}",
-            f"--html={xpra_web_root(self.state)}",
+            f"--html={self.web_root}",
             "--sharing=yes",  # a page reloaded or shown in a second cell attaches alongside
             f"--socket-dirs={self.state}",
             f"--xvfb={xvfb}",
@@ -563,7 +622,21 @@ class Launcher:
             if time.monotonic() > deadline:
                 raise SystemExit(f"nbviz: websockify did not start in {X_START_TIMEOUT:g} s")
             time.sleep(0.01)
+        if self.args.port is not None:
+            self.serve_tcp(novnc_web_root(self.state), str(ws))
+            return
         self.web_server = WebServer(self.socket, novnc_web_root(self.state), str(ws))
+        threading.Thread(target=self.web_server.serve_forever, daemon=True).start()
+
+    def serve_tcp(self, web: Path, websocket_target: str) -> None:
+        """The client on 127.0.0.1:PORT, admitting only holders of the session secret."""
+        secret = os.environ.get("NBVIZ_SECRET", "")
+        if not secret:
+            raise SystemExit("nbviz: --port needs the session secret in NBVIZ_SECRET")
+        try:
+            self.web_server = TCPWebServer(self.args.port, web, websocket_target, secret)
+        except OSError as exc:
+            raise SystemExit(f"nbviz: cannot listen on 127.0.0.1:{self.args.port}: {exc}") from None
         threading.Thread(target=self.web_server.serve_forever, daemon=True).start()
 
     def start_session(self) -> None:
@@ -611,6 +684,9 @@ class Launcher:
         os.replace(self.state / ".desktop.json", info_path)
         if self.args.backend == "vnc":
             self.serve_novnc()
+        elif self.args.port is not None:  # Xpra's page and websocket, behind the secret
+            assert self.web_root is not None
+            self.serve_tcp(self.web_root, self.socket)
         say(f"desktop on display {self.display} ({self.args.backend})")
         return self.watch()
 
@@ -652,6 +728,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nbviz.desktop._launch")
     parser.add_argument("--backend", choices=("xpra", "vnc"), default="xpra")
     parser.add_argument("--socket", required=True, help="Unix socket the web client is served on")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="serve on 127.0.0.1:PORT instead (needs NBVIZ_SECRET)",
+    )
     parser.add_argument("--size", type=parse_size, default=(1280, 800))
     parser.add_argument("--display", type=int, default=None, help="X display number (auto)")
     parser.add_argument("--wm", default="openbox", help="window manager ('' for none)")
