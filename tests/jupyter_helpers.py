@@ -190,6 +190,22 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1, what: st
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def running(process: psutil.Process) -> bool:
+    """True while ``process`` runs: a zombie has ended (its new parent, e.g. a container's
+    PID 1, may reap it late)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def pid_running(pid: int) -> bool:
+    try:
+        return running(psutil.Process(pid))
+    except psutil.Error:
+        return False
+
+
 class Kernel:
     """A kernel started by the Jupyter server (as the notebook UI would), driven over ZMQ."""
 

@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 import pytest
 import websocket
-from jupyter_helpers import BACKEND, JupyterServer, Kernel, wait_until
+from jupyter_helpers import BACKEND, JupyterServer, Kernel, pid_running, wait_until
 
 pytestmark = pytest.mark.jupyter
 
@@ -132,9 +132,7 @@ def test_sigkill_of_the_kernel_ends_its_backends(
     assert all(p.is_dir() for p in sessions)
     started = time.monotonic()
     os.kill(kernel.pid, signal.SIGKILL)
-    wait_until(
-        lambda: not any(psutil.pid_exists(pid) for pid in pids), timeout=8, what="backends to end"
-    )
+    wait_until(lambda: not any(pid_running(pid) for pid in pids), timeout=8, what="backends to end")
     elapsed = time.monotonic() - started
     wait_until(lambda: not any(p.exists() for p in sessions), timeout=5, what="session dirs")
     assert elapsed < 8

@@ -17,7 +17,7 @@ import numpy as np
 import psutil
 import pytest
 import websocket
-from jupyter_helpers import JupyterServer, Kernel, wait_until
+from jupyter_helpers import JupyterServer, Kernel, pid_running, running, wait_until
 from paraview_data import heat_grid, heat_series
 from PIL import Image
 from test_jupyter import ws_connect
@@ -212,7 +212,7 @@ def test_crash_then_restart_restores_the_view(data: Path) -> None:
         os.kill(session.pid, signal.SIGKILL)  # type: ignore[arg-type]
         wait_until(lambda: session.status == "crashed", timeout=10, what="crash detection")
         assert "exited with signal SIGKILL" in session.error
-        wait_until(lambda: not any(psutil.pid_exists(p) for p in pids), timeout=10, what="Xvfb too")
+        wait_until(lambda: not any(pid_running(p) for p in pids), timeout=10, what="Xvfb too")
         with pytest.raises(NbvizError, match=r"crashed; restart\(\) it"):
             session.screenshot()
         session.restart()
@@ -240,7 +240,7 @@ def test_stop_leaves_nothing_also_with_a_deep_runtime_dir(
     assert (socket_dir.stat().st_mode & 0o777) == 0o700
     assert session.request("list")["fields"]  # the control channel works
     session.stop()
-    wait_until(lambda: not any(p.is_running() for p in procs), timeout=10, what="all processes")
+    wait_until(lambda: not any(running(p) for p in procs), timeout=10, what="all processes")
     assert not session_dir.exists() and not socket_dir.exists()
 
 
@@ -327,9 +327,7 @@ def test_view_through_the_route_and_kernel_death(data: Path, jupyter_server: Jup
         procs = tree(info["pid"])
         assert {"Xvfb"} <= {p.name() for p in procs}
         os.kill(kernel.pid, signal.SIGKILL)
-        wait_until(
-            lambda: not any(p.is_running() for p in procs), timeout=10, what="pvpython, Xvfb"
-        )
+        wait_until(lambda: not any(running(p) for p in procs), timeout=10, what="pvpython, Xvfb")
     finally:
         kernel.close()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from jupyter_helpers import BACKEND, wait_until
+from jupyter_helpers import BACKEND, running, wait_until
 
 from nbviz import (
     BackendExitedError,
@@ -209,7 +209,7 @@ def test_stop_ends_grandchildren(apps: list[WebApp]) -> None:
     sleeper = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "300"]]
     assert sleeper, children
     app.stop()
-    wait_until(lambda: not any(p.is_running() for p in sleeper), timeout=5, what="sleep to end")
+    wait_until(lambda: not any(running(p) for p in sleeper), timeout=5, what="sleep to end")
 
 
 def test_credentials_are_not_handed_to_backends(
