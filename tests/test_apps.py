@@ -307,6 +307,7 @@ def test_nest_desktop_and_bokeh_through_the_route(
     jupyter_server: JupyterServer, kernel: Kernel, tmp_path: Path
 ) -> None:
     from browser_helpers import ARTIFACTS, chromium, colour_fraction, hex_rgb
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     server = jupyter_server
@@ -339,18 +340,44 @@ def test_nest_desktop_and_bokeh_through_the_route(
             page = context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(server.url(info["nest"]) + f"?token={server.token}")
-            indicator = page.locator("button[title$='/nestserver'] i.mdi-circle")
-            expect(indicator).to_have_class(re.compile("text-green"), timeout=30000)
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=ARTIFACTS / "apps-nest-desktop.png")
-            # A simulation started in the UI: open an example project, press Simulate.
-            page.get_by_text("spike activity", exact=True).click()
-            simulate = page.get_by_role("button", name="Simulate")
-            expect(simulate).to_be_enabled(timeout=30000)  # the project (and its models) loaded
-            simulate.click()
+            traffic: list[str] = []
+            page.on("request", lambda r: traffic.append(f"{r.method} {r.url}"))
+            page.on("console", lambda m: traffic.append(f"console {m.type}: {m.text}"))
+
+            def simulation_request(request) -> bool:  # type: ignore[no-untyped-def]
+                return "/nestserver/" in request.url and request.method == "POST"
+
+            # A simulation started in the UI: open an example project, press Simulate; the UI
+            # sends its script to NEST Server through the route. About 1 run in 5 (also with
+            # the machine idle) NEST Desktop's click handler throws ("reading 'reset'" of an
+            # object it has not made yet) and sends nothing: as a user would, load the page
+            # again (at most 3 times). Only the page errors of the attempt that worked count.
+            for attempt in range(3):
+                errors.clear()
+                page.goto(server.url(info["nest"]) + f"?token={server.token}")
+                indicator = page.locator("button[title$='/nestserver'] i.mdi-circle")
+                expect(indicator).to_have_class(re.compile("text-green"), timeout=30000)
+                if attempt == 0:
+                    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=ARTIFACTS / "apps-nest-desktop.png")
+                page.get_by_text("spike activity", exact=True).click()
+                simulate = page.get_by_role("button", name="Simulate")
+                expect(simulate).to_be_enabled(timeout=30000)  # the project, its models loaded
+                page.wait_for_load_state("networkidle")
+                try:
+                    with page.expect_request(simulation_request, timeout=15000) as sent:
+                        simulate.click()
+                    break
+                except PlaywrightTimeout:
+                    page.screenshot(path=ARTIFACTS / f"apps-nest-desktop-no-request-{attempt}.png")
+            else:
+                raise AssertionError(
+                    f"Simulate sent nothing 3 times; page traffic: {traffic[-30:]}"
+                )
+            answer = sent.value.response()
+            assert answer is not None and answer.status == 200, answer and answer.text()[:500]
             # generous: a busy 2-core machine runs NEST, gunicorn, Jupyter and Chromium at once
-            expect(page.get_by_text("Simulation finished.").first).to_be_visible(timeout=90000)
+            expect(page.get_by_text("Simulation finished.").first).to_be_visible(timeout=60000)
             page.screenshot(path=ARTIFACTS / "apps-nest-desktop-simulation.png")
             seen = kernel.run("print(desk.kernel_status('biological_time'))")
             assert seen.strip() == "{'biological_time': 1000.0}"
