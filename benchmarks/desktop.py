@@ -445,7 +445,8 @@ def verdict(metric: str, value: float) -> str:
 def main() -> int:
     rows: list[list[str]] = []
     backends = [b for b in ("xpra", "vnc") if _desktop.missing_backend(b) is None]  # type: ignore[arg-type]
-    server = JupyterServer(root=Path(tempfile.mkdtemp(prefix="nbviz-bench-jupyter-"))).start()
+    root = Path(tempfile.mkdtemp(prefix="nbviz-bench-jupyter-"))
+    server = JupyterServer(root=root).start()
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -484,6 +485,7 @@ def main() -> int:
                 browser.close()
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
     head = [
         "backend",
         "how",
