@@ -151,11 +151,6 @@ def tree_listen_addresses(pid: int, port: int) -> set[str]:
     return addresses
 
 
-def tree_listens(pid: int, port: int) -> bool:
-    """True if ``pid`` or one of its descendants listens on TCP ``port``."""
-    return bool(tree_listen_addresses(pid, port))
-
-
 #: Listening on these, a backend is reachable from other hosts too.
 ALL_INTERFACES = ("0.0.0.0", "::")
 
@@ -240,6 +235,8 @@ class Process:
         self.session_id = ""
         #: The per-session secret of the current start (``{secret}``, ``NBVIZ_SECRET``).
         self.secret = ""
+        #: The addresses our process tree listens on (a local TCP backend, once it answered).
+        self.listen_addresses: set[str] = set()
         #: Where extra sockets of the current start go (``{socket_dir}``).
         self.socket_dir: Path | None = None
         self._extra_paths: list[str] = []
@@ -285,6 +282,7 @@ class Process:
             self._stopping = False
             self._wake.clear()
             self.error = None
+            self.listen_addresses = set()
             self.session_id = _paths.new_session_id()
             session_dir = _paths.new_session_dir(self.session_id)
             try:
@@ -507,14 +505,12 @@ class Process:
             # already guarantees it; this covers sockets placed elsewhere too).
             with contextlib.suppress(OSError):
                 os.chmod(endpoint.unix_socket, 0o600)
-        if (
-            endpoint.port is not None
-            and endpoint.host is None
-            and not tree_listens(proc.pid, endpoint.port)
-        ):
-            # Something answers, but it is not our backend (another user's process took the port).
-            # (On another host this cannot be checked: see docs/remote.md.)
-            return False
+        if endpoint.port is not None and endpoint.host is None:
+            self.listen_addresses = tree_listen_addresses(proc.pid, endpoint.port)
+            if not self.listen_addresses:
+                # Something answers, but it is not our backend (another user's process took the
+                # port). (On another host this cannot be checked: see docs/remote.md.)
+                return False
         return self.spec.probe is None or bool(self.spec.probe(endpoint))
 
     def _fail(

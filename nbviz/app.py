@@ -13,7 +13,7 @@ from urllib.parse import quote
 from . import _registry, _remote, _routes, _server
 from ._errors import NbvizError
 from ._frame import Frame
-from ._process import ALL_INTERFACES, Process, tree_listen_addresses
+from ._process import ALL_INTERFACES, Process
 from ._routes import RouteChoice
 from ._spec import Endpoint, Spec
 
@@ -317,11 +317,10 @@ class WebApp(Frame):
 
     def _check_exposure(self) -> None:
         """Warn when the backend listens on every network interface, not just loopback."""
-        endpoint, pid = self._process.endpoint, self._process.pid
-        if endpoint is None or endpoint.port is None or pid is None:
+        endpoint = self._process.endpoint
+        if endpoint is None or endpoint.port is None:
             return
-        exposed = tree_listen_addresses(pid, endpoint.port) & set(ALL_INTERFACES)
-        if exposed:
+        if self._process.listen_addresses & set(ALL_INTERFACES):
             warn(
                 f"nbviz: {self._spec.name} listens on port {endpoint.port} of every network "
                 "interface, so other machines can reach it too; make it listen on 127.0.0.1 "
