@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psutil
-from jupyter_helpers import JupyterServer, wait_until
+from jupyter_helpers import JupyterServer, pid_running, wait_until
 from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, Playwright, expect
 
@@ -96,13 +95,6 @@ def api(server: JupyterServer, method: str, path: str) -> object:
     with urllib.request.urlopen(request, timeout=10) as response:
         body = response.read()
     return json.loads(body) if body else None
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 class Notebook:
@@ -193,7 +185,7 @@ def hex_rgb(colour: str) -> tuple[int, int, int]:
 
 def wait_processes_gone(pids: list[int], timeout: float = 15) -> None:
     wait_until(
-        lambda: all(process_gone(pid) for pid in pids),
+        lambda: not any(pid_running(pid) for pid in pids),
         timeout=timeout,
         what=f"processes {pids} to exit",
     )

@@ -20,41 +20,31 @@ def _private_runtime(
         monkeypatch.delenv(key, raising=False)
 
 
+#: Arguments that turn nbviz's server extension off (jupyter-server-proxy's route only).
+WITHOUT_NBVIZ = ['--ServerApp.jpserver_extensions={"nbviz.serverext": False}']
+
+
 @pytest.fixture(scope="session")
 def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
     """A real JupyterLab server with base URL /user/alice/ and a token (shared by a session)."""
-    server = JupyterServer(root=Path(tmp_path_factory.mktemp("jupyter"))).start()
-    try:
+    with JupyterServer(root=Path(tmp_path_factory.mktemp("jupyter"))) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def server_without_nbviz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
     """A Jupyter server where nbviz's extension is off (jupyter-server-proxy only)."""
-    server = JupyterServer(
-        root=Path(tmp_path_factory.mktemp("nonbviz")),
-        app="server",
-        extra_args=['--ServerApp.jpserver_extensions={"nbviz.serverext": False}'],
-    ).start()
-    try:
+    root = Path(tmp_path_factory.mktemp("nonbviz"))
+    with JupyterServer(root=root, app="server", extra_args=WITHOUT_NBVIZ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def lab_without_nbviz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
     """JupyterLab where nbviz's server extension is off: jupyter-server-proxy's route only."""
-    server = JupyterServer(
-        root=Path(tmp_path_factory.mktemp("lab-nonbviz")),
-        extra_args=['--ServerApp.jpserver_extensions={"nbviz.serverext": False}'],
-    ).start()
-    try:
+    root = Path(tmp_path_factory.mktemp("lab-nonbviz"))
+    with JupyterServer(root=root, extra_args=WITHOUT_NBVIZ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:

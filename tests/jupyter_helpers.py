@@ -179,6 +179,15 @@ class JupyterServer:
         if getattr(self, "log", None):
             self.log.close()
 
+    def __enter__(self) -> JupyterServer:
+        """``with JupyterServer(...) as server:`` starts it, and stops it at the end."""
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from jupyter_helpers import RESOURCES, JupyterServer, Kernel, wait_until
+from jupyter_helpers import RESOURCES, JupyterServer, Kernel, pid_running, wait_until
 
 from nbviz import NbvizWarning, ProgramNotFoundError, TemplateError, apps
 from nbviz._errors import BackendExitedError, NbvizError
@@ -44,13 +44,7 @@ def tree(pid: int) -> list[int]:
 
 
 def all_gone(pids: list[int]) -> bool:
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                return False
-        except psutil.NoSuchProcess:
-            pass
-    return True
+    return not any(pid_running(pid) for pid in pids)
 
 
 def start_quietly(factory, *args, **kwargs):  # type: ignore[no-untyped-def]

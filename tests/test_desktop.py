@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 import pytest
 import websocket
-from jupyter_helpers import JupyterServer, Kernel, wait_until
+from jupyter_helpers import JupyterServer, Kernel, pid_running, wait_until
 from PIL import Image, ImageChops
 from test_jupyter import ws_connect
 from test_route import OTHER_USER, _other_user
@@ -77,14 +77,7 @@ def tree(pid: int | None) -> set[int]:
 
 
 def alive(pids: set[int]) -> set[int]:
-    living = set()
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                living.add(pid)
-        except psutil.Error:
-            pass
-    return living
+    return {pid for pid in pids if pid_running(pid)}
 
 
 def names(pids: set[int]) -> set[str]:

@@ -370,7 +370,10 @@ def test_without_our_route_trame_admits_only_the_session_secret(
         ws = ws_connect(
             server_without_nbviz,
             info["url"] + "ws",
-            header=[f"Authorization: token {server_without_nbviz.token}", browser_cookie(browser)],
+            header=[
+                f"Authorization: token {server_without_nbviz.token}",
+                f"Cookie: {browser['Cookie']}",
+            ],
         )
         ws.close()
         # the kernel API works as on the Unix socket
@@ -379,10 +382,6 @@ def test_without_our_route_trame_admits_only_the_session_secret(
     finally:
         kernel.run("view.stop()")
         kernel.close()
-
-
-def browser_cookie(headers: dict[str, str]) -> str:
-    return f"Cookie: {headers['Cookie']}"
 
 
 # ------------------------------------------------------------ data on MPI-parallel pvserver ranks
@@ -461,8 +460,9 @@ def test_two_mpi_ranks(data: Path, view: ParaViewSession) -> None:
         assert seen_from_host == []  # ... but nothing of the session listens on the host
     finally:
         session.stop()
-    gone = lambda: not any(p.is_running() and p.status() != "zombie" for p in procs)  # noqa: E731
-    wait_until(gone, timeout=10, what="mpiexec and its ranks to end")
+    wait_until(
+        lambda: not any(running(p) for p in procs), timeout=10, what="mpiexec and its ranks to end"
+    )
 
 
 @pytest.mark.skipif(

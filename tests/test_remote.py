@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 import websocket
-from jupyter_helpers import BACKEND, JupyterServer, Kernel, wait_until
+from jupyter_helpers import BACKEND, JupyterServer, Kernel, pid_running, running, wait_until
 from netns_helpers import Node, NoNamespace, Sshd, network_namespace, private_sshd
 from test_jupyter import ws_connect
 
@@ -147,7 +147,7 @@ def test_wrapper_ends_the_backend_when_its_stdin_closes(tmp_path: Path) -> None:
         wrapper.stdin.close()
         assert wrapper.wait(10) == 128 + signal.SIGTERM  # the backend's end, passed on
         assert not directory.exists()
-        wait_until(lambda: not backend[0].is_running() or backend[0].status() == "zombie", 5)
+        wait_until(lambda: not running(backend[0]), 5)
         # a directory that already exists is never reused
         directory.mkdir()
         again = subprocess.run(
@@ -363,10 +363,7 @@ def test_ssh_failures_are_clear_and_leave_nothing(node: Node, sshd: Sshd, tmp_pa
         with pytest.raises(BackendExitedError) as failed:
             process.wait_ready(30)
         assert expected in failed.value.full_message()
-        assert (
-            not psutil.pid_exists(process.pid or 0)
-            or psutil.Process(process.pid).status() == "zombie"
-        )
+        assert not pid_running(process.pid or 0)
         process.stop()
         assert process.session_dir is None
     assert "backend says bye" in exits.logs()
