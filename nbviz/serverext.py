@@ -62,6 +62,8 @@ HOP_BY_HOP_REQUEST = (
     "Proxy-Authorization",
     "Proxy-Authenticate",
 )
+#: Seconds to reach a backend (HTTP and websocket); a response itself may take any time.
+CONNECT_SECONDS = 30.0
 #: Methods retried once when a kept-alive backend connection turns out to be closed.
 IDEMPOTENT = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
 #: Seconds an idle backend connection is kept (below gunicorn's 2 s and most servers' limits,
@@ -187,9 +189,6 @@ class RouteHandler(ProxyHandler):
             uri = f"{base}?{query}" if query else base
         return uri
 
-    def proxy_request_options(self) -> dict[str, Any]:
-        return {"follow_redirects": False, "connect_timeout": 30.0, "request_timeout": 86400.0}
-
     # ------------------------------------------------------------ HTTP methods
     async def http_get(self, session_id: str, proxied_path: str) -> None:
         await self._relay(session_id, proxied_path)
@@ -245,7 +244,9 @@ class RouteHandler(ProxyHandler):
                     data=request.body,
                     allow_redirects=False,
                     skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
-                    timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=None),
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, connect=CONNECT_SECONDS, sock_read=None
+                    ),
                 ) as response:
                     self._send_headers(response, host, port, proxied_path)
                     sent = True
@@ -328,8 +329,8 @@ class RouteHandler(ProxyHandler):
         request = httpclient.HTTPRequest(
             url=self.get_client_uri("ws", host, port, proxied_path),
             headers=headers,
-            connect_timeout=30.0,
-            request_timeout=30.0,
+            connect_timeout=CONNECT_SECONDS,
+            request_timeout=CONNECT_SECONDS,
         )
         request.headers = httputil.HTTPHeaders(request.headers)
         proxied = httpclient._RequestProxy(request, httpclient.HTTPRequest._DEFAULTS)
