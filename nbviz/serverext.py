@@ -19,9 +19,12 @@ Enabled automatically by ``etc/jupyter/jupyter_server_config.d/nbviz.json``.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
+import time
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 from jupyter_server.base.handlers import JupyterHandler
@@ -29,12 +32,12 @@ from jupyter_server.utils import url_path_join
 from jupyter_server_proxy.handlers import AddSlashHandler, ProxyHandler
 from jupyter_server_proxy.unixsock import UnixResolver
 from jupyter_server_proxy.websocket import PingableWSClientConnection
-from tornado import httpclient, httputil, ioloop, web
+from tornado import httpclient, httputil, ioloop, iostream, web
 from tornado.escape import xhtml_escape
 from traitlets import Callable, List, Unicode, Union
 from traitlets.config import Configurable
 
-from . import _registry, _remote
+from . import _registry, _remote, _splice
 from ._version import __version__
 
 #: Largest response body and websocket message relayed (effectively unlimited).
@@ -71,6 +74,11 @@ IDEMPOTENT = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
 KEEPALIVE_SECONDS = 1.0
 #: Bytes of a body relayed before waiting for the browser to take them (back-pressure).
 FLUSH_BYTES = 1 << 20
+#: Bodies of at least this length (given by Content-Length) go from the backend's socket to the
+#: browser's inside the kernel (``_splice``); smaller ones and chunked ones through Python.
+SPLICE_BYTES = 1 << 20
+#: Largest response head a backend may send to a websocket handshake.
+MAX_HEAD = 1 << 16
 
 SWEEP_SECONDS = 60
 
@@ -250,6 +258,15 @@ class RouteHandler(ProxyHandler):
                 ) as response:
                     self._send_headers(response, host, port, proxied_path)
                     sent = True
+                    length = response.content_length
+                    if (
+                        length is not None
+                        and length >= SPLICE_BYTES
+                        and request.method != "HEAD"
+                        and self._can_splice()
+                    ):
+                        await self._splice_body(response, length)
+                        break
                     unflushed = 0
                     async for chunk in response.content.iter_any():
                         # Send each piece at once (small frames must not wait), but wait for
@@ -276,6 +293,77 @@ class RouteHandler(ProxyHandler):
                     502, f"nbviz: the backend of session {self.session_id} does not answer ({exc})"
                 ) from None
         self._record_activity()
+
+    def _client_stream(self) -> iostream.IOStream | None:
+        """The browser's connection, when its bytes can be spliced (plain TCP, not TLS)."""
+        stream = getattr(self.request.connection, "stream", None)
+        if (
+            not _splice.AVAILABLE
+            or not isinstance(stream, iostream.IOStream)
+            or isinstance(stream, iostream.SSLIOStream)
+        ):
+            return None
+        return stream
+
+    def _can_splice(self) -> bool:
+        # tornado counts the body bytes written through it against Content-Length; the spliced
+        # ones are accounted for by hand (see _splice_body).
+        return self._client_stream() is not None and hasattr(
+            self.request.connection, "_expected_content_remaining"
+        )
+
+    async def _splice_body(self, response: aiohttp.ClientResponse, length: int) -> None:
+        """Send a body of known length from the backend's socket straight to the browser's.
+
+        The head goes out through tornado. aiohttp stops reading the backend's socket; what it
+        had already read is written through tornado, the rest is spliced. The backend
+        connection is then closed (aiohttp's parser never saw the rest of the body), the
+        browser's stays alive for its next request.
+        """
+        stream = self._client_stream()
+        assert stream is not None and response.connection is not None
+        transport = response.connection.transport
+        assert transport is not None
+        # In this order and with no await between: reading may resume aiohttp's flow-controlled
+        # transport; after the pause, nothing more is read from the backend's socket.
+        buffered = response.content.read_nowait()
+        transport.pause_reading()
+        src = dst = -1
+        try:
+            self.write(buffered)
+            await web.RequestHandler.flush(self)  # the head and that, through tornado
+            remaining = length - len(buffered)
+            src = os.dup(transport.get_extra_info("socket").fileno())
+            dst = os.dup(stream.socket.fileno())
+            last = [time.monotonic()]
+            with _splice.Pipe() as pipe:
+                moved = await _splice.copy(
+                    src, dst, pipe, count=remaining, on_progress=self._activity_every_second(last)
+                )
+            if moved < remaining:
+                self.log.warning("nbviz: session %s ended mid-body", self.session_id)
+                self.detach().close()  # the browser sees a cut-off body, as before
+            else:
+                self.request.connection._expected_content_remaining -= moved
+        except OSError as exc:  # the browser went away, or the backend reset
+            self.log.info("nbviz: body of session %s cut off: %s", self.session_id, exc)
+            self.detach().close()
+        finally:
+            for fd in (src, dst):
+                if fd >= 0:
+                    os.close(fd)
+            response.close()
+
+    def _activity_every_second(self, last: list[float]) -> Any:
+        """A progress callback that records activity (for idle culling) at most once a second."""
+
+        def progress(_moved: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 1.0:
+                last[0] = now
+                self._record_activity()
+
+        return progress
 
     def _send_headers(
         self, response: aiohttp.ClientResponse, host: str, port: int, proxied_path: str
@@ -306,6 +394,152 @@ class RouteHandler(ProxyHandler):
         )
 
     # ---------------------------------------------------------------- websockets
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self.request.headers.get("Upgrade", "").lower() == "websocket" and (
+            await self._tunnel_websocket(*args)
+        ):
+            return
+        await super().get(*args, **kwargs)
+
+    async def _tunnel_websocket(self, session_id: str, proxied_path: str) -> bool:
+        """A websocket as a byte tunnel: the backend answers the browser's handshake itself,
+        then both connections are spliced together (``_splice.tunnel``), as nginx and
+        JupyterHub's proxy do. Frames pass unparsed (no size cap, pings end to end).
+
+        Returns False, having sent nothing, when tornado's relay (``open`` below) should take
+        the request instead: TLS to the browser, no splice, a bad handshake or origin (tornado
+        refuses it), an unknown session or host (closed with a code saying why), a backend that
+        cannot be reached.
+        """
+        stream = self._client_stream()
+        headers = self.request.headers
+        connection = {t.strip().lower() for t in headers.get("Connection", "").split(",")}
+        origin = headers.get("Origin") or headers.get("Sec-Websocket-Origin")
+        if (
+            stream is None
+            or "upgrade" not in connection
+            or (origin is not None and not self.check_origin(origin))
+        ):
+            return False
+        try:
+            host, port = self._target(session_id)
+        except web.HTTPError:
+            return False
+        backend = await self._connect(host, port)
+        if backend is None:
+            return False
+        try:
+            head, rest = await asyncio.wait_for(
+                self._backend_handshake(backend, host, port, proxied_path), CONNECT_SECONDS
+            )
+        except (OSError, ValueError, asyncio.TimeoutError) as exc:
+            backend.close()
+            raise web.HTTPError(
+                502, f"nbviz: the backend of session {session_id} failed the websocket ({exc})"
+            ) from None
+        status = head.split(b"\r\n", 1)[0].split(b" ", 2)
+        if status[1:2] != [b"101"]:
+            backend.close()
+            self._relay_refusal(head, rest)
+            return True
+        self._record_activity()
+        client_stream = self.detach()
+        pending = bytes(getattr(client_stream, "_read_buffer", b""))  # sent after its request
+        client = client_stream.socket.dup()
+        client_stream.close()
+        if client.family in (socket.AF_INET, socket.AF_INET6):
+            # small frames must not wait for the browser's delayed ACK
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        last = [time.monotonic()]
+        try:
+            await _splice.send_all(client.fileno(), head + rest)
+            if pending:
+                await _splice.send_all(backend.fileno(), pending)
+            await _splice.tunnel(client, backend, self._activity_every_second(last))
+        except OSError:
+            pass
+        finally:
+            client.close()
+            backend.close()
+            self._record_activity()
+        return True
+
+    async def _connect(self, host: str, port: int) -> socket.socket | None:
+        """A non-blocking socket connected to the backend, or None."""
+        loop = asyncio.get_running_loop()
+        try:
+            if self.unix_socket:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                try:
+                    await asyncio.wait_for(
+                        loop.sock_connect(sock, self.unix_socket), CONNECT_SECONDS
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+                return sock
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            for family, kind, proto, _, address in infos:
+                sock = socket.socket(family, kind, proto)
+                sock.setblocking(False)
+                try:
+                    await asyncio.wait_for(loop.sock_connect(sock, address), CONNECT_SECONDS)
+                except (OSError, asyncio.TimeoutError):
+                    sock.close()
+                    continue
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return sock
+        except (OSError, asyncio.TimeoutError) as exc:
+            self.log.debug("nbviz: cannot reach session %s: %s", self.session_id, exc)
+        return None
+
+    async def _backend_handshake(
+        self, backend: socket.socket, host: str, port: int, proxied_path: str
+    ) -> tuple[bytes, bytes]:
+        """Send the browser's upgrade request (without Jupyter's credentials and without
+        extension offers, as the relay) and return the backend's response head and any bytes
+        after it."""
+        if not proxied_path.startswith("/"):
+            proxied_path = "/" + proxied_path
+        url = urlsplit(self.get_client_uri("ws", host, port, proxied_path))
+        target = url.path + (f"?{url.query}" if url.query else "")
+        headers = self.proxy_request_headers()
+        for name in (*HOP_BY_HOP_REQUEST, "Sec-WebSocket-Extensions", "Content-Length"):
+            headers.pop(name, None)
+        lines = [f"GET {target} HTTP/1.1", "Connection: Upgrade", "Upgrade: websocket"]
+        lines += [f"{name}: {value}" for name, value in headers.get_all()]
+        await _splice.send_all(
+            backend.fileno(), ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        )
+        loop = asyncio.get_running_loop()
+        received = b""
+        while (end := received.find(b"\r\n\r\n")) < 0:
+            if len(received) > MAX_HEAD:
+                raise ValueError("response head too large")
+            data = await loop.sock_recv(backend, 1 << 16)
+            if not data:
+                raise ConnectionResetError("closed before answering")
+            received += data
+        return received[: end + 4], received[end + 4 :]
+
+    def _relay_refusal(self, head: bytes, body: bytes) -> None:
+        """The backend answered the handshake with a plain HTTP response: pass it on."""
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        self.set_status(int(parts[1]), parts[2] if len(parts) > 2 else None)
+        self._headers = httputil.HTTPHeaders()
+        length = None
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep or name.strip().title() in HOP_BY_HOP:
+                continue
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+                continue
+            self.add_header(name.strip(), value.strip())
+        self.finish(body if length is None else body[:length])
+
     @property
     def max_message_size(self) -> int:
         return MAX_WS_MESSAGE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import importlib.util
 import json
 import os
 import pwd
@@ -26,6 +28,11 @@ from nbviz._process import Process
 from nbviz._spec import Spec
 
 pytestmark = pytest.mark.jupyter
+
+_spec = importlib.util.spec_from_file_location("nbviz_test_backend", BACKEND)
+assert _spec is not None and _spec.loader is not None
+backend = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(backend)
 
 OTHER_USER = "nbviz-test-other"
 
@@ -108,6 +115,7 @@ def test_a_1_gib_body_streams_with_bounded_server_memory(
         with urllib.request.urlopen(request, timeout=120) as response:
             assert response.headers["Content-Length"] == str(size)
             while chunk := response.read(1 << 20):
+                assert chunk == backend.pattern(received, len(chunk)), f"wrong bytes at {received}"
                 received += len(chunk)
     finally:
         done.set()
@@ -115,6 +123,59 @@ def test_a_1_gib_body_streams_with_bounded_server_memory(
     assert received == size
     growth = peak[0] - baseline
     assert growth < 150 * (1 << 20), f"server grew by {growth >> 20} MiB while relaying 1 GiB"
+
+
+def test_large_bodies_arrive_whole_and_the_connection_lives_on(
+    app: dict[str, Any], jupyter_server: JupyterServer
+) -> None:
+    """Bodies from 1 MiB on are spliced socket to socket: every byte arrives in order, the
+    browser's connection serves the next request, and a backend cut off mid-body cuts the
+    body off (not a hang, and the server carries on)."""
+    auth = {"Authorization": f"token {jupyter_server.token}"}
+    conn = http.client.HTTPConnection("127.0.0.1", jupyter_server.port, timeout=30)
+    try:
+        sock = None
+        for size in ((1 << 20) - 1, 1 << 20, (3 << 20) + 7, 0):
+            conn.request("GET", app["url"] + f"bytes/{size}", headers=auth)
+            response = conn.getresponse()
+            body = response.read()
+            assert response.status == 200 and len(body) == size
+            assert all(
+                body[i : i + (1 << 20)] == backend.pattern(i, len(body[i : i + (1 << 20)]))
+                for i in range(0, size, 1 << 20)
+            )
+            sock = sock or conn.sock
+            assert conn.sock is sock, "the server closed the connection after a body"
+        conn.request("GET", app["url"] + f"cut/{5 << 20}", headers=auth)
+        response = conn.getresponse()
+        with pytest.raises(http.client.IncompleteRead):
+            response.read()
+    finally:
+        conn.close()
+    status, body, _ = jupyter_server.get(app["url"] + "bytes/10")
+    assert (status, body) == (200, backend.pattern(0, 10))
+
+
+def test_websocket_handshake_is_the_backends(
+    app: dict[str, Any], jupyter_server: JupyterServer
+) -> None:
+    """The backend answers the browser's handshake itself (its choice of subprotocol reaches
+    the browser; a relay that answers on its own picks the first) and frames pass through."""
+    ws = ws_connect(
+        jupyter_server,
+        app["url"] + "ws",
+        header=[f"Authorization: token {jupyter_server.token}"],
+        subprotocols=["first", "second"],
+    )
+    try:
+        assert ws.getsubprotocol() == "second"
+        for message in (b"", b"x" * 125, os.urandom(70000)):
+            ws.send_binary(message)
+            assert ws.recv() == message
+        ws.send("text")
+        assert ws.recv() == "text"
+    finally:
+        ws.close()
 
 
 def test_a_20_mib_websocket_message(app: dict[str, Any], jupyter_server: JupyterServer) -> None:

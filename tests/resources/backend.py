@@ -73,6 +73,9 @@ class Echo(tornado.websocket.WebSocketHandler):
     def get_compression_options(self) -> dict[str, object]:
         return {}  # accept permessage-deflate when offered, as aiohttp (trame) does
 
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return subprotocols[-1] if subprotocols else None  # the last: a proxy picking shows
+
     def on_message(self, message: str | bytes) -> None:
         self.write_message(message, binary=isinstance(message, bytes))
 
@@ -89,19 +92,35 @@ class WsHeaders(tornado.websocket.WebSocketHandler):
         )
 
 
+#: Bodies repeat bytes 0..250: 251 is prime, so a lost, doubled or reordered piece of any
+#: power-of-two size shows (see pattern()).
+PERIOD = 251
+_REPEATED = bytes(range(PERIOD)) * ((1 << 20) // PERIOD + 2)
+
+
+def pattern(offset: int, size: int) -> bytes:
+    """Bytes ``offset`` to ``offset + size`` (size <= 1 MiB) of every /bytes body."""
+    start = offset % PERIOD
+    return _REPEATED[start : start + size]
+
+
 class Bytes(tornado.web.RequestHandler):
-    """GET /bytes/<n>: n bytes, written in 1 MiB chunks (streamed, never held whole)."""
+    """GET /bytes/<n>: n bytes (see pattern()), written in 1 MiB chunks (streamed, never held
+    whole). /cut/<n> announces n bytes, sends half, and drops the connection."""
 
     async def get(self, size: str) -> None:
-        remaining = int(size)
+        total = int(size)
+        cut = self.request.path.startswith("/cut/")
         self.set_header("Content-Type", "application/octet-stream")
-        self.set_header("Content-Length", str(remaining))
-        chunk = b"x" * (1 << 20)
-        while remaining > 0:
-            piece = chunk[: min(remaining, len(chunk))]
+        self.set_header("Content-Length", str(total))
+        sent = 0
+        while sent < (total // 2 if cut else total):
+            piece = pattern(sent, min(total - sent, 1 << 20))
             self.write(piece)
             await self.flush()
-            remaining -= len(piece)
+            sent += len(piece)
+        if cut:
+            self.request.connection.stream.close()  # type: ignore[attr-defined]
 
 
 class TwoFrames(tornado.web.RequestHandler):
@@ -137,6 +156,7 @@ def make_app(heading: str, title: str, color: str) -> tornado.web.Application:
             (r"/pid", PidHandler),
             (r"/connection", Connection),
             (r"/bytes/(\d+)", Bytes),
+            (r"/cut/(\d+)", Bytes),
             (r"/twoframes", TwoFrames),
             (r"/redirect", Redirect),
             (r"/.*", Page, page),
