@@ -37,7 +37,7 @@ from tornado.escape import xhtml_escape
 from traitlets import Callable, List, Unicode, Union
 from traitlets.config import Configurable
 
-from . import _registry, _remote, _splice
+from . import _pump, _registry, _remote
 from ._version import __version__
 
 #: Largest response body and websocket message relayed (effectively unlimited).
@@ -74,9 +74,9 @@ IDEMPOTENT = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
 KEEPALIVE_SECONDS = 1.0
 #: Bytes of a body relayed before waiting for the browser to take them (back-pressure).
 FLUSH_BYTES = 1 << 20
-#: Bodies of at least this length (given by Content-Length) go from the backend's socket to the
-#: browser's inside the kernel (``_splice``); smaller ones and chunked ones through Python.
-SPLICE_BYTES = 1 << 20
+#: Bodies of at least this length (given by Content-Length) are pumped from the backend's socket
+#: to the browser's (``_pump``); smaller ones and chunked ones go through tornado and aiohttp.
+PUMP_BYTES = 1 << 20
 #: Largest response head a backend may send to a websocket handshake.
 MAX_HEAD = 1 << 16
 
@@ -261,11 +261,11 @@ class RouteHandler(ProxyHandler):
                     length = response.content_length
                     if (
                         length is not None
-                        and length >= SPLICE_BYTES
+                        and length >= PUMP_BYTES
                         and request.method != "HEAD"
-                        and self._can_splice()
+                        and self._can_pump()
                     ):
-                        await self._splice_body(response, length)
+                        await self._pump_body(response, length)
                         break
                     unflushed = 0
                     async for chunk in response.content.iter_any():
@@ -295,30 +295,26 @@ class RouteHandler(ProxyHandler):
         self._record_activity()
 
     def _client_stream(self) -> iostream.IOStream | None:
-        """The browser's connection, when its bytes can be spliced (plain TCP, not TLS)."""
+        """The browser's connection, when bytes can be pumped into it (plain TCP, not TLS)."""
         stream = getattr(self.request.connection, "stream", None)
-        if (
-            not _splice.AVAILABLE
-            or not isinstance(stream, iostream.IOStream)
-            or isinstance(stream, iostream.SSLIOStream)
-        ):
+        if not isinstance(stream, iostream.IOStream) or isinstance(stream, iostream.SSLIOStream):
             return None
         return stream
 
-    def _can_splice(self) -> bool:
-        # tornado counts the body bytes written through it against Content-Length; the spliced
-        # ones are accounted for by hand (see _splice_body).
+    def _can_pump(self) -> bool:
+        # tornado counts the body bytes written through it against Content-Length; the pumped
+        # ones are accounted for by hand (see _pump_body).
         return self._client_stream() is not None and hasattr(
             self.request.connection, "_expected_content_remaining"
         )
 
-    async def _splice_body(self, response: aiohttp.ClientResponse, length: int) -> None:
+    async def _pump_body(self, response: aiohttp.ClientResponse, length: int) -> None:
         """Send a body of known length from the backend's socket straight to the browser's.
 
         The head goes out through tornado. aiohttp stops reading the backend's socket; what it
-        had already read is written through tornado, the rest is spliced. The backend
-        connection is then closed (aiohttp's parser never saw the rest of the body), the
-        browser's stays alive for its next request.
+        had already read is written through tornado, the rest is pumped (``_pump.copy``). The
+        backend connection is then closed (aiohttp's parser never saw the rest of the body);
+        the browser's stays alive for its next request.
         """
         stream = self._client_stream()
         assert stream is not None and response.connection is not None
@@ -336,10 +332,9 @@ class RouteHandler(ProxyHandler):
             src = os.dup(transport.get_extra_info("socket").fileno())
             dst = os.dup(stream.socket.fileno())
             last = [time.monotonic()]
-            with _splice.Pipe() as pipe:
-                moved = await _splice.copy(
-                    src, dst, pipe, count=remaining, on_progress=self._activity_every_second(last)
-                )
+            moved = await _pump.copy(
+                src, dst, count=remaining, on_progress=self._activity_every_second(last)
+            )
             if moved < remaining:
                 self.log.warning("nbviz: session %s ended mid-body", self.session_id)
                 self.detach().close()  # the browser sees a cut-off body, as before
@@ -403,11 +398,11 @@ class RouteHandler(ProxyHandler):
 
     async def _tunnel_websocket(self, session_id: str, proxied_path: str) -> bool:
         """A websocket as a byte tunnel: the backend answers the browser's handshake itself,
-        then both connections are spliced together (``_splice.tunnel``), as nginx and
+        then the two connections are pumped into each other (``_pump.tunnel``), as nginx and
         JupyterHub's proxy do. Frames pass unparsed (no size cap, pings end to end).
 
         Returns False, having sent nothing, when tornado's relay (``open`` below) should take
-        the request instead: TLS to the browser, no splice, a bad handshake or origin (tornado
+        the request instead: TLS to the browser, a bad handshake or origin (tornado
         refuses it), an unknown session or host (closed with a code saying why), a backend that
         cannot be reached.
         """
@@ -452,10 +447,10 @@ class RouteHandler(ProxyHandler):
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         last = [time.monotonic()]
         try:
-            await _splice.send_all(client.fileno(), head + rest)
+            await _pump.send_all(client.fileno(), head + rest)
             if pending:
-                await _splice.send_all(backend.fileno(), pending)
-            await _splice.tunnel(client, backend, self._activity_every_second(last))
+                await _pump.send_all(backend.fileno(), pending)
+            await _pump.tunnel(client, backend, self._activity_every_second(last))
         except OSError:
             pass
         finally:
@@ -509,7 +504,7 @@ class RouteHandler(ProxyHandler):
             headers.pop(name, None)
         lines = [f"GET {target} HTTP/1.1", "Connection: Upgrade", "Upgrade: websocket"]
         lines += [f"{name}: {value}" for name, value in headers.get_all()]
-        await _splice.send_all(
+        await _pump.send_all(
             backend.fileno(), ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         )
         loop = asyncio.get_running_loop()

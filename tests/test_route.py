@@ -128,7 +128,7 @@ def test_a_1_gib_body_streams_with_bounded_server_memory(
 def test_large_bodies_arrive_whole_and_the_connection_lives_on(
     app: dict[str, Any], jupyter_server: JupyterServer
 ) -> None:
-    """Bodies from 1 MiB on are spliced socket to socket: every byte arrives in order, the
+    """Bodies from 1 MiB on are pumped socket to socket: every byte arrives in order, the
     browser's connection serves the next request, and a backend cut off mid-body cuts the
     body off (not a hang, and the server carries on)."""
     auth = {"Authorization": f"token {jupyter_server.token}"}
