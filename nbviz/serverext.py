@@ -504,9 +504,7 @@ class RouteHandler(ProxyHandler):
             headers.pop(name, None)
         lines = [f"GET {target} HTTP/1.1", "Connection: Upgrade", "Upgrade: websocket"]
         lines += [f"{name}: {value}" for name, value in headers.get_all()]
-        await _pump.send_all(
-            backend.fileno(), ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        )
+        await _pump.send_all(backend.fileno(), ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         loop = asyncio.get_running_loop()
         received = b""
         while (end := received.find(b"\r\n\r\n")) < 0:
