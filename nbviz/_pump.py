@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 #: Bytes a pump reads and writes at a time (the socket buffers usually hold less).
 BUFFER_BYTES = 1 << 20
+#: The same for each direction of a tunnel, which may stay open and idle for hours.
+TUNNEL_BUFFER_BYTES = 1 << 18
 
 
 async def _ready(fd: int, write: bool) -> None:
@@ -119,7 +121,9 @@ async def tunnel(
     """
 
     async def one_way(src: socket.socket, dst: socket.socket) -> None:
-        await copy(src.fileno(), dst.fileno(), on_progress=on_progress)
+        await copy(
+            src.fileno(), dst.fileno(), on_progress=on_progress, buffer_bytes=TUNNEL_BUFFER_BYTES
+        )
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
 
