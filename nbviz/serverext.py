@@ -8,8 +8,11 @@ relay, Location rewriting); what it adds:
   port on another host when that host is in ``c.NbvizRoute.host_allowlist`` (403 otherwise);
 - HTTP goes to the backend over pooled keep-alive connections (aiohttp, a dependency of
   jupyter-server-proxy), and responses are streamed with back-pressure (no whole-body
-  buffering, no 100 MiB cap); websocket messages are not capped at 10 MiB; small frames are not
-  delayed (TCP_NODELAY on both legs);
+  buffering, no 100 MiB cap); small frames are not delayed (TCP_NODELAY on both legs);
+- once nothing is left to parse, bytes are pumped socket to socket (``_pump``): bodies of
+  1 MiB and more after their head, websockets after the backend has answered the handshake
+  (no message cap, the backend's own subprotocol and pings); tornado's relay remains for HTTPS
+  to the browser and for refused sessions;
 - Jupyter's credentials never reach the backend: its login and XSRF cookies, the
   ``Authorization`` and ``X-XSRFToken`` headers and a ``token`` query parameter are removed
   (unless it carries the session's own secret, for a backend that asked for it as ``token``).
