@@ -62,31 +62,51 @@ def write_entry(session_dir: Path, entry: Entry) -> None:
     _paths.write_private(session_dir / ENDPOINT_FILE, json.dumps(data))
 
 
-def _is_private(path: Path, *, directory: bool) -> bool:
+def _private_stat(path: str, *, directory: bool) -> os.stat_result | None:
+    """``path``'s lstat when it is a directory (or regular file) of this user that nobody
+    else may read, else None."""
     try:
-        info = path.lstat()
+        info = os.lstat(path)
     except OSError:
-        return False
+        return None
     kind_ok = stat.S_ISDIR(info.st_mode) if directory else stat.S_ISREG(info.st_mode)
-    return kind_ok and info.st_uid == os.getuid() and not (info.st_mode & 0o077)
+    if kind_ok and info.st_uid == os.getuid() and not (info.st_mode & 0o077):
+        return info
+    return None
+
+
+def _is_private(path: Path, *, directory: bool) -> bool:
+    return _private_stat(str(path), directory=directory) is not None
+
+
+#: Parsed entries by file, with the (inode, mtime, size) they were read at: the server reads
+#: an entry on every request, and a stat is a fraction of a read and a parse.
+_parsed: dict[str, tuple[tuple[int, int, int], Entry]] = {}
 
 
 def read_entry(session_id: str, root: Path | None = None) -> Entry | None:
     """The session's entry, or None if unknown, malformed, or not private to this user."""
     if not SESSION_ID.match(session_id):
         return None
-    root = root or _paths._runtime_root()
-    session_dir = root / session_id
-    path = session_dir / ENDPOINT_FILE
-    if not (_is_private(root, directory=True) and _is_private(session_dir, directory=True)):
+    root_dir = str(root or _paths._runtime_root())
+    session_dir = os.path.join(root_dir, session_id)
+    path = os.path.join(session_dir, ENDPOINT_FILE)
+    info = None
+    if _private_stat(root_dir, directory=True) and _private_stat(session_dir, directory=True):
+        info = _private_stat(path, directory=False)
+    if info is None:
+        _parsed.pop(path, None)
         return None
-    if not _is_private(path, directory=False):
-        return None
+    version = (info.st_ino, info.st_mtime_ns, info.st_size)
+    cached = _parsed.get(path)
+    if cached is not None and cached[0] == version:
+        return cached[1]
     try:
-        data = json.loads(path.read_text())
+        with open(path, encoding="utf-8") as file:
+            data = json.load(file)
     except (OSError, ValueError):
         return None
-    return Entry(
+    entry = Entry(
         session_id=session_id,
         unix_socket=data.get("unix_socket"),
         port=data.get("port"),
@@ -97,6 +117,8 @@ def read_entry(session_id: str, root: Path | None = None) -> Entry | None:
         secret=data.get("secret"),
         host=data.get("host"),
     )
+    _parsed[path] = (version, entry)
+    return entry
 
 
 def list_entries(root: Path | None = None) -> list[Entry]:

@@ -339,6 +339,24 @@ def test_sweep_removes_sessions_of_dead_kernels(tmp_path: Path) -> None:
     assert sorted(p.name for p in root.iterdir()) == ["bbbbbbbbbbbb"]
 
 
+def test_entries_are_reread_when_rewritten_and_refused_when_opened_up(tmp_path: Path) -> None:
+    """The server keeps parsed entries (it reads one per request), but never a stale or a
+    no-longer-private one."""
+    root = tmp_path / "nbviz"
+    root.mkdir(mode=0o700)
+    session = root / "cccccccccccc"
+    session.mkdir(mode=0o700)
+    for port in (1111, 2222):
+        _registry.write_entry(session, _registry.Entry(session.name, port=port))
+        entry = _registry.read_entry(session.name, root)
+        assert entry is not None and entry.port == port
+    (session / _registry.ENDPOINT_FILE).chmod(0o644)
+    assert _registry.read_entry(session.name, root) is None
+    (session / _registry.ENDPOINT_FILE).chmod(0o600)
+    session.chmod(0o755)
+    assert _registry.read_entry(session.name, root) is None
+
+
 # --------------------------------------------------------------------- other local users
 def _other_user() -> str:
     if os.getuid() != 0 or not shutil.which("runuser") or not shutil.which("useradd"):
