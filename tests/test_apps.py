@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import websocket
 from jupyter_helpers import RESOURCES, JupyterServer, Kernel, pid_running, wait_until
 
 from nbviz import NbvizWarning, ProgramNotFoundError, TemplateError, apps
@@ -456,3 +457,68 @@ def test_nest_desktop_in_a_jupyterlab_cell_survives_a_restart(
             context.close()
             nb.shutdown()
     wait_processes_gone(nb.pids)  # the kernel is gone: so are both NEST Desktop sessions
+
+
+BOKEH_WITHOUT_ROUTE = """
+import json, psutil
+from nbviz import apps
+board = apps.launch("bokeh", script={script!r})
+board.wait_ready(30)
+print(json.dumps({{"url": board.url, "path": board.path, "route": board.route,
+                  "argv": psutil.Process(board.pid).cmdline()}}))
+"""
+
+
+@pytest.mark.jupyter
+def test_bokeh_without_our_route_admits_only_the_session_secret(
+    server_without_nbviz: JupyterServer,
+) -> None:
+    """No nbviz route: Bokeh listens on 127.0.0.1 behind jupyter-server-proxy, and its auth
+    hook admits the page holding the session's secret (then its cookie), pages and websocket;
+    other local users get 403."""
+    server = server_without_nbviz
+    kernel = Kernel(server)
+    try:
+        info = json.loads(
+            kernel.run(BOKEH_WITHOUT_ROUTE.format(script=str(BOKEH_APP))).splitlines()[-1]
+        )
+        assert info["route"] == "absolute"  # jupyter-server-proxy's proxy/absolute/<port>/
+        secret = info["path"].split("nbviz_secret=", 1)[1]
+        assert len(secret) >= 32 and not any(secret in item for item in info["argv"])
+        page = info["url"] + "bokeh_app"
+        assert server.get(page)[0] == 403
+        assert server.get(page + "?nbviz_secret=guess")[0] == 403
+        status, body, headers = server.get(page + f"?nbviz_secret={secret}")
+        assert status == 200 and b"nbviz bokeh test" in body
+        cookie = headers["Set-Cookie"].split(";", 1)[0]
+        assert cookie == f"nbviz-secret={secret}" and "HttpOnly" in headers["Set-Cookie"]
+        status, body, _ = server.get(page, headers={"Cookie": cookie})
+        assert status == 200
+        token = re.search(rb'"token":\s*"([^"]+)"', body)
+        assert token, "Bokeh's page has no session token"
+        ws_url = f"ws://127.0.0.1:{server.port}{page}/ws"
+        auth = f"Authorization: token {server.token}"
+        # with the cookie, Bokeh's protocol starts (an ACK); without it, nothing but a close
+        with_cookie = websocket.create_connection(
+            ws_url,
+            timeout=10,
+            header=[auth, f"Cookie: {cookie}"],
+            subprotocols=["bokeh", token.group(1).decode()],
+        )
+        try:
+            assert "ACK" in with_cookie.recv()
+        finally:
+            with_cookie.close()
+        stranger = websocket.create_connection(
+            ws_url, timeout=10, header=[auth], subprotocols=["bokeh", token.group(1).decode()]
+        )
+        try:
+            opcode, _ = stranger.recv_data(control_frame=True)
+            assert opcode == websocket.ABNF.OPCODE_CLOSE
+        except websocket.WebSocketConnectionClosedException:
+            pass
+        finally:
+            stranger.shutdown()
+    finally:
+        kernel.run("board.stop()")
+        kernel.close()

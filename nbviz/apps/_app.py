@@ -55,6 +55,9 @@ class App(WebApp):
         self.args = {key: values[key] for key in chosen.args}
         self._fill = values
         command = [fill(item, values) for item in chosen.command]
+        tcp_command = (
+            [fill(item, values) for item in chosen.tcp_command] if chosen.tcp_command else None
+        )
         run_env = {key: fill(value, values).format() for key, value in chosen.env.items()}
         run_env.update(env or {})
         try:
@@ -65,6 +68,8 @@ class App(WebApp):
                 env=run_env,
                 name=chosen.name,
                 route_options={"absolute": chosen.absolute_url},
+                tcp_command=tcp_command,
+                secret_param=chosen.secret_param,
             )
         except TemplateError as exc:
             raise chosen.error(exc.message.removeprefix("nbviz: ")) from None
@@ -82,7 +87,7 @@ class App(WebApp):
     def _backend_ready(self) -> None:
         # Each start is a new session (a new route): where the page had navigated to in the
         # last one (with that session's URLs in it, e.g. NEST Desktop's server URL) is gone.
-        self.path = self._start_path
+        self.path = self._with_secret(self._start_path)
 
     def _on_process_change(self, process: Process) -> None:
         error = process.error

@@ -49,6 +49,9 @@ NEST_DESKTOP = Preset(
     },
 )
 
+#: Bokeh's auth hook, by path (Bokeh imports it in its own process).
+_BOKEH_AUTH = str(Path(__file__).with_name("_bokeh_auth.py")).replace("{", "{{").replace("}", "}}")
+
 BOKEH = Preset(
     name="bokeh",
     origin="nbviz",
@@ -69,6 +72,28 @@ BOKEH = Preset(
     args_help={"script": "the app: a .py file, a .ipynb notebook or a directory"},
     # Bokeh builds its page and websocket URLs from --prefix: it must see the full path.
     absolute_url=True,
+    # Without nbviz's route: a 127.0.0.1 port behind jupyter-server-proxy, where the auth hook
+    # admits only the page holding the session's secret. The page's origin is Jupyter's, which
+    # Bokeh cannot know; the secret cookie (SameSite=Strict) and Jupyter's own origin check on
+    # the proxy guard the websocket instead.
+    tcp_command=(
+        "{python}",
+        "-m",
+        "bokeh",
+        "serve",
+        "{script}",
+        "--port",
+        "{port}",
+        "--address",
+        "127.0.0.1",
+        "--prefix",
+        "{prefix}",
+        "--allow-websocket-origin",
+        "*",
+        "--auth-module",
+        _BOKEH_AUTH,
+    ),
+    secret_param="nbviz_secret",
     timeout=30,
     requires={"bokeh": "bokeh"},
 )

@@ -88,6 +88,12 @@ class Preset:
     files: tuple[FileRewrite, ...] = ()
     #: True: the app sees the full URL path (give it ``{prefix}``); False: the prefix is stripped.
     absolute_url: bool = False
+    #: The command for a 127.0.0.1 port (``{port}``), used when nbviz's route is missing and
+    #: the page comes through jupyter-server-proxy: the app must then admit only requests that
+    #: carry the per-session secret (``{secret}``, ``NBVIZ_SECRET``), handed to the page as
+    #: ``?<secret_param>=`` in its first URL. None: the preset needs nbviz's route.
+    tcp_command: tuple[str, ...] | None = None
+    secret_param: str | None = None
     #: Where the preset came from: ``nbviz``, the distribution that published it, or empty
     #: (made in this kernel).
     origin: str = ""
@@ -98,6 +104,14 @@ class Preset:
         if isinstance(self.command, str) or not self.command:
             raise self.error("its command must be a non-empty list of str")
         object.__setattr__(self, "command", tuple(self.command))
+        if self.tcp_command is not None:
+            if isinstance(self.tcp_command, str) or not self.tcp_command:
+                raise self.error("its tcp_command must be a non-empty list of str")
+            object.__setattr__(self, "tcp_command", tuple(self.tcp_command))
+            for index, item in enumerate(self.tcp_command):
+                self.check_template(item, f"tcp_command item {index} {item!r}")
+            if not any("port" in fields_of(item, self.name) for item in self.tcp_command):
+                raise self.error("its tcp_command must contain {port}")
         object.__setattr__(self, "files", tuple(self.files))
         known = {**TEMPLATE_FIELDS, **PRESET_FIELDS}
         clash = sorted(set(self.args) & set(known))
