@@ -23,7 +23,7 @@ from PIL import Image
 from test_jupyter import ws_connect
 
 from nbviz import NbvizError, NbvizWarning, ParaViewSession, ProgramNotFoundError
-from nbviz.paraview import DataError, Screenshot
+from nbviz.paraview import DataError, Screenshot, write_vti
 
 pytestmark = [
     pytest.mark.paraview,
@@ -269,24 +269,105 @@ def test_a_csv_table_shows_as_coloured_points(tmp_path: Path) -> None:
     np.savetxt(table, points, delimiter=",", header="a,b,c", comments="")
     with pytest.raises(DataError, match="columns x, y \\(and z\\); its columns: a, b, c"):
         ParaViewSession(table).wait_ready(120)
+    # separated by semicolons (a spreadsheet's CSV in many locales) or by spaces
+    spaced = tmp_path / "cloud.txt"
+    np.savetxt(spaced, rows, delimiter="  ", header=header.replace(",", " "), comments="")
+    semicolons = tmp_path / "semicolons.csv"
+    np.savetxt(semicolons, rows, delimiter=";", header=header.replace(",", ";"), comments="")
+    for path in (spaced, semicolons):
+        view = ParaViewSession(path, size=(300, 200))
+        try:
+            view.wait_ready(120)
+            assert sorted(view.fields) == ["angle", "radius"], path
+            assert view.bounds == pytest.approx(
+                [v for pair in zip(points.min(0), points.max(0), strict=True) for v in pair],
+                abs=1e-3,
+            )
+        finally:
+            view.stop()
 
 
-def test_missing_and_unreadable_data(tmp_path: Path) -> None:
+def test_first_colouring_of_meshes_and_blocks(tmp_path: Path) -> None:
+    """An STL's only array (a constant solid label) is not used: the mesh is drawn in one
+    plain colour; of a multiblock's arrays, the one on the bigger block is shown first."""
+    corners = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)]
+    faces = [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)]
+    mesh = tmp_path / "part of a wing \u00e9.stl"  # spaces and non-ASCII in the name
+    mesh.write_text(
+        "solid tet\n"
+        + "".join(
+            "facet normal 0 0 0\nouter loop\n"
+            + "".join("vertex {} {} {}\n".format(*corners[i]) for i in face)
+            + "endloop\nendfacet\n"
+            for face in faces
+        )
+        + "endsolid tet\n"
+    )
+    small = np.ones((3, 3, 3)) * np.arange(3)  # partial arrays: each on one block only
+    write_vti(tmp_path / "small.vti", {"a_small": small}, origin=(5, 5, 5))
+    big = np.random.default_rng(1).random((12, 12, 12))
+    write_vti(tmp_path / "big.vti", {"z_big": big})
+    blocks = tmp_path / "blocks.vtm"
+    blocks.write_text(
+        '<?xml version="1.0"?>\n<VTKFile type="vtkMultiBlockDataSet" version="1.0">\n'
+        '<vtkMultiBlockDataSet>\n<DataSet index="0" file="small.vti"/>\n'
+        '<DataSet index="1" file="big.vti"/>\n</vtkMultiBlockDataSet>\n</VTKFile>\n'
+    )
+    view = ParaViewSession(mesh, size=(200, 200))
+    try:
+        view.wait_ready(120)
+        assert view.fields == ["STLSolidLabeling"] and view.field == ""
+        image = Image.open(io.BytesIO(view.screenshot().data)).convert("RGB")
+        colours = [c for _n, c in image.getcolors(200 * 200) or []]
+        grey = [c for c in colours if min(c) > 150 and max(c) - min(c) < 30]
+        blue = [c for c in colours if c[2] > 120 and c[2] - c[0] > 60]  # a colormap's low end
+        assert len(grey) > 10 and not blue, (len(grey), blue[:5])  # plain light grey
+    finally:
+        view.stop()
+    view = ParaViewSession(blocks, size=(200, 200))
+    try:
+        view.wait_ready(120)
+        assert view.fields == ["a_small", "z_big"] and view.field == "z_big"
+    finally:
+        view.stop()
+
+
+def test_missing_and_unreadable_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: Path
+) -> None:
     with pytest.raises(DataError, match="does not exist"):
         ParaViewSession(tmp_path / "nope.pvd")
     with pytest.raises(DataError, match="no file matches"):
         ParaViewSession(str(tmp_path / "step*.vti"))
+    monkeypatch.chdir(tmp_path)  # a relative path: the error says where it was looked for
+    with pytest.raises(DataError, match=rf"run\.vtu does not exist \(looked in {tmp_path}\)"):
+        ParaViewSession("run.vtu")
+    # a directory, a glob over several formats, an empty file: said before pvpython starts
+    with pytest.raises(DataError, match=r"is a directory; give a file in it.*glob"):
+        ParaViewSession(data.parent)
+    (tmp_path / "a.vtu").write_text("x")
+    (tmp_path / "b.vtk").write_text("x")
+    with pytest.raises(DataError, match=r"files of 2 kinds \(\.vtk, \.vtu\)"):
+        ParaViewSession(str(tmp_path / "*"))
+    (tmp_path / "empty.vtu").write_text("")
+    with pytest.raises(DataError, match=r"empty\.vtu is empty"):
+        ParaViewSession(tmp_path / "empty.vtu")
+    with monkeypatch.context() as patched:  # (the tests run as root, who reads any file)
+        access = os.access
+        patched.setattr(os, "access", lambda p, mode: os.fspath(p) != str(data) and access(p, mode))
+        with pytest.raises(DataError, match=r"run\.pvd cannot be read \(permission denied\)"):
+            ParaViewSession(data)
     junk = tmp_path / "junk.vti"
     junk.write_text("this is not VTK")
     session = ParaViewSession(junk)
-    with pytest.raises(DataError, match=r"junk\.vti"):
+    with pytest.raises(DataError, match=r"could not read .*junk\.vti: no \.vti reader accepts it"):
         session.wait_ready(120)
     assert session.status == "crashed" and session.pid is not None
     assert not psutil.pid_exists(session.pid)
     unknown = tmp_path / "data.xyz123"
     unknown.write_text("1 2 3")
     session = ParaViewSession(unknown)
-    with pytest.raises(DataError, match=r"no reader|unsupported"):
+    with pytest.raises(DataError, match=r"no reader for .*unsupported format \.xyz123.*\.vtu"):
         session.wait_ready(120)
 
 

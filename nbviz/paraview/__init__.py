@@ -107,25 +107,52 @@ def resolve_data(data: Any) -> list[str]:
     if isinstance(data, (str, os.PathLike)):
         path = os.fspath(data)
         if os.path.exists(path):
-            return [os.path.abspath(path)]
+            return [_readable(path)]
         if glob.has_magic(path):
-            matches = sorted(glob.glob(path))
+            matches = sorted(m for m in glob.glob(path) if not os.path.isdir(m))
             if not matches:
-                raise DataError(f"nbviz: no file matches {path}")
-            return [os.path.abspath(m) for m in matches]
-        raise DataError(f"nbviz: {path} does not exist")
+                raise DataError(f"nbviz: no file matches {path}{_where(path)}")
+            kinds = sorted({os.path.splitext(m)[1] for m in matches})
+            if len(kinds) > 1:  # one reader reads all the steps of a series
+                raise DataError(
+                    f"nbviz: {path} matches files of {len(kinds)} kinds ({', '.join(kinds)}); "
+                    "a series is files of one kind: narrow the glob"
+                )
+            return [_readable(m) for m in matches]
+        raise DataError(f"nbviz: {path} does not exist{_where(path)}")
     if isinstance(data, Sequence) and not isinstance(data, (bytes, bytearray)) and data:
         paths = [os.fspath(p) for p in data]
         missing = [p for p in paths if not os.path.exists(p)]
         if missing:
             raise DataError(
-                f"nbviz: {missing[0]} does not exist ({len(missing)} of {len(paths)} missing)"
+                f"nbviz: {missing[0]} does not exist{_where(missing[0])} "
+                f"({len(missing)} of {len(paths)} missing)"
             )
-        return [os.path.abspath(p) for p in paths]
+        return [_readable(p) for p in paths]
     raise DataError(
         f"nbviz: ParaViewSession takes a file path, a list or glob of files, or a numpy array, "
         f"not {type(data).__name__}"
     )
+
+
+def _where(path: str) -> str:
+    """For a relative path: the directory it was looked up in (the kernel's, often not the
+    notebook's)."""
+    return "" if os.path.isabs(path) else f" (looked in {os.getcwd()})"
+
+
+def _readable(path: str) -> str:
+    """``path`` made absolute, if it is a file this process may read."""
+    if os.path.isdir(path):
+        raise DataError(
+            f"nbviz: {path} is a directory; give a file in it, a list of files, or a glob "
+            f"such as {os.path.join(path, '*.vtu')!r} (one time step per file)"
+        )
+    if not os.access(path, os.R_OK):
+        raise DataError(f"nbviz: {path} cannot be read (permission denied)")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"nbviz: {path} is empty")
+    return os.path.abspath(path)
 
 
 class ParaViewSession(WebApp):
@@ -212,10 +239,9 @@ class ParaViewSession(WebApp):
             paths = ["{session_dir}/array.npy"]
             label = f"array {'x'.join(map(str, data.shape))}"
         else:
-            paths = [_literal(p) for p in resolve_data(data)]
-            label = os.path.basename(resolve_data(data)[0]) + (
-                f" (+{len(paths) - 1})" if len(paths) > 1 else ""
-            )
+            files = resolve_data(data)
+            paths = [_literal(p) for p in files]
+            label = os.path.basename(files[0]) + (f" (+{len(paths) - 1})" if len(paths) > 1 else "")
         self.colormaps: list[str] = []
         self.bounds: list[float] = []
         self._channel: Channel | None = None
