@@ -287,6 +287,16 @@ def find_program(program: str, env: Mapping[str, str] | None = None) -> str:
         return found
     hint = INSTALL_HINTS.get(os.path.basename(program))
     how = f"install it ({hint})" if hint else "install it or give its full path"
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", program):
+        raise ProgramNotFoundError(
+            f"nbviz: the command starts with {program!r}, a shell variable assignment; the "
+            "command runs without a shell: pass env={...} for environment variables"
+        )
+    if os.sep in program and os.path.isfile(program):
+        raise ProgramNotFoundError(
+            f"nbviz: {program} is not executable; chmod +x it, or run it with its "
+            f"interpreter (e.g. [sys.executable, {program!r}, ...])"
+        )
     if os.sep in program:
-        raise ProgramNotFoundError(f"nbviz: {program} does not exist or is not executable; {how}")
+        raise ProgramNotFoundError(f"nbviz: {program} does not exist; {how}")
     raise ProgramNotFoundError(f"nbviz: program {program!r} not found on PATH; {how}")

@@ -80,4 +80,8 @@ def test_missing_program_says_how_to_install() -> None:
         find_program("no-such-program-nbviz")
     with pytest.raises(ProgramNotFoundError, match="does not exist"):
         find_program("/no/such/dir/prog")
+    with pytest.raises(ProgramNotFoundError, match=r"is not executable; chmod \+x it"):
+        find_program(__file__)  # a script without its execute bit
+    with pytest.raises(ProgramNotFoundError, match=r"'DEBUG=1'.*without a shell: pass env="):
+        find_program("DEBUG=1")  # a shell habit: "DEBUG=1 python app.py {port}"
     assert find_program("sh").endswith("/sh")
