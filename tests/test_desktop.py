@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -219,9 +220,19 @@ def test_resize(desk: RemoteDesktop) -> None:
         desk.size = (1, 1)
 
 
-def test_missing_program(desk: RemoteDesktop) -> None:
+def test_missing_program_and_one_that_exits_at_once(desk: RemoteDesktop) -> None:
     with pytest.raises(ProgramNotFoundError, match=r"^nbviz: program 'no-such-x-program'"):
         desk.launch("no-such-x-program --flag")
+    with pytest.raises(ProgramNotFoundError, match=r"'DISPLAY=:1'.*without a shell"):
+        desk.launch("DISPLAY=:1 xterm")
+    # a program that fails: its exit code and what it printed (its own log, not the others')
+    quiet = desk.launch([sys.executable, "-c", "print('all fine')"])
+    failing = desk.launch(
+        [sys.executable, "-c", "import os, sys; sys.exit('no display? ' + os.environ['DISPLAY'])"]
+    )
+    assert failing.wait(30) == 1 and quiet.wait(30) == 0
+    assert failing.logs().strip() == f"no display? {desk.display}"
+    assert "exited with 1" in repr(failing) and quiet.logs(1) == "all fine"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
