@@ -328,6 +328,15 @@ def test_first_colouring_of_meshes_and_blocks(tmp_path: Path) -> None:
     try:
         view.wait_ready(120)
         assert view.fields == ["a_small", "z_big"] and view.field == "z_big"
+        coloured = view.screenshot()
+        view.field = ""  # one plain colour, and back
+        view.colormap = "Viridis (matplotlib)"
+        plain = view.screenshot()
+        assert view.field == "" and plain.data != coloured.data
+        view.field = "z_big"
+        assert view.field == "z_big" and view.screenshot().data != plain.data
+        with pytest.raises(DataError, match="no field 'nope'"):
+            view.field = "nope"
     finally:
         view.stop()
 

@@ -164,7 +164,9 @@ class ParaViewSession(WebApp):
     >>> view.screenshot()      # PNG
     """
 
-    field = t.Unicode("", help="Array the data is coloured by; one of `fields`.").tag(sync=True)
+    field = t.Unicode(
+        "", help='Array the data is coloured by; one of `fields`, or "" for one plain colour.'
+    ).tag(sync=True)
     fields = t.List(t.Unicode(), help="Point and cell arrays of the data (read-only).").tag(
         sync=True
     )
@@ -389,7 +391,7 @@ class ParaViewSession(WebApp):
     @t.validate("field")
     def _valid_field(self, proposal: dict[str, Any]) -> str:
         value = str(proposal["value"])
-        if self.fields and value not in self.fields and not getattr(self._applying, "on", False):
+        if value and value not in self.fields and not getattr(self._applying, "on", False):
             raise DataError(f"nbviz: no field {value!r}; fields: {', '.join(self.fields)}")
         return value
 

@@ -283,11 +283,8 @@ class Scene:
             self.display.PointSize = 3
         self.set_representation("Points" if cloud else "Surface")
         field = default_field(self.source, self.fields())
-        if field:
-            self.set_field(field)
-        else:  # ParaView would colour by the active scalars, e.g. STL's constant solid label
-            simple.ColorBy(self.display, None)
-            self.display.SetScalarBarVisibility(self.view, False)
+        # "": ParaView would colour by the active scalars, e.g. STL's constant solid label
+        self.set_field(field)
         simple.ResetCamera(self.view)  # no render here: the page asks for its first image
 
     # what there is
@@ -378,6 +375,12 @@ class Scene:
 
     # changes
     def set_field(self, field: str) -> None:
+        if not field:  # one plain colour
+            for display in self.displays():
+                display.SetScalarBarVisibility(self.view, False)
+                simple.ColorBy(display, None)
+            self.values["field"] = ""
+            return
         assoc = self.association(field)
         for display in self.displays():  # one scalar bar: the old field's goes
             display.SetScalarBarVisibility(self.view, False)
