@@ -23,7 +23,7 @@ from PIL import Image
 from test_jupyter import ws_connect
 
 from nbviz import NbvizError, NbvizWarning, ParaViewSession, ProgramNotFoundError
-from nbviz.paraview import DataError, Screenshot, write_vti
+from nbviz.paraview import DataError, Screenshot, write_pvd, write_vti
 
 pytestmark = [
     pytest.mark.paraview,
@@ -358,6 +358,14 @@ def test_missing_and_unreadable_data(
     (tmp_path / "b.vtk").write_text("x")
     with pytest.raises(DataError, match=r"files of 2 kinds \(\.vtk, \.vtu\)"):
         ParaViewSession(str(tmp_path / "*"))
+    with pytest.raises(DataError, match=r"the list has files of 2 kinds"):
+        ParaViewSession([tmp_path / "a.vtu", tmp_path / "b.vtk"])
+    steps = [(0.0, data.parent / "step0.vti"), (1.0, tmp_path / "gone" / "step1.vti")]
+    with pytest.raises(DataError, match=r"refers to gone/step1\.vti, which does not exist"):
+        ParaViewSession(write_pvd(tmp_path / "holes.pvd", steps))
+    (tmp_path / "notxml.pvd").write_text("not XML")
+    with pytest.raises(DataError, match=r"notxml\.pvd is not a valid VTK XML file"):
+        ParaViewSession(tmp_path / "notxml.pvd")
     (tmp_path / "empty.vtu").write_text("")
     with pytest.raises(DataError, match=r"empty\.vtu is empty"):
         ParaViewSession(tmp_path / "empty.vtu")

@@ -112,12 +112,7 @@ def resolve_data(data: Any) -> list[str]:
             matches = sorted(m for m in glob.glob(path) if not os.path.isdir(m))
             if not matches:
                 raise DataError(f"nbviz: no file matches {path}{_where(path)}")
-            kinds = sorted({os.path.splitext(m)[1] for m in matches})
-            if len(kinds) > 1:  # one reader reads all the steps of a series
-                raise DataError(
-                    f"nbviz: {path} matches files of {len(kinds)} kinds ({', '.join(kinds)}); "
-                    "a series is files of one kind: narrow the glob"
-                )
+            _one_kind(matches, f"{path} matches", "narrow the glob")
             return [_readable(m) for m in matches]
         raise DataError(f"nbviz: {path} does not exist{_where(path)}")
     if isinstance(data, Sequence) and not isinstance(data, (bytes, bytearray)) and data:
@@ -128,11 +123,22 @@ def resolve_data(data: Any) -> list[str]:
                 f"nbviz: {missing[0]} does not exist{_where(missing[0])} "
                 f"({len(missing)} of {len(paths)} missing)"
             )
+        _one_kind(paths, "the list has", "give one kind")
         return [_readable(p) for p in paths]
     raise DataError(
         f"nbviz: ParaViewSession takes a file path, a list or glob of files, or a numpy array, "
         f"not {type(data).__name__}"
     )
+
+
+def _one_kind(paths: list[str], what: str, fix: str) -> None:
+    """The steps of a series must be files of one format: one reader reads them all."""
+    kinds = sorted({os.path.splitext(p)[1].lower() for p in paths})
+    if len(kinds) > 1:
+        raise DataError(
+            f"nbviz: {what} files of {len(kinds)} kinds ({', '.join(kinds)}); the steps of a "
+            f"series are files of one kind: {fix}"
+        )
 
 
 def _where(path: str) -> str:
@@ -152,7 +158,33 @@ def _readable(path: str) -> str:
         raise DataError(f"nbviz: {path} cannot be read (permission denied)")
     if os.path.getsize(path) == 0:
         raise DataError(f"nbviz: {path} is empty")
+    _check_parts(path)
     return os.path.abspath(path)
+
+
+#: VTK XML files that only name other files: a collection (.pvd), a multiblock (.vtm) and
+#: the partitioned formats, whose pieces are in files of their own.
+INDEX_FILES = (".pvd", ".vtm", ".pvtu", ".pvti", ".pvts", ".pvtr", ".pvtp")
+
+
+def _check_parts(path: str) -> None:
+    """An index file whose parts are missing: say which, before ParaView shows a hole."""
+    if not path.lower().endswith(INDEX_FILES):
+        return
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise DataError(f"nbviz: {path} is not a valid VTK XML file ({exc})") from None
+    parts = [e.get("file") or e.get("Source") for e in root.iter() if e.tag in ("DataSet", "Piece")]
+    where = os.path.dirname(os.path.abspath(path))
+    missing = [p for p in parts if p and not os.path.exists(os.path.join(where, p))]
+    if missing:
+        raise DataError(
+            f"nbviz: {path} refers to {missing[0]}, which does not exist "
+            f"({len(missing)} of {len(parts)} parts missing)"
+        )
 
 
 class ParaViewSession(WebApp):
