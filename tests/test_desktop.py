@@ -220,6 +220,17 @@ def test_resize(desk: RemoteDesktop) -> None:
         desk.size = (1, 1)
 
 
+def test_missing_start_program_or_window_manager() -> None:
+    """Said before anything starts (the desktop used to come up without them, silently)."""
+    need("xpra")
+    with pytest.raises(ProgramNotFoundError, match=r"RemoteDesktop\(start=...\): program 'nope'"):
+        RemoteDesktop(start=["xterm", "nope --flag"])
+    with pytest.raises(ProgramNotFoundError, match=r"window_manager=...\) \(''.*'fvwm-nope'"):
+        RemoteDesktop(window_manager="fvwm-nope")
+    with pytest.raises(NbvizError, match="start= has an empty command"):
+        RemoteDesktop(start=[""])
+
+
 def test_missing_program_and_one_that_exits_at_once(desk: RemoteDesktop) -> None:
     with pytest.raises(ProgramNotFoundError, match=r"^nbviz: program 'no-such-x-program'"):
         desk.launch("no-such-x-program --flag")
@@ -237,10 +248,10 @@ def test_missing_program_and_one_that_exits_at_once(desk: RemoteDesktop) -> None
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_stop_leaves_no_process(backend: str) -> None:
-    desk = new_desktop(backend)
+    desk = new_desktop(backend, start="xterm -T 'two words'")  # one command, quoted
     program = desk.launch("xterm -T extra")
     desk.clipboard = "owned by an xclip"
-    wait_until(lambda: desk.refresh() or "extra" in desk.windows, what="the window")
+    wait_until(lambda: desk.refresh() or {"extra", "two words"} <= set(desk.windows), what="both")
     pids = tree(desk.pid) | tree(program.pid) | tree(desk._clipboard_owner.pid)  # type: ignore[union-attr]
     expected = {"xterm", "openbox", "xclip"} | ({"xpra", "Xvfb"} if backend == "xpra" else {"Xvnc"})
     assert {n[:15] for n in expected} <= {n[:15] for n in names(pids)}, names(pids)

@@ -70,6 +70,16 @@ def missing_backend(backend: Backend) -> str | None:
     return None
 
 
+def _must_exist(program: str, argument: str) -> None:
+    try:
+        find_program(program)
+    except ProgramNotFoundError as exc:
+        extra = " ('' for none)" if argument == "window_manager=" else ""
+        raise ProgramNotFoundError(
+            f"nbviz: RemoteDesktop({argument}...){extra}: {exc.message.removeprefix('nbviz: ')}"
+        ) from None
+
+
 class Program:
     """A program started on the desktop by :meth:`RemoteDesktop.launch`."""
 
@@ -180,6 +190,15 @@ class RemoteDesktop(WebApp):
             raise ProgramNotFoundError(
                 f"nbviz: the {backend} desktop cannot start: {problem}; install it{offer}"
             )
+        if isinstance(start, str):  # one command, not its letters
+            start = (start,)
+        for item in start:  # said now: the launcher would skip a missing one, in its log only
+            argv = shlex.split(item)
+            if not argv:
+                raise NbvizError(f"nbviz: start= has an empty command: {list(start)!r}")
+            _must_exist(argv[0], "start=")
+        if window_manager:
+            _must_exist(window_manager, "window_manager=")
         # No size given: the X screen follows the frame in the page (1280x800 until it reports).
         self._follow_frame = size is None
         width, height_px = _valid_size(size or (1280, 800))
