@@ -23,7 +23,7 @@ from PIL import Image
 from test_jupyter import ws_connect
 
 from nbviz import NbvizError, NbvizWarning, ParaViewSession, ProgramNotFoundError
-from nbviz.paraview import DataError, Screenshot, write_pvd, write_vti
+from nbviz.paraview import DataError, Screenshot, _vtk_values, write_pvd, write_vti
 
 pytestmark = [
     pytest.mark.paraview,
@@ -191,15 +191,26 @@ def test_screenshot_size(view: ParaViewSession) -> None:
 def test_numpy_array_input() -> None:
     axis = np.linspace(-1, 1, 20)
     x, y, _z = np.meshgrid(axis, axis, axis, indexing="ij")
-    session = ParaViewSession(x + 2 * y, array_name="ramp", size=(300, 300))
+    # half floats (which VTK has no type for) are widened; so are booleans
+    session = ParaViewSession((x + 2 * y).astype(np.float16), array_name="ramp", size=(300, 300))
     try:
         session.wait_ready(120)
-        assert session.fields == ["ramp"]
+        assert session.fields == ["ramp"] and session.field == "ramp"
         assert session.request("list")["bounds"] == pytest.approx([0, 19, 0, 19, 0, 19])
         shot = session.screenshot()
         assert differs(pixel(shot, 0.5, 0.35), pixel(shot, 0.5, 0.65))
     finally:
         session.stop()
+
+
+def test_array_values_vtk_takes() -> None:
+    assert _vtk_values(np.ones((2, 2), bool)).dtype == np.uint8
+    masked = _vtk_values(np.ma.masked_less(np.arange(8.0).reshape(2, 4), 3))
+    assert np.isnan(masked[0, :3]).all() and masked[1, 3] == 7
+    with pytest.raises(DataError, match=r"\.real, \.imag or abs\(\)"):
+        ParaViewSession(np.ones((3, 3)) * 1j)
+    with pytest.raises(DataError, match="a numpy array of numbers is needed, not of <U1"):
+        ParaViewSession(np.full((3, 3), "a"))
 
 
 def test_crash_then_restart_restores_the_view(data: Path) -> None:

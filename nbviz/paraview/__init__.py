@@ -131,6 +131,28 @@ def resolve_data(data: Any) -> list[str]:
     )
 
 
+def _vtk_values(array: Any) -> Any:
+    """``array`` with values VTK takes: booleans as 0/1, half floats as float32, masked values
+    as NaN; a clear error for complex numbers and objects."""
+    import numpy as np
+
+    if isinstance(array, np.ma.MaskedArray):
+        return np.ma.filled(array.astype(np.float64), np.nan)
+    kind = array.dtype.kind
+    if kind == "b":
+        return array.astype(np.uint8)
+    if kind == "f" and array.dtype.itemsize < 4:
+        return array.astype(np.float32)
+    if kind == "c":
+        raise DataError(
+            "nbviz: ParaView shows real numbers; pass the array's .real, .imag or abs() "
+            f"instead of complex values ({array.dtype})"
+        )
+    if kind not in "iuf":
+        raise DataError(f"nbviz: a numpy array of numbers is needed, not of {array.dtype}")
+    return array
+
+
 def _one_kind(paths: list[str], what: str, fix: str) -> None:
     """The steps of a series must be files of one format: one reader reads them all."""
     kinds = sorted({os.path.splitext(p)[1].lower() for p in paths})
@@ -269,7 +291,7 @@ class ParaViewSession(WebApp):
         if hasattr(data, "shape") and hasattr(data, "dtype"):
             if len(data.shape) not in (2, 3):
                 raise DataError(f"nbviz: a numpy array must be 2-D or 3-D, got shape {data.shape}")
-            self._array = data
+            self._array = _vtk_values(data)
             paths = ["{session_dir}/array.npy"]
             label = f"array {'x'.join(map(str, data.shape))}"
         else:
