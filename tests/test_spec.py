@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from nbviz import ProgramNotFoundError, TemplateError
@@ -18,6 +20,16 @@ def test_fields_found_and_rendered() -> None:
         "/user/a/x",
         "{literal}",
     ]
+
+
+def test_paths_and_numbers_as_users_pass_them() -> None:
+    """A pathlib.Path in the command is taken as it is (braces included); numbers in env
+    become strings; other env values are refused before anything runs."""
+    spec = Spec.build([Path("/opt/my {app}/run"), "{port}"], env={"WORKERS": 4, "A": "b"})
+    assert render_command(spec.command, {"port": 80}) == ["/opt/my {app}/run", "80"]
+    assert spec.env == {"WORKERS": "4", "A": "b"}
+    with pytest.raises(TemplateError, match=r"env values must be strings.*'DEBUG': None"):
+        Spec.build(["srv", "{port}"], env={"DEBUG": None})  # type: ignore[dict-item]
 
 
 def test_unknown_field_names_the_item_and_known_fields() -> None:
