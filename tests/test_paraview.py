@@ -23,7 +23,14 @@ from PIL import Image
 from test_jupyter import ws_connect
 
 from nbviz import NbvizError, NbvizWarning, ParaViewSession, ProgramNotFoundError
-from nbviz.paraview import DataError, Screenshot, _vtk_values, write_pvd, write_vti
+from nbviz.paraview import (
+    DataError,
+    Screenshot,
+    _vtk_values,
+    resolve_data,
+    write_pvd,
+    write_vti,
+)
 
 pytestmark = [
     pytest.mark.paraview,
@@ -296,6 +303,14 @@ def test_a_csv_table_shows_as_coloured_points(tmp_path: Path) -> None:
             )
         finally:
             view.stop()
+
+
+def test_a_glob_of_steps_in_number_order(tmp_path: Path) -> None:
+    """step_10 is the step after step_9, not after step_1 (numbers not zero-padded)."""
+    for i in (0, 1, 2, 9, 10, 11):
+        (tmp_path / f"step_{i}.vtk").write_text("x")
+    found = resolve_data(str(tmp_path / "step_*.vtk"))
+    assert [Path(p).name for p in found] == [f"step_{i}.vtk" for i in (0, 1, 2, 9, 10, 11)]
 
 
 def test_first_colouring_of_meshes_and_blocks(tmp_path: Path) -> None:

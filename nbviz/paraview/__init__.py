@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -109,7 +110,7 @@ def resolve_data(data: Any) -> list[str]:
         if os.path.exists(path):
             return [_readable(path)]
         if glob.has_magic(path):
-            matches = sorted(m for m in glob.glob(path) if not os.path.isdir(m))
+            matches = sorted((m for m in glob.glob(path) if not os.path.isdir(m)), key=_natural)
             if not matches:
                 raise DataError(f"nbviz: no file matches {path}{_where(path)}")
             _one_kind(matches, f"{path} matches", "narrow the glob")
@@ -151,6 +152,11 @@ def _vtk_values(array: Any) -> Any:
     if kind not in "iuf":
         raise DataError(f"nbviz: a numpy array of numbers is needed, not of {array.dtype}")
     return array
+
+
+def _natural(path: str) -> list[Any]:
+    """Sort key: numbers in file names by value, so step_10 comes after step_9 (not step_1)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
 def _one_kind(paths: list[str], what: str, fix: str) -> None:
