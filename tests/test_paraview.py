@@ -221,9 +221,17 @@ def test_array_values_vtk_takes() -> None:
 
 
 def test_crash_then_restart_restores_the_view(data: Path) -> None:
-    session = ParaViewSession(data, field="pressure", size=(300, 200))
-    try:
+    # a bad setting given to the constructor is a warning, and the good ones still apply
+    with pytest.warns(NbvizWarning, match=r"time step 99 does not exist"):
+        session = ParaViewSession(
+            data, field="pressure", time=99, colormap="Viridis (matplotlib)", size=(300, 200)
+        )
         session.wait_ready(120)
+    try:
+        assert session.field == "pressure" and session.colormap == "Viridis (matplotlib)"
+        applied = session.request("list")["values"]
+        assert applied["field"] == "pressure" and applied["colormap"] == "Viridis (matplotlib)"
+        assert "time step 99" in session.message
         session.time = 2
         pids = [p.pid for p in tree(session.pid)]  # type: ignore[arg-type]
         assert len(pids) >= 2  # pvpython and its private Xvfb

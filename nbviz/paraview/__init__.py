@@ -25,7 +25,7 @@ from .._channel import Channel, ChannelError
 from .._errors import BackendExitedError, NbvizError, ProgramNotFoundError
 from .._screenshot import Screenshot
 from .._spec import Endpoint, Spec, find_program
-from ..app import WebApp
+from ..app import WebApp, warn
 from ._files import write_pvd, write_vti
 
 __all__ = ["DataError", "Filter", "ParaViewSession", "Screenshot", "write_pvd", "write_vti"]
@@ -403,12 +403,18 @@ class ParaViewSession(WebApp):
         self._apply_from_backend(
             {"fields": info["fields"], "times": info["times"], **info["values"]}
         )
-        if wanted:  # the user's settings (before start, or before a restart) win
+        # The user's settings (before start, or before a restart) win, one by one: a bad one
+        # (time=99) must not stop the others, nor leave the kernel and the view disagreeing.
+        problems = []
+        for name in sorted(wanted, key=VIEW_TRAITS.index):
             try:
-                answer = channel.request("set", _jsonable(wanted))
+                answer = channel.request("set", _jsonable({name: wanted[name]}))
                 self._apply_from_backend({**answer["values"], "camera": answer["camera"]})
             except ChannelError as exc:
-                self._notice = exc.message
+                problems.append(exc.message.removeprefix("nbviz: "))
+        if problems:
+            self._notice = "nbviz: " + "; ".join(problems)
+            warn(self._notice)
         self._filters = {}
 
     def _backend_gone(self) -> None:
