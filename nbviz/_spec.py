@@ -158,6 +158,11 @@ class Spec:
             unix_socket = True
         if unix_socket and port is not None:
             raise TemplateError("give either port= or unix_socket=, not both")
+        if unix_socket and "port" in used:
+            raise TemplateError(
+                "unix_socket= asks for a Unix socket, but the command uses {port}: "
+                "put {unix_socket} where the program takes its socket path"
+            )
         if not unix_socket and port is None and "port" not in used:
             raise TemplateError(
                 "the command must contain {port} or {unix_socket} (where the backend listens), "

@@ -56,6 +56,8 @@ def test_contradictions_rejected() -> None:
         Spec.build(["srv", "{port}", "{unix_socket}"])
     with pytest.raises(TemplateError, match="either port"):
         Spec.build(["srv", "{unix_socket}"], port=80)
+    with pytest.raises(TemplateError, match=r"uses \{port\}: put \{unix_socket\}"):
+        Spec.build(["srv", "{port}"], unix_socket=True)
     with pytest.raises(TemplateError, match=r"must contain \{port\}"):
         Spec.build(["srv"])
     with pytest.raises(TemplateError, match="between 1 and 65535"):
