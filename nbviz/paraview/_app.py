@@ -166,7 +166,10 @@ def table_to_points(reader: Any, path: str) -> Any:
             reader.MergeConsecutiveDelimiters = int(found == " ")
             reader.UpdatePipeline()
             columns = names()
-    lower = {name.lower(): name for name in columns}
+    lower: dict[str, str] = {}
+    for name in columns:  # "x", "X", or with a unit: "x [m]", "x (mm)"
+        bare = name.split("[")[0].split("(")[0].strip().lower() or name.lower()
+        lower.setdefault(bare, name)
     for names in COORDINATE_COLUMNS:
         if names[0] in lower and names[1] in lower:
             x, y = lower[names[0]], lower[names[1]]
@@ -178,7 +181,8 @@ def table_to_points(reader: Any, path: str) -> Any:
             return points
     raise Fail(
         f"{path} is a table; ParaViewSession shows a table as points when it has columns "
-        f"x, y (and z); its columns: {', '.join(columns[:12]) or 'none'}"
+        f"x, y (and z), any case, units in brackets allowed; its columns: "
+        f"{', '.join(columns[:12]) or 'none'}"
     )
 
 
