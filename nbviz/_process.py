@@ -166,13 +166,39 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
-def kill_tree(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
-    """SIGTERM the process, its group and every descendant; SIGKILL what is left after ``grace``."""
+#: Environment variable that marks every process of a session, so that processes which left
+#: its process tree and group (a program that daemonizes: fork, setsid, fork) are found too.
+SESSION_ENV_VAR = "NBVIZ_SESSION_ID"
+
+
+def session_members(session_id: str) -> list[psutil.Process]:
+    """This user's processes whose environment carries ``session_id`` (see SESSION_ENV_VAR)."""
+    found = []
+    uid = os.getuid()
+    for candidate in psutil.process_iter():
+        try:
+            if candidate.uids().real == uid and (
+                candidate.environ().get(SESSION_ENV_VAR) == session_id
+            ):
+                found.append(candidate)
+        except psutil.Error:
+            continue
+    return found
+
+
+def kill_tree(
+    proc: subprocess.Popen[bytes], grace: float = STOP_GRACE, session_id: str | None = None
+) -> None:
+    """SIGTERM the process, its group and every descendant (and, with ``session_id``, every
+    process marked with it); SIGKILL what is left after ``grace``."""
     try:
         root = psutil.Process(proc.pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.Error:  # the leader is gone: whatever is left of its process group
         procs = group_members(proc.pid)
+    if session_id:
+        known = {p.pid for p in procs}
+        procs += [p for p in session_members(session_id) if p.pid not in known]
 
     def signal_all(sig: int) -> None:
         try:
@@ -194,6 +220,13 @@ def kill_tree(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         pass
+
+
+def _name(process: psutil.Process) -> str:
+    try:
+        return process.name()
+    except psutil.Error:
+        return "?"
 
 
 def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
@@ -397,7 +430,9 @@ class Process:
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
-                env=clean_env({**spec.env, SECRET_ENV_VAR: self.secret}),
+                env=clean_env(
+                    {**spec.env, SECRET_ENV_VAR: self.secret, SESSION_ENV_VAR: self.session_id}
+                ),
                 start_new_session=True,  # its own process group: stop() reaches its children
                 close_fds=True,
             )
@@ -441,10 +476,19 @@ class Process:
                 return
             code = proc.poll()
             if code is not None:
+                left = [p for p in session_members(self.session_id) if p.pid != proc.pid]
+                daemon = (
+                    f", leaving pid {left[0].pid} ({_name(left[0])}) in the background, where "
+                    "nbviz cannot manage it (nbviz ended it); run the program in the foreground "
+                    "(an option such as --foreground or --no-daemon)"
+                    if left
+                    else ""
+                )
                 self._fail(
                     future,
                     BackendExitedError(
-                        f"nbviz: {spec.name} exited with {describe_exit(code)} before it was ready",
+                        f"nbviz: {spec.name} exited with {describe_exit(code)} before it was "
+                        f"ready{daemon}",
                         log_tail=self.logs(LOG_TAIL_LINES),
                     ),
                     kill=proc,
@@ -487,7 +531,8 @@ class Process:
         future.set_result(None)
         code = proc.wait()
         if not self._stopping:
-            kill_tree(proc)  # what it started (an X server, helpers) must not outlive it
+            # what it started (an X server, helpers) must not outlive it
+            kill_tree(proc, session_id=self.session_id)
         with self._lock:
             if self._stopping:
                 return
@@ -519,7 +564,7 @@ class Process:
         error: NbvizError,
         kill: subprocess.Popen[bytes],
     ) -> None:
-        kill_tree(kill)
+        kill_tree(kill, session_id=self.session_id)
         with self._lock:
             if self._stopping:
                 return
@@ -560,7 +605,7 @@ class Process:
         if proc is not None:
             if proc.stdin is not None:
                 end_gently(proc)
-            kill_tree(proc)
+            kill_tree(proc, session_id=self.session_id)
             _orphans.release(proc.pid)
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(timeout=5)

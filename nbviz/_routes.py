@@ -74,6 +74,12 @@ def route_for(
     if endpoint.port is None:
         if not required:
             return Route(kind="none", url="", prefix="/")
+        if server is None and not front_end_may_know:
+            raise NbvizError(
+                "nbviz: a backend on a Unix socket is shown through nbviz's route in a Jupyter "
+                "server, and no Jupyter server runs this kernel; run it on {port} instead "
+                "(then a browser on this machine can show it directly)"
+            )
         raise NbvizError(
             f"nbviz: a backend on a Unix socket needs nbviz's own route; {NO_ROUTE_HINT}"
         )

@@ -113,13 +113,13 @@ class Spec:
     @classmethod
     def build(
         cls,
-        command: str | Sequence[str],
+        command: str | Sequence[str | os.PathLike[str]],
         *,
         port: int | None = None,
         unix_socket: bool | str = False,
         ready_path: str = "/",
         timeout: float = 30.0,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | int | float] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         probe: Probe | None = None,
         name: str = "",
@@ -130,11 +130,22 @@ class Spec:
         ssh: str | Sequence[str] | None = None,
     ) -> Spec:
         """Validate the arguments users pass and return a Spec (raises TemplateError)."""
-        items = tuple(shlex.split(command) if isinstance(command, str) else command)
+        items = tuple(
+            # a path is data, not a template: its braces stay braces
+            os.fspath(item).replace("{", "{{").replace("}", "}}")
+            if isinstance(item, os.PathLike)
+            else item
+            for item in (shlex.split(command) if isinstance(command, str) else command)
+        )
         if not items:
             raise TemplateError("the command is empty; give a program and its arguments")
         if not all(isinstance(item, str) for item in items):
-            raise TemplateError(f"every command item must be a str, got {list(items)!r}")
+            raise TemplateError(f"every command item must be a str or path, got {list(items)!r}")
+        for key, value in (env or {}).items():
+            if not isinstance(key, str) or not isinstance(value, (str, int, float)):
+                raise TemplateError(
+                    f"env values must be strings (or numbers), got {key!r}: {value!r}"
+                )
         used = set()
         for index, item in enumerate(items):
             used |= template_fields(item, where=f"command item {index} {item!r}")
@@ -147,6 +158,11 @@ class Spec:
             unix_socket = True
         if unix_socket and port is not None:
             raise TemplateError("give either port= or unix_socket=, not both")
+        if unix_socket and "port" in used:
+            raise TemplateError(
+                "unix_socket= asks for a Unix socket, but the command uses {port}: "
+                "put {unix_socket} where the program takes its socket path"
+            )
         if not unix_socket and port is None and "port" not in used:
             raise TemplateError(
                 "the command must contain {port} or {unix_socket} (where the backend listens), "
@@ -176,7 +192,7 @@ class Spec:
             unix_socket=unix_socket,
             ready_path=ready_path,
             timeout=float(timeout),
-            env=dict(env or {}),
+            env={key: str(value) for key, value in (env or {}).items()},
             cwd=os.fspath(cwd) if cwd is not None else None,
             probe=probe,
             name=name or default_name(items),
@@ -287,6 +303,16 @@ def find_program(program: str, env: Mapping[str, str] | None = None) -> str:
         return found
     hint = INSTALL_HINTS.get(os.path.basename(program))
     how = f"install it ({hint})" if hint else "install it or give its full path"
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", program):
+        raise ProgramNotFoundError(
+            f"nbviz: the command starts with {program!r}, a shell variable assignment; the "
+            "command runs without a shell: pass env={...} for environment variables"
+        )
+    if os.sep in program and os.path.isfile(program):
+        raise ProgramNotFoundError(
+            f"nbviz: {program} is not executable; chmod +x it, or run it with its "
+            f"interpreter (e.g. [sys.executable, {program!r}, ...])"
+        )
     if os.sep in program:
-        raise ProgramNotFoundError(f"nbviz: {program} does not exist or is not executable; {how}")
+        raise ProgramNotFoundError(f"nbviz: {program} does not exist; {how}")
     raise ProgramNotFoundError(f"nbviz: program {program!r} not found on PATH; {how}")

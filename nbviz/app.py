@@ -80,13 +80,13 @@ class WebApp(Frame):
 
     def __init__(
         self,
-        command: str | Sequence[str],
+        command: str | Sequence[str | os.PathLike[str]],
         *,
         port: int | None = None,
         unix_socket: bool | str = False,
         ready_path: str = "/",
         timeout: float = 30,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | int | float] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         height: int | str = 480,
         absolute_url: bool = False,

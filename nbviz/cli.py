@@ -276,7 +276,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc.add_argument("--no-routes", action="store_true", help="skip starting a probe backend")
     doc.set_defaults(func=doctor)
     _dashboard.add_parser(sub)
+    # Everything after "--" goes to the Jupyter server of `nbviz dashboard`. (argparse alone
+    # loses it once an option such as --no-browser stands between the notebook and "--".)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, extra = argv[:at], argv[at + 1 :]
     args = parser.parse_args(argv)
+    if extra:
+        if args.command != "dashboard":
+            parser.error(f"options after -- are for nbviz dashboard, not nbviz {args.command}")
+        args.server_args = [*args.server_args, *extra]
     return int(args.func(args))
 
 

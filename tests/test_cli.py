@@ -73,3 +73,21 @@ def test_doctor_outside_jupyter(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "no running Jupyter server found" in result.stdout
     assert "Security" in result.stdout and "0700" in result.stdout
+
+
+def test_server_options_after_the_separator(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`nbviz dashboard nb.ipynb --no-browser -- --IdentityProvider.token=x` (as in the docs):
+    options between the notebook and `--` made argparse reject what follows `--`."""
+    from nbviz import _dashboard, cli
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(_dashboard, "dashboard", lambda args: seen.append(args.server_args) or 0)
+    line = ["dashboard", "nb.ipynb", "--port", "8866", "--no-browser", "--", "--A.b=1", "--c"]
+    assert cli.main(line) == 0
+    assert cli.main(["dashboard", "nb.ipynb", "--", "--A.b=1"]) == 0
+    assert seen == [["--A.b=1", "--c"], ["--A.b=1"]]
+    with pytest.raises(SystemExit):
+        cli.main(["doctor", "--", "--A.b=1"])
+    assert "options after -- are for nbviz dashboard" in capsys.readouterr().err

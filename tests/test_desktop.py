@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -219,17 +220,38 @@ def test_resize(desk: RemoteDesktop) -> None:
         desk.size = (1, 1)
 
 
-def test_missing_program(desk: RemoteDesktop) -> None:
+def test_missing_start_program_or_window_manager() -> None:
+    """Said before anything starts (the desktop used to come up without them, silently)."""
+    need("xpra")
+    with pytest.raises(ProgramNotFoundError, match=r"RemoteDesktop\(start=...\): program 'nope'"):
+        RemoteDesktop(start=["xterm", "nope --flag"])
+    with pytest.raises(ProgramNotFoundError, match=r"window_manager=...\) \(''.*'fvwm-nope'"):
+        RemoteDesktop(window_manager="fvwm-nope")
+    with pytest.raises(NbvizError, match="start= has an empty command"):
+        RemoteDesktop(start=[""])
+
+
+def test_missing_program_and_one_that_exits_at_once(desk: RemoteDesktop) -> None:
     with pytest.raises(ProgramNotFoundError, match=r"^nbviz: program 'no-such-x-program'"):
         desk.launch("no-such-x-program --flag")
+    with pytest.raises(ProgramNotFoundError, match=r"'DISPLAY=:1'.*without a shell"):
+        desk.launch("DISPLAY=:1 xterm")
+    # a program that fails: its exit code and what it printed (its own log, not the others')
+    quiet = desk.launch([sys.executable, "-c", "print('all fine')"])
+    failing = desk.launch(
+        [sys.executable, "-c", "import os, sys; sys.exit('no display? ' + os.environ['DISPLAY'])"]
+    )
+    assert failing.wait(30) == 1 and quiet.wait(30) == 0
+    assert failing.logs().strip() == f"no display? {desk.display}"
+    assert "exited with 1" in repr(failing) and quiet.logs(1) == "all fine"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_stop_leaves_no_process(backend: str) -> None:
-    desk = new_desktop(backend)
+    desk = new_desktop(backend, start="xterm -T 'two words'")  # one command, quoted
     program = desk.launch("xterm -T extra")
     desk.clipboard = "owned by an xclip"
-    wait_until(lambda: desk.refresh() or "extra" in desk.windows, what="the window")
+    wait_until(lambda: desk.refresh() or {"extra", "two words"} <= set(desk.windows), what="both")
     pids = tree(desk.pid) | tree(program.pid) | tree(desk._clipboard_owner.pid)  # type: ignore[union-attr]
     expected = {"xterm", "openbox", "xclip"} | ({"xpra", "Xvfb"} if backend == "xpra" else {"Xvnc"})
     assert {n[:15] for n in expected} <= {n[:15] for n in names(pids)}, names(pids)

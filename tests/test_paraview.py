@@ -23,7 +23,14 @@ from PIL import Image
 from test_jupyter import ws_connect
 
 from nbviz import NbvizError, NbvizWarning, ParaViewSession, ProgramNotFoundError
-from nbviz.paraview import DataError, Screenshot
+from nbviz.paraview import (
+    DataError,
+    Screenshot,
+    _vtk_values,
+    resolve_data,
+    write_pvd,
+    write_vti,
+)
 
 pytestmark = [
     pytest.mark.paraview,
@@ -191,10 +198,11 @@ def test_screenshot_size(view: ParaViewSession) -> None:
 def test_numpy_array_input() -> None:
     axis = np.linspace(-1, 1, 20)
     x, y, _z = np.meshgrid(axis, axis, axis, indexing="ij")
-    session = ParaViewSession(x + 2 * y, array_name="ramp", size=(300, 300))
+    # half floats (which VTK has no type for) are widened; so are booleans
+    session = ParaViewSession((x + 2 * y).astype(np.float16), array_name="ramp", size=(300, 300))
     try:
         session.wait_ready(120)
-        assert session.fields == ["ramp"]
+        assert session.fields == ["ramp"] and session.field == "ramp"
         assert session.request("list")["bounds"] == pytest.approx([0, 19, 0, 19, 0, 19])
         shot = session.screenshot()
         assert differs(pixel(shot, 0.5, 0.35), pixel(shot, 0.5, 0.65))
@@ -202,10 +210,28 @@ def test_numpy_array_input() -> None:
         session.stop()
 
 
+def test_array_values_vtk_takes() -> None:
+    assert _vtk_values(np.ones((2, 2), bool)).dtype == np.uint8
+    masked = _vtk_values(np.ma.masked_less(np.arange(8.0).reshape(2, 4), 3))
+    assert np.isnan(masked[0, :3]).all() and masked[1, 3] == 7
+    with pytest.raises(DataError, match=r"\.real, \.imag or abs\(\)"):
+        ParaViewSession(np.ones((3, 3)) * 1j)
+    with pytest.raises(DataError, match="a numpy array of numbers is needed, not of <U1"):
+        ParaViewSession(np.full((3, 3), "a"))
+
+
 def test_crash_then_restart_restores_the_view(data: Path) -> None:
-    session = ParaViewSession(data, field="pressure", size=(300, 200))
-    try:
+    # a bad setting given to the constructor is a warning, and the good ones still apply
+    with pytest.warns(NbvizWarning, match=r"time step 99 does not exist"):
+        session = ParaViewSession(
+            data, field="pressure", time=99, colormap="Viridis (matplotlib)", size=(300, 200)
+        )
         session.wait_ready(120)
+    try:
+        assert session.field == "pressure" and session.colormap == "Viridis (matplotlib)"
+        applied = session.request("list")["values"]
+        assert applied["field"] == "pressure" and applied["colormap"] == "Viridis (matplotlib)"
+        assert "time step 99" in session.message
         session.time = 2
         pids = [p.pid for p in tree(session.pid)]  # type: ignore[arg-type]
         assert len(pids) >= 2  # pvpython and its private Xvfb
@@ -267,26 +293,133 @@ def test_a_csv_table_shows_as_coloured_points(tmp_path: Path) -> None:
         view.stop()
     table = tmp_path / "table.csv"
     np.savetxt(table, points, delimiter=",", header="a,b,c", comments="")
-    with pytest.raises(DataError, match="columns x, y \\(and z\\); its columns: a, b, c"):
+    with pytest.raises(DataError, match=r"columns x, y \(and z\).*; its columns: a, b, c"):
         ParaViewSession(table).wait_ready(120)
+    # separated by semicolons (a spreadsheet's CSV in many locales) or by spaces
+    spaced = tmp_path / "cloud.txt"
+    np.savetxt(spaced, rows, delimiter="  ", header=header.replace(",", " "), comments="")
+    semicolons = tmp_path / "semicolons.csv"
+    with_units = "x [m];y [m];z (m);radius;angle"  # (units in the header are common too)
+    np.savetxt(semicolons, rows, delimiter=";", header=with_units, comments="")
+    for path in (spaced, semicolons):
+        view = ParaViewSession(path, size=(300, 200))
+        try:
+            view.wait_ready(120)
+            assert sorted(view.fields) == ["angle", "radius"], path
+            assert view.bounds == pytest.approx(
+                [v for pair in zip(points.min(0), points.max(0), strict=True) for v in pair],
+                abs=1e-3,
+            )
+        finally:
+            view.stop()
 
 
-def test_missing_and_unreadable_data(tmp_path: Path) -> None:
+def test_a_glob_of_steps_in_number_order(tmp_path: Path) -> None:
+    """step_10 is the step after step_9, not after step_1 (numbers not zero-padded)."""
+    for i in (0, 1, 2, 9, 10, 11):
+        (tmp_path / f"step_{i}.vtk").write_text("x")
+    found = resolve_data(str(tmp_path / "step_*.vtk"))
+    assert [Path(p).name for p in found] == [f"step_{i}.vtk" for i in (0, 1, 2, 9, 10, 11)]
+
+
+def test_first_colouring_of_meshes_and_blocks(tmp_path: Path) -> None:
+    """An STL's only array (a constant solid label) is not used: the mesh is drawn in one
+    plain colour; of a multiblock's arrays, the one on the bigger block is shown first."""
+    corners = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)]
+    faces = [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)]
+    mesh = tmp_path / "part of a wing \u00e9.stl"  # spaces and non-ASCII in the name
+    mesh.write_text(
+        "solid tet\n"
+        + "".join(
+            "facet normal 0 0 0\nouter loop\n"
+            + "".join("vertex {} {} {}\n".format(*corners[i]) for i in face)
+            + "endloop\nendfacet\n"
+            for face in faces
+        )
+        + "endsolid tet\n"
+    )
+    small = np.ones((3, 3, 3)) * np.arange(3)  # partial arrays: each on one block only
+    write_vti(tmp_path / "small.vti", {"a_small": small}, origin=(5, 5, 5))
+    big = np.random.default_rng(1).random((12, 12, 12))
+    write_vti(tmp_path / "big.vti", {"z_big": big})
+    blocks = tmp_path / "blocks.vtm"
+    blocks.write_text(
+        '<?xml version="1.0"?>\n<VTKFile type="vtkMultiBlockDataSet" version="1.0">\n'
+        '<vtkMultiBlockDataSet>\n<DataSet index="0" file="small.vti"/>\n'
+        '<DataSet index="1" file="big.vti"/>\n</vtkMultiBlockDataSet>\n</VTKFile>\n'
+    )
+    view = ParaViewSession(mesh, size=(200, 200))
+    try:
+        view.wait_ready(120)
+        assert view.fields == ["STLSolidLabeling"] and view.field == ""
+        image = Image.open(io.BytesIO(view.screenshot().data)).convert("RGB")
+        colours = [c for _n, c in image.getcolors(200 * 200) or []]
+        grey = [c for c in colours if min(c) > 150 and max(c) - min(c) < 30]
+        blue = [c for c in colours if c[2] > 120 and c[2] - c[0] > 60]  # a colormap's low end
+        assert len(grey) > 10 and not blue, (len(grey), blue[:5])  # plain light grey
+    finally:
+        view.stop()
+    view = ParaViewSession(blocks, size=(200, 200))
+    try:
+        view.wait_ready(120)
+        assert view.fields == ["a_small", "z_big"] and view.field == "z_big"
+        coloured = view.screenshot()
+        view.field = ""  # one plain colour, and back
+        view.colormap = "Viridis (matplotlib)"
+        plain = view.screenshot()
+        assert view.field == "" and plain.data != coloured.data
+        view.field = "z_big"
+        assert view.field == "z_big" and view.screenshot().data != plain.data
+        with pytest.raises(DataError, match="no field 'nope'"):
+            view.field = "nope"
+    finally:
+        view.stop()
+
+
+def test_missing_and_unreadable_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: Path
+) -> None:
     with pytest.raises(DataError, match="does not exist"):
         ParaViewSession(tmp_path / "nope.pvd")
     with pytest.raises(DataError, match="no file matches"):
         ParaViewSession(str(tmp_path / "step*.vti"))
+    monkeypatch.chdir(tmp_path)  # a relative path: the error says where it was looked for
+    with pytest.raises(DataError, match=rf"run\.vtu does not exist \(looked in {tmp_path}\)"):
+        ParaViewSession("run.vtu")
+    # a directory, a glob over several formats, an empty file: said before pvpython starts
+    with pytest.raises(DataError, match=r"is a directory; give a file in it.*glob"):
+        ParaViewSession(data.parent)
+    (tmp_path / "a.vtu").write_text("x")
+    (tmp_path / "b.vtk").write_text("x")
+    with pytest.raises(DataError, match=r"files of 2 kinds \(\.vtk, \.vtu\)"):
+        ParaViewSession(str(tmp_path / "*"))
+    with pytest.raises(DataError, match=r"the list has files of 2 kinds"):
+        ParaViewSession([tmp_path / "a.vtu", tmp_path / "b.vtk"])
+    steps = [(0.0, data.parent / "step0.vti"), (1.0, tmp_path / "gone" / "step1.vti")]
+    with pytest.raises(DataError, match=r"refers to gone/step1\.vti, which does not exist"):
+        ParaViewSession(write_pvd(tmp_path / "holes.pvd", steps))
+    (tmp_path / "notxml.pvd").write_text("not XML")
+    with pytest.raises(DataError, match=r"notxml\.pvd is not a valid VTK XML file"):
+        ParaViewSession(tmp_path / "notxml.pvd")
+    (tmp_path / "empty.vtu").write_text("")
+    with pytest.raises(DataError, match=r"empty\.vtu is empty"):
+        ParaViewSession(tmp_path / "empty.vtu")
+    with monkeypatch.context() as patched:  # (the tests run as root, who reads any file)
+        access = os.access
+        patched.setattr(os, "access", lambda p, mode: os.fspath(p) != str(data) and access(p, mode))
+        with pytest.raises(DataError, match=r"run\.pvd cannot be read \(permission denied\)"):
+            ParaViewSession(data)
     junk = tmp_path / "junk.vti"
     junk.write_text("this is not VTK")
     session = ParaViewSession(junk)
-    with pytest.raises(DataError, match=r"junk\.vti"):
+    with pytest.raises(DataError, match=r"could not read .*junk\.vti: no \.vti reader accepts it"):
         session.wait_ready(120)
     assert session.status == "crashed" and session.pid is not None
     assert not psutil.pid_exists(session.pid)
     unknown = tmp_path / "data.xyz123"
     unknown.write_text("1 2 3")
     session = ParaViewSession(unknown)
-    with pytest.raises(DataError, match=r"no reader|unsupported"):
+    with pytest.raises(DataError, match=r"no reader for .*unsupported format \.xyz123.*\.vtu"):
         session.wait_ready(120)
 
 

@@ -164,6 +164,39 @@ def test_exits_before_ready_shows_output(apps: list[WebApp]) -> None:
     assert "boom: no config" in app.error  # the widget shows the same error
 
 
+def test_programs_that_daemonize_are_found_and_ended(apps: list[WebApp]) -> None:
+    """A process that left the backend's tree and process group (fork, setsid, fork) still
+    carries the session's mark: a backend that daemonizes at once gets an error saying so, and
+    stop() ends what a running backend sent to the background."""
+    daemon = textwrap.dedent(
+        """
+        import os, sys, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                print("daemon", os.getpid(), flush=True)
+                time.sleep(300)
+            os._exit(0)
+        time.sleep(0.3)
+        """
+    )
+    app = WebApp([PY, "-c", daemon, "{port}"])
+    apps.append(app)
+    with pytest.raises(BackendExitedError, match=r"code 0 before it was ready, leaving pid \d+"):
+        app.wait_ready(20)
+    assert "in the background" in app.error and "--foreground" in app.error
+    pid = int(app.logs().split("daemon")[1].split()[0])
+    wait_until(lambda: not psutil.pid_exists(pid), timeout=5, what="the daemon to end")
+    cmd = ["sh", "-c", f"setsid -f sleep 302; exec {PY} {BACKEND} --port {{port}}"]
+    app = WebApp(cmd)
+    apps.append(app)
+    app.wait_ready(20)
+    sleeper = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "302"]]
+    assert len(sleeper) == 1 and sleeper[0].ppid() != app.pid
+    app.stop()
+    wait_until(lambda: not running(sleeper[0]), timeout=5, what="the detached sleep to end")
+
+
 def test_never_answers_times_out_and_kills_the_tree(apps: list[WebApp]) -> None:
     script = "sleep 300 & echo started child $!; exec sleep 301  # {port}"
     app = WebApp(["sh", "-c", script], timeout=1.5)

@@ -70,8 +70,11 @@ def test_no_route_ever_contains_the_token() -> None:
 
 
 def test_unix_socket_without_our_route_is_a_clear_error() -> None:
-    with pytest.raises(NbvizError, match="Unix socket"):
+    with pytest.raises(NbvizError, match="Unix socket needs nbviz's own route; the nbviz"):
         route_for(Endpoint(unix_socket="/tmp/x.sock"), HUB)
+    # no Jupyter server at all (a script): not "the extension is not loaded in this server"
+    with pytest.raises(NbvizError, match=r"no Jupyter server runs this kernel; run it on \{port"):
+        route_for(Endpoint(unix_socket="/tmp/x.sock"), None)
 
 
 def _write_server(runtime: Path, pid: int, base_url: str) -> None:

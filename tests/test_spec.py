@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from nbviz import ProgramNotFoundError, TemplateError
@@ -18,6 +20,16 @@ def test_fields_found_and_rendered() -> None:
         "/user/a/x",
         "{literal}",
     ]
+
+
+def test_paths_and_numbers_as_users_pass_them() -> None:
+    """A pathlib.Path in the command is taken as it is (braces included); numbers in env
+    become strings; other env values are refused before anything runs."""
+    spec = Spec.build([Path("/opt/my {app}/run"), "{port}"], env={"WORKERS": 4, "A": "b"})
+    assert render_command(spec.command, {"port": 80}) == ["/opt/my {app}/run", "80"]
+    assert spec.env == {"WORKERS": "4", "A": "b"}
+    with pytest.raises(TemplateError, match=r"env values must be strings.*'DEBUG': None"):
+        Spec.build(["srv", "{port}"], env={"DEBUG": None})  # type: ignore[dict-item]
 
 
 def test_unknown_field_names_the_item_and_known_fields() -> None:
@@ -44,6 +56,8 @@ def test_contradictions_rejected() -> None:
         Spec.build(["srv", "{port}", "{unix_socket}"])
     with pytest.raises(TemplateError, match="either port"):
         Spec.build(["srv", "{unix_socket}"], port=80)
+    with pytest.raises(TemplateError, match=r"uses \{port\}: put \{unix_socket\}"):
+        Spec.build(["srv", "{port}"], unix_socket=True)
     with pytest.raises(TemplateError, match=r"must contain \{port\}"):
         Spec.build(["srv"])
     with pytest.raises(TemplateError, match="between 1 and 65535"):
@@ -80,4 +94,8 @@ def test_missing_program_says_how_to_install() -> None:
         find_program("no-such-program-nbviz")
     with pytest.raises(ProgramNotFoundError, match="does not exist"):
         find_program("/no/such/dir/prog")
+    with pytest.raises(ProgramNotFoundError, match=r"is not executable; chmod \+x it"):
+        find_program(__file__)  # a script without its execute bit
+    with pytest.raises(ProgramNotFoundError, match=r"'DEBUG=1'.*without a shell: pass env="):
+        find_program("DEBUG=1")  # a shell habit: "DEBUG=1 python app.py {port}"
     assert find_program("sh").endswith("/sh")

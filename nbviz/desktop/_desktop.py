@@ -20,11 +20,11 @@ import traitlets as t
 
 from .. import _orphans, _routes
 from .._errors import BackendStoppedError, NbvizError, PortInUseError, ProgramNotFoundError
-from .._process import kill_tree
+from .._process import kill_tree, tail
 from .._routes import RouteChoice
 from .._screenshot import Screenshot
 from .._spec import Endpoint, Spec, find_program
-from ..app import WebApp, warn
+from ..app import LogText, WebApp, warn
 from . import _launch
 
 Backend = Literal["xpra", "vnc"]
@@ -70,12 +70,34 @@ def missing_backend(backend: Backend) -> str | None:
     return None
 
 
+def _must_exist(program: str, argument: str) -> None:
+    try:
+        find_program(program)
+    except ProgramNotFoundError as exc:
+        extra = " ('' for none)" if argument == "window_manager=" else ""
+        raise ProgramNotFoundError(
+            f"nbviz: RemoteDesktop({argument}...){extra}: {exc.message.removeprefix('nbviz: ')}"
+        ) from None
+
+
 class Program:
     """A program started on the desktop by :meth:`RemoteDesktop.launch`."""
 
-    def __init__(self, argv: list[str], proc: subprocess.Popen[bytes]) -> None:
+    def __init__(
+        self, argv: list[str], proc: subprocess.Popen[bytes], log_path: Path | None = None
+    ) -> None:
         self.argv = argv
         self._proc = proc
+        self._log_path = log_path
+
+    def logs(self, lines: int | None = None) -> LogText:
+        """What the program printed (stdout and stderr), or its last ``lines`` lines; kept
+        until the desktop stops."""
+        text = ""
+        if self._log_path is not None:
+            with contextlib.suppress(OSError):
+                text = self._log_path.read_text(errors="replace")
+        return LogText(tail(text, lines) if lines else text)
 
     @property
     def pid(self) -> int:
@@ -168,6 +190,15 @@ class RemoteDesktop(WebApp):
             raise ProgramNotFoundError(
                 f"nbviz: the {backend} desktop cannot start: {problem}; install it{offer}"
             )
+        if isinstance(start, str):  # one command, not its letters
+            start = (start,)
+        for item in start:  # said now: the launcher would skip a missing one, in its log only
+            argv = shlex.split(item)
+            if not argv:
+                raise NbvizError(f"nbviz: start= has an empty command: {list(start)!r}")
+            _must_exist(argv[0], "start=")
+        if window_manager:
+            _must_exist(window_manager, "window_manager=")
         # No size given: the X screen follows the frame in the page (1280x800 until it reports).
         self._follow_frame = size is None
         width, height_px = _valid_size(size or (1280, 800))
@@ -352,11 +383,8 @@ class RemoteDesktop(WebApp):
             # interface: on a shared login node, keep the desktop free of open ports.
             argv.insert(1, "--no-mpi")
         session_dir = self._process.session_dir
-        log = os.open(
-            session_dir / "programs.log" if session_dir else os.devnull,
-            os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-            0o600,
-        )
+        log_path = session_dir / f"program-{len(self._launched)}.log" if session_dir else None
+        log = os.open(log_path or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             proc = subprocess.Popen(
                 argv,
@@ -372,7 +400,7 @@ class RemoteDesktop(WebApp):
         finally:
             os.close(log)
         _orphans.guard(proc.pid, [])
-        handle = Program(argv, proc)
+        handle = Program(argv, proc, log_path)
         self._launched.append(handle)
         return handle
 

@@ -33,6 +33,7 @@ import http.server
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -651,11 +652,12 @@ class Launcher:
                 self.spawn("window manager", [wm], essential=False, env=self.env)
                 self.wait_for_wm()
         for command in self.args.start:
-            program = shutil.which(command.split()[0])
+            argv = shlex.split(command)  # quoted arguments, as the kernel checked them
+            program = shutil.which(argv[0])
             if program is None:
-                say(f"{command.split()[0]} not found, not started")
+                say(f"{argv[0]} not found, not started")
                 continue
-            self.spawn(command, [program, *command.split()[1:]], essential=False, env=self.env)
+            self.spawn(command, [program, *argv[1:]], essential=False, env=self.env)
 
     # -------------------------------------------------------------------- run
     def run(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -24,7 +25,7 @@ from .._channel import Channel, ChannelError
 from .._errors import BackendExitedError, NbvizError, ProgramNotFoundError
 from .._screenshot import Screenshot
 from .._spec import Endpoint, Spec, find_program
-from ..app import WebApp
+from ..app import WebApp, warn
 from ._files import write_pvd, write_vti
 
 __all__ = ["DataError", "Filter", "ParaViewSession", "Screenshot", "write_pvd", "write_vti"]
@@ -107,25 +108,111 @@ def resolve_data(data: Any) -> list[str]:
     if isinstance(data, (str, os.PathLike)):
         path = os.fspath(data)
         if os.path.exists(path):
-            return [os.path.abspath(path)]
+            return [_readable(path)]
         if glob.has_magic(path):
-            matches = sorted(glob.glob(path))
+            matches = sorted((m for m in glob.glob(path) if not os.path.isdir(m)), key=_natural)
             if not matches:
-                raise DataError(f"nbviz: no file matches {path}")
-            return [os.path.abspath(m) for m in matches]
-        raise DataError(f"nbviz: {path} does not exist")
+                raise DataError(f"nbviz: no file matches {path}{_where(path)}")
+            _one_kind(matches, f"{path} matches", "narrow the glob")
+            return [_readable(m) for m in matches]
+        raise DataError(f"nbviz: {path} does not exist{_where(path)}")
     if isinstance(data, Sequence) and not isinstance(data, (bytes, bytearray)) and data:
         paths = [os.fspath(p) for p in data]
         missing = [p for p in paths if not os.path.exists(p)]
         if missing:
             raise DataError(
-                f"nbviz: {missing[0]} does not exist ({len(missing)} of {len(paths)} missing)"
+                f"nbviz: {missing[0]} does not exist{_where(missing[0])} "
+                f"({len(missing)} of {len(paths)} missing)"
             )
-        return [os.path.abspath(p) for p in paths]
+        _one_kind(paths, "the list has", "give one kind")
+        return [_readable(p) for p in paths]
     raise DataError(
         f"nbviz: ParaViewSession takes a file path, a list or glob of files, or a numpy array, "
         f"not {type(data).__name__}"
     )
+
+
+def _vtk_values(array: Any) -> Any:
+    """``array`` with values VTK takes: booleans as 0/1, half floats as float32, masked values
+    as NaN; a clear error for complex numbers and objects."""
+    import numpy as np
+
+    if isinstance(array, np.ma.MaskedArray):
+        return np.ma.filled(array.astype(np.float64), np.nan)
+    kind = array.dtype.kind
+    if kind == "b":
+        return array.astype(np.uint8)
+    if kind == "f" and array.dtype.itemsize < 4:
+        return array.astype(np.float32)
+    if kind == "c":
+        raise DataError(
+            "nbviz: ParaView shows real numbers; pass the array's .real, .imag or abs() "
+            f"instead of complex values ({array.dtype})"
+        )
+    if kind not in "iuf":
+        raise DataError(f"nbviz: a numpy array of numbers is needed, not of {array.dtype}")
+    return array
+
+
+def _natural(path: str) -> list[Any]:
+    """Sort key: numbers in file names by value, so step_10 comes after step_9 (not step_1)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def _one_kind(paths: list[str], what: str, fix: str) -> None:
+    """The steps of a series must be files of one format: one reader reads them all."""
+    kinds = sorted({os.path.splitext(p)[1].lower() for p in paths})
+    if len(kinds) > 1:
+        raise DataError(
+            f"nbviz: {what} files of {len(kinds)} kinds ({', '.join(kinds)}); the steps of a "
+            f"series are files of one kind: {fix}"
+        )
+
+
+def _where(path: str) -> str:
+    """For a relative path: the directory it was looked up in (the kernel's, often not the
+    notebook's)."""
+    return "" if os.path.isabs(path) else f" (looked in {os.getcwd()})"
+
+
+def _readable(path: str) -> str:
+    """``path`` made absolute, if it is a file this process may read."""
+    if os.path.isdir(path):
+        raise DataError(
+            f"nbviz: {path} is a directory; give a file in it, a list of files, or a glob "
+            f"such as {os.path.join(path, '*.vtu')!r} (one time step per file)"
+        )
+    if not os.access(path, os.R_OK):
+        raise DataError(f"nbviz: {path} cannot be read (permission denied)")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"nbviz: {path} is empty")
+    _check_parts(path)
+    return os.path.abspath(path)
+
+
+#: VTK XML files that only name other files: a collection (.pvd), a multiblock (.vtm) and
+#: the partitioned formats, whose pieces are in files of their own.
+INDEX_FILES = (".pvd", ".vtm", ".pvtu", ".pvti", ".pvts", ".pvtr", ".pvtp")
+
+
+def _check_parts(path: str) -> None:
+    """An index file whose parts are missing: say which, before ParaView shows a hole."""
+    if not path.lower().endswith(INDEX_FILES):
+        return
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise DataError(f"nbviz: {path} is not a valid VTK XML file ({exc})") from None
+    parts = [e.get("file") or e.get("Source") for e in root.iter() if e.tag in ("DataSet", "Piece")]
+    where = os.path.dirname(os.path.abspath(path))
+    missing = [p for p in parts if p and not os.path.exists(os.path.join(where, p))]
+    if missing:
+        raise DataError(
+            f"nbviz: {path} refers to {missing[0]}, which does not exist "
+            f"({len(missing)} of {len(parts)} parts missing)"
+        )
 
 
 class ParaViewSession(WebApp):
@@ -137,7 +224,9 @@ class ParaViewSession(WebApp):
     >>> view.screenshot()      # PNG
     """
 
-    field = t.Unicode("", help="Array the data is coloured by; one of `fields`.").tag(sync=True)
+    field = t.Unicode(
+        "", help='Array the data is coloured by; one of `fields`, or "" for one plain colour.'
+    ).tag(sync=True)
     fields = t.List(t.Unicode(), help="Point and cell arrays of the data (read-only).").tag(
         sync=True
     )
@@ -208,14 +297,13 @@ class ParaViewSession(WebApp):
         if hasattr(data, "shape") and hasattr(data, "dtype"):
             if len(data.shape) not in (2, 3):
                 raise DataError(f"nbviz: a numpy array must be 2-D or 3-D, got shape {data.shape}")
-            self._array = data
+            self._array = _vtk_values(data)
             paths = ["{session_dir}/array.npy"]
             label = f"array {'x'.join(map(str, data.shape))}"
         else:
-            paths = [_literal(p) for p in resolve_data(data)]
-            label = os.path.basename(resolve_data(data)[0]) + (
-                f" (+{len(paths) - 1})" if len(paths) > 1 else ""
-            )
+            files = resolve_data(data)
+            paths = [_literal(p) for p in files]
+            label = os.path.basename(files[0]) + (f" (+{len(paths) - 1})" if len(paths) > 1 else "")
         self.colormaps: list[str] = []
         self.bounds: list[float] = []
         self._channel: Channel | None = None
@@ -315,12 +403,18 @@ class ParaViewSession(WebApp):
         self._apply_from_backend(
             {"fields": info["fields"], "times": info["times"], **info["values"]}
         )
-        if wanted:  # the user's settings (before start, or before a restart) win
+        # The user's settings (before start, or before a restart) win, one by one: a bad one
+        # (time=99) must not stop the others, nor leave the kernel and the view disagreeing.
+        problems = []
+        for name in sorted(wanted, key=VIEW_TRAITS.index):
             try:
-                answer = channel.request("set", _jsonable(wanted))
+                answer = channel.request("set", _jsonable({name: wanted[name]}))
                 self._apply_from_backend({**answer["values"], "camera": answer["camera"]})
             except ChannelError as exc:
-                self._notice = exc.message
+                problems.append(exc.message.removeprefix("nbviz: "))
+        if problems:
+            self._notice = "nbviz: " + "; ".join(problems)
+            warn(self._notice)
         self._filters = {}
 
     def _backend_gone(self) -> None:
@@ -363,7 +457,7 @@ class ParaViewSession(WebApp):
     @t.validate("field")
     def _valid_field(self, proposal: dict[str, Any]) -> str:
         value = str(proposal["value"])
-        if self.fields and value not in self.fields and not getattr(self._applying, "on", False):
+        if value and value not in self.fields and not getattr(self._applying, "on", False):
             raise DataError(f"nbviz: no field {value!r}; fields: {', '.join(self.fields)}")
         return value
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fnmatch
 import hmac
 import json
 import math
@@ -102,7 +103,7 @@ def open_data(paths: list[str]) -> Any:
     except RuntimeError:  # "File not readable. No reader found for ..."
         reader = None
     if reader is None:
-        raise Fail(f"ParaView has no reader for {paths[0]} (unsupported format)")
+        raise Fail(why_unreadable(paths[0]))
     try:
         reader.UpdatePipeline()
     except Exception as exc:  # a reader that cannot parse the file
@@ -115,6 +116,34 @@ def open_data(paths: list[str]) -> Any:
     return reader
 
 
+#: Formats named in the error for a file ParaView has no reader for (it reads many more).
+COMMON_FORMATS = ".pvd .vtu .vti .vtk .vtp .vts .vtr .vtm .pvtu .pvti .xdmf .exo .e .nc .h5 "
+COMMON_FORMATS += ".csv .stl .ply .obj"
+
+
+def why_unreadable(path: str) -> str:
+    """The error for a file no reader accepted: empty, broken, or a format ParaView lacks."""
+    import re
+
+    if os.path.getsize(path) == 0:
+        return f"{path} is empty"
+    name = os.path.basename(path).lower()
+    factory = servermanager.vtkSMProxyManager.GetProxyManager().GetReaderFactory()
+    types = factory.GetSupportedFileTypes(servermanager.ActiveConnection.Session)
+    patterns = {p.lower() for p in re.findall(r"[^\s()]+", types) if "*" in p}
+    known = any(fnmatch.fnmatch(name, p) for p in patterns if p not in ("*", "*.*"))
+    ext = os.path.splitext(name)[1] or name
+    if known:
+        return (
+            f"ParaView could not read {path}: no {ext} reader accepts it "
+            "(a broken file, or another format under that name)"
+        )
+    return (
+        f"ParaView has no reader for {path} (unsupported format {ext}); it reads "
+        f"{COMMON_FORMATS.replace(' ', ', ')} and many more"
+    )
+
+
 #: Column names taken as point coordinates of a table (CSV and the like), in order of preference.
 COORDINATE_COLUMNS = [("x", "y", "z"), ("points:0", "points:1", "points:2")]
 
@@ -123,9 +152,24 @@ def table_to_points(reader: Any, path: str) -> Any:
     """A table (e.g. CSV) with coordinate columns, as a point cloud; a clear error otherwise."""
     from paraview.vtk import vtkDataObject
 
-    rows = reader.GetDataInformation().DataInformation.GetAttributeInformation(vtkDataObject.ROW)
-    columns = [rows.GetArrayInformation(i).GetName() for i in range(rows.GetNumberOfArrays())]
-    lower = {name.lower(): name for name in columns}
+    def names() -> list[str]:
+        info = reader.GetDataInformation().DataInformation
+        rows = info.GetAttributeInformation(vtkDataObject.ROW)
+        return [rows.GetArrayInformation(i).GetName() for i in range(rows.GetNumberOfArrays())]
+
+    columns = names()
+    if len(columns) == 1 and hasattr(reader, "FieldDelimiterCharacters"):
+        # one column: the file is separated by something else than commas (";", tabs, spaces)
+        found = next((c for c in ";\t|" if c in columns[0]), " " if " " in columns[0] else "")
+        if found:
+            reader.FieldDelimiterCharacters = found
+            reader.MergeConsecutiveDelimiters = int(found == " ")
+            reader.UpdatePipeline()
+            columns = names()
+    lower: dict[str, str] = {}
+    for name in columns:  # "x", "X", or with a unit: "x [m]", "x (mm)"
+        bare = name.split("[")[0].split("(")[0].strip().lower() or name.lower()
+        lower.setdefault(bare, name)
     for names in COORDINATE_COLUMNS:
         if names[0] in lower and names[1] in lower:
             x, y = lower[names[0]], lower[names[1]]
@@ -137,17 +181,57 @@ def table_to_points(reader: Any, path: str) -> Any:
             return points
     raise Fail(
         f"{path} is a table; ParaViewSession shows a table as points when it has columns "
-        f"x, y (and z); its columns: {', '.join(columns[:12]) or 'none'}"
+        f"x, y (and z), any case, units in brackets allowed; its columns: "
+        f"{', '.join(columns[:12]) or 'none'}"
     )
 
 
-def default_field(reader: Any, fields: list[str]) -> str:
-    """The array to colour by at first: a scalar one (not normals or texture coordinates)."""
-    for name in fields:
-        arrays = reader.PointData if name in reader.PointData.keys() else reader.CellData  # noqa: SIM118
-        if arrays[name].GetNumberOfComponents() == 1:
-            return name
-    return fields[0] if fields else ""
+#: Arrays that label points or cells (ids, blocks) rather than measure something: not the
+#: first choice of colouring (Exodus' ids, STL's solid labels, OBJ's groups, ...).
+LABEL_ARRAYS = {
+    "ids",
+    "object_id",
+    "objectid",
+    "globalnodeid",
+    "globalelementid",
+    "pedigreenodeid",
+    "pedigreeelementid",
+    "groupids",
+    "stlsolidlabeling",
+    "processid",
+    "blockid",
+}
+#: Arrays that are geometry, not data: never the first choice.
+GEOMETRY_ARRAYS = {"normals", "tcoords", "texture coordinates", "texturecoordinates"}
+
+
+def default_field(source: Any, fields: list[str]) -> str:
+    """The array to colour by at first: one that varies, preferably a scalar measurement
+    present on all of the data (not normals, texture coordinates, ids or a constant label);
+    "" (one plain colour) when there is none."""
+    info = source.GetDataInformation().DataInformation
+    ranked = []
+    for index, name in enumerate(fields):
+        array = info.GetPointDataInformation().GetArrayInformation(name)
+        if array is None:
+            array = info.GetCellDataInformation().GetArrayInformation(name)
+        if array is None or name.lower() in GEOMETRY_ARRAYS:
+            continue
+        low, high = array.GetComponentRange(-1 if array.GetNumberOfComponents() > 1 else 0)
+        if not low < high:  # one value everywhere: a single colour and a meaningless scale
+            continue
+        partial = bool(array.GetIsPartial())  # on some blocks of a multiblock data set only
+        ranked.append(
+            (
+                array.GetNumberOfComponents() != 1,
+                name.lower() in LABEL_ARRAYS,
+                partial,
+                -array.GetNumberOfTuples() if partial else 0,
+                index,
+                name,
+            )
+        )
+    return min(ranked)[-1] if ranked else ""
 
 
 def process_ids(data: Any) -> list[int]:
@@ -203,8 +287,8 @@ class Scene:
             self.display.PointSize = 3
         self.set_representation("Points" if cloud else "Surface")
         field = default_field(self.source, self.fields())
-        if field:
-            self.set_field(field)
+        # "": ParaView would colour by the active scalars, e.g. STL's constant solid label
+        self.set_field(field)
         simple.ResetCamera(self.view)  # no render here: the page asks for its first image
 
     # what there is
@@ -295,6 +379,12 @@ class Scene:
 
     # changes
     def set_field(self, field: str) -> None:
+        if not field:  # one plain colour
+            for display in self.displays():
+                display.SetScalarBarVisibility(self.view, False)
+                simple.ColorBy(display, None)
+            self.values["field"] = ""
+            return
         assoc = self.association(field)
         for display in self.displays():  # one scalar bar: the old field's goes
             display.SetScalarBarVisibility(self.view, False)
