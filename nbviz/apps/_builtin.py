@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import _gate
 from ._preset import Preset
 
 #: Run by path, not with -m: importing the nbviz package (widgets) would slow every start.
@@ -93,7 +94,7 @@ BOKEH = Preset(
         "--auth-module",
         _BOKEH_AUTH,
     ),
-    secret_param="nbviz_secret",
+    secret_param=_gate.PARAM,
     timeout=30,
     requires={"bokeh": "bokeh"},
 )

@@ -21,6 +21,7 @@ from typing import Any
 
 import traitlets as t
 
+from .. import _gate
 from .._channel import Channel, ChannelError
 from .._errors import BackendExitedError, NbvizError, ProgramNotFoundError
 from .._screenshot import Screenshot
@@ -38,7 +39,7 @@ VIEW_TRAITS = ("field", "colormap", "color_range", "representation", "opacity", 
 
 
 #: The query parameter by which the page hands the trame app its session secret (TCP only).
-SECRET_PARAM = "nbviz_secret"
+SECRET_PARAM = _gate.PARAM
 
 
 class DataError(NbvizError, ValueError):

@@ -18,17 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fnmatch
-import hmac
 import json
 import math
 import os
+import runpy
 import shlex
 import socket
 import subprocess
 import sys
 import traceback
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlencode
 
 # ParaView parses sys.argv on import: parse ours first, then hide them.
 parser = argparse.ArgumentParser()
@@ -820,10 +821,10 @@ def send_stale_images_promptly() -> None:
         protocol.render_stale_image = render_stale_image
 
 
-#: TCP mode: the session secret, handed over once in this query parameter, then in a cookie.
+#: TCP mode: the session secret, handed over once in the URL, then kept in a cookie (nbviz's
+#: one rule for such gates, run by path: this interpreter must not import the nbviz package).
 SECRET = os.environ.get("NBVIZ_SECRET", "")
-SECRET_PARAM = "nbviz_secret"
-SECRET_COOKIE = "nbviz-secret"
+GATE = SimpleNamespace(**runpy.run_path(str(Path(__file__).resolve().parents[1] / "_gate.py")))
 
 
 @ctrl.add("on_server_bind")
@@ -835,17 +836,13 @@ def _require_secret(wslink_server: Any) -> None:
 
     @web.middleware
     async def check_secret(request: web.Request, handler: Any) -> web.StreamResponse:
-        given = request.query.get(SECRET_PARAM)
-        if given is not None and hmac.compare_digest(given, SECRET):
-            # Swap the query for a cookie, and send the browser on without the query.
-            rest = urlencode([(k, v) for k, v in request.query.items() if k != SECRET_PARAM])
-            target = (request.path.rsplit("/", 1)[1] or "./") + (f"?{rest}" if rest else "")
-            # No Path attribute (aiohttp's set_cookie always adds one): the browser scopes the
-            # cookie to the directory it asked for, e.g. /user/alice/proxy/<port>.
-            cookie = f"{SECRET_COOKIE}={SECRET}; HttpOnly; SameSite=Strict"
-            return web.Response(status=302, headers={"Location": target, "Set-Cookie": cookie})
-        cookie = request.cookies.get(SECRET_COOKIE, "")
-        if SECRET and hmac.compare_digest(cookie, SECRET):
+        verdict = GATE.check(
+            SECRET, request.path, request.query_string, request.headers.get("Cookie")
+        )
+        if verdict.location is not None:  # swap the query for the cookie
+            headers = {"Location": verdict.location, "Set-Cookie": verdict.set_cookie}
+            return web.Response(status=302, headers=headers)
+        if verdict.admitted:
             return await handler(request)
         return web.Response(
             status=403,
