@@ -7,6 +7,7 @@ import json
 import re
 import textwrap
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -521,4 +522,57 @@ def test_bokeh_without_our_route_admits_only_the_session_secret(
             stranger.shutdown()
     finally:
         kernel.run("board.stop()")
+        kernel.close()
+
+
+NEST_WITHOUT_ROUTE = """
+import json, psutil
+from nbviz import apps
+desk = apps.NestDesktop()
+desk.wait_ready(60)
+print(json.dumps({"url": desk.url, "path": desk.path, "route": desk.route,
+                  "argv": [a for p in [psutil.Process(desk.pid)] for a in p.cmdline()]}))
+"""
+
+
+@pytest.mark.jupyter
+def test_nest_desktop_without_our_route_admits_only_the_session_secret(
+    server_without_nbviz: JupyterServer,
+) -> None:
+    """No nbviz route: NEST Desktop's launcher listens on 127.0.0.1 behind jupyter-server-proxy
+    and admits only the page holding the session's secret, for the UI and for NEST Server
+    (which runs the Python it is sent: other local users must not reach it)."""
+    server = server_without_nbviz
+    kernel = Kernel(server)
+    try:
+        info = json.loads(kernel.run(NEST_WITHOUT_ROUTE).splitlines()[-1])
+        assert info["route"] == "proxy"
+        page, _, query = info["path"].lstrip("/").partition("?")
+        secret = query.removeprefix("nbviz_secret=")
+        assert page == "nbviz.html" and len(secret) >= 32
+        assert not any(secret in item for item in info["argv"])
+        exec_url = info["url"] + "nestserver/exec"
+        assert server.get(info["url"] + page)[0] == 403
+        assert server.get(info["url"] + "nestserver/")[0] == 403
+        status, _, headers = server.get(info["url"] + f"{page}?nbviz_secret={secret}")
+        assert status == 302 and headers["Location"] == page
+        cookie = headers["Set-Cookie"].split(";", 1)[0]
+        status, body, _ = server.get(info["url"] + page, headers={"Cookie": cookie})
+        assert status == 200 and b"nest_server_url" in body
+        simulation = json.dumps({"source": SIMULATION, "return": "result"}).encode()
+        for headers_sent, expected in (({}, 403), ({"Cookie": cookie}, 200)):
+            request = urllib.request.Request(server.url(exec_url), data=simulation, method="POST")
+            request.add_header("Authorization", f"token {server.token}")
+            request.add_header("Content-Type", "application/json")
+            for name, value in headers_sent.items():
+                request.add_header(name, value)
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    status, answer = response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                status, answer = error.code, None
+            assert status == expected
+        assert answer["data"]["spikes"] > 5
+    finally:
+        kernel.run("desk.stop()")
         kernel.close()

@@ -31,6 +31,22 @@ NEST_DESKTOP = Preset(
         "--restricted",
         "{restricted}",
     ),
+    # Without nbviz's route: 127.0.0.1, behind the session secret (UI and NEST Server alike).
+    tcp_command=(
+        "{python}",
+        _NEST_LAUNCHER,
+        "--port",
+        "{port}",
+        "--state",
+        "{session_dir}",
+        "--prefix",
+        "{prefix}",
+        "--modules",
+        "{modules}",
+        "--restricted",
+        "{restricted}",
+    ),
+    secret_param=_gate.PARAM,
     args={"modules": "import nest; import numpy as np", "restricted": "yes"},
     args_help={
         "modules": "Python statements NEST Server runs at start; scripts may use what they import",

@@ -2,7 +2,7 @@
 
 Run by :class:`nbviz.apps.NestDesktop` as its backend command::
 
-    python -m nbviz.apps._nest_launch --socket S --state DIR [--modules M] [--restricted no]
+    python -m nbviz.apps._nest_launch (--socket S | --port P) --state DIR [--modules M] ...
 
 1. Writes a per-session access token to ``DIR/nest.json`` (0600) and starts NEST Server with
    it (``NEST_SERVER_ACCESS_TOKEN``: auth stays on) under gunicorn, on a private Unix socket
@@ -17,6 +17,11 @@ Run by :class:`nbviz.apps.NestDesktop` as its backend command::
    with the token added (Jupyter's login guards the route; the browser never needs the token).
 4. Watches NEST Server: if it exits, ends the UI and exits 1 (nbviz reports the crash).
 
+With ``--port`` (nbviz's route missing: the page comes through jupyter-server-proxy) the UI is
+served on 127.0.0.1 instead, where every local user can connect; it then admits only the page
+holding the session's secret (``NBVIZ_SECRET``; nbviz's one rule, ``nbviz/_gate.py``), for the
+UI's files and for NEST Server, which runs the Python it is sent.
+
 Only the standard library is used here (gunicorn and NEST run in their own process).
 """
 
@@ -28,6 +33,7 @@ import http.server
 import importlib.util
 import json
 import os
+import runpy
 import secrets
 import shutil
 import signal
@@ -38,6 +44,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 #: The URL path (under the app's root) where the browser reaches NEST Server.
 SERVER_PATH = "nestserver"
@@ -65,6 +72,8 @@ NO_SERVICE_WORKER = "/* service worker disabled by nbviz: the app lives only for
 SERVER_START_TIMEOUT = 60.0
 HEADERS_TO_SERVER = ("Content-Type", "Accept", "Content-Length")
 HEADERS_FROM_SERVER = ("Content-Type",)
+#: The secret gate of TCP mode (run by path: this process must not import the nbviz package).
+GATE = SimpleNamespace(**runpy.run_path(str(Path(__file__).resolve().parents[1] / "_gate.py")))
 
 
 def say(message: str) -> None:
@@ -265,12 +274,33 @@ def gunicorn_has_control_socket() -> bool:
     return any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS)
 
 
-def make_handler(web: Path, server: Server) -> type[http.server.SimpleHTTPRequestHandler]:
+def make_handler(
+    web: Path, server: Server, secret: str | None = None
+) -> type[http.server.SimpleHTTPRequestHandler]:
+    """The UI's request handler; with ``secret`` (TCP mode) behind the secret gate."""
     prefix = f"/{SERVER_PATH}"
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(*args, directory=str(web), **kwargs)  # type: ignore[arg-type]
+
+        def admitted(self) -> bool:
+            """Without a secret (a 0600 Unix socket behind Jupyter's login): everyone. With
+            one: its holder; answers the request itself (redirect or 403) otherwise."""
+            if secret is None:
+                return True
+            path, _, query = self.path.partition("?")
+            verdict = GATE.check(secret, path, query, self.headers.get("Cookie"))
+            if verdict.location is not None:
+                self.send_response(302)
+                self.send_header("Location", verdict.location)
+                self.send_header("Set-Cookie", verdict.set_cookie)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return False
+            if not verdict.admitted:
+                self.send_error(403, "this NEST Desktop admits only the notebook that started it")
+            return bool(verdict.admitted)
 
         def address_string(self) -> str:  # a Unix socket peer has no address
             return "local"
@@ -283,13 +313,21 @@ def make_handler(web: Path, server: Server) -> type[http.server.SimpleHTTPReques
                 self.send_header("Cache-Control", "no-cache")
             super().end_headers()
 
+        def do_HEAD(self) -> None:
+            if self.admitted():
+                super().do_HEAD()
+
         def do_GET(self) -> None:
+            if not self.admitted():
+                return
             if self.path == prefix or self.path.startswith(prefix + "/"):
                 self.forward()
             else:
                 super().do_GET()
 
         def do_POST(self) -> None:
+            if not self.admitted():
+                return
             if self.path == prefix or self.path.startswith(prefix + "/"):
                 self.forward()
             else:
@@ -332,9 +370,15 @@ class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
     daemon_threads = True
 
 
+class LoopbackHTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nbviz.apps._nest_launch")
-    parser.add_argument("--socket", required=True, help="Unix socket the UI is served on")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--socket", help="Unix socket the UI is served on")
+    where.add_argument("--port", type=int, help="serve on 127.0.0.1:PORT; needs NBVIZ_SECRET")
     parser.add_argument("--state", required=True, help="private (0700) directory for files")
     parser.add_argument("--prefix", default="/", help="URL path of the app's root")
     parser.add_argument("--modules", default="import nest; import numpy as np")
@@ -345,10 +389,14 @@ def main(argv: list[str] | None = None) -> int:
         help="run scripts sent to /exec under RestrictedPython (yes) or with plain exec (no)",
     )
     args = parser.parse_args(argv)
+    secret = os.environ.get("NBVIZ_SECRET", "")
+    if args.port is not None and not secret:
+        print("nbviz: --port needs the session secret in NBVIZ_SECRET", flush=True)
+        return 2
     state = Path(args.state)
     token = secrets.token_urlsafe(24)
     server: Server | None = None
-    httpd: UnixHTTPServer | None = None
+    httpd: socketserver.BaseServer | None = None
 
     def terminate(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
@@ -366,8 +414,11 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({"server_socket": server.socket, "token": token, "pid": os.getpid()}),
         )
         os.replace(state / ".nest.json", state / "nest.json")
-        httpd = UnixHTTPServer(args.socket, make_handler(web, server))
-        os.chmod(args.socket, 0o600)
+        if args.port is not None:
+            httpd = LoopbackHTTPServer(("127.0.0.1", args.port), make_handler(web, server, secret))
+        else:
+            httpd = UnixHTTPServer(args.socket, make_handler(web, server))
+            os.chmod(args.socket, 0o600)
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         say(f"NEST Server (pid {server.proc.pid}) and NEST Desktop are up")
         code = server.proc.wait()
