@@ -13,11 +13,11 @@ process exits, it ends the rest and exits non-zero with a line that says what ha
   socket ``S``; nbviz's own copy of the Xpra config (no Xsession pop-up) and of the client's
   page (plus a small script, :data:`XPRA_PAGE_SCRIPT`); with ``--encryption AES`` the
   websocket is AES-encrypted with a per-session key file.
-- ``vnc``: TigerVNC's ``Xvnc`` on a private Unix socket with a per-session VNC password,
-  websockify on another private socket, and this launcher serving noVNC's files on ``S``
-  (threads, keep-alive) and passing websocket upgrades through to websockify.
+- ``vnc``: TigerVNC's ``Xvnc`` on a private Unix socket with a per-session VNC password, and
+  this launcher serving noVNC's files on ``S`` (threads, keep-alive) and carrying noVNC's
+  websocket to Xvnc itself (websockify's WebSocket class, no websockify process).
 
-Only the standard library is used here (websockify runs as its own module). Secrets are
+Only the standard library is used here, and websockify for the VNC websocket. Secrets are
 passed in files (0600), never on command lines or in the log.
 """
 
@@ -27,22 +27,33 @@ import argparse
 import contextlib
 import ctypes
 import functools
+import gzip
+import hashlib
 import hmac
 import http.cookies
 import http.server
 import json
 import os
+import posixpath
+import re
 import secrets
+import select
 import shutil
 import signal
 import socket
 import socketserver
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
+import warnings
 from pathlib import Path
+from typing import Any
+
+#: When this process got going (wall clock, so the kernel and the browser can line it up).
+STARTED = time.time()
 
 #: The X framebuffer Xvfb (under Xpra) allocates; the screen can be resized up to it.
 MIN_FRAMEBUFFER = (2560, 1600)
@@ -55,10 +66,28 @@ SECRET_PARAM = "nbviz_secret"
 SECRET_COOKIE = "nbviz-secret"
 X_START_TIMEOUT = 20.0
 WM_START_TIMEOUT = 10.0
+#: A static JavaScript import: ``import x from "./a.js"``, ``export {y} from "./b.js"``,
+#: ``import "./c.js"`` (a module's path in group 1).
+JS_IMPORT = re.compile(r"""^\s*(?:import|export)\b[^;'"]*?['"](\.{1,2}/[^'"]+\.js)['"]""", re.M)
+#: Seconds between the pings sent on a VNC websocket (so that no proxy finds it idle).
+HEARTBEAT = 30.0
+#: Files of Xpra's client served gzipped (Xpra would gzip them at level 9 on every request).
+COMPRESSIBLE = (".js", ".css", ".html", ".json", ".svg", ".map", ".txt")
 
-#: The page that forwards the browser to noVNC with the websocket path under the route
-#: (computed from the page's own location, so it works behind any prefix). The password comes
-#: in the fragment, which browsers never send to a server (so it is in no log).
+#: nbviz's script in noVNC's page (``nbviz.html``, a copy of ``vnc.html``): it adds the
+#: websocket path under the route to the parameters (computed from the page's own location, so
+#: it works behind any prefix) before noVNC's modules read them. The password comes in the
+#: fragment, which browsers never send to a server (so it is in no log).
+NOVNC_PAGE_SCRIPT = """<script>
+  (function () {
+    const here = location.pathname.replace(/[^/]*$/, "");
+    const hash = location.hash ? location.hash.slice(1) + "&" : "";
+    const path = "path=" + encodeURIComponent(here.slice(1) + "websockify");
+    history.replaceState(null, "", "#" + hash + path);
+  })();
+</script>
+"""
+#: Without a ``vnc.html`` nbviz knows: a page that forwards the browser to noVNC's own.
 NOVNC_START_PAGE = """<!doctype html>
 <meta charset="utf-8"><title>nbviz desktop</title>
 <script>
@@ -239,11 +268,74 @@ def pump(source: socket.socket, sink: socket.socket) -> None:
             sink.shutdown(socket.SHUT_WR)
 
 
+def websocket_class() -> Any:
+    """websockify's WebSocket (the protocol alone) agreeing to noVNC's "binary" subprotocol.
+
+    Imported without numpy: websockify would use it only to unmask the browser's few small
+    frames (keys, pointer), and it costs this process 20 MB and 0.2 s.
+    """
+    sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no 'numpy' module, HyBi protocol will be slower"
+        from websockify.websocket import WebSocket
+
+    class BinaryWebSocket(WebSocket):
+        def select_subprotocol(self, protocols: list[str]) -> str:
+            return next((p for p in protocols if p.strip() == "binary"), "")
+
+    return BinaryWebSocket
+
+
+def bridge(ws: Any, target: socket.socket) -> None:
+    """Carry binary websocket messages between the browser (``ws``, a websockify WebSocket
+    after ``accept``) and ``target`` (Xvnc's RFB socket) until either side closes."""
+    from websockify.websocket import WebSocketWantReadError, WebSocketWantWriteError
+
+    def send(message: bytes) -> None:
+        while True:
+            try:
+                ws.sendmsg(message)
+                return
+            except WebSocketWantWriteError:  # sent in part: wait, then send the rest
+                select.select([], [ws], [], HEARTBEAT)
+
+    next_ping = time.monotonic() + HEARTBEAT
+    while True:
+        wait = next_ping - time.monotonic()
+        if wait <= 0:
+            with contextlib.suppress(WebSocketWantWriteError):  # the rest goes with the next
+                ws.ping()
+            next_ping = time.monotonic() + HEARTBEAT
+            continue
+        readable = select.select([ws, target], [], [], wait)[0]
+        if target in readable:
+            data = target.recv(1 << 16)
+            if not data:
+                ws.close()
+                return
+            send(data)
+        if ws in readable:
+            try:
+                message = ws.recvmsg()  # reads the socket once
+                while True:
+                    if message is None:  # the browser closed
+                        return
+                    target.sendall(message)
+                    if not ws.pending():
+                        break
+                    message = ws.recvmsg()  # frames already read: no socket read
+            except WebSocketWantReadError:  # no whole message yet, or control frames only
+                pass
+
+
 class NoVNCHandler(http.server.SimpleHTTPRequestHandler):
-    """noVNC's files (keep-alive, from threads), and websocket upgrades passed to websockify.
+    """The client's files (keep-alive, from threads) and its websocket.
 
     websockify serves files too, but it forks a process per connection and closes each one
     after a reply: noVNC's ~70 files then took 1-2 s to load through Jupyter's route.
+    Websocket upgrades go to the server's ``upstream`` Unix socket: for VNC, this handler
+    speaks the websocket protocol and carries the RFB bytes to Xvnc (:func:`bridge`); for
+    Xpra (which speaks websocket itself), the upgrade and all that follows pass through.
     """
 
     protocol_version = "HTTP/1.1"
@@ -287,10 +379,24 @@ class NoVNCHandler(http.server.SimpleHTTPRequestHandler):
             return
         upstream = socket.socket(socket.AF_UNIX)
         try:
-            upstream.connect(self.server.websockify)
+            upstream.connect(self.server.upstream)
         except OSError as exc:
             upstream.close()
-            self.send_error(502, f"websockify does not answer: {exc.strerror}")
+            self.send_error(502, f"the desktop does not answer: {exc.strerror}")
+            return
+        self.close_connection = True
+        if self.server.websocket is not None:
+            ws = self.server.websocket()
+            try:
+                ws.accept(self.connection, self.headers)
+            except Exception as exc:  # websockify raises plain Exceptions for bad handshakes
+                upstream.close()
+                self.send_error(400, str(exc))
+                return
+            try:
+                bridge(ws, upstream)
+            finally:
+                upstream.close()
             return
         head = [self.requestline, *(f"{k}: {v}" for k, v in self.headers.items()), "", ""]
         upstream.sendall("\r\n".join(head).encode("latin-1"))
@@ -299,7 +405,6 @@ class NoVNCHandler(http.server.SimpleHTTPRequestHandler):
         pump(self.connection, upstream)
         back.join()
         upstream.close()
-        self.close_connection = True
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # the route logs the requests; a Unix socket has no client address to print
@@ -311,8 +416,9 @@ class WebServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     secret = ""
 
-    def __init__(self, path: str, web: Path, websockify: str) -> None:
-        self.websockify = websockify
+    def __init__(self, path: str, web: Path, upstream: str, websocket: Any = None) -> None:
+        self.upstream = upstream
+        self.websocket = websocket
         handler = functools.partial(NoVNCHandler, directory=str(web))
         super().__init__(path, handler, bind_and_activate=False)
         self.server_bind()
@@ -325,14 +431,16 @@ class WebServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 class TCPWebServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """The same on 127.0.0.1:port (when Jupyter has no nbviz route), behind the session secret;
-    websocket upgrades go to ``websockify``, a Unix socket (websockify's, or Xpra's own)."""
+    """The same on 127.0.0.1:port (when Jupyter has no nbviz route), behind the session secret."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, port: int, web: Path, websockify: str, secret: str) -> None:
-        self.websockify = websockify
+    def __init__(
+        self, port: int, web: Path, upstream: str, secret: str, websocket: Any = None
+    ) -> None:
+        self.upstream = upstream
+        self.websocket = websocket
         self.secret = secret
         handler = functools.partial(NoVNCHandler, directory=str(web))
         super().__init__(("127.0.0.1", port), handler)
@@ -346,6 +454,7 @@ def xpra_web_root(state: Path) -> Path:
     Every file is a symlink to Xpra's own except ``index.html``: a copy of Xpra's page with one
     ``<script>`` tag added (see :data:`XPRA_PAGE_SCRIPT`). If the page has no ``<head>`` (an
     Xpra version nbviz does not know), Xpra's own directory is served unchanged.
+    :func:`link_gzipped` adds gzipped copies next to the files later.
     """
     page = (XPRA_WWW_DIR / "index.html").read_text()
     if "<head>" not in page:
@@ -353,9 +462,13 @@ def xpra_web_root(state: Path) -> Path:
         return XPRA_WWW_DIR
     web = state / "www"
     web.mkdir(mode=0o700)
-    for entry in XPRA_WWW_DIR.iterdir():
-        if not entry.name.startswith("index.html"):  # also no pre-compressed index.html.gz
-            (web / entry.name).symlink_to(entry)
+    for folder, dirs, files in os.walk(XPRA_WWW_DIR, followlinks=True):
+        here = web / Path(folder).relative_to(XPRA_WWW_DIR)
+        for name in dirs:
+            (here / name).mkdir()
+        for name in files:
+            if not (here == web and name.startswith("index.html")):  # also not index.html.gz
+                (here / name).symlink_to(Path(folder, name))
     (web / "nbviz.js").write_text(XPRA_PAGE_SCRIPT)
     (web / "index.html").write_text(
         page.replace("<head>", '<head>\n<script src="nbviz.js"></script>', 1)
@@ -365,6 +478,54 @@ def xpra_web_root(state: Path) -> Path:
     if headers.is_dir():
         (state / "http-headers").symlink_to(headers)
     return web
+
+
+def gzipped_client() -> Path | None:
+    """Gzipped copies of Xpra's client files, made once per user and Xpra version.
+
+    Xpra sends a pre-compressed ``file.gz`` when there is one, and otherwise gzips each file
+    at level 9 on every request: about 0.2 s of its CPU per page load (4 MB of JavaScript).
+    None when the cache cannot be written (Xpra then compresses as before).
+    """
+    files = sorted(
+        path
+        for path in XPRA_WWW_DIR.rglob("*")
+        if path.suffix in COMPRESSIBLE and path.is_file() and path.name != "index.html"
+    )
+    stamp = hashlib.sha256()
+    for path in files:
+        info = path.stat()
+        stamp.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nbviz"
+    done = cache / f"xpra-www-gz-{stamp.hexdigest()[:16]}"
+    if done.is_dir():
+        return done
+    try:
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".xpra-www-gz-", dir=cache))
+        for path in files:
+            target = work / f"{path.relative_to(XPRA_WWW_DIR)}.gz"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(gzip.compress(path.read_bytes(), 9, mtime=0))
+        try:
+            os.rename(work, done)
+        except OSError:  # another desktop made it meanwhile
+            shutil.rmtree(work, ignore_errors=True)
+    except OSError as exc:
+        say(f"no gzipped copy of Xpra's client ({exc}); Xpra compresses on every request")
+        return None
+    return done
+
+
+def link_gzipped(web: Path) -> None:
+    """Link the gzipped copies of :func:`gzipped_client` into the web root ``web``."""
+    gzipped = gzipped_client()
+    if gzipped is None or web == XPRA_WWW_DIR:
+        return
+    for path in gzipped.rglob("*.gz"):
+        link = web / path.relative_to(gzipped)
+        if link.parent.is_dir() and not link.exists():
+            link.symlink_to(path)
 
 
 def vnc_password_file(state: Path, password: str) -> Path:
@@ -381,13 +542,48 @@ def vnc_password_file(state: Path, password: str) -> Path:
 
 
 def novnc_web_root(state: Path) -> Path:
-    """noVNC's files plus nbviz's start page (the page that computes the websocket path)."""
+    """noVNC's files plus nbviz's start page ``nbviz.html``.
+
+    That is noVNC's ``vnc.html`` with :data:`NOVNC_PAGE_SCRIPT` and a ``modulepreload`` link
+    for each of the ~40 JavaScript modules its ``app/ui.js`` imports, directly or not: the
+    browser then asks for all of them at once instead of finding the imports level by level
+    (each level a round trip through the route).
+    """
     web = state / "web"
     web.mkdir(mode=0o700)
     for entry in NOVNC_DIR.iterdir():
         (web / entry.name).symlink_to(entry)
-    (web / "nbviz.html").write_text(NOVNC_START_PAGE)
+    page = (NOVNC_DIR / "vnc.html").read_text() if (NOVNC_DIR / "vnc.html").is_file() else ""
+    if "<head>" not in page:
+        (web / "nbviz.html").write_text(NOVNC_START_PAGE)
+        return web
+    links = "".join(
+        f'<link rel="modulepreload" crossorigin="anonymous" href="{module}">\n'
+        for module in module_graph(NOVNC_DIR, "app/ui.js")
+    )
+    page = page.replace("<head>", "<head>\n" + NOVNC_PAGE_SCRIPT + links, 1)
+    (web / "nbviz.html").write_text(page)
     return web
+
+
+def module_graph(root: Path, entry: str) -> list[str]:
+    """``entry`` and the JavaScript modules it imports, recursively (paths under ``root``)."""
+    found: list[str] = []
+    todo = [entry]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        try:
+            source = (root / name).read_text(errors="replace")
+        except OSError:
+            continue
+        found.append(name)
+        for match in JS_IMPORT.finditer(source):
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(name), match[1]))
+            if not target.startswith("../"):
+                todo.append(target)
+    return found
 
 
 class Launcher:
@@ -401,6 +597,12 @@ class Launcher:
         self.key = ""
         self.web_server: WebServer | TCPWebServer | None = None
         self.web_root: Path | None = None
+        self.gzip_links: threading.Thread | None = None
+        #: Wall-clock time each start-up phase ended (in ``desktop.json`` and the log).
+        self.timeline: dict[str, float] = {}
+
+    def mark(self, phase: str) -> None:
+        self.timeline[phase] = time.time()
 
     # ---------------------------------------------------------------- helpers
     def spawn(
@@ -476,6 +678,18 @@ class Launcher:
         os.close(read_fd)
         return ":" + data.decode().strip().lstrip(":")
 
+    def wait_for_socket(self, path: str) -> None:
+        deadline = time.monotonic() + X_START_TIMEOUT
+        while time.monotonic() < deadline:
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(path)
+                    return
+                except OSError:
+                    pass
+            time.sleep(0.01)
+        raise SystemExit(f"nbviz: xpra did not listen on its socket in {X_START_TIMEOUT:g} s")
+
     def wait_for_x(self) -> None:
         deadline = time.monotonic() + X_START_TIMEOUT
         while time.monotonic() < deadline:
@@ -539,10 +753,14 @@ class Launcher:
             ]
         proc = self.spawn("xpra", argv, essential=True, env=self.env, pass_fds=(write_fd,))
         os.close(write_fd)
+        # While Xpra starts (made once per user; then only links).
+        self.gzip_links = threading.Thread(target=link_gzipped, args=(self.web_root,), daemon=True)
+        self.gzip_links.start()
         self.display = self.read_display(read_fd, proc)
+        self.mark("x_server")
         self.env["DISPLAY"] = self.display
 
-    def start_xvnc(self, read_fd: int, write_fd: int) -> str:
+    def start_xvnc(self, write_fd: int) -> tuple[subprocess.Popen[bytes], str]:
         xvnc = shutil.which("Xvnc")
         if xvnc is None:
             raise SystemExit(
@@ -582,12 +800,7 @@ class Launcher:
         ]
         proc = self.spawn("Xvnc", argv, essential=True, env=self.env, pass_fds=(write_fd,))
         os.close(write_fd)
-        self.display = self.read_display(read_fd, proc)
-        self.env["DISPLAY"] = self.display
-        # The server accepted the cookie under :0 (it loads every entry); clients look it up
-        # under the real display number.
-        self.add_cookie(self.display)
-        return password
+        return proc, password
 
     def add_cookie(self, display: str) -> None:
         subprocess.run(
@@ -595,46 +808,26 @@ class Launcher:
             check=True,
         )
 
-    def start_websockify(self) -> None:
-        """websockify, websockets only, on a private socket (:meth:`serve_novnc` fronts it)."""
-        argv = [
-            sys.executable,
-            "-m",
-            "websockify",
-            f"--unix-target={self.state / 'vnc.sock'}",
-            f"--unix-listen={self.state / 'ws.sock'}",
-            "--unix-listen-mode=0600",
-            "--heartbeat=30",
-        ]
-        self.spawn("websockify", argv, essential=True, env=self.env)
-
     def serve_novnc(self) -> None:
-        """noVNC's page on the session's socket, once websockify answers behind it."""
-        ws = self.state / "ws.sock"
-        deadline = time.monotonic() + X_START_TIMEOUT
-        while True:
-            with socket.socket(socket.AF_UNIX) as probe:
-                try:
-                    probe.connect(str(ws))
-                    break
-                except OSError:
-                    pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"nbviz: websockify did not start in {X_START_TIMEOUT:g} s")
-            time.sleep(0.01)
+        """noVNC's page on the session's socket, its websocket carried to Xvnc's socket.
+
+        Serves from the start: nbviz shows the page once ``desktop.json`` exists, and a
+        websocket opened before Xvnc listens is refused (502)."""
+        web, rfb, websocket = novnc_web_root(self.state), str(self.state / "vnc.sock"), None
+        websocket = websocket_class()
         if self.args.port is not None:
-            self.serve_tcp(novnc_web_root(self.state), str(ws))
+            self.serve_tcp(web, rfb, websocket)
             return
-        self.web_server = WebServer(self.socket, novnc_web_root(self.state), str(ws))
+        self.web_server = WebServer(self.socket, web, rfb, websocket)
         threading.Thread(target=self.web_server.serve_forever, daemon=True).start()
 
-    def serve_tcp(self, web: Path, websocket_target: str) -> None:
+    def serve_tcp(self, web: Path, upstream: str, websocket: Any = None) -> None:
         """The client on 127.0.0.1:PORT, admitting only holders of the session secret."""
         secret = os.environ.get("NBVIZ_SECRET", "")
         if not secret:
             raise SystemExit("nbviz: --port needs the session secret in NBVIZ_SECRET")
         try:
-            self.web_server = TCPWebServer(self.args.port, web, websocket_target, secret)
+            self.web_server = TCPWebServer(self.args.port, web, upstream, secret, websocket)
         except OSError as exc:
             raise SystemExit(f"nbviz: cannot listen on 127.0.0.1:{self.args.port}: {exc}") from None
         threading.Thread(target=self.web_server.serve_forever, daemon=True).start()
@@ -650,6 +843,7 @@ class Launcher:
             else:
                 self.spawn("window manager", [wm], essential=False, env=self.env)
                 self.wait_for_wm()
+                self.mark("window_manager")
         for command in self.args.start:
             program = shutil.which(command.split()[0])
             if program is None:
@@ -674,20 +868,34 @@ class Launcher:
             self.start_xpra(read_fd, write_fd)
         else:
             self.add_cookie(":0")
-            info["password"] = self.start_xvnc(read_fd, write_fd)
-            self.start_websockify()  # starts (0.2 s of imports) while the session does
+            xvnc, info["password"] = self.start_xvnc(write_fd)
+            self.serve_novnc()  # while Xvnc starts
+            self.display = self.read_display(read_fd, xvnc)
+            self.mark("x_server")
+            self.env["DISPLAY"] = self.display
+            # The server accepted the cookie under :0 (it loads every entry); clients look it
+            # up under the real display number.
+            self.add_cookie(self.display)
         self.wait_for_x()
+        self.mark("x_answers")
         self.start_session()
+        self.mark("session")
+        if self.args.backend == "xpra":  # its page and websocket (else a client may be early)
+            assert self.gzip_links is not None
+            self.gzip_links.join()
+            self.wait_for_socket(self.socket)
+            self.mark("xpra_socket")
         info.update(display=self.display, xauthority=str(xauthority), pid=os.getpid())
+        info["timeline"] = {"launcher": STARTED, **self.timeline}
         info_path = self.state / "desktop.json"
         write_private(self.state / ".desktop.json", json.dumps(info))
         os.replace(self.state / ".desktop.json", info_path)
-        if self.args.backend == "vnc":
-            self.serve_novnc()
-        elif self.args.port is not None:  # Xpra's page and websocket, behind the secret
+        if self.args.backend == "xpra" and self.args.port is not None:  # behind the secret
             assert self.web_root is not None
             self.serve_tcp(self.web_root, self.socket)
-        say(f"desktop on display {self.display} ({self.args.backend})")
+        self.mark("served")
+        steps = ", ".join(f"{k} {t - STARTED:.2f}" for k, t in self.timeline.items())
+        say(f"desktop on display {self.display} ({self.args.backend}); s after start: {steps}")
         return self.watch()
 
     def watch(self) -> int:
