@@ -9,10 +9,11 @@ all of them), writes ``desktop.json`` (display, Xauthority) into a private state
 to the socket once the desktop is usable, then watches: if the X server or the web-facing
 process exits, it ends the rest and exits non-zero with a line that says what happened.
 
-- ``xpra``: ``xpra start-desktop`` on its own Xvfb, HTML5 client and websocket on the Unix
-  socket ``S``; nbviz's own copy of the Xpra config (no Xsession pop-up) and of the client's
-  page (plus a small script, :data:`XPRA_PAGE_SCRIPT`); with ``--encryption AES`` the
-  websocket is AES-encrypted with a per-session key file.
+- ``xpra``: ``xpra start-desktop`` on its own Xvfb, its websocket on a private Unix socket;
+  nbviz's own copy of the Xpra config (no Xsession pop-up); this launcher serves the HTML5
+  client's files on ``S`` (threads, keep-alive, gzipped copies; plus a small script,
+  :data:`XPRA_PAGE_SCRIPT`) and passes websocket upgrades through to Xpra. With
+  ``--encryption AES`` the websocket is AES-encrypted with a per-session key file.
 - ``vnc``: TigerVNC's ``Xvnc`` on a private Unix socket with a per-session VNC password, and
   this launcher serving noVNC's files on ``S`` (threads, keep-alive) and carrying noVNC's
   websocket to Xvnc itself (websockify's WebSocket class, no websockify process).
@@ -328,11 +329,13 @@ def bridge(ws: Any, target: socket.socket) -> None:
                 pass
 
 
-class NoVNCHandler(http.server.SimpleHTTPRequestHandler):
-    """The client's files (keep-alive, from threads) and its websocket.
+class ClientHandler(http.server.SimpleHTTPRequestHandler):
+    """The client's files (keep-alive, from threads, ``file.gz`` when there is one) and its
+    websocket.
 
     websockify serves files too, but it forks a process per connection and closes each one
-    after a reply: noVNC's ~70 files then took 1-2 s to load through Jupyter's route.
+    after a reply: noVNC's ~70 files then took 1-2 s to load through Jupyter's route. Xpra's
+    server closes each connection after a reply too, and gzips every file on every request.
     Websocket upgrades go to the server's ``upstream`` Unix socket: for VNC, this handler
     speaks the websocket protocol and carries the RFB bytes to Xvnc (:func:`bridge`); for
     Xpra (which speaks websocket itself), the upgrade and all that follows pass through.
@@ -370,6 +373,25 @@ class NoVNCHandler(http.server.SimpleHTTPRequestHandler):
     def do_HEAD(self) -> None:
         if self.admitted():
             super().do_HEAD()
+
+    def send_head(self) -> Any:
+        path = self.translate_path(self.path)
+        packed = path + ".gz"
+        if "gzip" not in self.headers.get("Accept-Encoding", "") or not os.path.isfile(packed):
+            return super().send_head()
+        f = open(packed, "rb")  # noqa: SIM115 (returned open, as SimpleHTTPRequestHandler does)
+        self.send_response(200)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(os.fstat(f.fileno()).st_size))
+        self.send_header("Vary", "Accept-Encoding")
+        self.end_headers()
+        return f
+
+    def end_headers(self) -> None:
+        for name, value in self.server.extra_headers.items():
+            self.send_header(name, value)
+        super().end_headers()
 
     def do_GET(self) -> None:
         if not self.admitted():
@@ -416,10 +438,18 @@ class WebServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     secret = ""
 
-    def __init__(self, path: str, web: Path, upstream: str, websocket: Any = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        web: Path,
+        upstream: str,
+        websocket: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.upstream = upstream
         self.websocket = websocket
-        handler = functools.partial(NoVNCHandler, directory=str(web))
+        self.extra_headers = headers or {}
+        handler = functools.partial(ClientHandler, directory=str(web))
         super().__init__(path, handler, bind_and_activate=False)
         self.server_bind()
         os.chmod(path, 0o600)  # before it listens
@@ -437,12 +467,19 @@ class TCPWebServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
 
     def __init__(
-        self, port: int, web: Path, upstream: str, secret: str, websocket: Any = None
+        self,
+        port: int,
+        web: Path,
+        upstream: str,
+        secret: str,
+        websocket: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.upstream = upstream
         self.websocket = websocket
+        self.extra_headers = headers or {}
         self.secret = secret
-        handler = functools.partial(NoVNCHandler, directory=str(web))
+        handler = functools.partial(ClientHandler, directory=str(web))
         super().__init__(("127.0.0.1", port), handler)
 
     handle_error = WebServer.handle_error
@@ -473,11 +510,20 @@ def xpra_web_root(state: Path) -> Path:
     (web / "index.html").write_text(
         page.replace("<head>", '<head>\n<script src="nbviz.js"></script>', 1)
     )
-    # Xpra reads its HTTP headers (no-cache, Content-Security-Policy) from ../http-headers.
-    headers = XPRA_WWW_DIR.parent / "http-headers"
-    if headers.is_dir():
-        (state / "http-headers").symlink_to(headers)
     return web
+
+
+def xpra_http_headers() -> dict[str, str]:
+    """The headers Xpra sends with its files (``name=value`` lines in its http-headers
+    directory: no caching)."""
+    headers: dict[str, str] = {}
+    folder = XPRA_WWW_DIR.parent / "http-headers"
+    for file in sorted(folder.glob("*")) if folder.is_dir() else []:
+        for line in file.read_text(errors="replace").splitlines():
+            name, sep, value = line.strip().partition("=")
+            if sep and not name.startswith("#"):
+                headers[name.strip()] = value.strip()
+    return headers
 
 
 def gzipped_client() -> Path | None:
@@ -596,6 +642,7 @@ class Launcher:
         self.env = dict(os.environ)
         self.key = ""
         self.web_server: WebServer | TCPWebServer | None = None
+        self.xpra_socket = str(self.state / "xpra.sock")
         self.web_root: Path | None = None
         self.gzip_links: threading.Thread | None = None
         #: Wall-clock time each start-up phase ended (in ``desktop.json`` and the log).
@@ -716,7 +763,7 @@ class Launcher:
         return subprocess.run(argv, env=self.env, stdout=out, stderr=out, check=False).returncode
 
     # ----------------------------------------------------------------- pieces
-    def start_xpra(self, read_fd: int, write_fd: int) -> None:
+    def start_xpra(self, write_fd: int) -> subprocess.Popen[bytes]:
         xpra = shutil.which("xpra")
         if xpra is None:
             raise SystemExit("nbviz: xpra not found; install it (apt-get install xpra)")
@@ -735,7 +782,7 @@ class Launcher:
             "start-desktop",
             *where,
             f"--displayfd={write_fd}",
-            f"--bind={self.socket}",
+            f"--bind={self.xpra_socket}",
             f"--html={self.web_root}",
             "--sharing=yes",  # a page reloaded or shown in a second cell attaches alongside
             f"--socket-dirs={self.state}",
@@ -756,9 +803,7 @@ class Launcher:
         # While Xpra starts (made once per user; then only links).
         self.gzip_links = threading.Thread(target=link_gzipped, args=(self.web_root,), daemon=True)
         self.gzip_links.start()
-        self.display = self.read_display(read_fd, proc)
-        self.mark("x_server")
-        self.env["DISPLAY"] = self.display
+        return proc
 
     def start_xvnc(self, write_fd: int) -> tuple[subprocess.Popen[bytes], str]:
         xvnc = shutil.which("Xvnc")
@@ -808,26 +853,39 @@ class Launcher:
             check=True,
         )
 
-    def serve_novnc(self) -> None:
-        """noVNC's page on the session's socket, its websocket carried to Xvnc's socket.
+    def serve(
+        self,
+        web: Path,
+        upstream: str,
+        websocket: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """The client's files on the session's socket (or 127.0.0.1:PORT), its websocket
+        carried to ``upstream``.
 
         Serves from the start: nbviz shows the page once ``desktop.json`` exists, and a
-        websocket opened before Xvnc listens is refused (502)."""
-        web, rfb, websocket = novnc_web_root(self.state), str(self.state / "vnc.sock"), None
-        websocket = websocket_class()
+        websocket opened before the desktop listens is refused (502)."""
         if self.args.port is not None:
-            self.serve_tcp(web, rfb, websocket)
+            self.serve_tcp(web, upstream, websocket, headers)
             return
-        self.web_server = WebServer(self.socket, web, rfb, websocket)
+        self.web_server = WebServer(self.socket, web, upstream, websocket, headers)
         threading.Thread(target=self.web_server.serve_forever, daemon=True).start()
 
-    def serve_tcp(self, web: Path, upstream: str, websocket: Any = None) -> None:
+    def serve_tcp(
+        self,
+        web: Path,
+        upstream: str,
+        websocket: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """The client on 127.0.0.1:PORT, admitting only holders of the session secret."""
         secret = os.environ.get("NBVIZ_SECRET", "")
         if not secret:
             raise SystemExit("nbviz: --port needs the session secret in NBVIZ_SECRET")
         try:
-            self.web_server = TCPWebServer(self.args.port, web, upstream, secret, websocket)
+            self.web_server = TCPWebServer(
+                self.args.port, web, upstream, secret, websocket, headers
+            )
         except OSError as exc:
             raise SystemExit(f"nbviz: cannot listen on 127.0.0.1:{self.args.port}: {exc}") from None
         threading.Thread(target=self.web_server.serve_forever, daemon=True).start()
@@ -865,11 +923,17 @@ class Launcher:
             if self.args.encryption:
                 self.key = secrets.token_urlsafe(24)
                 info.update(encryption=self.args.encryption, key=self.key)
-            self.start_xpra(read_fd, write_fd)
+            xpra = self.start_xpra(write_fd)
+            assert self.web_root is not None
+            self.serve(self.web_root, self.xpra_socket, headers=xpra_http_headers())
+            self.display = self.read_display(read_fd, xpra)
+            self.mark("x_server")
+            self.env["DISPLAY"] = self.display
         else:
             self.add_cookie(":0")
             xvnc, info["password"] = self.start_xvnc(write_fd)
-            self.serve_novnc()  # while Xvnc starts
+            # noVNC's page, its websocket carried to Xvnc (while Xvnc starts)
+            self.serve(novnc_web_root(self.state), str(self.state / "vnc.sock"), websocket_class())
             self.display = self.read_display(read_fd, xvnc)
             self.mark("x_server")
             self.env["DISPLAY"] = self.display
@@ -883,16 +947,13 @@ class Launcher:
         if self.args.backend == "xpra":  # its page and websocket (else a client may be early)
             assert self.gzip_links is not None
             self.gzip_links.join()
-            self.wait_for_socket(self.socket)
+            self.wait_for_socket(self.xpra_socket)
             self.mark("xpra_socket")
         info.update(display=self.display, xauthority=str(xauthority), pid=os.getpid())
         info["timeline"] = {"launcher": STARTED, **self.timeline}
         info_path = self.state / "desktop.json"
         write_private(self.state / ".desktop.json", json.dumps(info))
         os.replace(self.state / ".desktop.json", info_path)
-        if self.args.backend == "xpra" and self.args.port is not None:  # behind the secret
-            assert self.web_root is not None
-            self.serve_tcp(self.web_root, self.socket)
         self.mark("served")
         steps = ", ".join(f"{k} {t - STARTED:.2f}" for k, t in self.timeline.items())
         say(f"desktop on display {self.display} ({self.args.backend}); s after start: {steps}")
