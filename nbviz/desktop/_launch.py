@@ -35,8 +35,6 @@ import http.cookies
 import http.server
 import json
 import os
-import posixpath
-import re
 import secrets
 import select
 import shutil
@@ -67,9 +65,6 @@ SECRET_PARAM = "nbviz_secret"
 SECRET_COOKIE = "nbviz-secret"
 X_START_TIMEOUT = 20.0
 WM_START_TIMEOUT = 10.0
-#: A static JavaScript import: ``import x from "./a.js"``, ``export {y} from "./b.js"``,
-#: ``import "./c.js"`` (a module's path in group 1).
-JS_IMPORT = re.compile(r"""^\s*(?:import|export)\b[^;'"]*?['"](\.{1,2}/[^'"]+\.js)['"]""", re.M)
 #: Seconds between the pings sent on a VNC websocket (so that no proxy finds it idle).
 HEARTBEAT = 30.0
 #: Files of Xpra's client served gzipped (Xpra would gzip them at level 9 on every request).
@@ -588,48 +583,19 @@ def vnc_password_file(state: Path, password: str) -> Path:
 
 
 def novnc_web_root(state: Path) -> Path:
-    """noVNC's files plus nbviz's start page ``nbviz.html``.
-
-    That is noVNC's ``vnc.html`` with :data:`NOVNC_PAGE_SCRIPT` and a ``modulepreload`` link
-    for each of the ~40 JavaScript modules its ``app/ui.js`` imports, directly or not: the
-    browser then asks for all of them at once instead of finding the imports level by level
-    (each level a round trip through the route).
-    """
+    """noVNC's files plus nbviz's start page ``nbviz.html``: noVNC's ``vnc.html`` with
+    :data:`NOVNC_PAGE_SCRIPT` (or, for a ``vnc.html`` nbviz does not know, a page that
+    forwards to it)."""
     web = state / "web"
     web.mkdir(mode=0o700)
     for entry in NOVNC_DIR.iterdir():
         (web / entry.name).symlink_to(entry)
     page = (NOVNC_DIR / "vnc.html").read_text() if (NOVNC_DIR / "vnc.html").is_file() else ""
-    if "<head>" not in page:
+    if "<head>" in page:
+        (web / "nbviz.html").write_text(page.replace("<head>", "<head>\n" + NOVNC_PAGE_SCRIPT, 1))
+    else:
         (web / "nbviz.html").write_text(NOVNC_START_PAGE)
-        return web
-    links = "".join(
-        f'<link rel="modulepreload" crossorigin="anonymous" href="{module}">\n'
-        for module in module_graph(NOVNC_DIR, "app/ui.js")
-    )
-    page = page.replace("<head>", "<head>\n" + NOVNC_PAGE_SCRIPT + links, 1)
-    (web / "nbviz.html").write_text(page)
     return web
-
-
-def module_graph(root: Path, entry: str) -> list[str]:
-    """``entry`` and the JavaScript modules it imports, recursively (paths under ``root``)."""
-    found: list[str] = []
-    todo = [entry]
-    while todo:
-        name = todo.pop()
-        if name in found:
-            continue
-        try:
-            source = (root / name).read_text(errors="replace")
-        except OSError:
-            continue
-        found.append(name)
-        for match in JS_IMPORT.finditer(source):
-            target = posixpath.normpath(posixpath.join(posixpath.dirname(name), match[1]))
-            if not target.startswith("../"):
-                todo.append(target)
-    return found
 
 
 class Launcher:
