@@ -519,9 +519,10 @@ def verdict(metric: str, value: float) -> str:
 
 #: The phase columns of the timeline table: (key, heading).
 PHASES = [
+    ("launcher", "launcher"),
     ("x_server", "X server"),
     ("window_manager", "WM"),
-    ("served", "launcher done"),
+    ("xpra_socket", "Xpra socket"),
     ("wait_ready", "wait_ready"),
     ("page_start", "page asked"),
     ("page_html", "HTML"),
