@@ -764,7 +764,11 @@ class Launcher:
                 f"--tcp-encryption={self.args.encryption}",
                 f"--tcp-encryption-keyfile={keyfile}",
             ]
-        proc = self.spawn("xpra", argv, essential=True, env=self.env, pass_fds=(write_fd,))
+        # GDK_GL=disable: GTK (in Xpra's server, which draws nothing with OpenGL) otherwise
+        # loads Mesa, and with it LLVM, to list GL visuals: 50 MB of its 120 MB. Only Xpra's
+        # own process gets it; the programs on the desktop keep OpenGL.
+        env = dict(self.env, GDK_GL="disable")
+        proc = self.spawn("xpra", argv, essential=True, env=env, pass_fds=(write_fd,))
         os.close(write_fd)
         # While Xpra starts (made once per user; then only links).
         self.gzip_links = threading.Thread(target=link_gzipped, args=(self.web_root,), daemon=True)
