@@ -766,8 +766,10 @@ class Launcher:
             ]
         # GDK_GL=disable: GTK (in Xpra's server, which draws nothing with OpenGL) otherwise
         # loads Mesa, and with it LLVM, to list GL visuals: 50 MB of its 120 MB. Only Xpra's
-        # own process gets it; the programs on the desktop keep OpenGL.
+        # own process gets it: the launcher starts the desktop's programs without it, and
+        # what Xpra's client menu starts gets it emptied (--start-env).
         env = dict(self.env, GDK_GL="disable")
+        argv.append("--start-env=GDK_GL=")
         proc = self.spawn("xpra", argv, essential=True, env=env, pass_fds=(write_fd,))
         os.close(write_fd)
         # While Xpra starts (made once per user; then only links).
