@@ -67,7 +67,7 @@ X_START_TIMEOUT = 20.0
 WM_START_TIMEOUT = 10.0
 #: Seconds between the pings sent on a VNC websocket (so that no proxy finds it idle).
 HEARTBEAT = 30.0
-#: Files of Xpra's client served gzipped (Xpra would gzip them at level 9 on every request).
+#: Files of Xpra's client the launcher serves gzipped (from copies made once per user).
 COMPRESSIBLE = (".js", ".css", ".html", ".json", ".svg", ".map", ".txt")
 
 #: nbviz's script in noVNC's page (``nbviz.html``, a copy of ``vnc.html``): it adds the
@@ -522,11 +522,12 @@ def xpra_http_headers() -> dict[str, str]:
 
 
 def gzipped_client() -> Path | None:
-    """Gzipped copies of Xpra's client files, made once per user and Xpra version.
+    """Gzipped copies of Xpra's client files (4 MB of JavaScript, 1.4 MB gzipped), made once
+    per user and Xpra version in the user's cache directory.
 
-    Xpra sends a pre-compressed ``file.gz`` when there is one, and otherwise gzips each file
-    at level 9 on every request: about 0.2 s of its CPU per page load (4 MB of JavaScript).
-    None when the cache cannot be written (Xpra then compresses as before).
+    :class:`ClientHandler` sends ``file.gz`` to browsers that accept gzip. (Xpra's own server
+    gzipped every file at level 9 on every request: about 0.2 s of its CPU per page load.)
+    None when the cache cannot be written: the files then go uncompressed.
     """
     files = sorted(
         path
@@ -553,7 +554,7 @@ def gzipped_client() -> Path | None:
         except OSError:  # another desktop made it meanwhile
             shutil.rmtree(work, ignore_errors=True)
     except OSError as exc:
-        say(f"no gzipped copy of Xpra's client ({exc}); Xpra compresses on every request")
+        say(f"no gzipped copy of Xpra's client ({exc}); its files go uncompressed")
         return None
     return done
 
