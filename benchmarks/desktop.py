@@ -155,15 +155,71 @@ def background_drawn_js() -> str:
 
 
 def wait_drawn(page: Page, timeout: float = 30) -> float:
-    """Poll the page until the desktop is drawn; time.monotonic() then."""
+    """Poll the page until the desktop is drawn; time.time() then."""
     deadline = time.monotonic() + timeout
     js = background_drawn_js()
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):
             if page.evaluate(js):
-                return time.monotonic()
+                return time.time()
         time.sleep(0.02)
     raise TimeoutError("the desktop was never drawn in the page")
+
+
+#: Before any page script: note when the client's websocket opens and first receives (epoch ms).
+WEBSOCKET_TIMES_JS = """
+(() => {
+  const Native = window.WebSocket;
+  const now = () => performance.timeOrigin + performance.now();
+  window.__ws = {};
+  window.WebSocket = function (...args) {
+    const ws = new Native(...args);
+    window.__ws.created = window.__ws.created || now();
+    ws.addEventListener('open', () => { window.__ws.open = window.__ws.open || now(); });
+    ws.addEventListener('message', () => { window.__ws.message = window.__ws.message || now(); });
+    return ws;
+  };
+  window.WebSocket.prototype = Native.prototype;
+  Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
+})();
+"""
+
+#: In the page: when the document and its files arrived (epoch ms), how many, how many bytes.
+PAGE_TIMES_JS = """
+() => {
+  const origin = performance.timeOrigin;
+  const nav = performance.getEntriesByType('navigation')[0];
+  const files = performance.getEntriesByType('resource').filter(r => r.initiatorType !== 'xmlhttprequest' || true);
+  const scripts = files.filter(r => /\\.m?js(\\?|$)/.test(r.name));
+  return {
+    start: origin,
+    html: nav ? origin + nav.responseEnd : null,
+    dom: nav ? origin + nav.domContentLoadedEventEnd : null,
+    scripts: scripts.length ? origin + Math.max(...scripts.map(r => r.responseEnd)) : null,
+    files: files.length,
+    kb: files.reduce((n, r) => n + (r.transferSize || 0), 0) / 1024,
+    ws: window.__ws || {},
+  };
+}
+"""
+
+
+def page_phases(page: Page, t0: float, drawn: float) -> dict[str, float]:
+    """The page's phases (seconds after ``t0``) from the browser's own timings."""
+    times = page.evaluate(PAGE_TIMES_JS)
+    out = {"files": float(times["files"]), "kb": float(times["kb"])}
+    for key, value in (
+        ("page_start", times["start"]),
+        ("page_html", times["html"]),
+        ("scripts", times["scripts"]),
+        ("dom_ready", times["dom"]),
+        ("ws_open", times["ws"].get("open")),
+        ("ws_data", times["ws"].get("message")),
+    ):
+        if value:
+            out[key] = value / 1000 - t0
+    out["drawn"] = drawn - t0
+    return out
 
 
 def key_latencies(page: Page, activate: Any) -> list[float]:
@@ -221,34 +277,48 @@ def forwarded(unix_socket: str) -> Iterator[int]:
         proc.wait()
 
 
-def tree_memory(pid: int) -> tuple[float, float]:
-    """RSS and PSS of ``pid`` and its descendants, MB (PSS shares shared pages out)."""
+def label(proc: psutil.Process) -> str:
+    """A short name for a process of a desktop (the launcher and websockify are both Python)."""
+    argv = proc.cmdline()
+    words = " ".join(argv[:4])
+    if "_launch" in words:
+        return "nbviz launcher"
+    if "websockify" in words:
+        return "websockify"
+    if "xpra" in words:
+        return "xpra " + next((a for a in argv[1:] if not a.startswith("-")), "")
+    return Path(argv[0]).name if argv else proc.name()
+
+
+def tree_memory(pid: int) -> list[tuple[str, float, float]]:
+    """(name, RSS, PSS) of ``pid`` and each of its descendants, MB (PSS shares shared pages
+    out among the processes that map them)."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return float("nan"), float("nan")
-    rss = pss = 0
+        return []
+    out = []
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             info = proc.memory_full_info()
-            rss += info.rss
-            pss += info.pss
-    return rss / 1e6, pss / 1e6
+            out.append((label(proc), info.rss / 1e6, info.pss / 1e6))
+    return out
 
 
 START = """
 import json, subprocess, time
 from nbviz import RemoteDesktop
-_t0 = time.monotonic()
+_t0 = time.time()
 desk = RemoteDesktop({backend!r})
 desk.wait_ready(30)
-_ready = time.monotonic() - _t0
+_ready = time.time() - _t0
+_timeline = desk._info.get("timeline", {{}})
 term = desk.launch(["xterm", "-T", {title!r}, "-geometry", "60x10+20+20", "-e", "sh"])
 mover = desk.launch(["xterm", "-T", {moving!r}, "-geometry", "80x12+20+{y}"])
 _env = {{"DISPLAY": desk.x_env["DISPLAY"], "XAUTHORITY": desk.x_env["XAUTHORITY"]}}
 print(json.dumps([_t0, _ready, desk.url, desk.path, desk.pid, term.pid, mover.pid,
-                  desk.endpoint.unix_socket, _env]))
+                  desk.endpoint.unix_socket, _env, _timeline]))
 """
 ACTIVATE = (
     "subprocess.run(['xdotool', 'search', '--sync', '--name', {title!r}, 'windowactivate',"
@@ -260,13 +330,17 @@ def nbviz_run(server: JupyterServer, page: Page, backend: str) -> dict[str, Any]
     kernel = Kernel(server)
     try:
         code = START.format(backend=backend, title=TYPING, moving=MOVING, y=MOVING_Y)
-        t0, ready, url, path, pid, term, mover, sock, x_env = json.loads(
+        t0, ready, url, path, pid, term, mover, sock, x_env, timeline = json.loads(
             kernel.run(code).strip().splitlines()[-1]
         )
+        phases = {k: v - t0 for k, v in timeline.items()}
+        phases["wait_ready"] = ready
+        phases["page_asked"] = time.time() - t0
         page.goto(server.url(url.rstrip("/") + path))
         drawn = wait_drawn(page)
+        phases.update(page_phases(page, t0, drawn))
         keys = key_latencies(page, lambda: kernel.run(ACTIVATE.format(title=TYPING)))
-        rss, pss = (sum(m) for m in zip(*map(tree_memory, (pid, term, mover)), strict=True))
+        processes = [m for p in (pid, term, mover) for m in tree_memory(p)]
         env = dict(os.environ, **x_env)
         fps_route = moving_fps(page, env)
         page.goto("about:blank")
@@ -279,8 +353,8 @@ def nbviz_run(server: JupyterServer, page: Page, backend: str) -> dict[str, Any]
             "start_s": drawn - t0,
             "ready_s": ready,
             "key_ms": keys,
-            "rss_mb": rss,
-            "pss_mb": pss,
+            "processes": processes,
+            "phases": phases,
             "fps_route": fps_route,
             "fps_direct": fps_direct,
         }
@@ -309,7 +383,7 @@ def by_hand(backend: str, work: Path) -> Iterator[tuple[float, str, dict[str, st
     env = dict(os.environ, DISPLAY=f":{display}")
     procs: list[subprocess.Popen[bytes]] = []
     log = open(work / f"{backend}.log", "wb")  # noqa: SIM115
-    t0 = time.monotonic()
+    t0 = time.time()
 
     def spawn(argv: list[str], **kw: Any) -> None:
         procs.append(
@@ -417,6 +491,7 @@ def hand_run(page: Page, backend: str) -> dict[str, Any]:
                     raise
                 time.sleep(0.02)
         drawn = wait_drawn(page)
+        phases = page_phases(page, t0, drawn)
 
         def activate() -> None:
             subprocess.run(
@@ -427,13 +502,13 @@ def hand_run(page: Page, backend: str) -> dict[str, Any]:
             )
 
         keys = key_latencies(page, activate)
-        rss, pss = (sum(m) for m in zip(*(tree_memory(p.pid) for p in procs), strict=True))
+        processes = [m for p in procs for m in tree_memory(p.pid)]
         fps = moving_fps(page, env)
         return {
             "start_s": drawn - t0,
             "key_ms": keys,
-            "rss_mb": rss,
-            "pss_mb": pss,
+            "processes": processes,
+            "phases": phases,
             "fps_direct": fps,
         }
 
@@ -442,11 +517,36 @@ def verdict(metric: str, value: float) -> str:
     return "PASS" if value <= TARGETS[metric] else "MISS"
 
 
+#: The phase columns of the timeline table: (key, heading).
+PHASES = [
+    ("launcher", "launcher"),
+    ("x_server", "X server"),
+    ("window_manager", "WM"),
+    ("xpra_socket", "Xpra socket"),
+    ("wait_ready", "wait_ready"),
+    ("page_start", "page asked"),
+    ("page_html", "HTML"),
+    ("scripts", "scripts"),
+    ("ws_open", "ws open"),
+    ("ws_data", "ws data"),
+    ("drawn", "drawn"),
+]
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def main() -> int:
     rows: list[list[str]] = []
+    timelines: list[list[str]] = []
+    memory: list[list[str]] = []
     backends = [b for b in ("xpra", "vnc") if _desktop.missing_backend(b) is None]  # type: ignore[arg-type]
     root = Path(tempfile.mkdtemp(prefix="nbviz-bench-jupyter-"))
     server = JupyterServer(root=root).start()
+    load = os.getloadavg()[0]
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -454,6 +554,7 @@ def main() -> int:
                 for backend in backends:
                     for how, run in (("nbviz", nbviz_run), ("by hand", None)):
                         context = browser.new_context(viewport={"width": 1300, "height": 850})
+                        context.add_init_script(WEBSOCKET_TIMES_JS)
                         page = context.new_page()
                         try:
                             if run is None:
@@ -468,17 +569,37 @@ def main() -> int:
                             context.close()
                         keys = result["key_ms"]
                         key = statistics.median(keys) if keys else float("nan")
+                        rss = sum(m[1] for m in result["processes"])
+                        pss = sum(m[2] for m in result["processes"])
                         rows.append(
                             [
                                 backend,
                                 how,
                                 f"{result['start_s']:.2f} {verdict('start_s', result['start_s'])}",
                                 f"{key:.0f} {verdict('key_ms', key)} ({len(keys)}/{KEYS})",
-                                f"{result['rss_mb']:.0f} {verdict('rss_mb', result['rss_mb'])}",
-                                f"{result['pss_mb']:.0f} {verdict('rss_mb', result['pss_mb'])}",
+                                f"{rss:.0f} {verdict('rss_mb', rss)}",
+                                f"{pss:.0f} {verdict('rss_mb', pss)}",
                                 f"{result['fps_route']:.0f}" if "fps_route" in result else "",
                                 f"{result['fps_direct']:.0f}",
                                 f"{result['ready_s']:.2f}" if "ready_s" in result else "",
+                            ]
+                        )
+                        phases = result["phases"]
+                        timelines.append(
+                            [
+                                backend,
+                                how,
+                                *(f"{phases[k]:.2f}" if k in phases else "" for k, _ in PHASES),
+                                f"{phases.get('files', 0):.0f} / {phases.get('kb', 0):.0f}",
+                            ]
+                        )
+                        memory.append(
+                            [
+                                backend,
+                                how,
+                                ", ".join(
+                                    f"{name} {r:.0f}/{p:.0f}" for name, r, p in result["processes"]
+                                ),
                             ]
                         )
             finally:
@@ -486,6 +607,7 @@ def main() -> int:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+    print(f"load average at the start {load:.1f}, at the end {os.getloadavg()[0]:.1f}\n")
     head = [
         "backend",
         "how",
@@ -497,10 +619,12 @@ def main() -> int:
         "fps, direct",
         "wait_ready, s",
     ]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print(table(head, rows))
+    print("\nTimeline, s after the constructor (nbviz) or the first process (by hand):\n")
+    head = ["backend", "how", *(h for _, h in PHASES), "files / KB"]
+    print(table(head, timelines))
+    print("\nMemory per process with the page attached, RSS/PSS MB:\n")
+    print(table(["backend", "how", "processes"], memory))
     return 0
 
 

@@ -523,7 +523,7 @@ class Process:
                 quiet=attempts % 10 != 1,
             )
             self._wake.wait(min(delay, deadline - now))
-            delay = min(delay * 1.5, 0.1)
+            delay = min(delay * 1.5, 0.05)
         with self._lock:
             if self._stopping:
                 return

@@ -9,15 +9,16 @@ all of them), writes ``desktop.json`` (display, Xauthority) into a private state
 to the socket once the desktop is usable, then watches: if the X server or the web-facing
 process exits, it ends the rest and exits non-zero with a line that says what happened.
 
-- ``xpra``: ``xpra start-desktop`` on its own Xvfb, HTML5 client and websocket on the Unix
-  socket ``S``; nbviz's own copy of the Xpra config (no Xsession pop-up) and of the client's
-  page (plus a small script, :data:`XPRA_PAGE_SCRIPT`); with ``--encryption AES`` the
-  websocket is AES-encrypted with a per-session key file.
-- ``vnc``: TigerVNC's ``Xvnc`` on a private Unix socket with a per-session VNC password,
-  websockify on another private socket, and this launcher serving noVNC's files on ``S``
-  (threads, keep-alive) and passing websocket upgrades through to websockify.
+- ``xpra``: ``xpra start-desktop`` on its own Xvfb, its websocket on a private Unix socket;
+  nbviz's own copy of the Xpra config (no Xsession pop-up); this launcher serves the HTML5
+  client's files on ``S`` (threads, keep-alive, gzipped copies; plus a small script,
+  :data:`XPRA_PAGE_SCRIPT`) and passes websocket upgrades through to Xpra. With
+  ``--encryption AES`` the websocket is AES-encrypted with a per-session key file.
+- ``vnc``: TigerVNC's ``Xvnc`` on a private Unix socket with a per-session VNC password, and
+  this launcher serving noVNC's files on ``S`` (threads, keep-alive) and carrying noVNC's
+  websocket to Xvnc itself (websockify's WebSocket class, no websockify process).
 
-Only the standard library is used here (websockify runs as its own module). Secrets are
+Only the standard library is used here, and websockify for the VNC websocket. Secrets are
 passed in files (0600), never on command lines or in the log.
 """
 
@@ -27,12 +28,15 @@ import argparse
 import contextlib
 import ctypes
 import functools
+import gzip
+import hashlib
 import hmac
 import http.cookies
 import http.server
 import json
 import os
 import secrets
+import select
 import shlex
 import shutil
 import signal
@@ -40,10 +44,16 @@ import socket
 import socketserver
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
+import warnings
 from pathlib import Path
+from typing import Any
+
+#: When this process got going (wall clock, so the kernel and the browser can line it up).
+STARTED = time.time()
 
 #: The X framebuffer Xvfb (under Xpra) allocates; the screen can be resized up to it.
 MIN_FRAMEBUFFER = (2560, 1600)
@@ -56,10 +66,25 @@ SECRET_PARAM = "nbviz_secret"
 SECRET_COOKIE = "nbviz-secret"
 X_START_TIMEOUT = 20.0
 WM_START_TIMEOUT = 10.0
+#: Seconds between the pings sent on a VNC websocket (so that no proxy finds it idle).
+HEARTBEAT = 30.0
+#: Files of Xpra's client the launcher serves gzipped (from copies made once per user).
+COMPRESSIBLE = (".js", ".css", ".html", ".json", ".svg", ".map", ".txt")
 
-#: The page that forwards the browser to noVNC with the websocket path under the route
-#: (computed from the page's own location, so it works behind any prefix). The password comes
-#: in the fragment, which browsers never send to a server (so it is in no log).
+#: nbviz's script in noVNC's page (``nbviz.html``, a copy of ``vnc.html``): it adds the
+#: websocket path under the route to the parameters (computed from the page's own location, so
+#: it works behind any prefix) before noVNC's modules read them. The password comes in the
+#: fragment, which browsers never send to a server (so it is in no log).
+NOVNC_PAGE_SCRIPT = """<script>
+  (function () {
+    const here = location.pathname.replace(/[^/]*$/, "");
+    const hash = location.hash ? location.hash.slice(1) + "&" : "";
+    const path = "path=" + encodeURIComponent(here.slice(1) + "websockify");
+    history.replaceState(null, "", "#" + hash + path);
+  })();
+</script>
+"""
+#: Without a ``vnc.html`` nbviz knows: a page that forwards the browser to noVNC's own.
 NOVNC_START_PAGE = """<!doctype html>
 <meta charset="utf-8"><title>nbviz desktop</title>
 <script>
@@ -240,11 +265,76 @@ def pump(source: socket.socket, sink: socket.socket) -> None:
             sink.shutdown(socket.SHUT_WR)
 
 
-class NoVNCHandler(http.server.SimpleHTTPRequestHandler):
-    """noVNC's files (keep-alive, from threads), and websocket upgrades passed to websockify.
+def websocket_class() -> Any:
+    """websockify's WebSocket (the protocol alone) agreeing to noVNC's "binary" subprotocol.
+
+    Imported without numpy: websockify would use it only to unmask the browser's few small
+    frames (keys, pointer), and it costs this process 20 MB and 0.2 s.
+    """
+    sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no 'numpy' module, HyBi protocol will be slower"
+        from websockify.websocket import WebSocket
+
+    class BinaryWebSocket(WebSocket):
+        def select_subprotocol(self, protocols: list[str]) -> str:
+            return next((p for p in protocols if p.strip() == "binary"), "")
+
+    return BinaryWebSocket
+
+
+def bridge(ws: Any, target: socket.socket) -> None:
+    """Carry binary websocket messages between the browser (``ws``, a websockify WebSocket
+    after ``accept``) and ``target`` (Xvnc's RFB socket) until either side closes."""
+    from websockify.websocket import WebSocketWantReadError, WebSocketWantWriteError
+
+    def send(message: bytes) -> None:
+        while True:
+            try:
+                ws.sendmsg(message)
+                return
+            except WebSocketWantWriteError:  # sent in part: wait, then send the rest
+                select.select([], [ws], [], HEARTBEAT)
+
+    next_ping = time.monotonic() + HEARTBEAT
+    while True:
+        wait = next_ping - time.monotonic()
+        if wait <= 0:
+            with contextlib.suppress(WebSocketWantWriteError):  # the rest goes with the next
+                ws.ping()
+            next_ping = time.monotonic() + HEARTBEAT
+            continue
+        readable = select.select([ws, target], [], [], wait)[0]
+        if target in readable:
+            data = target.recv(1 << 16)
+            if not data:
+                ws.close()
+                return
+            send(data)
+        if ws in readable:
+            try:
+                message = ws.recvmsg()  # reads the socket once
+                while True:
+                    if message is None:  # the browser closed
+                        return
+                    target.sendall(message)
+                    if not ws.pending():
+                        break
+                    message = ws.recvmsg()  # frames already read: no socket read
+            except WebSocketWantReadError:  # no whole message yet, or control frames only
+                pass
+
+
+class ClientHandler(http.server.SimpleHTTPRequestHandler):
+    """The client's files (keep-alive, from threads, ``file.gz`` when there is one) and its
+    websocket.
 
     websockify serves files too, but it forks a process per connection and closes each one
-    after a reply: noVNC's ~70 files then took 1-2 s to load through Jupyter's route.
+    after a reply: noVNC's ~70 files then took 1-2 s to load through Jupyter's route. Xpra's
+    server closes each connection after a reply too, and gzips every file on every request.
+    Websocket upgrades go to the server's ``upstream`` Unix socket: for VNC, this handler
+    speaks the websocket protocol and carries the RFB bytes to Xvnc (:func:`bridge`); for
+    Xpra (which speaks websocket itself), the upgrade and all that follows pass through.
     """
 
     protocol_version = "HTTP/1.1"
@@ -280,6 +370,25 @@ class NoVNCHandler(http.server.SimpleHTTPRequestHandler):
         if self.admitted():
             super().do_HEAD()
 
+    def send_head(self) -> Any:
+        path = self.translate_path(self.path)
+        packed = path + ".gz"
+        if "gzip" not in self.headers.get("Accept-Encoding", "") or not os.path.isfile(packed):
+            return super().send_head()
+        f = open(packed, "rb")  # noqa: SIM115 (returned open, as SimpleHTTPRequestHandler does)
+        self.send_response(200)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(os.fstat(f.fileno()).st_size))
+        self.send_header("Vary", "Accept-Encoding")
+        self.end_headers()
+        return f
+
+    def end_headers(self) -> None:
+        for name, value in self.server.extra_headers.items():
+            self.send_header(name, value)
+        super().end_headers()
+
     def do_GET(self) -> None:
         if not self.admitted():
             return
@@ -288,10 +397,24 @@ class NoVNCHandler(http.server.SimpleHTTPRequestHandler):
             return
         upstream = socket.socket(socket.AF_UNIX)
         try:
-            upstream.connect(self.server.websockify)
+            upstream.connect(self.server.upstream)
         except OSError as exc:
             upstream.close()
-            self.send_error(502, f"websockify does not answer: {exc.strerror}")
+            self.send_error(502, f"the desktop does not answer: {exc.strerror}")
+            return
+        self.close_connection = True
+        if self.server.websocket is not None:
+            ws = self.server.websocket()
+            try:
+                ws.accept(self.connection, self.headers)
+            except Exception as exc:  # websockify raises plain Exceptions for bad handshakes
+                upstream.close()
+                self.send_error(400, str(exc))
+                return
+            try:
+                bridge(ws, upstream)
+            finally:
+                upstream.close()
             return
         head = [self.requestline, *(f"{k}: {v}" for k, v in self.headers.items()), "", ""]
         upstream.sendall("\r\n".join(head).encode("latin-1"))
@@ -300,7 +423,6 @@ class NoVNCHandler(http.server.SimpleHTTPRequestHandler):
         pump(self.connection, upstream)
         back.join()
         upstream.close()
-        self.close_connection = True
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # the route logs the requests; a Unix socket has no client address to print
@@ -312,9 +434,18 @@ class WebServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     secret = ""
 
-    def __init__(self, path: str, web: Path, websockify: str) -> None:
-        self.websockify = websockify
-        handler = functools.partial(NoVNCHandler, directory=str(web))
+    def __init__(
+        self,
+        path: str,
+        web: Path,
+        upstream: str,
+        websocket: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.websocket = websocket
+        self.extra_headers = headers or {}
+        handler = functools.partial(ClientHandler, directory=str(web))
         super().__init__(path, handler, bind_and_activate=False)
         self.server_bind()
         os.chmod(path, 0o600)  # before it listens
@@ -326,16 +457,25 @@ class WebServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 class TCPWebServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """The same on 127.0.0.1:port (when Jupyter has no nbviz route), behind the session secret;
-    websocket upgrades go to ``websockify``, a Unix socket (websockify's, or Xpra's own)."""
+    """The same on 127.0.0.1:port (when Jupyter has no nbviz route), behind the session secret."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, port: int, web: Path, websockify: str, secret: str) -> None:
-        self.websockify = websockify
+    def __init__(
+        self,
+        port: int,
+        web: Path,
+        upstream: str,
+        secret: str,
+        websocket: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.websocket = websocket
+        self.extra_headers = headers or {}
         self.secret = secret
-        handler = functools.partial(NoVNCHandler, directory=str(web))
+        handler = functools.partial(ClientHandler, directory=str(web))
         super().__init__(("127.0.0.1", port), handler)
 
     handle_error = WebServer.handle_error
@@ -347,6 +487,7 @@ def xpra_web_root(state: Path) -> Path:
     Every file is a symlink to Xpra's own except ``index.html``: a copy of Xpra's page with one
     ``<script>`` tag added (see :data:`XPRA_PAGE_SCRIPT`). If the page has no ``<head>`` (an
     Xpra version nbviz does not know), Xpra's own directory is served unchanged.
+    :func:`link_gzipped` adds gzipped copies next to the files later.
     """
     page = (XPRA_WWW_DIR / "index.html").read_text()
     if "<head>" not in page:
@@ -354,18 +495,80 @@ def xpra_web_root(state: Path) -> Path:
         return XPRA_WWW_DIR
     web = state / "www"
     web.mkdir(mode=0o700)
-    for entry in XPRA_WWW_DIR.iterdir():
-        if not entry.name.startswith("index.html"):  # also no pre-compressed index.html.gz
-            (web / entry.name).symlink_to(entry)
+    for folder, dirs, files in os.walk(XPRA_WWW_DIR, followlinks=True):
+        here = web / Path(folder).relative_to(XPRA_WWW_DIR)
+        for name in dirs:
+            (here / name).mkdir()
+        for name in files:
+            if not (here == web and name.startswith("index.html")):  # also not index.html.gz
+                (here / name).symlink_to(Path(folder, name))
     (web / "nbviz.js").write_text(XPRA_PAGE_SCRIPT)
     (web / "index.html").write_text(
         page.replace("<head>", '<head>\n<script src="nbviz.js"></script>', 1)
     )
-    # Xpra reads its HTTP headers (no-cache, Content-Security-Policy) from ../http-headers.
-    headers = XPRA_WWW_DIR.parent / "http-headers"
-    if headers.is_dir():
-        (state / "http-headers").symlink_to(headers)
     return web
+
+
+def xpra_http_headers() -> dict[str, str]:
+    """The headers Xpra sends with its files (``name=value`` lines in its http-headers
+    directory: no caching)."""
+    headers: dict[str, str] = {}
+    folder = XPRA_WWW_DIR.parent / "http-headers"
+    for file in sorted(folder.glob("*")) if folder.is_dir() else []:
+        for line in file.read_text(errors="replace").splitlines():
+            name, sep, value = line.strip().partition("=")
+            if sep and not name.startswith("#"):
+                headers[name.strip()] = value.strip()
+    return headers
+
+
+def gzipped_client() -> Path | None:
+    """Gzipped copies of Xpra's client files (4 MB of JavaScript, 1.4 MB gzipped), made once
+    per user and Xpra version in the user's cache directory.
+
+    :class:`ClientHandler` sends ``file.gz`` to browsers that accept gzip. (Xpra's own server
+    gzipped every file at level 9 on every request: about 0.2 s of its CPU per page load.)
+    None when the cache cannot be written: the files then go uncompressed.
+    """
+    files = sorted(
+        path
+        for path in XPRA_WWW_DIR.rglob("*")
+        if path.suffix in COMPRESSIBLE and path.is_file() and path.name != "index.html"
+    )
+    stamp = hashlib.sha256()
+    for path in files:
+        info = path.stat()
+        stamp.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nbviz"
+    done = cache / f"xpra-www-gz-{stamp.hexdigest()[:16]}"
+    if done.is_dir():
+        return done
+    try:
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".xpra-www-gz-", dir=cache))
+        for path in files:
+            target = work / f"{path.relative_to(XPRA_WWW_DIR)}.gz"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(gzip.compress(path.read_bytes(), 9, mtime=0))
+        try:
+            os.rename(work, done)
+        except OSError:  # another desktop made it meanwhile
+            shutil.rmtree(work, ignore_errors=True)
+    except OSError as exc:
+        say(f"no gzipped copy of Xpra's client ({exc}); its files go uncompressed")
+        return None
+    return done
+
+
+def link_gzipped(web: Path) -> None:
+    """Link the gzipped copies of :func:`gzipped_client` into the web root ``web``."""
+    gzipped = gzipped_client()
+    if gzipped is None or web == XPRA_WWW_DIR:
+        return
+    for path in gzipped.rglob("*.gz"):
+        link = web / path.relative_to(gzipped)
+        if link.parent.is_dir() and not link.exists():
+            link.symlink_to(path)
 
 
 def vnc_password_file(state: Path, password: str) -> Path:
@@ -382,12 +585,18 @@ def vnc_password_file(state: Path, password: str) -> Path:
 
 
 def novnc_web_root(state: Path) -> Path:
-    """noVNC's files plus nbviz's start page (the page that computes the websocket path)."""
+    """noVNC's files plus nbviz's start page ``nbviz.html``: noVNC's ``vnc.html`` with
+    :data:`NOVNC_PAGE_SCRIPT` (or, for a ``vnc.html`` nbviz does not know, a page that
+    forwards to it)."""
     web = state / "web"
     web.mkdir(mode=0o700)
     for entry in NOVNC_DIR.iterdir():
         (web / entry.name).symlink_to(entry)
-    (web / "nbviz.html").write_text(NOVNC_START_PAGE)
+    page = (NOVNC_DIR / "vnc.html").read_text() if (NOVNC_DIR / "vnc.html").is_file() else ""
+    if "<head>" in page:
+        (web / "nbviz.html").write_text(page.replace("<head>", "<head>\n" + NOVNC_PAGE_SCRIPT, 1))
+    else:
+        (web / "nbviz.html").write_text(NOVNC_START_PAGE)
     return web
 
 
@@ -401,7 +610,14 @@ class Launcher:
         self.env = dict(os.environ)
         self.key = ""
         self.web_server: WebServer | TCPWebServer | None = None
+        self.xpra_socket = str(self.state / "xpra.sock")
         self.web_root: Path | None = None
+        self.gzip_links: threading.Thread | None = None
+        #: Wall-clock time each start-up phase ended (in ``desktop.json`` and the log).
+        self.timeline: dict[str, float] = {}
+
+    def mark(self, phase: str) -> None:
+        self.timeline[phase] = time.time()
 
     # ---------------------------------------------------------------- helpers
     def spawn(
@@ -477,6 +693,18 @@ class Launcher:
         os.close(read_fd)
         return ":" + data.decode().strip().lstrip(":")
 
+    def wait_for_socket(self, path: str) -> None:
+        deadline = time.monotonic() + X_START_TIMEOUT
+        while time.monotonic() < deadline:
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(path)
+                    return
+                except OSError:
+                    pass
+            time.sleep(0.01)
+        raise SystemExit(f"nbviz: xpra did not listen on its socket in {X_START_TIMEOUT:g} s")
+
     def wait_for_x(self) -> None:
         deadline = time.monotonic() + X_START_TIMEOUT
         while time.monotonic() < deadline:
@@ -503,7 +731,7 @@ class Launcher:
         return subprocess.run(argv, env=self.env, stdout=out, stderr=out, check=False).returncode
 
     # ----------------------------------------------------------------- pieces
-    def start_xpra(self, read_fd: int, write_fd: int) -> None:
+    def start_xpra(self, write_fd: int) -> subprocess.Popen[bytes]:
         xpra = shutil.which("xpra")
         if xpra is None:
             raise SystemExit("nbviz: xpra not found; install it (apt-get install xpra)")
@@ -522,7 +750,7 @@ class Launcher:
             "start-desktop",
             *where,
             f"--displayfd={write_fd}",
-            f"--bind={self.socket}",
+            f"--bind={self.xpra_socket}",
             f"--html={self.web_root}",
             "--sharing=yes",  # a page reloaded or shown in a second cell attaches alongside
             f"--socket-dirs={self.state}",
@@ -538,12 +766,20 @@ class Launcher:
                 f"--tcp-encryption={self.args.encryption}",
                 f"--tcp-encryption-keyfile={keyfile}",
             ]
-        proc = self.spawn("xpra", argv, essential=True, env=self.env, pass_fds=(write_fd,))
+        # GDK_GL=disable: GTK (in Xpra's server, which draws nothing with OpenGL) otherwise
+        # loads Mesa, and with it LLVM, to list GL visuals: 50 MB of its 120 MB. Only Xpra's
+        # own process gets it: the launcher starts the desktop's programs without it, and
+        # what Xpra's client menu starts gets it emptied (--start-env).
+        env = dict(self.env, GDK_GL="disable")
+        argv.append("--start-env=GDK_GL=")
+        proc = self.spawn("xpra", argv, essential=True, env=env, pass_fds=(write_fd,))
         os.close(write_fd)
-        self.display = self.read_display(read_fd, proc)
-        self.env["DISPLAY"] = self.display
+        # While Xpra starts (made once per user; then only links).
+        self.gzip_links = threading.Thread(target=link_gzipped, args=(self.web_root,), daemon=True)
+        self.gzip_links.start()
+        return proc
 
-    def start_xvnc(self, read_fd: int, write_fd: int) -> str:
+    def start_xvnc(self, write_fd: int) -> tuple[subprocess.Popen[bytes], str]:
         xvnc = shutil.which("Xvnc")
         if xvnc is None:
             raise SystemExit(
@@ -583,12 +819,7 @@ class Launcher:
         ]
         proc = self.spawn("Xvnc", argv, essential=True, env=self.env, pass_fds=(write_fd,))
         os.close(write_fd)
-        self.display = self.read_display(read_fd, proc)
-        self.env["DISPLAY"] = self.display
-        # The server accepted the cookie under :0 (it loads every entry); clients look it up
-        # under the real display number.
-        self.add_cookie(self.display)
-        return password
+        return proc, password
 
     def add_cookie(self, display: str) -> None:
         subprocess.run(
@@ -596,46 +827,39 @@ class Launcher:
             check=True,
         )
 
-    def start_websockify(self) -> None:
-        """websockify, websockets only, on a private socket (:meth:`serve_novnc` fronts it)."""
-        argv = [
-            sys.executable,
-            "-m",
-            "websockify",
-            f"--unix-target={self.state / 'vnc.sock'}",
-            f"--unix-listen={self.state / 'ws.sock'}",
-            "--unix-listen-mode=0600",
-            "--heartbeat=30",
-        ]
-        self.spawn("websockify", argv, essential=True, env=self.env)
+    def serve(
+        self,
+        web: Path,
+        upstream: str,
+        websocket: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """The client's files on the session's socket (or 127.0.0.1:PORT), its websocket
+        carried to ``upstream``.
 
-    def serve_novnc(self) -> None:
-        """noVNC's page on the session's socket, once websockify answers behind it."""
-        ws = self.state / "ws.sock"
-        deadline = time.monotonic() + X_START_TIMEOUT
-        while True:
-            with socket.socket(socket.AF_UNIX) as probe:
-                try:
-                    probe.connect(str(ws))
-                    break
-                except OSError:
-                    pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"nbviz: websockify did not start in {X_START_TIMEOUT:g} s")
-            time.sleep(0.01)
+        Serves from the start: nbviz shows the page once ``desktop.json`` exists, and a
+        websocket opened before the desktop listens is refused (502)."""
         if self.args.port is not None:
-            self.serve_tcp(novnc_web_root(self.state), str(ws))
+            self.serve_tcp(web, upstream, websocket, headers)
             return
-        self.web_server = WebServer(self.socket, novnc_web_root(self.state), str(ws))
+        self.web_server = WebServer(self.socket, web, upstream, websocket, headers)
         threading.Thread(target=self.web_server.serve_forever, daemon=True).start()
 
-    def serve_tcp(self, web: Path, websocket_target: str) -> None:
+    def serve_tcp(
+        self,
+        web: Path,
+        upstream: str,
+        websocket: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """The client on 127.0.0.1:PORT, admitting only holders of the session secret."""
         secret = os.environ.get("NBVIZ_SECRET", "")
         if not secret:
             raise SystemExit("nbviz: --port needs the session secret in NBVIZ_SECRET")
         try:
-            self.web_server = TCPWebServer(self.args.port, web, websocket_target, secret)
+            self.web_server = TCPWebServer(
+                self.args.port, web, upstream, secret, websocket, headers
+            )
         except OSError as exc:
             raise SystemExit(f"nbviz: cannot listen on 127.0.0.1:{self.args.port}: {exc}") from None
         threading.Thread(target=self.web_server.serve_forever, daemon=True).start()
@@ -651,6 +875,7 @@ class Launcher:
             else:
                 self.spawn("window manager", [wm], essential=False, env=self.env)
                 self.wait_for_wm()
+                self.mark("window_manager")
         for command in self.args.start:
             argv = shlex.split(command)  # quoted arguments, as the kernel checked them
             program = shutil.which(argv[0])
@@ -673,23 +898,40 @@ class Launcher:
             if self.args.encryption:
                 self.key = secrets.token_urlsafe(24)
                 info.update(encryption=self.args.encryption, key=self.key)
-            self.start_xpra(read_fd, write_fd)
+            xpra = self.start_xpra(write_fd)
+            assert self.web_root is not None
+            self.serve(self.web_root, self.xpra_socket, headers=xpra_http_headers())
+            self.display = self.read_display(read_fd, xpra)
+            self.mark("x_server")
+            self.env["DISPLAY"] = self.display
         else:
             self.add_cookie(":0")
-            info["password"] = self.start_xvnc(read_fd, write_fd)
-            self.start_websockify()  # starts (0.2 s of imports) while the session does
+            xvnc, info["password"] = self.start_xvnc(write_fd)
+            # noVNC's page, its websocket carried to Xvnc (while Xvnc starts)
+            self.serve(novnc_web_root(self.state), str(self.state / "vnc.sock"), websocket_class())
+            self.display = self.read_display(read_fd, xvnc)
+            self.mark("x_server")
+            self.env["DISPLAY"] = self.display
+            # The server accepted the cookie under :0 (it loads every entry); clients look it
+            # up under the real display number.
+            self.add_cookie(self.display)
         self.wait_for_x()
+        self.mark("x_answers")
         self.start_session()
+        self.mark("session")
+        if self.args.backend == "xpra":  # its page and websocket (else a client may be early)
+            assert self.gzip_links is not None
+            self.gzip_links.join()
+            self.wait_for_socket(self.xpra_socket)
+            self.mark("xpra_socket")
         info.update(display=self.display, xauthority=str(xauthority), pid=os.getpid())
+        info["timeline"] = {"launcher": STARTED, **self.timeline}
         info_path = self.state / "desktop.json"
         write_private(self.state / ".desktop.json", json.dumps(info))
         os.replace(self.state / ".desktop.json", info_path)
-        if self.args.backend == "vnc":
-            self.serve_novnc()
-        elif self.args.port is not None:  # Xpra's page and websocket, behind the secret
-            assert self.web_root is not None
-            self.serve_tcp(self.web_root, self.socket)
-        say(f"desktop on display {self.display} ({self.args.backend})")
+        self.mark("served")
+        steps = ", ".join(f"{k} {t - STARTED:.2f}" for k, t in self.timeline.items())
+        say(f"desktop on display {self.display} ({self.args.backend}); s after start: {steps}")
         return self.watch()
 
     def watch(self) -> int:
