@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hmac
 import http.cookies
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
 #: The query parameter that hands the page the secret, and the cookie that keeps it.
@@ -63,3 +63,25 @@ def check(secret: str, path: str, query: str, cookie_header: str | None) -> Verd
         return Verdict(False)
     held = cookies[COOKIE].value if COOKIE in cookies else ""
     return Verdict(bool(held) and _same(held, secret))
+
+
+def admit(handler: Any, secret: str | None, refusal: str) -> bool:
+    """The gate for an ``http.server`` request handler: True to go on with the request.
+
+    Otherwise the request has been answered: the redirect that swaps the query for the cookie,
+    or 403 with ``refusal``. No ``secret``: no gate (a 0600 Unix socket behind Jupyter's login).
+    """
+    if not secret:
+        return True
+    path, _, query = handler.path.partition("?")
+    verdict = check(secret, path, query, handler.headers.get("Cookie"))
+    if verdict.location is not None:
+        handler.send_response(302)
+        handler.send_header("Location", verdict.location)
+        handler.send_header("Set-Cookie", verdict.set_cookie)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return False
+    if not verdict.admitted:
+        handler.send_error(403, refusal)
+    return verdict.admitted

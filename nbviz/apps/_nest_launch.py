@@ -285,22 +285,11 @@ def make_handler(
             super().__init__(*args, directory=str(web), **kwargs)  # type: ignore[arg-type]
 
         def admitted(self) -> bool:
-            """Without a secret (a 0600 Unix socket behind Jupyter's login): everyone. With
-            one: its holder; answers the request itself (redirect or 403) otherwise."""
-            if secret is None:
-                return True
-            path, _, query = self.path.partition("?")
-            verdict = GATE.check(secret, path, query, self.headers.get("Cookie"))
-            if verdict.location is not None:
-                self.send_response(302)
-                self.send_header("Location", verdict.location)
-                self.send_header("Set-Cookie", verdict.set_cookie)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return False
-            if not verdict.admitted:
-                self.send_error(403, "this NEST Desktop admits only the notebook that started it")
-            return bool(verdict.admitted)
+            return bool(
+                GATE.admit(
+                    self, secret, "this NEST Desktop admits only the notebook that started it"
+                )
+            )
 
         def address_string(self) -> str:  # a Unix socket peer has no address
             return "local"

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import traitlets as t
 
-from .. import _orphans, _routes
+from .. import _gate, _orphans, _routes
 from .._errors import BackendStoppedError, NbvizError, PortInUseError, ProgramNotFoundError
 from .._process import kill_tree, tail
 from .._routes import RouteChoice
@@ -235,7 +235,7 @@ class RemoteDesktop(WebApp):
             # Without nbviz's route the page reaches the desktop on a loopback port, where every
             # local user could connect: the launcher then admits only the session secret's
             # holder (Xpra and Xvnc themselves stay on private Unix sockets behind it).
-            secret_param=_launch.SECRET_PARAM,
+            secret_param=_gate.PARAM,
             tcp_command=[
                 *command[:at],
                 "{socket_dir}/backend.sock",

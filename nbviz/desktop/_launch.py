@@ -30,11 +30,11 @@ import ctypes
 import functools
 import gzip
 import hashlib
-import hmac
 import http.cookies
 import http.server
 import json
 import os
+import runpy
 import secrets
 import select
 import shlex
@@ -47,9 +47,9 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 #: When this process got going (wall clock, so the kernel and the browser can line it up).
@@ -61,9 +61,8 @@ NOVNC_DIR = Path("/usr/share/novnc")
 XPRA_CONF_DIR = Path("/etc/xpra")
 XPRA_WWW_DIR = Path("/usr/share/xpra/www")
 BACKGROUND = "#3b5b7a"
-#: TCP mode: the query parameter and cookie carrying the session secret (NBVIZ_SECRET).
-SECRET_PARAM = "nbviz_secret"
-SECRET_COOKIE = "nbviz-secret"
+#: TCP mode: the session-secret gate (nbviz's one rule; run by path, as this whole file is).
+GATE = SimpleNamespace(**runpy.run_path(str(Path(__file__).resolve().parents[1] / "_gate.py")))
 X_START_TIMEOUT = 20.0
 WM_START_TIMEOUT = 10.0
 #: Seconds between the pings sent on a VNC websocket (so that no proxy finds it idle).
@@ -342,29 +341,13 @@ class ClientHandler(http.server.SimpleHTTPRequestHandler):
 
     def admitted(self) -> bool:
         """On a TCP port (no nbviz route) every local user can connect: admit only holders of
-        the session secret, handed over once in the URL, then kept in a cookie. Answers the
-        request itself (redirect or 403) when it returns False."""
-        secret = self.server.secret
-        if not secret:
-            return True
-        path, _, query = self.path.partition("?")
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        given = dict(pairs).get(SECRET_PARAM)
-        if given is not None and hmac.compare_digest(given, secret):
-            rest = urllib.parse.urlencode([(k, v) for k, v in pairs if k != SECRET_PARAM])
-            self.send_response(302)
-            self.send_header("Location", (path.rsplit("/", 1)[1] or "./") + (rest and "?" + rest))
-            # No Path: the browser scopes the cookie to the proxied directory it asked for.
-            self.send_header("Set-Cookie", f"{SECRET_COOKIE}={secret}; HttpOnly; SameSite=Strict")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return False
-        cookies = http.cookies.SimpleCookie(self.headers.get("Cookie", ""))
-        held = cookies[SECRET_COOKIE].value if SECRET_COOKIE in cookies else ""
-        if hmac.compare_digest(held, secret):
-            return True
-        self.send_error(403, "this desktop admits only the notebook that started it")
-        return False
+        the session secret (nbviz's one rule, ``_gate``); answers the request itself (redirect
+        or 403) when it returns False."""
+        return bool(
+            GATE.admit(
+                self, self.server.secret, "this desktop admits only the notebook that started it"
+            )
+        )
 
     def do_HEAD(self) -> None:
         if self.admitted():
