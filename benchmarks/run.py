@@ -13,6 +13,8 @@ round after round, the same loads against every route:
   Jupyter api/ (ref.)    {base}api/ (request rate only)        a trivial Jupyter handler: the
                                                                ceiling for any in-server route
 
+Requests through Jupyter carry its login cookie, as a browser's do.
+
 Loads: 1 KB replies (/bytes/1024) with 4 keep-alive clients; 10 MB bodies on one connection;
 websocket echo of 1 KB and 1 MB binary messages (a window of messages in flight); /twoframes
 (a reply written as two small writes); and frames streamed 5 ms apart (frames_backend.py;
@@ -170,11 +172,23 @@ class CpuMeter:
         return {name: round((a - b) / wall, 2) for name, a, b in pairs}
 
 
+def login_cookie(server: Any) -> str:
+    """The cookie a browser gets from Jupyter's token URL."""
+    status, _, headers = server.get(f"{server.base_url}api/status?token={server.token}", auth=False)
+    cookie = headers.get("Set-Cookie", "").split(";", 1)[0]
+    if status != 200 or not cookie.startswith("username-"):
+        raise RuntimeError(f"no login cookie from Jupyter ({status}, {headers.get('Set-Cookie')})")
+    return cookie
+
+
 def route_targets(
     server: Any, tcp_port: int, unix_socket: str, sessions: dict[str, str]
 ) -> dict[str, Target]:
-    """Every route to one backend that listens on ``tcp_port`` and on ``unix_socket``."""
-    auth = {"Authorization": f"token {server.token}"}
+    """Every route to one backend that listens on ``tcp_port`` and on ``unix_socket``.
+
+    Requests through Jupyter carry its login cookie, as a browser's do (a token in each request
+    would make Jupyter check it and set a new cookie every time: the costlier path)."""
+    auth = {"Cookie": login_cookie(server)}
     base = server.base_url.rstrip("/")
 
     def jupyter(key: str, prefix: str) -> Target:
