@@ -266,6 +266,9 @@ class RouteHandler(ProxyHandler):
                         length is not None
                         and length >= PUMP_BYTES
                         and request.method != "HEAD"
+                        # None once aiohttp holds the whole body (it then lets go of the socket)
+                        and response.connection is not None
+                        and response.connection.transport is not None
                         and self._can_pump()
                     ):
                         await self._pump_body(response, length)
@@ -322,7 +325,7 @@ class RouteHandler(ProxyHandler):
         stream = self._client_stream()
         assert stream is not None and response.connection is not None
         transport = response.connection.transport
-        assert transport is not None
+        assert transport is not None  # checked by the caller, with no await since
         # In this order and with no await between: reading may resume aiohttp's flow-controlled
         # transport; after the pause, nothing more is read from the backend's socket.
         buffered = response.content.read_nowait()
