@@ -11,7 +11,8 @@ from pathlib import Path
 
 _lock = threading.Lock()
 _pipe: int | None = None  # write end of the watchdog's stdin; closing it (or dying) triggers it
-_registered: dict[int, list[str]] = {}
+#: pid -> the message that registered it
+_registered: dict[int, dict[str, object]] = {}
 
 
 def _spawn() -> int:
@@ -41,9 +42,9 @@ def _send(message: dict[str, object]) -> None:
     for _attempt in range(2):
         if _pipe is None:
             _pipe = _spawn()
-            for pid, paths in _registered.items():
+            for pid, registered in _registered.items():
                 if pid != message.get("add"):
-                    _write(_pipe, {"add": pid, "paths": paths})
+                    _write(_pipe, registered)
         try:
             _write(_pipe, message)
             return
@@ -52,11 +53,16 @@ def _send(message: dict[str, object]) -> None:
             _pipe = None
 
 
-def guard(pid: int, paths: list[str]) -> None:
-    """Have the watchdog kill ``pid`` (and its process tree) and remove ``paths`` if we die."""
+def guard(pid: int, paths: list[str], session: str | None = None) -> None:
+    """Have the watchdog kill ``pid`` (and its process tree) and remove ``paths`` if we die;
+    with ``session``, also every process whose environment carries that session id (those
+    that daemonized away from the tree; see ``_process.SESSION_ENV_VAR``)."""
+    message: dict[str, object] = {"add": pid, "paths": paths}
+    if session:
+        message["session"] = session
     with _lock:
-        _registered[pid] = paths
-        _send({"add": pid, "paths": paths})
+        _registered[pid] = message
+        _send(message)
 
 
 def release(pid: int) -> None:

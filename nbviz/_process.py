@@ -444,7 +444,9 @@ class Process:
             with contextlib.suppress(OSError):  # ssh already exited: its log says why
                 self._proc.stdin.write(stdin)
                 self._proc.stdin.flush()
-        _orphans.guard(self._proc.pid, [str(session_dir), *self._extra_paths])
+        _orphans.guard(
+            self._proc.pid, [str(session_dir), *self._extra_paths], session=self.session_id
+        )
         _registry.write_entry(
             session_dir,
             _registry.Entry(

@@ -8,7 +8,10 @@ registered backend with its whole process tree (SIGTERM, then SIGKILL), removes 
 directories and exits. No signal handler is installed in the kernel. The watchdog forks
 away from the process the kernel started, so the kernel holds no child for it.
 
-Lines: ``{"add": pid, "paths": [...]}`` and ``{"remove": pid}``.
+Lines: ``{"add": pid, "paths": [...], "session": id}`` and ``{"remove": pid}``. With a
+session id, the cleanup also ends this user's processes whose environment carries
+``NBVIZ_SESSION_ID=<id>``: a program that daemonized (fork, setsid, fork) left the tree and
+the process group before any scan could see it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ import time
 
 SCAN_INTERVAL = 0.5
 GRACE = 3.0
+#: The variable marking every process of a session (``_process.SESSION_ENV_VAR``; this file
+#: is run by path and imports nothing of nbviz).
+SESSION_ENV_VAR = b"NBVIZ_SESSION_ID"
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -43,18 +49,46 @@ class Guard:
         self.roots: dict[int, tuple[int | None, list[str]]] = {}
         #: every process we saw in a registered tree: pid -> start time
         self.known: dict[int, int] = {}
+        #: registered root pid -> its session id
+        self.sessions: dict[int, str] = {}
 
-    def add(self, pid: int, paths: list[str]) -> None:
+    def add(self, pid: int, paths: list[str], session: str | None = None) -> None:
         info = _stat(pid)
         with self.lock:
             self.roots[pid] = (info[1] if info else None, paths)
             if info:
                 self.known[pid] = info[1]
+            if session:
+                self.sessions[pid] = session
 
     def remove(self, pid: int) -> None:
         with self.lock:
             self.roots.pop(pid, None)
             self.known.pop(pid, None)
+            self.sessions.pop(pid, None)
+
+    def adopt_marked(self) -> None:
+        """Add this user's processes marked with a registered session id to the known ones."""
+        with self.lock:
+            marks = {SESSION_ENV_VAR + b"=" + s.encode() for s in self.sessions.values()}
+        if not marks:
+            return
+        uid = os.getuid()
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == os.getpid():
+                continue
+            try:
+                if os.stat(f"/proc/{name}").st_uid != uid:
+                    continue
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    environ = f.read().split(b"\0")
+            except OSError:
+                continue
+            if marks.intersection(environ):
+                info = _stat(int(name))
+                if info is not None:
+                    with self.lock:
+                        self.known.setdefault(int(name), info[1])
 
     def scan(self) -> None:
         """Remember every descendant of the registered roots (so a re-parented one is found)."""
@@ -118,6 +152,7 @@ class Guard:
 
     def cleanup(self) -> None:
         self.scan()
+        self.adopt_marked()
         if self._signal_all(signal.SIGTERM):
             deadline = time.monotonic() + GRACE
             while time.monotonic() < deadline:
@@ -172,7 +207,11 @@ def main() -> None:
             try:
                 message = json.loads(line)
                 if "add" in message:
-                    guard.add(int(message["add"]), [str(p) for p in message.get("paths", [])])
+                    guard.add(
+                        int(message["add"]),
+                        [str(p) for p in message.get("paths", [])],
+                        str(message["session"]) if message.get("session") else None,
+                    )
                 elif "remove" in message:
                     guard.remove(int(message["remove"]))
             except (ValueError, TypeError, KeyError):

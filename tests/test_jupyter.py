@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -120,12 +121,29 @@ def test_absolute_route_passes_the_full_path(
     kernel.run("app.stop()")
 
 
+#: A backend that leaves a daemon behind at once (double fork and a session of its own): it is
+#: in neither the backend's process tree nor its process group when the kernel dies.
+DAEMONIZING = """
+import sys
+from nbviz import WebApp
+shell = "(setsid sleep 300 & echo $! > {pidfile}); exec \\"$0\\" {backend} --port {{port}}"
+daemonizing = WebApp(["sh", "-c", shell, sys.executable])
+daemonizing.wait_ready(30)
+print(daemonizing.pid)
+"""
+
+
 def test_sigkill_of_the_kernel_ends_its_backends(
-    kernel: Kernel, jupyter_server: JupyterServer
+    kernel: Kernel, jupyter_server: JupyterServer, tmp_path: Path
 ) -> None:
     first = start_app(kernel, "nbviz-unix")
     second = start_app(kernel, "proxy")
-    pids = [first["pid"], second["pid"]]
+    pidfile = tmp_path / "daemon.pid"
+    backend = int(kernel.run(DAEMONIZING.format(pidfile=pidfile, backend=BACKEND)).split()[-1])
+    daemon = int(pidfile.read_text())
+    assert pid_running(daemon) and os.getsid(daemon) != os.getsid(backend)
+    assert daemon not in [p.pid for p in psutil.Process(backend).children(recursive=True)]
+    pids = [first["pid"], second["pid"], daemon]
     assert all(psutil.pid_exists(pid) for pid in pids)
     root = jupyter_server.root / "runtime" / "nbviz"
     sessions = [root / first["session"], root / second["session"]]
