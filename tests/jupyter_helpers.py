@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -30,6 +31,8 @@ class JupyterServer:
     token: str = TOKEN
     extra_args: list[str] = field(default_factory=list)
     app: str = "lab"
+    #: Serve HTTPS with this (certificate, key) pair (self-signed: clients here do not verify).
+    tls: tuple[Path, Path] | None = None
     #: The program to run instead of ``jupyter <app>`` (e.g. ``nbviz dashboard nb.ipynb --``).
     command: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
@@ -79,6 +82,11 @@ class JupyterServer:
             "--LabApp.news_url=",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             *(["--allow-root"] if os.getuid() == 0 else []),
+            *(
+                [f"--ServerApp.certfile={self.tls[0]}", f"--ServerApp.keyfile={self.tls[1]}"]
+                if self.tls
+                else []
+            ),
             *self.extra_args,
         ]
         self.proc = subprocess.Popen(
@@ -113,7 +121,7 @@ class JupyterServer:
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def url(self, path: str = "") -> str:
         """Absolute URL of ``path`` (relative to the base URL, or an absolute path)."""
@@ -132,7 +140,10 @@ class JupyterServer:
             def redirect_request(self, *args: object, **kwargs: object) -> None:
                 return None
 
-        opener = urllib.request.build_opener(NoRedirect)
+        handlers: list[urllib.request.BaseHandler] = [NoRedirect()]
+        if self.tls:
+            handlers.append(urllib.request.HTTPSHandler(context=ssl._create_unverified_context()))
+        opener = urllib.request.build_opener(*handlers)
         try:
             with opener.open(request, timeout=10) as response:
                 return response.status, response.read(), dict(response.headers)
@@ -147,7 +158,8 @@ class JupyterServer:
         request.add_header("Authorization", f"token {self.token}")
         request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            context = ssl._create_unverified_context() if self.tls else None
+            with urllib.request.urlopen(request, timeout=30, context=context) as response:
                 return response.status, response.read(), dict(response.headers)
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read(), dict(exc.headers)

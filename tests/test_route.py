@@ -9,6 +9,7 @@ import os
 import pwd
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from typing import Any
 
 import psutil
 import pytest
+import websocket
 from jupyter_helpers import BACKEND, JupyterServer, Kernel
 from test_jupyter import start_app, ws_connect
 
@@ -176,6 +178,42 @@ def test_websocket_handshake_is_the_backends(
         assert ws.recv() == "text"
     finally:
         ws.close()
+
+
+def test_over_https_the_route_relays_through_tornado(tmp_path: Path) -> None:
+    """Jupyter serving HTTPS itself: bytes cannot be pumped into its TLS socket, so the route
+    relays bodies and websockets through tornado (and the relay picks the first subprotocol)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+         "-days", "1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with JupyterServer(root=tmp_path / "tls", app="server", tls=(cert, key)) as server:
+        kernel = Kernel(server)
+        try:
+            info = start_app(kernel, "nbviz-unix")
+            size = (3 << 20) + 7
+            status, body, _ = server.get(info["url"] + f"bytes/{size}")
+            assert status == 200 and len(body) == size
+            assert body[-1000:] == backend.pattern(size - 1000, 1000)
+            ws = websocket.create_connection(
+                f"wss://127.0.0.1:{server.port}{info['url']}ws",
+                timeout=10,
+                header=[f"Authorization: token {server.token}"],
+                subprotocols=["first", "second"],
+                sslopt={"cert_reqs": ssl.CERT_NONE},
+            )
+            try:
+                assert ws.getsubprotocol() == "first"
+                message = os.urandom(3 << 20)
+                ws.send_binary(message)
+                assert ws.recv() == message
+            finally:
+                ws.close()
+            kernel.run("app.stop()")
+        finally:
+            kernel.close()
 
 
 def test_a_20_mib_websocket_message(app: dict[str, Any], jupyter_server: JupyterServer) -> None:
