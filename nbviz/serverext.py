@@ -266,6 +266,9 @@ class RouteHandler(ProxyHandler):
                         length is not None
                         and length >= PUMP_BYTES
                         and request.method != "HEAD"
+                        # a 304's Content-Length is that of the page, which it does not send
+                        and response.status not in (204, 304)
+                        and response.status >= 200
                         # None once aiohttp holds the whole body (it then lets go of the socket)
                         and response.connection is not None
                         and response.connection.transport is not None

@@ -133,6 +133,18 @@ class TwoFrames(tornado.web.RequestHandler):
         await self.flush()
 
 
+class NotModified(tornado.web.RequestHandler):
+    """A 304 that names the length of the page it does not send (as RFC 9110 allows)."""
+
+    def get(self) -> None:
+        stream = self.request.connection.detach()  # type: ignore[attr-defined]
+        stream.write(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 2097152\r\nConnection: close\r\n\r\n"
+        )
+        # Closed only later: a proxy that waits for the announced bytes waits until then.
+        asyncio.get_running_loop().call_later(30, stream.close)
+
+
 class Redirect(tornado.web.RequestHandler):
     def get(self) -> None:
         self.redirect("/docs/")
@@ -157,6 +169,7 @@ def make_app(heading: str, title: str, color: str) -> tornado.web.Application:
             (r"/connection", Connection),
             (r"/bytes/(\d+)", Bytes),
             (r"/cut/(\d+)", Bytes),
+            (r"/not-modified", NotModified),
             (r"/twoframes", TwoFrames),
             (r"/redirect", Redirect),
             (r"/.*", Page, page),
