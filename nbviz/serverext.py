@@ -8,7 +8,8 @@ relay, Location rewriting); what it adds:
   port on another host when that host is in ``c.NbvizRoute.host_allowlist`` (403 otherwise);
 - HTTP goes to the backend over pooled keep-alive connections (aiohttp, a dependency of
   jupyter-server-proxy), and responses are streamed with back-pressure (no whole-body
-  buffering, no 100 MiB cap); small frames are not delayed (TCP_NODELAY on both legs);
+  buffering, no 100 MiB cap); so are request bodies (started as soon as the head is in, no
+  ``max_body_size``); small frames are not delayed (TCP_NODELAY on both legs);
 - once nothing is left to parse, bytes are pumped socket to socket (``_pump``): bodies of
   1 MiB and more after their head, websockets after the backend has answered the handshake
   (no message cap, the backend's own subprotocol and pings); tornado's relay remains for HTTPS
@@ -82,6 +83,8 @@ FLUSH_BYTES = 1 << 20
 PUMP_BYTES = 1 << 20
 #: Largest response head a backend may send to a websocket handshake.
 MAX_HEAD = 1 << 16
+#: Pieces of a request body (tornado reads 64 KiB at a time) held while the backend is slower.
+UPLOAD_PIECES = 8
 
 SWEEP_SECONDS = 60
 
@@ -125,11 +128,61 @@ class NbvizRoute(Configurable):
         return "callable" if callable(allowlist) else list(allowlist)
 
 
+class _Upload:
+    """A request body on its way to the backend while the browser is still sending it."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=UPLOAD_PIECES)
+        self.closed = False
+
+    async def pieces(self) -> Any:
+        """The body for aiohttp, piece by piece as tornado receives it."""
+        while (piece := await self.queue.get()) is not None:
+            yield piece
+
+    async def put(self, piece: bytes | None) -> None:
+        if not self.closed:
+            await self.queue.put(piece)
+
+    def close(self) -> None:
+        """The relay is over: later pieces are dropped, and a waiting put is released."""
+        self.closed = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+
+@web.stream_request_body
 class RouteHandler(ProxyHandler):
     """``{base}nbviz/<session>/<path>``: HTTP and websockets to one registered backend."""
 
     session_id = ""
     entry: _registry.Entry | None = None
+    #: Set when the request has a body: the relay starts as soon as the head is in.
+    _upload: _Upload | None = None
+    _relay_task: asyncio.Future[None] | None = None
+
+    async def prepare(self, *args: Any, **kwargs: Any) -> None:
+        await super().prepare(*args, **kwargs)  # authentication
+        headers = self.request.headers
+        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+        if self._finished or not (chunked or int(headers.get("Content-Length") or 0) > 0):
+            return
+        # Streamed to the backend as it arrives: no whole-body buffering, and no cap but the
+        # backend's own (Jupyter's max_body_size holds bodies in memory; this one is not).
+        self.request.connection.set_max_body_size(MAX_BODY)
+        self._upload = _Upload()
+        self._relay_task = asyncio.ensure_future(self._relay(*self.path_args))
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self._upload is not None:
+            await self._upload.put(chunk)
+
+    def on_connection_close(self) -> None:
+        # The browser went away mid-upload: tornado never calls the method, so end the relay
+        # here (else it would wait for the rest of the body, holding the backend's request).
+        if self._relay_task is not None and not self._relay_task.done():
+            self._relay_task.cancel()
+        super().on_connection_close()
 
     # ------------------------------------------------------------- lookup
     def _lookup(self, session_id: str) -> _registry.Entry:
@@ -202,27 +255,43 @@ class RouteHandler(ProxyHandler):
 
     # ------------------------------------------------------------ HTTP methods
     async def http_get(self, session_id: str, proxied_path: str) -> None:
-        await self._relay(session_id, proxied_path)
+        await self._respond(session_id, proxied_path)
 
     async def post(self, session_id: str, proxied_path: str) -> None:
-        await self._relay(session_id, proxied_path)
+        await self._respond(session_id, proxied_path)
 
     async def put(self, session_id: str, proxied_path: str) -> None:
-        await self._relay(session_id, proxied_path)
+        await self._respond(session_id, proxied_path)
 
     async def delete(self, session_id: str, proxied_path: str) -> None:
-        await self._relay(session_id, proxied_path)
+        await self._respond(session_id, proxied_path)
 
     async def head(self, session_id: str, proxied_path: str) -> None:
-        await self._relay(session_id, proxied_path)
+        await self._respond(session_id, proxied_path)
 
     async def patch(self, session_id: str, proxied_path: str) -> None:
-        await self._relay(session_id, proxied_path)
+        await self._respond(session_id, proxied_path)
 
     async def options(self, session_id: str, proxied_path: str) -> None:
-        await self._relay(session_id, proxied_path)
+        await self._respond(session_id, proxied_path)
+
+    async def _respond(self, session_id: str, proxied_path: str) -> None:
+        """tornado calls the method once the whole body is in: with a body, the relay has
+        been running since prepare(); end its body and wait for it."""
+        if self._upload is None or self._relay_task is None:
+            await self._relay(session_id, proxied_path)
+            return
+        await self._upload.put(None)
+        await self._relay_task
 
     async def _relay(self, session_id: str, proxied_path: str) -> None:
+        try:
+            await self._relay_once(session_id, proxied_path)
+        finally:
+            if self._upload is not None:
+                self._upload.close()
+
+    async def _relay_once(self, session_id: str, proxied_path: str) -> None:
         host, port = self._target(session_id)
         # What jupyter-server-proxy's proxy() does before its own fetch: drop hop-by-hop
         # request headers, record activity. Its request builder makes the backend URL and the
@@ -231,13 +300,21 @@ class RouteHandler(ProxyHandler):
         for name in HOP_BY_HOP_REQUEST:
             self.request.headers.pop(name, None)
         self._record_activity()
-        body = self.request.body or (b"" if self.request.method in ("POST", "PUT") else None)
+        body = b"" if self._upload is not None or self.request.method in ("POST", "PUT") else None
         request = self._build_proxy_request(host, port, proxied_path, body)
-        await self._fetch_streaming(request, host, port, proxied_path)
+        data = self._upload.pieces() if self._upload is not None else None
+        await self._fetch_streaming(request, host, port, proxied_path, data)
 
     async def _fetch_streaming(
-        self, request: httpclient.HTTPRequest, host: str, port: int, proxied_path: str
+        self,
+        request: httpclient.HTTPRequest,
+        host: str,
+        port: int,
+        proxied_path: str,
+        data: Any = None,
     ) -> None:
+        """Send ``request`` (its body, or ``data``: pieces streamed as they arrive) and relay
+        the response."""
         assert self.entry is not None
         # Small pieces of a streamed reply must not wait for the browser's delayed ACK
         # (tornado turns Nagle off only when the response finishes).
@@ -245,14 +322,14 @@ class RouteHandler(ProxyHandler):
         if stream is not None:
             stream.set_nodelay(True)
         sent = False
-        retry = request.method in IDEMPOTENT
+        retry = request.method in IDEMPOTENT and data is None  # a streamed body is gone
         while True:
             try:
                 async with _backend_session(self.entry).request(
                     request.method,
                     request.url,
                     headers=list(request.headers.get_all()),
-                    data=request.body,
+                    data=request.body if data is None else data,
                     allow_redirects=False,
                     skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
                     timeout=aiohttp.ClientTimeout(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import importlib.util
 import json
@@ -22,7 +23,7 @@ from typing import Any
 import psutil
 import pytest
 import websocket
-from jupyter_helpers import BACKEND, JupyterServer, Kernel
+from jupyter_helpers import BACKEND, JupyterServer, Kernel, wait_until
 from test_jupyter import start_app, ws_connect
 
 from nbviz import _registry
@@ -125,6 +126,79 @@ def test_a_1_gib_body_streams_with_bounded_server_memory(
     assert received == size
     growth = peak[0] - baseline
     assert growth < 150 * (1 << 20), f"server grew by {growth >> 20} MiB while relaying 1 GiB"
+
+
+def test_a_600_mib_upload_streams_with_bounded_server_memory(
+    app: dict[str, Any], jupyter_server: JupyterServer
+) -> None:
+    """A request body goes to the backend as it arrives: beyond Jupyter's 512 MiB
+    max_body_size (which holds bodies in memory), with the server's memory flat, every byte
+    in order; and the small-body path still works on the same connection."""
+    size, piece = 600 << 20, os.urandom(1 << 20)
+    server = psutil.Process(jupyter_server.proc.pid)  # type: ignore[union-attr]
+    baseline = server.memory_info().rss
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], server.memory_info().rss)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    digest = hashlib.sha256()
+
+    def body() -> Iterator[bytes]:
+        for i in range(size // len(piece)):
+            chunk = piece[i % 7 :] + piece[: i % 7]  # not the same bytes every time
+            digest.update(chunk)
+            yield chunk
+
+    conn = http.client.HTTPConnection("127.0.0.1", jupyter_server.port, timeout=120)
+    auth = {"Authorization": f"token {jupyter_server.token}"}
+    try:
+        conn.request(
+            "POST",
+            app["url"] + "upload",
+            body=body(),
+            headers={**auth, "Content-Length": str(size)},
+        )
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        done.set()
+        sampler.join()
+        growth = peak[0] - baseline
+        assert response.status == 200, answer
+        assert answer == {"length": size, "sha256": digest.hexdigest()}
+        assert growth < 150 * (1 << 20), f"server grew by {growth >> 20} MiB for a 600 MiB upload"
+        conn.request("POST", app["url"] + "upload", body=b"small", headers=auth)
+        answer = json.loads(conn.getresponse().read())
+        assert answer == {"length": 5, "sha256": hashlib.sha256(b"small").hexdigest()}
+    finally:
+        done.set()
+        conn.close()
+
+
+def test_an_upload_cut_off_by_the_browser_is_cut_off_at_the_backend(
+    app: dict[str, Any], jupyter_server: JupyterServer
+) -> None:
+    """The browser goes away mid-upload: the backend's request ends too (it is not left
+    waiting for bytes that will never come)."""
+    sock = socket.create_connection(("127.0.0.1", jupyter_server.port))
+    head = (
+        f"POST {app['url']}upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: token {jupyter_server.token}\r\nContent-Length: {100 << 20}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + os.urandom(5 << 20))
+    sock.close()
+
+    def cut_off() -> list[int]:
+        status, body, _ = jupyter_server.get(app["url"] + "uploads-cut-off")
+        assert status == 200
+        return list(json.loads(body)["cut_off"])
+
+    wait_until(lambda: len(cut_off()) == 1, timeout=10, what="the backend to see the cut")
+    assert 0 < cut_off()[0] <= 5 << 20
 
 
 def test_large_bodies_arrive_whole_and_the_connection_lives_on(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import socket
@@ -133,6 +134,35 @@ class TwoFrames(tornado.web.RequestHandler):
         await self.flush()
 
 
+@tornado.web.stream_request_body
+class Upload(tornado.web.RequestHandler):
+    """POST /upload: the length and SHA-256 of the body, read as it streams in (not held)."""
+
+    def prepare(self) -> None:
+        self.request.connection.set_max_body_size(1 << 40)  # type: ignore[attr-defined]
+        self.digest = hashlib.sha256()
+        self.length = 0
+
+    def data_received(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.length += len(chunk)
+
+    def post(self) -> None:
+        self.write({"length": self.length, "sha256": self.digest.hexdigest()})
+
+    def on_connection_close(self) -> None:
+        UPLOADS_CUT_OFF.append(self.length)
+
+
+#: Bytes received by each /upload whose client went away before the end (GET /uploads-cut-off).
+UPLOADS_CUT_OFF: list[int] = []
+
+
+class UploadsCutOff(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.write({"cut_off": UPLOADS_CUT_OFF})
+
+
 class NotModified(tornado.web.RequestHandler):
     """A 304 that names the length of the page it does not send (as RFC 9110 allows)."""
 
@@ -170,6 +200,8 @@ def make_app(heading: str, title: str, color: str) -> tornado.web.Application:
             (r"/bytes/(\d+)", Bytes),
             (r"/cut/(\d+)", Bytes),
             (r"/not-modified", NotModified),
+            (r"/upload", Upload),
+            (r"/uploads-cut-off", UploadsCutOff),
             (r"/twoframes", TwoFrames),
             (r"/redirect", Redirect),
             (r"/.*", Page, page),
