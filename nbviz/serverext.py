@@ -172,6 +172,8 @@ class RouteHandler(ProxyHandler):
         self.request.connection.set_max_body_size(MAX_BODY)
         self._upload = _Upload()
         self._relay_task = asyncio.ensure_future(self._relay(*self.path_args))
+        # Its error is raised by the method; if the browser leaves first, nobody awaits it.
+        self._relay_task.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def data_received(self, chunk: bytes) -> None:
         if self._upload is not None:
