@@ -96,18 +96,6 @@ async def copy(
     return moved
 
 
-async def send_all(fd: int, data: bytes) -> None:
-    """Write ``data`` to the non-blocking socket ``fd``."""
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except BlockingIOError:
-            await _ready(fd, write=True)
-        else:
-            view = view[n:]
-
-
 async def tunnel(
     a: socket.socket,
     b: socket.socket,

@@ -24,6 +24,7 @@ Enabled automatically by ``etc/jupyter/jupyter_server_config.d/nbviz.json``.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import os
 import socket
 import time
@@ -419,9 +420,8 @@ class RouteHandler(ProxyHandler):
             remaining = length - len(buffered)
             src = os.dup(transport.get_extra_info("socket").fileno())
             dst = os.dup(stream.socket.fileno())
-            last = [time.monotonic()]
             moved = await _pump.copy(
-                src, dst, count=remaining, on_progress=self._activity_every_second(last)
+                src, dst, count=remaining, on_progress=self._activity_every_second()
             )
             if moved < remaining:
                 self.log.warning("nbviz: session %s ended mid-body", self.session_id)
@@ -437,13 +437,15 @@ class RouteHandler(ProxyHandler):
                     os.close(fd)
             response.close()
 
-    def _activity_every_second(self, last: list[float]) -> Any:
+    def _activity_every_second(self) -> collections.abc.Callable[[int], None]:
         """A progress callback that records activity (for idle culling) at most once a second."""
+        last = time.monotonic()
 
         def progress(_moved: int) -> None:
+            nonlocal last
             now = time.monotonic()
-            if now - last[0] >= 1.0:
-                last[0] = now
+            if now - last >= 1.0:
+                last = now
                 self._record_activity()
 
         return progress
@@ -533,12 +535,12 @@ class RouteHandler(ProxyHandler):
         if client.family in (socket.AF_INET, socket.AF_INET6):
             # small frames must not wait for the browser's delayed ACK
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        last = [time.monotonic()]
+        loop = asyncio.get_running_loop()
         try:
-            await _pump.send_all(client.fileno(), head + rest)
+            await loop.sock_sendall(client, head + rest)
             if pending:
-                await _pump.send_all(backend.fileno(), pending)
-            await _pump.tunnel(client, backend, self._activity_every_second(last))
+                await loop.sock_sendall(backend, pending)
+            await _pump.tunnel(client, backend, self._activity_every_second())
         except OSError:
             pass
         finally:
@@ -592,8 +594,8 @@ class RouteHandler(ProxyHandler):
             headers.pop(name, None)
         lines = [f"GET {target} HTTP/1.1", "Connection: Upgrade", "Upgrade: websocket"]
         lines += [f"{name}: {value}" for name, value in headers.get_all()]
-        await _pump.send_all(backend.fileno(), ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         loop = asyncio.get_running_loop()
+        await loop.sock_sendall(backend, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         received = b""
         while (end := received.find(b"\r\n\r\n")) < 0:
             if len(received) > MAX_HEAD:
