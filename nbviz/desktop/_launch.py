@@ -411,11 +411,29 @@ class ClientHandler(http.server.SimpleHTTPRequestHandler):
         pass  # the route logs the requests; a Unix socket has no client address to print
 
 
-class WebServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """The web client's files and its websocket, on the session's private Unix socket."""
+class _ClientServing:
+    """What both web servers share: the client's files, the upstream socket its websocket
+    goes to, extra headers, the secret (TCP only), and quiet client disconnects."""
 
     daemon_threads = True
     secret = ""
+
+    def _serving(
+        self, web: Path, upstream: str, websocket: Any, headers: dict[str, str] | None
+    ) -> Any:
+        """Keep the settings; the request handler for ``web``."""
+        self.upstream = upstream
+        self.websocket = websocket
+        self.extra_headers = headers or {}
+        return functools.partial(ClientHandler, directory=str(web))
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):  # a client that went away: not news
+            super().handle_error(request, client_address)  # type: ignore[misc]
+
+
+class WebServer(_ClientServing, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """The web client's files and its websocket, on the session's private Unix socket."""
 
     def __init__(
         self,
@@ -425,24 +443,16 @@ class WebServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         websocket: Any = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self.upstream = upstream
-        self.websocket = websocket
-        self.extra_headers = headers or {}
-        handler = functools.partial(ClientHandler, directory=str(web))
+        handler = self._serving(web, upstream, websocket, headers)
         super().__init__(path, handler, bind_and_activate=False)
         self.server_bind()
         os.chmod(path, 0o600)  # before it listens
         self.server_activate()
 
-    def handle_error(self, request: object, client_address: object) -> None:
-        if not isinstance(sys.exc_info()[1], OSError):  # a client that went away: not news
-            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
-
-class TCPWebServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+class TCPWebServer(_ClientServing, socketserver.ThreadingMixIn, socketserver.TCPServer):
     """The same on 127.0.0.1:port (when Jupyter has no nbviz route), behind the session secret."""
 
-    daemon_threads = True
     allow_reuse_address = True
 
     def __init__(
@@ -454,14 +464,9 @@ class TCPWebServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         websocket: Any = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self.upstream = upstream
-        self.websocket = websocket
-        self.extra_headers = headers or {}
+        handler = self._serving(web, upstream, websocket, headers)
         self.secret = secret
-        handler = functools.partial(ClientHandler, directory=str(web))
         super().__init__(("127.0.0.1", port), handler)
-
-    handle_error = WebServer.handle_error
 
 
 def xpra_web_root(state: Path) -> Path:
