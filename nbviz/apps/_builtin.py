@@ -7,45 +7,41 @@ from pathlib import Path
 from .. import _gate
 from ._preset import Preset
 
+
+def _beside(name: str) -> str:
+    """A file next to this one, as a command item (braces kept literal)."""
+    return str(Path(__file__).with_name(name)).replace("{", "{{").replace("}", "}}")
+
+
 #: Run by path, not with -m: importing the nbviz package (widgets) would slow every start.
-_NEST_LAUNCHER = (
-    str(Path(__file__).with_name("_nest_launch.py")).replace("{", "{{").replace("}", "}}")
-)
+_NEST_LAUNCHER = _beside("_nest_launch.py")
+
+
+def _nest_launch(*listen: str) -> tuple[str, ...]:
+    """The NEST Desktop launcher's command, listening where ``listen`` says."""
+    return (
+        "{python}",
+        _NEST_LAUNCHER,
+        *listen,
+        "--state",
+        "{session_dir}",
+        "--prefix",
+        "{prefix}",
+        "--modules",
+        "{modules}",
+        "--restricted",
+        "{restricted}",
+    )
+
 
 NEST_DESKTOP = Preset(
     name="nest-desktop",
     origin="nbviz",
     title="NEST Desktop",
     description="NEST Desktop (web UI) with its own NEST Server, one session",
-    command=(
-        "{python}",
-        _NEST_LAUNCHER,
-        "--socket",
-        "{unix_socket}",
-        "--state",
-        "{session_dir}",
-        "--prefix",
-        "{prefix}",
-        "--modules",
-        "{modules}",
-        "--restricted",
-        "{restricted}",
-    ),
+    command=_nest_launch("--socket", "{unix_socket}"),
     # Without nbviz's route: 127.0.0.1, behind the session secret (UI and NEST Server alike).
-    tcp_command=(
-        "{python}",
-        _NEST_LAUNCHER,
-        "--port",
-        "{port}",
-        "--state",
-        "{session_dir}",
-        "--prefix",
-        "{prefix}",
-        "--modules",
-        "{modules}",
-        "--restricted",
-        "{restricted}",
-    ),
+    tcp_command=_nest_launch("--port", "{port}"),
     secret_param=_gate.PARAM,
     args={"modules": "import nest; import numpy as np", "restricted": "yes"},
     args_help={
@@ -67,24 +63,20 @@ NEST_DESKTOP = Preset(
 )
 
 #: Bokeh's auth hook, by path (Bokeh imports it in its own process).
-_BOKEH_AUTH = str(Path(__file__).with_name("_bokeh_auth.py")).replace("{", "{{").replace("}", "}}")
+_BOKEH_AUTH = _beside("_bokeh_auth.py")
+
+
+def _bokeh_serve(*listen: str) -> tuple[str, ...]:
+    """``bokeh serve`` of the preset's script, listening where ``listen`` says."""
+    return ("{python}", "-m", "bokeh", "serve", "{script}", *listen, "--prefix", "{prefix}")
+
 
 BOKEH = Preset(
     name="bokeh",
     origin="nbviz",
     title="Bokeh",
     description="a Bokeh server app (bokeh serve) from a script, notebook or directory",
-    command=(
-        "{python}",
-        "-m",
-        "bokeh",
-        "serve",
-        "{script}",
-        "--unix-socket",
-        "{unix_socket}",
-        "--prefix",
-        "{prefix}",
-    ),
+    command=_bokeh_serve("--unix-socket", "{unix_socket}"),
     args={"script": None},
     args_help={"script": "the app: a .py file, a .ipynb notebook or a directory"},
     # Bokeh builds its page and websocket URLs from --prefix: it must see the full path.
@@ -94,17 +86,7 @@ BOKEH = Preset(
     # Bokeh cannot know; the secret cookie (SameSite=Strict) and Jupyter's own origin check on
     # the proxy guard the websocket instead.
     tcp_command=(
-        "{python}",
-        "-m",
-        "bokeh",
-        "serve",
-        "{script}",
-        "--port",
-        "{port}",
-        "--address",
-        "127.0.0.1",
-        "--prefix",
-        "{prefix}",
+        *_bokeh_serve("--port", "{port}", "--address", "127.0.0.1"),
         "--allow-websocket-origin",
         "*",
         "--auth-module",
