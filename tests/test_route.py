@@ -17,6 +17,7 @@ import tempfile
 import threading
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,38 +95,57 @@ def test_backend_connections_are_kept_alive(
     assert len(seen) == 1, seen
 
 
+class Growth:
+    """The peak growth of a process's RSS over a ``with`` block (see ``peak_growth``)."""
+
+    bytes = 0
+
+
+@contextmanager
+def peak_growth(server: JupyterServer) -> Iterator[Growth]:
+    """Sample the server's RSS every 50 ms during the block; ``.bytes`` is its peak growth."""
+    process = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
+    baseline = process.memory_info().rss
+    peak = baseline
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.05):
+            peak = max(peak, process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    growth = Growth()
+    try:
+        yield growth
+    finally:
+        done.set()
+        sampler.join()
+        growth.bytes = peak - baseline
+
+
 def test_a_1_gib_body_streams_with_bounded_server_memory(
     app: dict[str, Any], jupyter_server: JupyterServer
 ) -> None:
     size = 1 << 30
-    server = psutil.Process(jupyter_server.proc.pid)  # type: ignore[union-attr]
-    baseline = server.memory_info().rss
-    peak = [baseline]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.05):
-            peak[0] = max(peak[0], server.memory_info().rss)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
     request = urllib.request.Request(
         jupyter_server.url(app["url"] + f"bytes/{size}"),
         headers={"Authorization": f"token {jupyter_server.token}"},
     )
     received = 0
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            assert response.headers["Content-Length"] == str(size)
-            while chunk := response.read(1 << 20):
-                assert chunk == backend.pattern(received, len(chunk)), f"wrong bytes at {received}"
-                received += len(chunk)
-    finally:
-        done.set()
-        sampler.join()
+    with (
+        peak_growth(jupyter_server) as growth,
+        urllib.request.urlopen(request, timeout=120) as response,
+    ):
+        assert response.headers["Content-Length"] == str(size)
+        while chunk := response.read(1 << 20):
+            assert chunk == backend.pattern(received, len(chunk)), f"wrong bytes at {received}"
+            received += len(chunk)
     assert received == size
-    growth = peak[0] - baseline
-    assert growth < 150 * (1 << 20), f"server grew by {growth >> 20} MiB while relaying 1 GiB"
+    assert growth.bytes < 150 * (1 << 20), (
+        f"server grew by {growth.bytes >> 20} MiB while relaying 1 GiB"
+    )
 
 
 def test_a_600_mib_upload_streams_with_bounded_server_memory(
@@ -135,17 +155,6 @@ def test_a_600_mib_upload_streams_with_bounded_server_memory(
     max_body_size (which holds bodies in memory), with the server's memory flat, every byte
     in order; and the small-body path still works on the same connection."""
     size, piece = 600 << 20, os.urandom(1 << 20)
-    server = psutil.Process(jupyter_server.proc.pid)  # type: ignore[union-attr]
-    baseline = server.memory_info().rss
-    peak = [baseline]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.05):
-            peak[0] = max(peak[0], server.memory_info().rss)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
     digest = hashlib.sha256()
 
     def body() -> Iterator[bytes]:
@@ -157,25 +166,24 @@ def test_a_600_mib_upload_streams_with_bounded_server_memory(
     conn = http.client.HTTPConnection("127.0.0.1", jupyter_server.port, timeout=120)
     auth = {"Authorization": f"token {jupyter_server.token}"}
     try:
-        conn.request(
-            "POST",
-            app["url"] + "upload",
-            body=body(),
-            headers={**auth, "Content-Length": str(size)},
-        )
-        response = conn.getresponse()
-        answer = json.loads(response.read())
-        done.set()
-        sampler.join()
-        growth = peak[0] - baseline
+        with peak_growth(jupyter_server) as growth:
+            conn.request(
+                "POST",
+                app["url"] + "upload",
+                body=body(),
+                headers={**auth, "Content-Length": str(size)},
+            )
+            response = conn.getresponse()
+            answer = json.loads(response.read())
         assert response.status == 200, answer
         assert answer == {"length": size, "sha256": digest.hexdigest()}
-        assert growth < 150 * (1 << 20), f"server grew by {growth >> 20} MiB for a 600 MiB upload"
+        assert growth.bytes < 150 * (1 << 20), (
+            f"server grew by {growth.bytes >> 20} MiB for a 600 MiB upload"
+        )
         conn.request("POST", app["url"] + "upload", body=b"small", headers=auth)
         answer = json.loads(conn.getresponse().read())
         assert answer == {"length": 5, "sha256": hashlib.sha256(b"small").hexdigest()}
     finally:
-        done.set()
         conn.close()
 
 
