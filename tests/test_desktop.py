@@ -523,6 +523,11 @@ class Hop:
         self.cut()
 
 
+# The desktop is one window in Xpra's page (`start-desktop`); keys go to the window it focused.
+DESKTOP_SHOWN = "Object.keys(client.id_to_window).length > 0"
+DESKTOP_FOCUSED = "client.topwindow !== null && client.topwindow in client.id_to_window"
+
+
 @pytest.mark.browser
 def test_xpra_page_reconnects_when_the_connection_drops(tmp_path: Path) -> None:
     """The websocket is cut (the TCP hop in front of the desktop's socket drops it): the page
@@ -544,14 +549,19 @@ def test_xpra_page_reconnects_when_the_connection_drops(tmp_path: Path) -> None:
             page.goto(f"http://127.0.0.1:{hop.port}{desk.path}")
             page.wait_for_function("window.client && client.connected", timeout=15_000)
             for name in ("before", "after"):
-                page.wait_for_timeout(1000)
-                page.mouse.click(300, 200)
+                page.wait_for_function(DESKTOP_SHOWN, timeout=15_000)
+                page.mouse.click(300, 200)  # in the xterm
+                page.wait_for_function(DESKTOP_FOCUSED, timeout=5_000)
                 page.keyboard.type(f"echo {name} > {tmp_path / name}\n", delay=20)
                 wait_until((tmp_path / name).exists, what=f"the file typed {name}", timeout=15)
                 if name == "before":
                     hop.cut()
                     page.wait_for_function("client.reconnect_attempt > 0", timeout=10_000)
-                    page.wait_for_function("client.connected", timeout=15_000)
+                    # `connected` stays true until the client starts again a second later; the
+                    # attempt count goes back to 0 only when the server's hello has arrived.
+                    page.wait_for_function(
+                        "client.reconnect_attempt === 0 && client.connected", timeout=15_000
+                    )
             assert errors == []
     finally:
         hop.close()
