@@ -19,11 +19,12 @@ import asyncio
 import contextlib
 import os
 import socket
+import threading
 from collections.abc import Callable
 
 #: Bytes a pump reads and writes at a time (the socket buffers usually hold less).
 BUFFER_BYTES = 1 << 20
-#: The same for each direction of a tunnel, which may stay open and idle for hours.
+#: The same for each direction of a tunnel (held only while bytes are in hand, see _Buffers).
 TUNNEL_BUFFER_BYTES = 1 << 18
 
 
@@ -48,6 +49,38 @@ async def _ready(fd: int, write: bool) -> None:
             loop.remove_reader(fd)
 
 
+class _Buffers:
+    """Reusable buffers of one size, so that a pump holds one only while it has bytes in hand.
+
+    An idle tunnel waits for its sender with no buffer (a dashboard or a desktop keeps its
+    websockets open for hours); a pump whose receiver is full keeps the one it filled. Pumps
+    run on event loops, one thread each: the free list is per thread.
+    """
+
+    KEEP = 4  # free buffers kept per size and thread
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _free(self, size: int) -> list[memoryview]:
+        pools: dict[int, list[memoryview]] | None = getattr(self._local, "pools", None)
+        if pools is None:
+            pools = self._local.pools = {}
+        return pools.setdefault(size, [])
+
+    def take(self, size: int) -> memoryview:
+        free = self._free(size)
+        return free.pop() if free else memoryview(bytearray(size))
+
+    def give(self, buffer: memoryview) -> None:
+        free = self._free(len(buffer))
+        if len(free) < self.KEEP:
+            free.append(buffer)
+
+
+_buffers = _Buffers()
+
+
 async def copy(
     src: int,
     dst: int,
@@ -61,38 +94,49 @@ async def copy(
     ``on_progress(moved)`` is called after each write (for activity tracking).
     Errors of either socket (reset, broken pipe) propagate.
     """
-    view = memoryview(bytearray(buffer_bytes))
+    view: memoryview | None = None  # taken from _buffers while it holds bytes
     moved = start = end = 0  # view[start:end] is read and not yet written
     ended = False
-    while count is None or moved < count:
-        progressed = False
-        if end == 0 and not ended:
-            wanted = buffer_bytes if count is None else min(buffer_bytes, count - moved)
-            try:
-                end = os.readv(src, [view[:wanted]])
-            except BlockingIOError:
-                pass
-            else:
-                ended = end == 0
-                progressed = not ended
-        if start < end:
-            try:
-                n = os.write(dst, view[start:end])
-            except BlockingIOError:
-                pass
-            else:
-                start += n
-                moved += n
-                progressed = True
-                if start == end:
-                    start = end = 0
-                if on_progress is not None:
-                    on_progress(moved)
-        if ended and start == end:
-            break
-        if not progressed:
-            # Bytes waiting in the buffer: the receiver is full. Otherwise the sender is empty.
-            await _ready(dst if start < end else src, write=start < end)
+    try:
+        while count is None or moved < count:
+            progressed = False
+            if end == 0 and not ended:
+                wanted = buffer_bytes if count is None else min(buffer_bytes, count - moved)
+                if view is None:
+                    view = _buffers.take(buffer_bytes)
+                try:
+                    end = os.readv(src, [view[:wanted]])
+                except BlockingIOError:
+                    pass
+                else:
+                    ended = end == 0
+                    progressed = not ended
+            if start < end:
+                assert view is not None
+                try:
+                    n = os.write(dst, view[start:end])
+                except BlockingIOError:
+                    pass
+                else:
+                    start += n
+                    moved += n
+                    progressed = True
+                    if start == end:
+                        start = end = 0
+                    if on_progress is not None:
+                        on_progress(moved)
+            if ended and start == end:
+                break
+            if not progressed:
+                # Bytes waiting in the buffer: the receiver is full. Otherwise the sender is
+                # empty, and the buffer goes back while we wait for it.
+                if start == end and view is not None:
+                    _buffers.give(view)
+                    view = None
+                await _ready(dst if start < end else src, write=start < end)
+    finally:
+        if view is not None:
+            _buffers.give(view)
     return moved
 
 

@@ -264,6 +264,30 @@ def test_websocket_handshake_is_the_backends(
         ws.close()
 
 
+def test_idle_websockets_hold_no_pump_buffers(
+    app: dict[str, Any], jupyter_server: JupyterServer
+) -> None:
+    """An open, idle websocket costs the server little memory: the tunnel's buffers are taken
+    only while bytes move (a dashboard or a desktop keeps websockets open for hours)."""
+    process = psutil.Process(jupyter_server.proc.pid)  # type: ignore[union-attr]
+    header = [f"Authorization: token {jupyter_server.token}"]
+    sockets = [ws_connect(jupyter_server, app["url"] + "ws", header=header)]  # warm up
+    sockets[0].send_binary(b"x" * 100_000)
+    assert sockets[0].recv() == b"x" * 100_000
+    before = process.memory_info().rss
+    try:
+        for _ in range(200):
+            sockets.append(ws_connect(jupyter_server, app["url"] + "ws", header=header))
+            sockets[-1].send("hello")
+            assert sockets[-1].recv() == "hello"
+        grown = process.memory_info().rss - before
+        # 5.6 MiB here; 106 MiB when each tunnel held two 256 KiB buffers for its lifetime
+        assert grown < 200 * 64 * 1024, f"{grown / 2**20:.1f} MiB for 200 idle websockets"
+    finally:
+        for ws in sockets:
+            ws.close()
+
+
 def test_over_https_the_route_relays_through_tornado(tmp_path: Path) -> None:
     """Jupyter serving HTTPS itself: bytes cannot be pumped into its TLS socket, so the route
     relays bodies and websockets through tornado (and the relay picks the first subprotocol)."""
