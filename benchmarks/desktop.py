@@ -543,7 +543,7 @@ def main() -> int:
     rows: list[list[str]] = []
     timelines: list[list[str]] = []
     memory: list[list[str]] = []
-    backends = [b for b in ("xpra", "vnc") if _desktop.missing_backend(b) is None]  # type: ignore[arg-type]
+    backends = [b for b in ("xpra", "vnc") if _desktop.missing_backend(b) is None]
     root = Path(tempfile.mkdtemp(prefix="nbviz-bench-jupyter-"))
     server = JupyterServer(root=root).start()
     load = os.getloadavg()[0]

@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 import psutil
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 HERE = Path(__file__).resolve().parent
@@ -83,7 +83,7 @@ from nbviz.paraview import find_pvpython, trame_site  # noqa: E402
 MiB = 1024 * 1024
 SIZE = (1280, 800)
 #: The page: the view fills it below the apps' toolbar (compact, the same in both).
-VIEWPORT = {"width": SIZE[0], "height": SIZE[1] + 48}
+VIEWPORT = ViewportSize(width=SIZE[0], height=SIZE[1] + 48)
 SCREEN = "1920x1200"  # the Xvfb screen nbviz starts; the bare app gets the same
 #: Kernel and page changes, in turn; every one changes the picture.
 CHANGES = [
@@ -644,7 +644,7 @@ def run_nbviz(
         context.close()
         kernel.run("if 'view' in globals():\n    view.stop()\n    del view")
         jupyter_helpers.wait_until(
-            lambda: all(browser_helpers.process_gone(pid) for pid in pids),
+            lambda: all(not jupyter_helpers.pid_running(pid) for pid in pids),
             timeout=15,
             what="the session's processes to end",
         )
@@ -902,7 +902,7 @@ def leftovers(timeout: float = 10.0) -> list[str]:
     """What the run started that is still running (after ``timeout`` for it to end)."""
 
     def alive() -> list[str]:
-        return [f"{what} {pid}" for what, pid in SPAWNED if not browser_helpers.process_gone(pid)]
+        return [f"{what} {pid}" for what, pid in SPAWNED if jupyter_helpers.pid_running(pid)]
 
     deadline = time.monotonic() + timeout
     while alive() and time.monotonic() < deadline:
