@@ -378,7 +378,7 @@ class Process:
         if self.template_values is not None:
             values.update(self.template_values(endpoint, self.session_id))
         argv = render_command(spec.command, values)
-        argv[0] = find_program(argv[0], spec.env)
+        argv[0] = find_program(argv[0], spec.env, spec.cwd)
         self._launch(session_dir, argv, endpoint)
 
     def _spawn_ssh(self, session_dir: Path) -> None:

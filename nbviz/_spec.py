@@ -211,7 +211,9 @@ class Spec:
             ready_path=ready_path,
             timeout=float(timeout),
             env={key: str(value) for key, value in (env or {}).items()},
-            cwd=os.fspath(cwd) if cwd is not None else None,
+            # A relative cwd means the kernel's directory now, not at some later restart (over
+            # ssh it is a directory on the other host, taken as it is).
+            cwd=None if cwd is None else os.fspath(cwd) if ssh_args else os.path.abspath(cwd),
             probe=probe,
             name=name or default_name(items),
             route_options=dict(route_options or {}),
@@ -355,8 +357,12 @@ def default_name(command: Sequence[str]) -> str:
     return program
 
 
-def find_program(program: str, env: Mapping[str, str] | None = None) -> str:
-    """The full path of ``program`` (looked up on the PATH the backend will get)."""
+def find_program(program: str, env: Mapping[str, str] | None = None, cwd: str | None = None) -> str:
+    """The full path of ``program`` (looked up on the PATH the backend will get; a relative path
+    such as ``./serve.sh`` is taken from ``cwd``, as subprocess does)."""
+    given = program
+    if os.sep in program and cwd is not None:
+        program = os.path.join(cwd, program)
     path = (env or {}).get("PATH", os.environ.get("PATH"))
     found = shutil.which(program, path=path)
     if found:
@@ -372,6 +378,11 @@ def find_program(program: str, env: Mapping[str, str] | None = None) -> str:
         raise ProgramNotFoundError(
             f"nbviz: {program} is not executable; chmod +x it, or run it with its "
             f"interpreter (e.g. [sys.executable, {program!r}, ...])"
+        )
+    if os.sep in program and not os.path.isabs(given) and cwd is not None:
+        raise ProgramNotFoundError(
+            f"nbviz: {given} does not exist in {cwd} (a relative program path is taken from "
+            "cwd=, the app's working directory); give its full path"
         )
     if os.sep in program:
         raise ProgramNotFoundError(f"nbviz: {program} does not exist; {how}")

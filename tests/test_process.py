@@ -143,6 +143,35 @@ def test_missing_working_directory() -> None:
     assert session_dirs() == []
 
 
+def test_relative_cwd_and_program(
+    apps: list[WebApp], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative cwd= means the kernel's working directory when the app was made (a later
+    os.chdir in the notebook does not move a restart); a relative program path is taken from
+    cwd=, as subprocess does (``./serve.sh`` beside the app's files)."""
+    project = tmp_path / "my project ü"
+    project.mkdir()
+    (project / "index.html").write_text("<h1>from my project</h1>")
+    script = project / "serve.sh"
+    script.write_text('#!/bin/sh\nexec "$PY" -m http.server --bind 127.0.0.1 "$1"\n')
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    app = WebApp(["./serve.sh", "{port}"], cwd="my project ü", env={"PY": PY})
+    apps.append(app)
+    app.wait_ready(20)
+    assert "from my project" in fetch(app)
+    assert os.path.samefile(app.command[0], script)
+    monkeypatch.chdir("/")
+    app.restart()
+    app.wait_ready(20)
+    assert "from my project" in fetch(app)
+    app.stop()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ProgramNotFoundError, match=r"does not exist in .*my project ü.*cwd="):
+        WebApp(["my project ü/serve.sh", "{port}"], cwd="my project ü", env={"PY": PY})
+    assert session_dirs() == []
+
+
 def test_port_in_use() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
