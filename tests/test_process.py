@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import http.server
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import urllib.request
@@ -170,6 +172,29 @@ def test_relative_cwd_and_program(
     with pytest.raises(ProgramNotFoundError, match=r"does not exist in .*my project ü.*cwd="):
         WebApp(["my project ü/serve.sh", "{port}"], cwd="my project ü", env={"PY": PY})
     assert session_dirs() == []
+
+
+def test_unix_socket_under_a_non_ascii_runtime_dir(
+    apps: list[WebApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The socket path limit (107 bytes) counts bytes: a runtime dir under a non-ASCII home
+    (/home/jürgen/...) that fits in characters but not in bytes gets its socket under /tmp."""
+    base = Path(tempfile.mkdtemp(prefix="nbviz-"))
+    try:
+        runtime = base / ("ü" * 36) / "nbviz"
+        monkeypatch.setenv("NBVIZ_RUNTIME_DIR", str(runtime))
+        session_chars = len(str(runtime / "0123456789ab"))
+        assert session_chars <= 75 and len(os.fsencode(runtime / "0123456789ab")) > 94
+        app = WebApp([PY, str(BACKEND), "--unix-socket", "{unix_socket}"], route="nbviz")
+        apps.append(app)
+        app.wait_ready(20)
+        assert app.endpoint is not None and app.endpoint.unix_socket is not None
+        socket_path = app.endpoint.unix_socket
+        assert len(os.fsencode(socket_path)) <= 107
+        app.stop()
+        assert not os.path.exists(socket_path) and not list(runtime.iterdir())
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_port_in_use() -> None:
