@@ -40,6 +40,13 @@ Status = Literal["starting", "ready", "crashed", "stopped"]
 SECRET_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTER_TOKEN", "JUPYTER_PASSWORD")
 
 LOG_TAIL_LINES = 30
+#: Bytes of output the log may hold before its older part is dropped: an app that prints
+#: without end must not fill the runtime dir (a small tmpfs, or the home quota) nor the
+#: kernel's memory. ``logs()`` then returns between this and twice this much.
+LOG_LIMIT = 8 * 1024 * 1024
+#: Seconds between two looks at the log's size.
+LOG_CHECK_INTERVAL = 1.0
+LOG_DROPPED = "[nbviz: earlier output was dropped; the log keeps only the latest part]"
 PROBE_TIMEOUT = 2.0
 STOP_GRACE = 3.0
 
@@ -284,6 +291,11 @@ class Process:
         self._stopping = False
         self._monitor: threading.Thread | None = None
         self._last_logs = ""
+        #: Held while the log is read or rotated (logs() from the kernel, rotation from the
+        #: lifecycle thread).
+        self._log_lock = threading.Lock()
+        self._log_dropped = False
+        self._log_checked = 0.0
 
     # ----------------------------------------------------------------- queries
     @property
@@ -299,11 +311,45 @@ class Process:
         path = self.log_path
         text = self._last_logs
         if path is not None:
-            try:
-                text = path.read_text(errors="replace")
-            except OSError:
-                pass
+            with self._log_lock:
+                try:
+                    older = path.with_name("backend.log.1")
+                    data = older.read_bytes() if older.exists() else b""
+                    data += path.read_bytes()
+                    text = data.decode(errors="replace")
+                    if self._log_dropped:
+                        text = f"{LOG_DROPPED}\n{text}"
+                except OSError:
+                    pass
         return tail(text, lines) if lines else text
+
+    def _cap_log(self) -> None:
+        """Keep the log under LOG_LIMIT: past it, its latest LOG_LIMIT bytes (from a line start)
+        become ``backend.log.1`` and the log starts empty again. The backend writes with
+        O_APPEND, so it goes on at the new end; what it writes between the copy and the
+        truncation (microseconds) is lost, as with logrotate's copytruncate."""
+        now = time.monotonic()
+        if now - self._log_checked < LOG_CHECK_INTERVAL:
+            return
+        self._log_checked = now
+        path = self.log_path
+        if path is None:
+            return
+        with self._log_lock, contextlib.suppress(OSError):
+            size = path.stat().st_size
+            if size <= LOG_LIMIT:
+                return
+            with open(path, "rb") as log:
+                log.seek(size - LOG_LIMIT)
+                kept = log.read()
+                os.truncate(path, 0)
+            start = kept.find(b"\n") + 1
+            fd = os.open(
+                path.with_name("backend.log.1"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
+            )
+            with os.fdopen(fd, "wb") as older:
+                older.write(kept[start:])
+            self._log_dropped = True
 
     # --------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -316,6 +362,7 @@ class Process:
             self._wake.clear()
             self.error = None
             self.listen_addresses = set()
+            self._log_dropped = False
             self.session_id = _paths.new_session_id()
             session_dir = _paths.new_session_dir(self.session_id)
             try:
@@ -422,7 +469,9 @@ class Process:
         cwd = spec.cwd if stdin is None else None  # over ssh, cwd is a directory there
         if cwd is not None and not os.path.isdir(cwd):
             raise NbvizError(f"nbviz: working directory {cwd} does not exist")
-        log_fd = os.open(session_dir / "backend.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        log_fd = os.open(
+            session_dir / "backend.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600
+        )
         try:
             self._proc = subprocess.Popen(
                 argv,
@@ -497,6 +546,7 @@ class Process:
                 )
                 return
             attempts += 1
+            self._cap_log()
             if self._probe(proc, endpoint):
                 break
             now = time.monotonic()
@@ -531,7 +581,12 @@ class Process:
                 return
             self._set("ready", f"{spec.name} is ready ({time.monotonic() - start:.1f} s)")
         future.set_result(None)
-        code = proc.wait()
+        while True:
+            try:
+                code = proc.wait(timeout=LOG_CHECK_INTERVAL)
+                break
+            except subprocess.TimeoutExpired:
+                self._cap_log()
         if not self._stopping:
             # what it started (an X server, helpers) must not outlive it
             kill_tree(proc, session_id=self.session_id)

@@ -31,6 +31,7 @@ from nbviz import (
     ReadyTimeoutError,
     TemplateError,
     WebApp,
+    _process,
 )
 
 PY = sys.executable
@@ -273,6 +274,44 @@ def test_wait_ready_with_a_shorter_wait(apps: list[WebApp]) -> None:
         app.wait_ready(0.3)
     app.wait_ready(20)  # still starting, then ready
     assert app.status == "ready"
+
+
+def test_a_flood_of_output_is_capped(apps: list[WebApp], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app that prints without end does not fill the disk (the runtime dir may be a small
+    tmpfs or the home quota) nor the kernel's memory: the log keeps its latest part, logs()
+    says that earlier output was dropped, and the last lines are all there."""
+    monkeypatch.setattr(_process, "LOG_LIMIT", 256 * 1024)
+    flood = textwrap.dedent(
+        """
+        import sys, http.server
+        for i in range(200_000):  # ~20 MB
+            print("line %06d " % i + "x" * 90)
+        print("flood done", flush=True)
+        http.server.test(http.server.SimpleHTTPRequestHandler, port=int(sys.argv[1]),
+                         bind="127.0.0.1")
+        """
+    )
+    app = WebApp([PY, "-c", flood, "{port}"], timeout=60)
+    apps.append(app)
+    app.wait_ready(60)
+    log = app._process.log_path
+    assert log is not None
+
+    def on_disk() -> int:
+        return sum(p.stat().st_size for p in log.parent.glob("backend.log*"))
+
+    wait_until(lambda: "flood done" in app.logs(5), timeout=20, what="the end of the flood")
+    wait_until(lambda: on_disk() <= 3 * 256 * 1024, timeout=20, what="the log to be rotated")
+    text = app.logs()
+    assert len(text) <= 3 * 256 * 1024
+    assert text.startswith("[nbviz: earlier output was dropped")
+    assert "line 199999 " in text and "line 000000" not in text
+    lines = text.splitlines()
+    first = lines.index("flood done") - 1
+    assert lines[first].startswith("line 199999 ")
+    assert app.logs(2).splitlines()[0] in ("flood done", lines[-2])
+    app.stop()
+    assert "flood done" in app.logs() and len(app.logs()) <= 3 * 256 * 1024
 
 
 def test_crash_while_running_then_restart(apps: list[WebApp]) -> None:
