@@ -284,9 +284,7 @@ class Process:
         self.started_at: float | None = None
         self._lock = threading.RLock()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._future.set_exception(BackendStoppedError(f"{spec.name} has not been started"))
-        self._future.exception()  # mark retrieved
+        self._future = failed(BackendStoppedError(f"{spec.name} has not been started"))
         self._wake = threading.Event()
         self._stopping = False
         self._monitor: threading.Thread | None = None
@@ -597,6 +595,8 @@ class Process:
                 f"nbviz: {spec.name} exited with {describe_exit(code)}; restart() starts it again",
                 log_tail=self.logs(LOG_TAIL_LINES),
             )
+            # Whoever waits for readiness from now on learns of the crash.
+            self._future = failed(self.error)
             self._set("crashed", self.error.message)
 
     def _probe(self, proc: subprocess.Popen[bytes], endpoint: Endpoint) -> bool:
@@ -667,11 +667,14 @@ class Process:
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(timeout=5)
         with self._lock:
+            stopped = BackendStoppedError(
+                f"nbviz: {self.spec.name} was stopped; start() starts it again"
+            )
             if not self._future.done():
-                self._future.set_exception(
-                    BackendStoppedError(f"nbviz: {self.spec.name} was stopped")
-                )
+                self._future.set_exception(stopped)
                 self._future.exception()
+            else:  # it was ready (or failed): from now on, waiting says it is stopped
+                self._future = failed(stopped)
             self._cleanup_files()
             self._proc = None
             if self.status != "stopped":
@@ -698,6 +701,14 @@ class Process:
             except OSError:
                 pass
         self._extra_paths = []
+
+
+def failed(error: BaseException) -> concurrent.futures.Future[None]:
+    """A future that already holds ``error`` (marked as retrieved: no "never retrieved" log)."""
+    future: concurrent.futures.Future[None] = concurrent.futures.Future()
+    future.set_exception(error)
+    future.exception()
+    return future
 
 
 def remote_endpoint(host: str, port: int | None) -> Endpoint:

@@ -33,6 +33,7 @@ from nbviz import (
     WebApp,
     _process,
 )
+from nbviz._errors import BackendStoppedError
 
 PY = sys.executable
 
@@ -321,9 +322,20 @@ def test_crash_while_running_then_restart(apps: list[WebApp]) -> None:
     fetch(app, "/exit")
     wait_until(lambda: app.status == "crashed", what="crash detection")
     assert "exited with code 7" in app.error and "listening" in app.error
+    # Waiting for an app that has crashed since it was ready raises the crash, as the widget
+    # shows it, instead of returning as if it were ready.
+    with pytest.raises(BackendExitedError, match="exited with code 7"):
+        app.wait_ready(1)
+    with pytest.raises(BackendExitedError, match="exited with code 7"):
+        asyncio.run(app.ready())
     app.restart()
     app.wait_ready(20)
     assert "Hello" in fetch(app)
+    app.stop()
+    with pytest.raises(BackendStoppedError, match=r"was stopped; start\(\) starts it again"):
+        app.wait_ready(1)
+    with pytest.raises(BackendStoppedError, match="was stopped"):
+        asyncio.run(app.ready())
 
 
 def test_stop_ends_grandchildren(apps: list[WebApp]) -> None:

@@ -513,7 +513,7 @@ class ParaViewSession(WebApp):
 
     # ------------------------------------------------------------ requests
     def _request(self, name: str, args: dict[str, Any] | None = None, timeout: float = 120) -> Any:
-        if self._channel is None:
+        if self._channel is None and self.status == "starting":
             self.wait_ready()
         if self._channel is None:
             raise NbvizError(f"nbviz: the ParaView session is {self.status}; restart() it")
@@ -532,7 +532,7 @@ class ParaViewSession(WebApp):
 
     def screenshot(self, width: int | None = None, height: int | None = None) -> Screenshot:
         """A PNG of the view as ParaView renders it (server side, no browser needed)."""
-        if self._channel is None:
+        if self._channel is None and self.status == "starting":
             self.wait_ready()
         if self._process.session_dir is None:
             raise NbvizError(f"nbviz: the ParaView session is {self.status}; restart() it")
