@@ -121,6 +121,44 @@ def test_absolute_route_passes_the_full_path(
     kernel.run("app.stop()")
 
 
+ASGI = """
+import json, sys
+from nbviz import WebApp
+listen = ["--uds", "{{unix_socket}}"] if {unix!r} else ["--port", "{{port}}"]
+asgi = WebApp([sys.executable, "-m", "uvicorn", "--app-dir", {resources!r}, "asgi_app:app",
+               *listen, "--root-path", "{{prefix}}"], route={route!r})
+asgi.wait_ready(30)
+print(json.dumps(asgi.url))
+"""
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_an_asgi_app_told_its_root_path(
+    route: str, kernel: Kernel, jupyter_server: JupyterServer
+) -> None:
+    """An ASGI app (uvicorn) given ``--root-path {prefix}`` with the default, prefix-stripping
+    route builds its links, redirects and websocket under the route, as docs/routes.md says."""
+    choice, unix = ROUTES[route]
+    code = ASGI.format(resources=str(BACKEND.parent), route=choice, unix=unix)
+    url = json.loads(kernel.run(code).strip().splitlines()[-1])
+    status, body, _ = jupyter_server.get(url)
+    assert status == 200, body
+    assert f'<a id="other" href="{url}other">'.encode() in body
+    status, body, _ = jupyter_server.get(url + "other")
+    assert (status, body) == (200, b"the other page")
+    status, _, headers = jupyter_server.get(url + "go")
+    assert status == 307 and headers["Location"] == jupyter_server.url(url + "other")
+    ws = ws_connect(
+        jupyter_server, url + "ws", header=[f"Authorization: token {jupyter_server.token}"]
+    )
+    try:
+        ws.send("through the root path")
+        assert ws.recv() == "through the root path"
+    finally:
+        ws.close()
+    kernel.run("asgi.stop()")
+
+
 #: A backend that leaves a daemon behind at once (double fork and a session of its own): it is
 #: in neither the backend's process tree nor its process group when the kernel dies.
 DAEMONIZING = """
