@@ -158,6 +158,17 @@ def test_path_round_trips(notebook: Notebook) -> None:
     assert notebook.printed("print(repr(app.path))") == "'/docs/'"
     save_screenshot(widget, "path-docs")
 
+    # Spaces and non-ASCII letters: the app gets them percent-encoded (as browsers send them);
+    # the kernel and the bar keep them readable, whichever side navigated.
+    notebook.run('app.path = "/docs/ü b/"')
+    expect(frame.locator("#where")).to_have_text("/docs/%C3%BC%20b/", timeout=10_000)
+    frame.locator("a#to-docs").click()
+    expect(frame.locator("#where")).to_have_text("/docs/%C3%BC%20b/docs/", timeout=10_000)
+    expect(widget.locator(".nbviz-info")).to_have_text(
+        "nbviz test backend \u2014 /docs/ü b/docs/", timeout=10_000
+    )
+    assert notebook.printed("print(repr(app.path))") == "'/docs/ü b/docs/'"
+
 
 def test_crash_shows_error_and_restart_recovers(notebook: Notebook) -> None:
     """While it starts the panel shows progress; after SIGKILL it says the backend exited, with
