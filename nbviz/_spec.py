@@ -204,6 +204,15 @@ class Spec:
                 raise TemplateError("tcp_command must contain {port}")
         if not ready_path.startswith("/"):
             ready_path = "/" + ready_path
+        if isinstance(unix_socket, str):
+            # The kernel's ./app.sock: the app (in its cwd=) and the Jupyter server (in its
+            # own working directory) must both find it.
+            unix_socket = os.path.abspath(unix_socket)
+            if len(os.fsencode(unix_socket)) > 107:
+                raise TemplateError(
+                    f"the socket path {unix_socket} is longer than Unix sockets allow (107 "
+                    "bytes); pick a shorter one, or unix_socket=True for a private one"
+                )
         return cls(
             command=items,
             port=port,

@@ -159,6 +159,31 @@ def test_an_asgi_app_told_its_root_path(
     kernel.run("asgi.stop()")
 
 
+RELATIVE_SOCKET = """
+import json, os, sys
+from nbviz import WebApp
+os.chdir({here!r})
+os.makedirs("elsewhere", exist_ok=True)
+relative = WebApp([sys.executable, {backend!r}, "--unix-socket", "{{unix_socket}}"],
+                  unix_socket="app.sock", cwd="elsewhere")
+relative.wait_ready(30)
+print(json.dumps([relative.url, relative.endpoint.unix_socket]))
+"""
+
+
+def test_a_relative_socket_path(
+    kernel: Kernel, jupyter_server: JupyterServer, tmp_path: Path
+) -> None:
+    """unix_socket="app.sock" is the kernel's ./app.sock, for the app (started in another
+    cwd=) and for the Jupyter server (whose working directory is yet another) alike."""
+    code = RELATIVE_SOCKET.format(here=str(tmp_path), backend=str(BACKEND))
+    url, path = json.loads(kernel.run(code).strip().splitlines()[-1])
+    assert path == str(tmp_path / "app.sock")
+    status, body, _ = jupyter_server.get(url + "docs/")
+    assert status == 200 and b'<p id="where">/docs/</p>' in body
+    kernel.run("relative.stop()")
+
+
 #: A backend that leaves a daemon behind at once (double fork and a session of its own): it is
 #: in neither the backend's process tree nor its process group when the kernel dies.
 DAEMONIZING = """

@@ -136,3 +136,13 @@ def test_wrong_ssh_and_command_types_are_named() -> None:
         Spec.build(None)  # type: ignore[arg-type]
     with pytest.raises(TemplateError, match=r"command item 1 contains a NUL character"):
         Spec.build(["srv", "a\0b", "{port}"])
+
+
+def test_a_socket_path_is_made_absolute_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = Spec.build(["srv", "{unix_socket}"], unix_socket="app.sock")
+    assert spec.unix_socket == str(tmp_path / "app.sock")
+    with pytest.raises(TemplateError, match=r"longer than Unix sockets allow \(107 bytes\)"):
+        Spec.build(["srv", "{unix_socket}"], unix_socket="/tmp/" + "s" * 103)
