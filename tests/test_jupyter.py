@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +185,56 @@ def test_a_relative_socket_path(
     status, body, _ = jupyter_server.get(url + "docs/")
     assert status == 200 and b'<p id="where">/docs/</p>' in body
     kernel.run("relative.stop()")
+
+
+FLASK_SECRET = """
+import json, os, sys
+os.chdir({here!r})
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+from nbviz import WebApp
+{notebook}
+app.wait_ready(30)
+print(json.dumps({{"url": app.url, "path": app.path, "port": app.endpoint.port}}))
+"""
+
+
+def webapp_doc_examples() -> tuple[str, str]:
+    """The secret example of docs/webapp.md: app.py and the notebook's lines, as written."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "webapp.md").read_text()
+    section = text.split("## A secret for apps on a TCP port", 1)[1]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert blocks[0].startswith("# app.py") and blocks[1].startswith("# in the notebook")
+    return blocks[0], blocks[1]
+
+
+def test_the_documented_secret_checking_app(
+    server_without_nbviz: JupyterServer, tmp_path: Path
+) -> None:
+    """docs/webapp.md's Flask app, run exactly as written behind jupyter-server-proxy (the case
+    it is for): the frame's first URL gets in and sets the cookie, which admits later pages;
+    a request without them gets 403, through the proxy and straight to the port."""
+    server = server_without_nbviz
+    app_py, notebook = webapp_doc_examples()
+    (tmp_path / "app.py").write_text(app_py)
+    kernel = Kernel(server)
+    try:
+        code = FLASK_SECRET.format(here=str(tmp_path), notebook=notebook)
+        info = json.loads(kernel.run(code).strip().splitlines()[-1])
+        assert info["path"].startswith("/?key=")
+        first = info["url"] + info["path"].lstrip("/")
+        status, body, headers = server.get(first)
+        assert status == 200 and b"only for my notebook" in body
+        cookie = headers["Set-Cookie"].split(";", 1)[0]
+        assert cookie.startswith("app-")
+        assert server.get(info["url"], headers={"Cookie": cookie})[0] == 200
+        assert server.get(info["url"])[0] == 403
+        assert server.get(info["url"] + "?key=guess")[0] == 403
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{info['port']}/", timeout=10)
+        assert refused.value.code == 403
+    finally:
+        kernel.run("app.stop()")
+        kernel.close()
 
 
 #: A backend that leaves a daemon behind at once (double fork and a session of its own): it is
