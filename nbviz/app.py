@@ -243,6 +243,11 @@ class WebApp(Frame):
         """Stop the backend and every process it started."""
         self._process.stop()
 
+    def close(self) -> None:
+        """Stop the backend and close the widget (its views go; it cannot be shown again)."""
+        self.stop()
+        super().close()
+
     def restart(self) -> None:
         """Stop the backend (if running) and start it again with the same command."""
         self._process.stop()

@@ -129,6 +129,19 @@ def test_context_manager_stops(apps: list[WebApp]) -> None:
     assert app.status == "stopped" and not psutil.pid_exists(pid)  # type: ignore[arg-type]
 
 
+def test_closing_the_widget_stops_its_app(apps: list[WebApp]) -> None:
+    """close() (ipywidgets': the views go, the object can no longer be shown) ends the app too,
+    instead of leaving it running with nothing left to show or stop it."""
+    app = WebApp(backend())
+    apps.append(app)
+    app.wait_ready(20)
+    pid = app.pid
+    assert pid is not None
+    app.close()
+    assert app.status == "stopped" and app.comm is None
+    wait_until(lambda: not psutil.pid_exists(pid) or not running(psutil.Process(pid)))
+
+
 def test_missing_program() -> None:
     with pytest.raises(ProgramNotFoundError, match="not found on PATH"):
         WebApp(["nbviz-no-such-program", "--port", "{port}"])
