@@ -245,7 +245,9 @@ class WebApp(Frame):
 
     def close(self) -> None:
         """Stop the backend and close the widget (its views go; it cannot be shown again)."""
-        self.stop()
+        # (ipywidgets also calls this from __del__, of objects whose __init__ may have failed)
+        if getattr(self, "_process", None) is not None:
+            self.stop()
         super().close()
 
     def restart(self) -> None:
