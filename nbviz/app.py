@@ -245,8 +245,9 @@ class WebApp(Frame):
 
     def close(self) -> None:
         """Stop the backend and close the widget (its views go; it cannot be shown again)."""
-        # (ipywidgets also calls this from __del__, of objects whose __init__ may have failed)
-        if getattr(self, "_process", None) is not None:
+        # ipywidgets also calls this from __del__: of objects whose __init__ failed, and while
+        # the interpreter exits (modules half torn down; the watchdog ends the app then).
+        if getattr(self, "_process", None) is not None and not sys.is_finalizing():
             self.stop()
         super().close()
 

@@ -428,3 +428,33 @@ def test_backend_never_outlives_its_owner(sig: int, tmp_path: Path) -> None:
             owner.wait()
         if owner.stdout is not None:
             owner.stdout.close()
+
+
+EXITING = """
+import sys
+from nbviz import WebApp
+silent = WebApp([sys.executable, "-c", "import time; time.sleep(60)", "{port}"], timeout=1)
+try:
+    silent.wait_ready()
+except TimeoutError as error:
+    print(type(error).__name__, silent.status)
+"""
+
+
+def test_a_script_that_ends_with_a_failed_app_exits_quietly(tmp_path: Path) -> None:
+    """A plain script (no kernel) that ends holding an app that failed exits cleanly: no
+    "Exception ignored" from its widget torn down with the interpreter (ipywidgets closes
+    widgets in __del__, when the modules nbviz needs to stop an app may be gone)."""
+    script = tmp_path / "script.py"
+    script.write_text(EXITING)
+    done = subprocess.run(
+        [PY, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NBVIZ_BASE_URL": "/"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ReadyTimeoutError", "crashed"]
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
