@@ -162,6 +162,46 @@ def tree_listen_addresses(pid: int, port: int) -> set[str]:
 ALL_INTERFACES = ("0.0.0.0", "::")
 
 
+def tree_listeners(pid: int) -> set[tuple[str, int]]:
+    """Every (address, port) on which ``pid`` or one of its descendants listens on TCP."""
+    found: set[tuple[str, int]] = set()
+    for member in tree_pids(pid):
+        try:
+            conns = psutil.Process(member).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        found |= {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
+    return found
+
+
+def address(ip: str, port: int) -> str:
+    """``127.0.0.1:80`` or ``[::1]:80``."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def listens_elsewhere(pid: int, endpoint: Endpoint) -> str:
+    """Why a local app that never answered on ``endpoint`` may have missed it: where its process
+    tree listens instead (another port, or IPv6's ::1 only), as advice; "" if nothing is seen."""
+    listeners = tree_listeners(pid)
+    on_ours = sorted(ip for ip, port in listeners if port == endpoint.port)
+    if endpoint.port is not None and on_ours and not set(on_ours) & {"127.0.0.1", *ALL_INTERFACES}:
+        where = ", ".join(address(ip, endpoint.port) for ip in on_ours)
+        return (
+            f"; it listens on {where} instead, and nbviz reaches apps on 127.0.0.1: make it "
+            "listen on 127.0.0.1 (e.g. --bind 127.0.0.1 or --host 127.0.0.1, not localhost)"
+        )
+    elsewhere = sorted((port, ip) for ip, port in listeners if port != endpoint.port)
+    if not elsewhere:
+        return ""
+    where = ", ".join(address(ip, port) for port, ip in elsewhere)
+    if endpoint.port is None:
+        return f"; it listens on TCP {where} instead: give it {{unix_socket}}"
+    return (
+        f"; it listens on {where} instead: give it {{port}} (here {endpoint.port}) where it "
+        "takes its port, or pass port= for a program that always listens on one port"
+    )
+
+
 def group_members(pgid: int) -> list[psutil.Process]:
     members = []
     for candidate in psutil.process_iter():
@@ -557,11 +597,14 @@ class Process:
                         other = (
                             f" (port {endpoint.port} is held by another process, pid {min(others)})"
                         )
+                advice = (
+                    listens_elsewhere(proc.pid, endpoint) if endpoint.host is None else ""
+                ) or "; check the command, or raise timeout="
                 self._fail(
                     future,
                     ReadyTimeoutError(
                         f"nbviz: {spec.name} did not answer on {where} within "
-                        f"{spec.timeout:g} s{other}; check the command, or raise timeout=",
+                        f"{spec.timeout:g} s{other}{advice}",
                         log_tail=self.logs(LOG_TAIL_LINES),
                     ),
                     kill=proc,

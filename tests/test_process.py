@@ -281,6 +281,39 @@ def test_never_answers_times_out_and_kills_the_tree(apps: list[WebApp]) -> None:
     wait_until(lambda: not psutil.pid_exists(child), timeout=5, what="the grandchild to go")
 
 
+def test_a_timeout_says_where_the_app_listens_instead(apps: list[WebApp]) -> None:
+    """The two usual reasons an app never answers, named in the error: it ignores {port} and
+    listens on a port of its own (Flask's 5000, say), or it listens on IPv6's ::1 only (what
+    "localhost" means to some servers), where nbviz does not look."""
+    own_port = textwrap.dedent(
+        """
+        import http.server, sys
+        server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+        print("listening on", server.server_address[1], "whatever argv says:", sys.argv[1:])
+        server.serve_forever()
+        """
+    )
+    app = WebApp([PY, "-c", own_port, "--port", "{port}"], timeout=1.5)
+    apps.append(app)
+    with pytest.raises(ReadyTimeoutError) as info:
+        app.wait_ready(20)
+    port = app.logs().split("listening on ")[1].split()[0]
+    assert f"it listens on 127.0.0.1:{port} instead" in str(info.value)
+    assert "give it {port}" in str(info.value)
+    with socket.socket(socket.AF_INET6) as probe:
+        try:
+            probe.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
+    app = WebApp([PY, "-m", "http.server", "--bind", "::1", "{port}"], timeout=1.5)
+    apps.append(app)
+    with pytest.raises(ReadyTimeoutError) as info:
+        app.wait_ready(20)
+    assert app.endpoint is not None
+    assert f"it listens on [::1]:{app.endpoint.port} instead" in str(info.value)
+    assert "make it listen on 127.0.0.1" in str(info.value)
+
+
 def test_wait_ready_with_a_shorter_wait(apps: list[WebApp]) -> None:
     app = WebApp(backend("--delay", "3"), timeout=20)
     apps.append(app)
