@@ -271,3 +271,23 @@ def test_sigkill_of_the_kernel_ends_its_backends(
     wait_until(lambda: not any(p.exists() for p in sessions), timeout=5, what="session dirs")
     assert elapsed < 8
     assert jupyter_server.get(f"nbviz/{first['session']}/")[0] == 404
+
+
+def test_restarting_the_kernel_ends_its_backends(
+    kernel: Kernel, jupyter_server: JupyterServer
+) -> None:
+    """Kernel > Restart (a shutdown request, then a new kernel process): the old kernel's
+    backends and session directories are gone, and the new kernel starts apps again."""
+    first = start_app(kernel, "nbviz-unix")
+    second = start_app(kernel, "proxy")
+    root = jupyter_server.root / "runtime" / "nbviz"
+    status, body, _ = jupyter_server.post(f"api/kernels/{kernel.id}/restart", {})
+    assert status == 200, body
+    pids = [first["pid"], second["pid"]]
+    wait_until(lambda: not any(pid_running(pid) for pid in pids), timeout=10, what="backends")
+    sessions = [root / first["session"], root / second["session"]]
+    wait_until(lambda: not any(p.exists() for p in sessions), timeout=5, what="session dirs")
+    kernel.client.wait_for_ready(timeout=60)
+    again = start_app(kernel, "nbviz-unix")
+    assert jupyter_server.get(again["url"] + "docs/")[0] == 200
+    kernel.run("app.stop()")
