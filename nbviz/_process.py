@@ -506,7 +506,8 @@ class Process:
         spec = self.spec
         cwd = spec.cwd if stdin is None else None  # over ssh, cwd is a directory there
         if cwd is not None and not os.path.isdir(cwd):
-            raise NbvizError(f"nbviz: working directory {cwd} does not exist")
+            what = "is a file, not a directory" if os.path.exists(cwd) else "does not exist"
+            raise NbvizError(f"nbviz: working directory {cwd} {what}")
         log_fd = os.open(
             session_dir / "backend.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600
         )

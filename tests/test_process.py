@@ -155,8 +155,10 @@ def test_bad_template_field() -> None:
 
 
 def test_missing_working_directory() -> None:
-    with pytest.raises(NbvizError, match="working directory"):
+    with pytest.raises(NbvizError, match="working directory /no/such/dir does not exist"):
         WebApp(backend(), cwd="/no/such/dir")
+    with pytest.raises(NbvizError, match=f"working directory {BACKEND} is a file, not a dir"):
+        WebApp(backend(), cwd=BACKEND)
     assert session_dirs() == []
 
 
