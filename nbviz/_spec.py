@@ -358,6 +358,12 @@ def render_command(command: Sequence[str], values: Mapping[str, object]) -> list
 def default_name(command: Sequence[str]) -> str:
     """A short human name for a command: ``python -m http.server`` -> ``http.server``."""
     program = os.path.basename(command[0])
+    if program == "env":  # env [-u NAME] [NAME=value ...] program ...: name the program
+        rest = list(command[1:])
+        while rest and (rest[0].startswith("-") or "=" in rest[0]):
+            rest = rest[2:] if rest[0] in ("-u", "--unset", "-C", "--chdir") else rest[1:]
+        if rest:
+            return default_name(rest)
     if program.startswith("python") and len(command) > 1:
         if command[1] == "-m" and len(command) > 2:
             return command[2]

@@ -81,6 +81,8 @@ def test_fixed_port_needs_no_field() -> None:
         (["/usr/bin/python3", "app/serve.py", "{port}"], "serve.py"),
         (["python3", "-c", "pass", "{port}"], "python3"),
         (["/opt/bin/tensorboard", "--port", "{port}"], "tensorboard"),
+        (["env", "-u", "X", "BASE={prefix}", "python", "app.py", "{port}"], "app.py"),
+        (["/usr/bin/env", "PORT={port}", "node", "server.js"], "node"),
     ],
 )
 def test_default_name(command: list[str], name: str) -> None:
