@@ -376,6 +376,22 @@ def test_first_colouring_of_meshes_and_blocks(tmp_path: Path) -> None:
         view.stop()
 
 
+def test_names_with_xml_characters(tmp_path: Path) -> None:
+    """write_vti and write_pvd escape what XML reserves: an array named 'p & "q" <0>' in a file
+    named 'a&b <1>.vti' in a series is read by ParaView with those names."""
+    name = 'p & "q" <0>'
+    values = np.random.default_rng(2).random((6, 6, 6))
+    step = write_vti(tmp_path / "a&b <1>.vti", {name: values})
+    series = write_pvd(tmp_path / "s&t.pvd", [(0.0, step), (1.5, step)])
+    view = ParaViewSession(series, size=(160, 120))
+    try:
+        view.wait_ready(120)
+        assert view.fields == [name] and view.field == name
+        assert view.times == [0.0, 1.5]
+    finally:
+        view.stop()
+
+
 def test_missing_and_unreadable_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: Path
 ) -> None:
