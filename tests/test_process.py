@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import traitlets
 from jupyter_helpers import BACKEND, running, wait_until
 
 from nbviz import (
@@ -212,6 +213,25 @@ def test_unix_socket_under_a_non_ascii_runtime_dir(
         assert not os.path.exists(socket_path) and not list(runtime.iterdir())
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("height", [320, "320", "60vh", "12.5em", "calc(100vh - 80px)"])
+def test_frame_heights_that_css_takes(height: int | str) -> None:
+    app = WebApp(backend(), height=height, start=False)
+    assert app.height == height
+
+
+@pytest.mark.parametrize("height", [0, -5, "big", "", "60 vh", "320px; color: red"])
+def test_frame_heights_that_would_collapse_the_frame_are_refused(height: int | str) -> None:
+    """A height the browser would ignore (the frame collapses to nothing) is refused, saying
+    what a height may be; nothing starts."""
+    with pytest.raises(traitlets.TraitError, match=r"nbviz: height must be .*got"):
+        WebApp(backend(), height=height)
+    app = WebApp(backend(), start=False)
+    with pytest.raises(traitlets.TraitError, match=r"nbviz: height must be"):
+        app.height = height
+    assert app.height == 480
+    assert session_dirs() == []
 
 
 def test_port_in_use() -> None:
