@@ -26,11 +26,13 @@ import psutil
 
 from . import _orphans, _paths, _registry, _remote
 from ._errors import (
+    ArgumentTypeError,
     BackendExitedError,
     BackendStoppedError,
     NbvizError,
     PortInUseError,
     ReadyTimeoutError,
+    TemplateError,
 )
 from ._spec import SECRET_ENV_VAR, Endpoint, Spec, find_program, render_command
 
@@ -346,6 +348,10 @@ class Process:
 
     def logs(self, lines: int | None = None) -> str:
         """What the backend printed (stdout and stderr), the last ``lines`` lines if given."""
+        if lines is not None and (not isinstance(lines, int) or isinstance(lines, bool)):
+            raise ArgumentTypeError(f"lines= must be an int (or None), got {lines!r}")
+        if lines is not None and lines < 0:
+            raise TemplateError(f"lines= must be a number of lines (0 or more), got {lines}")
         path = self.log_path
         text = self._last_logs
         if path is not None:
@@ -359,7 +365,7 @@ class Process:
                         text = f"{LOG_DROPPED}\n{text}"
                 except OSError:
                     pass
-        return tail(text, lines) if lines else text
+        return text if lines is None else tail(text, lines) if lines else ""
 
     def _cap_log(self) -> None:
         """Keep the log under LOG_LIMIT: past it, its latest LOG_LIMIT bytes (from a line start)

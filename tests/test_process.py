@@ -234,6 +234,18 @@ def test_frame_heights_that_would_collapse_the_frame_are_refused(height: int | s
     assert session_dirs() == []
 
 
+def test_log_lines(apps: list[WebApp]) -> None:
+    app = WebApp([PY, "-c", "print('a'); print('b'); print('c')", "{port}"])
+    apps.append(app)
+    with pytest.raises(BackendExitedError):
+        app.wait_ready(20)
+    assert app.logs() == "a\nb\nc\n" and app.logs(2) == "b\nc" and app.logs(0) == ""
+    with pytest.raises(TemplateError, match=r"lines= must be a number of lines \(0 or more\)"):
+        app.logs(-1)
+    with pytest.raises(TypeError, match=r"lines= must be an int"):
+        app.logs("5")  # type: ignore[arg-type]
+
+
 def test_port_in_use() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
