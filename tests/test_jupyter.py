@@ -232,6 +232,7 @@ def test_the_documented_secret_checking_app(
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{info['port']}/", timeout=10)
         assert refused.value.code == 403
+        refused.value.close()
     finally:
         kernel.run("app.stop()")
         kernel.close()
