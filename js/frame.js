@@ -64,6 +64,19 @@ export function joinPath(root, path) {
 }
 
 /**
+ * A URL path as people write it: spaces and non-ASCII letters decoded ("/dir%20%C3%BC/" ->
+ * "/dir ü/"); escapes of reserved characters ("%2F", "%3F", "%23") stay as they are.
+ * @param {string} path
+ */
+function readablePath(path) {
+  try {
+    return decodeURI(path);
+  } catch {
+    return path; // not valid percent-encoding: as the browser has it
+  }
+}
+
+/**
  * The app path of a location inside the frame, or null when it is outside the backend's root.
  * @param {string} root
  * @param {Location} location
@@ -74,7 +87,8 @@ function appPath(root, location) {
   if (!here.startsWith(rootPath)) {
     return location.pathname + "/" === rootPath ? "/" : null;
   }
-  return "/" + here.slice(rootPath.length);
+  const path = location.pathname.slice(rootPath.length);
+  return "/" + readablePath(path) + location.search + location.hash;
 }
 
 /** @param {string} tag @param {string} cls @param {string} [text] */

@@ -26,6 +26,10 @@ class TemplateError(NbvizError, ValueError):
     """A command template names a field nbviz does not know, or is malformed."""
 
 
+class ArgumentTypeError(TemplateError, TypeError):
+    """An argument has the wrong type (a TemplateError that is also a TypeError)."""
+
+
 class ProgramNotFoundError(NbvizError, FileNotFoundError):
     """The program to start is not installed (or not on PATH)."""
 

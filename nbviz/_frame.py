@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,13 @@ def static_bundle(title: str, kind: str, png: bytes | None) -> dict[str, str]:
             f"&mdash; last picture of a live nbviz {html.escape(kind)}</figcaption></figure>"
         ),
     }
+
+
+#: A frame height CSS takes: a number (pixels), a length ("60vh", "12.5em") or a calc().
+CSS_HEIGHT = re.compile(
+    r"\d+(\.\d+)?(px|em|rem|ex|ch|lh|vh|vw|vmin|vmax|svh|lvh|dvh|cm|mm|in|pt|pc|%)?"
+    r"|(calc|min|max|clamp)\([^;{}]+\)"
+)
 
 
 def _asset(name: str) -> Path:
@@ -116,6 +124,18 @@ class Frame(anywidget.AnyWidget):
             from IPython.display import update_display
 
             update_display(self._bundle(), raw=True, display_id=self._display_id)
+
+    @t.validate("height")
+    def _valid_height(self, proposal: dict[str, Any]) -> int | str:
+        value = proposal["value"]
+        if isinstance(value, int) and value > 0:
+            return value
+        if isinstance(value, str) and CSS_HEIGHT.fullmatch(value.strip()):
+            return value
+        raise t.TraitError(
+            "nbviz: height must be pixels (an int above 0) or a CSS length such as '60vh' or "
+            f"'calc(100vh - 80px)', got {value!r}"
+        )
 
     @t.validate("path")
     def _valid_path(self, proposal: dict[str, Any]) -> str:

@@ -53,7 +53,7 @@ def new_session_dir(session_id: str) -> Path:
 def socket_dir(session_dir: Path, longest_name: int = 24) -> Path:
     """A 0700 directory for a session's extra sockets: its own directory, or a short private one
     under /tmp when socket paths there would exceed the limit (deep home directories)."""
-    if len(str(session_dir)) + 1 + longest_name <= MAX_SOCKET_PATH:
+    if len(os.fsencode(session_dir)) + 1 + longest_name <= MAX_SOCKET_PATH:  # bytes, not chars
         return session_dir
     return private_dir(Path(tempfile.gettempdir()) / f"nbviz-{os.getuid()}" / session_dir.name)
 

@@ -26,11 +26,13 @@ import psutil
 
 from . import _orphans, _paths, _registry, _remote
 from ._errors import (
+    ArgumentTypeError,
     BackendExitedError,
     BackendStoppedError,
     NbvizError,
     PortInUseError,
     ReadyTimeoutError,
+    TemplateError,
 )
 from ._spec import SECRET_ENV_VAR, Endpoint, Spec, find_program, render_command
 
@@ -40,6 +42,13 @@ Status = Literal["starting", "ready", "crashed", "stopped"]
 SECRET_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTER_TOKEN", "JUPYTER_PASSWORD")
 
 LOG_TAIL_LINES = 30
+#: Bytes of output the log may hold before its older part is dropped: an app that prints
+#: without end must not fill the runtime dir (a small tmpfs, or the home quota) nor the
+#: kernel's memory. ``logs()`` then returns between this and twice this much.
+LOG_LIMIT = 8 * 1024 * 1024
+#: Seconds between two looks at the log's size.
+LOG_CHECK_INTERVAL = 1.0
+LOG_DROPPED = "[nbviz: earlier output was dropped; the log keeps only the latest part]"
 PROBE_TIMEOUT = 2.0
 STOP_GRACE = 3.0
 
@@ -153,6 +162,46 @@ def tree_listen_addresses(pid: int, port: int) -> set[str]:
 
 #: Listening on these, a backend is reachable from other hosts too.
 ALL_INTERFACES = ("0.0.0.0", "::")
+
+
+def tree_listeners(pid: int) -> set[tuple[str, int]]:
+    """Every (address, port) on which ``pid`` or one of its descendants listens on TCP."""
+    found: set[tuple[str, int]] = set()
+    for member in tree_pids(pid):
+        try:
+            conns = psutil.Process(member).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        found |= {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
+    return found
+
+
+def address(ip: str, port: int) -> str:
+    """``127.0.0.1:80`` or ``[::1]:80``."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def listens_elsewhere(pid: int, endpoint: Endpoint) -> str:
+    """Why a local app that never answered on ``endpoint`` may have missed it: where its process
+    tree listens instead (another port, or IPv6's ::1 only), as advice; "" if nothing is seen."""
+    listeners = tree_listeners(pid)
+    on_ours = sorted(ip for ip, port in listeners if port == endpoint.port)
+    if endpoint.port is not None and on_ours and not set(on_ours) & {"127.0.0.1", *ALL_INTERFACES}:
+        where = ", ".join(address(ip, endpoint.port) for ip in on_ours)
+        return (
+            f"; it listens on {where} instead, and nbviz reaches apps on 127.0.0.1: make it "
+            "listen on 127.0.0.1 (e.g. --bind 127.0.0.1 or --host 127.0.0.1, not localhost)"
+        )
+    elsewhere = sorted((port, ip) for ip, port in listeners if port != endpoint.port)
+    if not elsewhere:
+        return ""
+    where = ", ".join(address(ip, port) for port, ip in elsewhere)
+    if endpoint.port is None:
+        return f"; it listens on TCP {where} instead: give it {{unix_socket}}"
+    return (
+        f"; it listens on {where} instead: give it {{port}} (here {endpoint.port}) where it "
+        "takes its port, or pass port= for a program that always listens on one port"
+    )
 
 
 def group_members(pgid: int) -> list[psutil.Process]:
@@ -277,13 +326,16 @@ class Process:
         self.started_at: float | None = None
         self._lock = threading.RLock()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._future.set_exception(BackendStoppedError(f"{spec.name} has not been started"))
-        self._future.exception()  # mark retrieved
+        self._future = failed(BackendStoppedError(f"{spec.name} has not been started"))
         self._wake = threading.Event()
         self._stopping = False
         self._monitor: threading.Thread | None = None
         self._last_logs = ""
+        #: Held while the log is read or rotated (logs() from the kernel, rotation from the
+        #: lifecycle thread).
+        self._log_lock = threading.Lock()
+        self._log_dropped = False
+        self._log_checked = 0.0
 
     # ----------------------------------------------------------------- queries
     @property
@@ -296,14 +348,52 @@ class Process:
 
     def logs(self, lines: int | None = None) -> str:
         """What the backend printed (stdout and stderr), the last ``lines`` lines if given."""
+        if lines is not None and (not isinstance(lines, int) or isinstance(lines, bool)):
+            raise ArgumentTypeError(f"lines= must be an int (or None), got {lines!r}")
+        if lines is not None and lines < 0:
+            raise TemplateError(f"lines= must be a number of lines (0 or more), got {lines}")
         path = self.log_path
         text = self._last_logs
         if path is not None:
-            try:
-                text = path.read_text(errors="replace")
-            except OSError:
-                pass
-        return tail(text, lines) if lines else text
+            with self._log_lock:
+                try:
+                    older = path.with_name("backend.log.1")
+                    data = older.read_bytes() if older.exists() else b""
+                    data += path.read_bytes()
+                    text = data.decode(errors="replace")
+                    if self._log_dropped:
+                        text = f"{LOG_DROPPED}\n{text}"
+                except OSError:
+                    pass
+        return text if lines is None else tail(text, lines) if lines else ""
+
+    def _cap_log(self) -> None:
+        """Keep the log under LOG_LIMIT: past it, its latest LOG_LIMIT bytes (from a line start)
+        become ``backend.log.1`` and the log starts empty again. The backend writes with
+        O_APPEND, so it goes on at the new end; what it writes between the copy and the
+        truncation (microseconds) is lost, as with logrotate's copytruncate."""
+        now = time.monotonic()
+        if now - self._log_checked < LOG_CHECK_INTERVAL:
+            return
+        self._log_checked = now
+        path = self.log_path
+        if path is None:
+            return
+        with self._log_lock, contextlib.suppress(OSError):
+            size = path.stat().st_size
+            if size <= LOG_LIMIT:
+                return
+            with open(path, "rb") as log:
+                log.seek(size - LOG_LIMIT)
+                kept = log.read()
+                os.truncate(path, 0)
+            start = kept.find(b"\n") + 1
+            fd = os.open(
+                path.with_name("backend.log.1"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
+            )
+            with os.fdopen(fd, "wb") as older:
+                older.write(kept[start:])
+            self._log_dropped = True
 
     # --------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -316,6 +406,7 @@ class Process:
             self._wake.clear()
             self.error = None
             self.listen_addresses = set()
+            self._log_dropped = False
             self.session_id = _paths.new_session_id()
             session_dir = _paths.new_session_dir(self.session_id)
             try:
@@ -378,7 +469,7 @@ class Process:
         if self.template_values is not None:
             values.update(self.template_values(endpoint, self.session_id))
         argv = render_command(spec.command, values)
-        argv[0] = find_program(argv[0], spec.env)
+        argv[0] = find_program(argv[0], spec.env, spec.cwd)
         self._launch(session_dir, argv, endpoint)
 
     def _spawn_ssh(self, session_dir: Path) -> None:
@@ -421,8 +512,11 @@ class Process:
         spec = self.spec
         cwd = spec.cwd if stdin is None else None  # over ssh, cwd is a directory there
         if cwd is not None and not os.path.isdir(cwd):
-            raise NbvizError(f"nbviz: working directory {cwd} does not exist")
-        log_fd = os.open(session_dir / "backend.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            what = "is a file, not a directory" if os.path.exists(cwd) else "does not exist"
+            raise NbvizError(f"nbviz: working directory {cwd} {what}")
+        log_fd = os.open(
+            session_dir / "backend.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600
+        )
         try:
             self._proc = subprocess.Popen(
                 argv,
@@ -497,6 +591,7 @@ class Process:
                 )
                 return
             attempts += 1
+            self._cap_log()
             if self._probe(proc, endpoint):
                 break
             now = time.monotonic()
@@ -509,11 +604,14 @@ class Process:
                         other = (
                             f" (port {endpoint.port} is held by another process, pid {min(others)})"
                         )
+                advice = (
+                    listens_elsewhere(proc.pid, endpoint) if endpoint.host is None else ""
+                ) or "; check the command, or raise timeout="
                 self._fail(
                     future,
                     ReadyTimeoutError(
                         f"nbviz: {spec.name} did not answer on {where} within "
-                        f"{spec.timeout:g} s{other}; check the command, or raise timeout=",
+                        f"{spec.timeout:g} s{other}{advice}",
                         log_tail=self.logs(LOG_TAIL_LINES),
                     ),
                     kill=proc,
@@ -531,7 +629,12 @@ class Process:
                 return
             self._set("ready", f"{spec.name} is ready ({time.monotonic() - start:.1f} s)")
         future.set_result(None)
-        code = proc.wait()
+        while True:
+            try:
+                code = proc.wait(timeout=LOG_CHECK_INTERVAL)
+                break
+            except subprocess.TimeoutExpired:
+                self._cap_log()
         if not self._stopping:
             # what it started (an X server, helpers) must not outlive it
             kill_tree(proc, session_id=self.session_id)
@@ -542,6 +645,8 @@ class Process:
                 f"nbviz: {spec.name} exited with {describe_exit(code)}; restart() starts it again",
                 log_tail=self.logs(LOG_TAIL_LINES),
             )
+            # Whoever waits for readiness from now on learns of the crash.
+            self._future = failed(self.error)
             self._set("crashed", self.error.message)
 
     def _probe(self, proc: subprocess.Popen[bytes], endpoint: Endpoint) -> bool:
@@ -612,11 +717,14 @@ class Process:
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(timeout=5)
         with self._lock:
+            stopped = BackendStoppedError(
+                f"nbviz: {self.spec.name} was stopped; start() starts it again"
+            )
             if not self._future.done():
-                self._future.set_exception(
-                    BackendStoppedError(f"nbviz: {self.spec.name} was stopped")
-                )
+                self._future.set_exception(stopped)
                 self._future.exception()
+            else:  # it was ready (or failed): from now on, waiting says it is stopped
+                self._future = failed(stopped)
             self._cleanup_files()
             self._proc = None
             if self.status != "stopped":
@@ -643,6 +751,14 @@ class Process:
             except OSError:
                 pass
         self._extra_paths = []
+
+
+def failed(error: BaseException) -> concurrent.futures.Future[None]:
+    """A future that already holds ``error`` (marked as retrieved: no "never retrieved" log)."""
+    future: concurrent.futures.Future[None] = concurrent.futures.Future()
+    future.set_exception(error)
+    future.exception()
+    return future
 
 
 def remote_endpoint(host: str, port: int | None) -> Endpoint:

@@ -148,7 +148,7 @@ def pick_remote_port(host: str, rng: random.Random | None = None) -> int:
 def ssh_args(ssh: str | Sequence[str]) -> tuple[str, ...]:
     """``"node"`` or ``["-p", "2222", "-i", key, "user@node"]`` (ssh arguments ending in the
     destination) as a tuple; raises TemplateError for an empty or malformed value."""
-    args = (ssh,) if isinstance(ssh, str) else tuple(ssh)
+    args = (ssh,) if isinstance(ssh, str) else tuple(ssh) if isinstance(ssh, Sequence) else ()
     if not args or not all(isinstance(a, str) and a for a in args):
         raise TemplateError(
             f"nbviz: ssh must be a destination ('node' or 'user@node') or a list of ssh "

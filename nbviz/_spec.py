@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import shlex
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _remote
-from ._errors import ProgramNotFoundError, TemplateError
+from ._errors import ArgumentTypeError, ProgramNotFoundError, TemplateError
 
 #: Fields a command item may contain, with what they become.
 TEMPLATE_FIELDS: Mapping[str, str] = {
@@ -130,6 +131,16 @@ class Spec:
         ssh: str | Sequence[str] | None = None,
     ) -> Spec:
         """Validate the arguments users pass and return a Spec (raises TemplateError)."""
+        check_types(
+            command=command,
+            port=port,
+            unix_socket=unix_socket,
+            ready_path=ready_path,
+            timeout=timeout,
+            env=env,
+            cwd=cwd,
+            secret_param=secret_param,
+        )
         items = tuple(
             # a path is data, not a template: its braces stay braces
             os.fspath(item).replace("{", "{{").replace("}", "}}")
@@ -141,8 +152,15 @@ class Spec:
             raise TemplateError("the command is empty; give a program and its arguments")
         if not all(isinstance(item, str) for item in items):
             raise TemplateError(f"every command item must be a str or path, got {list(items)!r}")
+        for index, item in enumerate(items):
+            if "\0" in item:
+                raise TemplateError(f"command item {index} contains a NUL character: {item!r}")
         for key, value in (env or {}).items():
-            if not isinstance(key, str) or not isinstance(value, (str, int, float)):
+            if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+                raise TemplateError(
+                    f"env= names must be non-empty strings without '=', got {key!r}"
+                )
+            if not isinstance(value, (str, int, float)) or "\0" in str(value):
                 raise TemplateError(
                     f"env values must be strings (or numbers), got {key!r}: {value!r}"
                 )
@@ -186,6 +204,15 @@ class Spec:
                 raise TemplateError("tcp_command must contain {port}")
         if not ready_path.startswith("/"):
             ready_path = "/" + ready_path
+        if isinstance(unix_socket, str):
+            # The kernel's ./app.sock: the app (in its cwd=) and the Jupyter server (in its
+            # own working directory) must both find it.
+            unix_socket = os.path.abspath(unix_socket)
+            if len(os.fsencode(unix_socket)) > 107:
+                raise TemplateError(
+                    f"the socket path {unix_socket} is longer than Unix sockets allow (107 "
+                    "bytes); pick a shorter one, or unix_socket=True for a private one"
+                )
         return cls(
             command=items,
             port=port,
@@ -193,7 +220,9 @@ class Spec:
             ready_path=ready_path,
             timeout=float(timeout),
             env={key: str(value) for key, value in (env or {}).items()},
-            cwd=os.fspath(cwd) if cwd is not None else None,
+            # A relative cwd means the kernel's directory now, not at some later restart (over
+            # ssh it is a directory on the other host, taken as it is).
+            cwd=None if cwd is None else os.fspath(cwd) if ssh_args else os.path.abspath(cwd),
             probe=probe,
             name=name or default_name(items),
             route_options=dict(route_options or {}),
@@ -219,6 +248,48 @@ class Spec:
         if self.tcp_command is None:
             return self
         return dataclasses.replace(self, command=self.tcp_command, unix_socket=False, port=None)
+
+
+def _wrong_type(name: str, what: str, value: object) -> ArgumentTypeError:
+    return ArgumentTypeError(f"{name}= must be {what}, got {value!r} ({type(value).__name__})")
+
+
+def check_types(
+    *,
+    command: object,
+    port: object,
+    unix_socket: object,
+    ready_path: object,
+    timeout: object,
+    env: object,
+    cwd: object,
+    secret_param: object,
+) -> None:
+    """Refuse arguments of the wrong type before anything runs, naming the argument (the type
+    hints say what each takes; a bare TypeError from deep inside would not)."""
+    if not isinstance(command, (str, Sequence)):
+        raise ArgumentTypeError(
+            f"command must be a list of str (program and arguments) or one string, got {command!r}"
+        )
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool)):
+        raise _wrong_type("port", "an int (or None)", port)
+    if not isinstance(unix_socket, (bool, str)):
+        raise _wrong_type("unix_socket", "True, False or a socket path", unix_socket)
+    if not isinstance(ready_path, str):
+        raise _wrong_type("ready_path", "a str", ready_path)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+        raise _wrong_type("timeout", "a number of seconds", timeout)
+    if not math.isfinite(timeout):
+        raise TemplateError(
+            f"timeout= must be a finite number of seconds, got {timeout!r}; give a large one "
+            "(e.g. 3600) for a program that starts very slowly"
+        )
+    if env is not None and not isinstance(env, Mapping):
+        raise _wrong_type("env", "a mapping of names to values (a dict, or None)", env)
+    if cwd is not None and not isinstance(cwd, (str, os.PathLike)):
+        raise _wrong_type("cwd", "a str or path (or None)", cwd)
+    if secret_param is not None and not isinstance(secret_param, str):
+        raise _wrong_type("secret_param", "a str (or None)", secret_param)
 
 
 def check_remote(
@@ -287,6 +358,12 @@ def render_command(command: Sequence[str], values: Mapping[str, object]) -> list
 def default_name(command: Sequence[str]) -> str:
     """A short human name for a command: ``python -m http.server`` -> ``http.server``."""
     program = os.path.basename(command[0])
+    if program == "env":  # env [-u NAME] [NAME=value ...] program ...: name the program
+        rest = list(command[1:])
+        while rest and (rest[0].startswith("-") or "=" in rest[0]):
+            rest = rest[2:] if rest[0] in ("-u", "--unset", "-C", "--chdir") else rest[1:]
+        if rest:
+            return default_name(rest)
     if program.startswith("python") and len(command) > 1:
         if command[1] == "-m" and len(command) > 2:
             return command[2]
@@ -295,8 +372,12 @@ def default_name(command: Sequence[str]) -> str:
     return program
 
 
-def find_program(program: str, env: Mapping[str, str] | None = None) -> str:
-    """The full path of ``program`` (looked up on the PATH the backend will get)."""
+def find_program(program: str, env: Mapping[str, str] | None = None, cwd: str | None = None) -> str:
+    """The full path of ``program`` (looked up on the PATH the backend will get; a relative path
+    such as ``./serve.sh`` is taken from ``cwd``, as subprocess does)."""
+    given = program
+    if os.sep in program and cwd is not None:
+        program = os.path.join(cwd, program)
     path = (env or {}).get("PATH", os.environ.get("PATH"))
     found = shutil.which(program, path=path)
     if found:
@@ -312,6 +393,11 @@ def find_program(program: str, env: Mapping[str, str] | None = None) -> str:
         raise ProgramNotFoundError(
             f"nbviz: {program} is not executable; chmod +x it, or run it with its "
             f"interpreter (e.g. [sys.executable, {program!r}, ...])"
+        )
+    if os.sep in program and not os.path.isabs(given) and cwd is not None:
+        raise ProgramNotFoundError(
+            f"nbviz: {given} does not exist in {cwd} (a relative program path is taken from "
+            "cwd=, the app's working directory); give its full path"
         )
     if os.sep in program:
         raise ProgramNotFoundError(f"nbviz: {program} does not exist; {how}")

@@ -243,6 +243,14 @@ class WebApp(Frame):
         """Stop the backend and every process it started."""
         self._process.stop()
 
+    def close(self) -> None:
+        """Stop the backend and close the widget (its views go; it cannot be shown again)."""
+        # ipywidgets also calls this from __del__: of objects whose __init__ failed, and while
+        # the interpreter exits (modules half torn down; the watchdog ends the app then).
+        if getattr(self, "_process", None) is not None and not sys.is_finalizing():
+            self.stop()
+        super().close()
+
     def restart(self) -> None:
         """Stop the backend (if running) and start it again with the same command."""
         self._process.stop()

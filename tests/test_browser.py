@@ -158,6 +158,35 @@ def test_path_round_trips(notebook: Notebook) -> None:
     assert notebook.printed("print(repr(app.path))") == "'/docs/'"
     save_screenshot(widget, "path-docs")
 
+    # Spaces and non-ASCII letters: the app gets them percent-encoded (as browsers send them);
+    # the kernel and the bar keep them readable, whichever side navigated.
+    notebook.run('app.path = "/docs/ü b/"')
+    expect(frame.locator("#where")).to_have_text("/docs/%C3%BC%20b/", timeout=10_000)
+    frame.locator("a#to-docs").click()
+    expect(frame.locator("#where")).to_have_text("/docs/%C3%BC%20b/docs/", timeout=10_000)
+    expect(widget.locator(".nbviz-info")).to_have_text(
+        "nbviz test backend \u2014 /docs/ü b/docs/", timeout=10_000
+    )
+    assert notebook.printed("print(repr(app.path))") == "'/docs/ü b/docs/'"
+
+    # The same object shown again in another cell: both views follow it. Stop in one view
+    # stops the app (both say so); Start in the other brings both back.
+    again = notebook.run("app")
+    other = again.locator(".nbviz-frame")
+    expect(again.frame_locator("iframe.nbviz-iframe").locator("#heading")).to_have_text(
+        "Paths", timeout=10_000
+    )
+    other.locator(".nbviz-bar").get_by_role("button", name="stop").click()
+    for view in (widget, other):
+        expect(view).to_have_attribute("data-status", "stopped", timeout=10_000)
+        expect(view.locator(".nbviz-panel-title")).to_have_text("backend.py is stopped")
+    assert notebook.printed("print(app.status, app.pid)") == "stopped None"
+    widget.locator(".nbviz-panel").get_by_role("button", name="Start").click()
+    for view in (widget, other):
+        expect(view).to_have_attribute("data-status", "ready", timeout=20_000)
+    expect(frame.locator("#heading")).to_have_text("Paths", timeout=10_000)
+    backend_pid(notebook)
+
 
 def test_crash_shows_error_and_restart_recovers(notebook: Notebook) -> None:
     """While it starts the panel shows progress; after SIGKILL it says the backend exited, with

@@ -376,6 +376,41 @@ def test_first_colouring_of_meshes_and_blocks(tmp_path: Path) -> None:
         view.stop()
 
 
+def test_names_with_xml_characters(tmp_path: Path) -> None:
+    """write_vti and write_pvd escape what XML reserves: an array named 'p & "q" <0>' in a file
+    named 'a&b <1>.vti' in a series is read by ParaView with those names."""
+    name = 'p & "q" <0>'
+    values = np.random.default_rng(2).random((6, 6, 6))
+    step = write_vti(tmp_path / "a&b <1>.vti", {name: values})
+    series = write_pvd(tmp_path / "s&t.pvd", [(0.0, step), (1.5, step)])
+    view = ParaViewSession(series, size=(160, 120))
+    try:
+        view.wait_ready(120)
+        assert view.fields == [name] and view.field == name
+        assert view.times == [0.0, 1.5]
+    finally:
+        view.stop()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"size": (640,)}, r"size= must be \(width, height\) in pixels, got \(640,\)"),
+        ({"size": "640x480"}, r"size= must be \(width, height\) in pixels, got '640x480'"),
+        ({"size": (0, 480)}, r"size= must be \(width, height\) in pixels, got \(0, 480\)"),
+        ({"spacing": (1, 1)}, r"spacing= must be three numbers \(x, y, z\), got \(1, 1\)"),
+        ({"origin": "0,0,0"}, r"origin= must be three numbers \(x, y, z\), got '0,0,0'"),
+        ({"ranks": "2"}, r"ranks= must be an int \(or None\), got '2'"),
+        ({"ranks": 0}, r"ranks must be 1 or more, got 0"),
+    ],
+)
+def test_wrong_arguments_are_named(data: Path, kwargs: dict[str, object], message: str) -> None:
+    """Mistyped arguments are refused at once, naming the argument (not a bare ValueError from
+    unpacking, nor a pvpython that fails later)."""
+    with pytest.raises(NbvizError, match=f"^nbviz: {message}"):
+        ParaViewSession(data, start=False, **kwargs)  # type: ignore[arg-type]
+
+
 def test_missing_and_unreadable_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: Path
 ) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import http.server
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import urllib.request
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import traitlets
 from jupyter_helpers import BACKEND, running, wait_until
 
 from nbviz import (
@@ -29,7 +32,9 @@ from nbviz import (
     ReadyTimeoutError,
     TemplateError,
     WebApp,
+    _process,
 )
+from nbviz._errors import BackendStoppedError
 
 PY = sys.executable
 
@@ -125,6 +130,19 @@ def test_context_manager_stops(apps: list[WebApp]) -> None:
     assert app.status == "stopped" and not psutil.pid_exists(pid)  # type: ignore[arg-type]
 
 
+def test_closing_the_widget_stops_its_app(apps: list[WebApp]) -> None:
+    """close() (ipywidgets': the views go, the object can no longer be shown) ends the app too,
+    instead of leaving it running with nothing left to show or stop it."""
+    app = WebApp(backend())
+    apps.append(app)
+    app.wait_ready(20)
+    pid = app.pid
+    assert pid is not None
+    app.close()
+    assert app.status == "stopped" and app.comm is None
+    wait_until(lambda: not psutil.pid_exists(pid) or not running(psutil.Process(pid)))
+
+
 def test_missing_program() -> None:
     with pytest.raises(ProgramNotFoundError, match="not found on PATH"):
         WebApp(["nbviz-no-such-program", "--port", "{port}"])
@@ -138,9 +156,94 @@ def test_bad_template_field() -> None:
 
 
 def test_missing_working_directory() -> None:
-    with pytest.raises(NbvizError, match="working directory"):
+    with pytest.raises(NbvizError, match="working directory /no/such/dir does not exist"):
         WebApp(backend(), cwd="/no/such/dir")
+    with pytest.raises(NbvizError, match=f"working directory {BACKEND} is a file, not a dir"):
+        WebApp(backend(), cwd=BACKEND)
     assert session_dirs() == []
+
+
+def test_relative_cwd_and_program(
+    apps: list[WebApp], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative cwd= means the kernel's working directory when the app was made (a later
+    os.chdir in the notebook does not move a restart); a relative program path is taken from
+    cwd=, as subprocess does (``./serve.sh`` beside the app's files)."""
+    project = tmp_path / "my project ü"
+    project.mkdir()
+    (project / "index.html").write_text("<h1>from my project</h1>")
+    script = project / "serve.sh"
+    script.write_text('#!/bin/sh\nexec "$PY" -m http.server --bind 127.0.0.1 "$1"\n')
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    app = WebApp(["./serve.sh", "{port}"], cwd="my project ü", env={"PY": PY})
+    apps.append(app)
+    app.wait_ready(20)
+    assert "from my project" in fetch(app)
+    assert os.path.samefile(app.command[0], script)
+    monkeypatch.chdir("/")
+    app.restart()
+    app.wait_ready(20)
+    assert "from my project" in fetch(app)
+    app.stop()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ProgramNotFoundError, match=r"does not exist in .*my project ü.*cwd="):
+        WebApp(["my project ü/serve.sh", "{port}"], cwd="my project ü", env={"PY": PY})
+    assert session_dirs() == []
+
+
+def test_unix_socket_under_a_non_ascii_runtime_dir(
+    apps: list[WebApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The socket path limit (107 bytes) counts bytes: a runtime dir under a non-ASCII home
+    (/home/jürgen/...) that fits in characters but not in bytes gets its socket under /tmp."""
+    base = Path(tempfile.mkdtemp(prefix="nbviz-"))
+    try:
+        runtime = base / ("ü" * 36) / "nbviz"
+        monkeypatch.setenv("NBVIZ_RUNTIME_DIR", str(runtime))
+        session_chars = len(str(runtime / "0123456789ab"))
+        assert session_chars <= 75 and len(os.fsencode(runtime / "0123456789ab")) > 94
+        app = WebApp([PY, str(BACKEND), "--unix-socket", "{unix_socket}"], route="nbviz")
+        apps.append(app)
+        app.wait_ready(20)
+        assert app.endpoint is not None and app.endpoint.unix_socket is not None
+        socket_path = app.endpoint.unix_socket
+        assert len(os.fsencode(socket_path)) <= 107
+        app.stop()
+        assert not os.path.exists(socket_path) and not list(runtime.iterdir())
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("height", [320, "320", "60vh", "12.5em", "calc(100vh - 80px)"])
+def test_frame_heights_that_css_takes(height: int | str) -> None:
+    app = WebApp(backend(), height=height, start=False)
+    assert app.height == height
+
+
+@pytest.mark.parametrize("height", [0, -5, "big", "", "60 vh", "320px; color: red"])
+def test_frame_heights_that_would_collapse_the_frame_are_refused(height: int | str) -> None:
+    """A height the browser would ignore (the frame collapses to nothing) is refused, saying
+    what a height may be; nothing starts."""
+    with pytest.raises(traitlets.TraitError, match=r"nbviz: height must be .*got"):
+        WebApp(backend(), height=height)
+    app = WebApp(backend(), start=False)
+    with pytest.raises(traitlets.TraitError, match=r"nbviz: height must be"):
+        app.height = height
+    assert app.height == 480
+    assert session_dirs() == []
+
+
+def test_log_lines(apps: list[WebApp]) -> None:
+    app = WebApp([PY, "-c", "print('a'); print('b'); print('c')", "{port}"])
+    apps.append(app)
+    with pytest.raises(BackendExitedError):
+        app.wait_ready(20)
+    assert app.logs() == "a\nb\nc\n" and app.logs(2) == "b\nc" and app.logs(0) == ""
+    with pytest.raises(TemplateError, match=r"lines= must be a number of lines \(0 or more\)"):
+        app.logs(-1)
+    with pytest.raises(TypeError, match=r"lines= must be an int"):
+        app.logs("5")  # type: ignore[arg-type]
 
 
 def test_port_in_use() -> None:
@@ -212,6 +315,39 @@ def test_never_answers_times_out_and_kills_the_tree(apps: list[WebApp]) -> None:
     wait_until(lambda: not psutil.pid_exists(child), timeout=5, what="the grandchild to go")
 
 
+def test_a_timeout_says_where_the_app_listens_instead(apps: list[WebApp]) -> None:
+    """The two usual reasons an app never answers, named in the error: it ignores {port} and
+    listens on a port of its own (Flask's 5000, say), or it listens on IPv6's ::1 only (what
+    "localhost" means to some servers), where nbviz does not look."""
+    own_port = textwrap.dedent(
+        """
+        import http.server, sys
+        server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+        print("listening on", server.server_address[1], "whatever argv says:", sys.argv[1:])
+        server.serve_forever()
+        """
+    )
+    app = WebApp([PY, "-c", own_port, "--port", "{port}"], timeout=1.5)
+    apps.append(app)
+    with pytest.raises(ReadyTimeoutError) as info:
+        app.wait_ready(20)
+    port = app.logs().split("listening on ")[1].split()[0]
+    assert f"it listens on 127.0.0.1:{port} instead" in str(info.value)
+    assert "give it {port}" in str(info.value)
+    with socket.socket(socket.AF_INET6) as probe:
+        try:
+            probe.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
+    app = WebApp([PY, "-m", "http.server", "--bind", "::1", "{port}"], timeout=1.5)
+    apps.append(app)
+    with pytest.raises(ReadyTimeoutError) as info:
+        app.wait_ready(20)
+    assert app.endpoint is not None
+    assert f"it listens on [::1]:{app.endpoint.port} instead" in str(info.value)
+    assert "make it listen on 127.0.0.1" in str(info.value)
+
+
 def test_wait_ready_with_a_shorter_wait(apps: list[WebApp]) -> None:
     app = WebApp(backend("--delay", "3"), timeout=20)
     apps.append(app)
@@ -221,6 +357,44 @@ def test_wait_ready_with_a_shorter_wait(apps: list[WebApp]) -> None:
     assert app.status == "ready"
 
 
+def test_a_flood_of_output_is_capped(apps: list[WebApp], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app that prints without end does not fill the disk (the runtime dir may be a small
+    tmpfs or the home quota) nor the kernel's memory: the log keeps its latest part, logs()
+    says that earlier output was dropped, and the last lines are all there."""
+    monkeypatch.setattr(_process, "LOG_LIMIT", 256 * 1024)
+    flood = textwrap.dedent(
+        """
+        import sys, http.server
+        for i in range(200_000):  # ~20 MB
+            print("line %06d " % i + "x" * 90)
+        print("flood done", flush=True)
+        http.server.test(http.server.SimpleHTTPRequestHandler, port=int(sys.argv[1]),
+                         bind="127.0.0.1")
+        """
+    )
+    app = WebApp([PY, "-c", flood, "{port}"], timeout=60)
+    apps.append(app)
+    app.wait_ready(60)
+    log = app._process.log_path
+    assert log is not None
+
+    def on_disk() -> int:
+        return sum(p.stat().st_size for p in log.parent.glob("backend.log*"))
+
+    wait_until(lambda: "flood done" in app.logs(5), timeout=20, what="the end of the flood")
+    wait_until(lambda: on_disk() <= 3 * 256 * 1024, timeout=20, what="the log to be rotated")
+    text = app.logs()
+    assert len(text) <= 3 * 256 * 1024
+    assert text.startswith("[nbviz: earlier output was dropped")
+    assert "line 199999 " in text and "line 000000" not in text
+    lines = text.splitlines()
+    first = lines.index("flood done") - 1
+    assert lines[first].startswith("line 199999 ")
+    assert app.logs(2).splitlines()[0] in ("flood done", lines[-2])
+    app.stop()
+    assert "flood done" in app.logs() and len(app.logs()) <= 3 * 256 * 1024
+
+
 def test_crash_while_running_then_restart(apps: list[WebApp]) -> None:
     app = WebApp(backend())
     apps.append(app)
@@ -228,9 +402,20 @@ def test_crash_while_running_then_restart(apps: list[WebApp]) -> None:
     fetch(app, "/exit")
     wait_until(lambda: app.status == "crashed", what="crash detection")
     assert "exited with code 7" in app.error and "listening" in app.error
+    # Waiting for an app that has crashed since it was ready raises the crash, as the widget
+    # shows it, instead of returning as if it were ready.
+    with pytest.raises(BackendExitedError, match="exited with code 7"):
+        app.wait_ready(1)
+    with pytest.raises(BackendExitedError, match="exited with code 7"):
+        asyncio.run(app.ready())
     app.restart()
     app.wait_ready(20)
     assert "Hello" in fetch(app)
+    app.stop()
+    with pytest.raises(BackendStoppedError, match=r"was stopped; start\(\) starts it again"):
+        app.wait_ready(1)
+    with pytest.raises(BackendStoppedError, match="was stopped"):
+        asyncio.run(app.ready())
 
 
 def test_stop_ends_grandchildren(apps: list[WebApp]) -> None:
@@ -310,3 +495,33 @@ def test_backend_never_outlives_its_owner(sig: int, tmp_path: Path) -> None:
             owner.wait()
         if owner.stdout is not None:
             owner.stdout.close()
+
+
+EXITING = """
+import sys
+from nbviz import WebApp
+silent = WebApp([sys.executable, "-c", "import time; time.sleep(60)", "{port}"], timeout=1)
+try:
+    silent.wait_ready()
+except TimeoutError as error:
+    print(type(error).__name__, silent.status)
+"""
+
+
+def test_a_script_that_ends_with_a_failed_app_exits_quietly(tmp_path: Path) -> None:
+    """A plain script (no kernel) that ends holding an app that failed exits cleanly: no
+    "Exception ignored" from its widget torn down with the interpreter (ipywidgets closes
+    widgets in __del__, when the modules nbviz needs to stop an app may be gone)."""
+    script = tmp_path / "script.py"
+    script.write_text(EXITING)
+    done = subprocess.run(
+        [PY, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NBVIZ_BASE_URL": "/"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ReadyTimeoutError", "crashed"]
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -81,6 +81,8 @@ def test_fixed_port_needs_no_field() -> None:
         (["/usr/bin/python3", "app/serve.py", "{port}"], "serve.py"),
         (["python3", "-c", "pass", "{port}"], "python3"),
         (["/opt/bin/tensorboard", "--port", "{port}"], "tensorboard"),
+        (["env", "-u", "X", "BASE={prefix}", "python", "app.py", "{port}"], "app.py"),
+        (["/usr/bin/env", "PORT={port}", "node", "server.js"], "node"),
     ],
 )
 def test_default_name(command: list[str], name: str) -> None:
@@ -99,3 +101,50 @@ def test_missing_program_says_how_to_install() -> None:
     with pytest.raises(ProgramNotFoundError, match=r"'DEBUG=1'.*without a shell: pass env="):
         find_program("DEBUG=1")  # a shell habit: "DEBUG=1 python app.py {port}"
     assert find_program("sh").endswith("/sh")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"timeout": "30"}, r"timeout= must be a number of seconds, got '30' \(str\)"),
+        ({"timeout": True}, r"timeout= must be a number of seconds, got True \(bool\)"),
+        ({"timeout": float("nan")}, r"timeout= must be a finite number of seconds, got nan"),
+        ({"timeout": float("inf")}, r"timeout= must be a finite number of seconds, got inf"),
+        ({"port": "8000"}, r"port= must be an int \(or None\), got '8000' \(str\)"),
+        ({"port": True}, r"port= must be an int \(or None\), got True \(bool\)"),
+        ({"port": 8000.0}, r"port= must be an int \(or None\), got 8000.0 \(float\)"),
+        ({"env": ["A=1"]}, r"env= must be a mapping .*, got \['A=1'\] \(list\)"),
+        ({"env": {"A=B": "1"}}, r"env= names must be non-empty strings without '=', got 'A=B'"),
+        ({"env": {3: "1"}}, r"env= names must be non-empty strings without '=', got 3"),
+        ({"cwd": 3}, r"cwd= must be a str or path \(or None\), got 3 \(int\)"),
+        ({"ready_path": None}, r"ready_path= must be a str, got None \(NoneType\)"),
+        ({"secret_param": 5}, r"secret_param= must be a str \(or None\), got 5 \(int\)"),
+        ({"unix_socket": 1}, r"unix_socket= must be True, False or a socket path, got 1 \(int\)"),
+    ],
+)
+def test_wrong_argument_types_are_named(kwargs: dict[str, object], message: str) -> None:
+    """A wrong type is refused before anything runs, naming the argument and what it takes; the
+    error is a TemplateError (an NbvizError) and a TypeError or ValueError as Python's own."""
+    with pytest.raises(TemplateError, match=f"^nbviz: {message}") as info:
+        Spec.build(["srv", "{port}"] if "port" not in kwargs else ["srv"], **kwargs)  # type: ignore[arg-type]
+    bad_type = "must be a finite" not in message and "without '='" not in message
+    assert isinstance(info.value, TypeError if bad_type else ValueError)
+
+
+def test_wrong_ssh_and_command_types_are_named() -> None:
+    with pytest.raises(TemplateError, match=r"ssh must be a destination .*got 5"):
+        Spec.build(["srv", "{unix_socket}"], ssh=5)  # type: ignore[arg-type]
+    with pytest.raises(TemplateError, match=r"command must be a list of str .*got None"):
+        Spec.build(None)  # type: ignore[arg-type]
+    with pytest.raises(TemplateError, match=r"command item 1 contains a NUL character"):
+        Spec.build(["srv", "a\0b", "{port}"])
+
+
+def test_a_socket_path_is_made_absolute_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = Spec.build(["srv", "{unix_socket}"], unix_socket="app.sock")
+    assert spec.unix_socket == str(tmp_path / "app.sock")
+    with pytest.raises(TemplateError, match=r"longer than Unix sockets allow \(107 bytes\)"):
+        Spec.build(["srv", "{unix_socket}"], unix_socket="/tmp/" + "s" * 103)

@@ -23,7 +23,7 @@ import traitlets as t
 
 from .. import _gate
 from .._channel import Channel, ChannelError
-from .._errors import BackendExitedError, NbvizError, ProgramNotFoundError
+from .._errors import ArgumentTypeError, BackendExitedError, NbvizError, ProgramNotFoundError
 from .._screenshot import Screenshot
 from .._spec import Endpoint, Spec, find_program
 from ..app import WebApp, warn
@@ -270,6 +270,7 @@ class ParaViewSession(WebApp):
         route: Any = "auto",
         start: bool = True,
     ) -> None:
+        check_arguments(size=size, spacing=spacing, origin=origin, ranks=ranks)
         pvpython = find_pvpython()
         site = trame_site()
         parallel: list[str] = []
@@ -513,7 +514,7 @@ class ParaViewSession(WebApp):
 
     # ------------------------------------------------------------ requests
     def _request(self, name: str, args: dict[str, Any] | None = None, timeout: float = 120) -> Any:
-        if self._channel is None:
+        if self._channel is None and self.status == "starting":
             self.wait_ready()
         if self._channel is None:
             raise NbvizError(f"nbviz: the ParaView session is {self.status}; restart() it")
@@ -532,7 +533,7 @@ class ParaViewSession(WebApp):
 
     def screenshot(self, width: int | None = None, height: int | None = None) -> Screenshot:
         """A PNG of the view as ParaView renders it (server side, no browser needed)."""
-        if self._channel is None:
+        if self._channel is None and self.status == "starting":
             self.wait_ready()
         if self._process.session_dir is None:
             raise NbvizError(f"nbviz: the ParaView session is {self.status}; restart() it")
@@ -588,6 +589,26 @@ class ParaViewSession(WebApp):
 def _literal(text: str) -> str:
     """Escape braces so a user's string passes through the command template unchanged."""
     return text.replace("{", "{{").replace("}", "}}")
+
+
+def check_arguments(*, size: object, spacing: object, origin: object, ranks: object) -> None:
+    """Refuse mistyped arguments at once, naming them (before anything starts)."""
+
+    def numbers(value: object, count: int) -> bool:
+        return (
+            isinstance(value, Sequence)
+            and not isinstance(value, str)
+            and len(value) == count
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        )
+
+    if not numbers(size, 2) or not all(int(v) > 0 for v in size):  # type: ignore[attr-defined]
+        raise ArgumentTypeError(f"size= must be (width, height) in pixels, got {size!r}")
+    for name, value in (("spacing", spacing), ("origin", origin)):
+        if not numbers(value, 3):
+            raise ArgumentTypeError(f"{name}= must be three numbers (x, y, z), got {value!r}")
+    if ranks is not None and (not isinstance(ranks, int) or isinstance(ranks, bool)):
+        raise ArgumentTypeError(f"ranks= must be an int (or None), got {ranks!r}")
 
 
 def _explain(exc: BackendExitedError) -> NbvizError:

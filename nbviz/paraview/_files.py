@@ -11,6 +11,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 _TYPES = {
     "float32": "Float32",
@@ -60,7 +61,8 @@ def write_vti(
             a = a.reshape(block_shape, order="C")
             blocks.append(
                 (
-                    f'<DataArray type="{kind}" Name="{name}" format="appended" offset="{offset}"/>',
+                    f'<DataArray type="{kind}" Name={quoteattr(str(name))} format="appended" '
+                    f'offset="{offset}"/>',
                     a,
                 )
             )
@@ -71,7 +73,7 @@ def write_vti(
         f'<ImageData WholeExtent="{extent}" Origin="{" ".join(map(str, origin))}" '
         f'Spacing="{" ".join(map(str, spacing))}">',
         f'<Piece Extent="{extent}">',
-        f'<PointData Scalars="{next(iter(point))}">',
+        f"<PointData Scalars={quoteattr(str(next(iter(point))))}>",
         *(element for element, _a in blocks[: len(point)]),
         "</PointData>",
         "<CellData>",
@@ -97,15 +99,21 @@ def write_vti(
 def write_pvd(
     path: str | os.PathLike[str], steps: Sequence[tuple[float, str | os.PathLike[str]]]
 ) -> Path:
-    """Write a ParaView collection: one ``(time, file)`` per step, files relative to ``path``."""
+    """Write a ParaView collection: one ``(time, file)`` per step.
+
+    Each file is a path as usual (absolute, or relative to the working directory, as
+    ``write_vti`` returns it); the collection names it relative to its own directory.
+    """
     out = Path(path)
     rows = [
-        f'<DataSet timestep="{float(time)!r}" part="0" file="{os.path.relpath(f, out.parent)}"/>'
+        f'<DataSet timestep="{float(time)!r}" part="0" '
+        f"file={quoteattr(os.path.relpath(f, out.parent))}/>"
         for time, f in steps
     ]
     out.write_text(
         '<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1">\n<Collection>\n'
         + "\n".join(rows)
-        + "\n</Collection>\n</VTKFile>\n"
+        + "\n</Collection>\n</VTKFile>\n",
+        encoding="utf-8",
     )
     return out
