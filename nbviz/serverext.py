@@ -464,8 +464,18 @@ class RouteHandler(ProxyHandler):
                 and not self.absolute_url
                 and response.status in (301, 302, 303, 307, 308)
             ):
-                value = self._rewrite_location_header(value, host, port, proxied_path)
+                value = self._location(value, host, port, proxied_path)
             self.add_header(name, value)
+
+    def _location(self, location: str, host: str, port: int, proxied_path: str) -> str:
+        """A redirect's target under the route: a root-relative path gets the route's prefix
+        (jupyter-server-proxy's rule), unless it already carries it (an app told its prefix,
+        e.g. ``uvicorn --root-path {prefix}``, redirects to ``{prefix}other``)."""
+        prefix = self._get_context_path(host, port).rstrip("/") + "/"
+        path = urlsplit(location).path
+        if location.startswith("/") and (path + "/").startswith(prefix):
+            return location
+        return str(self._rewrite_location_header(location, host, port, proxied_path))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """A short page saying what went wrong (it shows inside the notebook's frame)."""

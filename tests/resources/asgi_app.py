@@ -2,7 +2,8 @@
 FastAPI and Starlette apps do behind a proxy that strips a prefix (``uvicorn --root-path``).
 
 ``/`` shows the root path, the path the app routed and a link built with ``url_for``;
-``/go`` redirects to the other page's full URL (``url_for``); ``/ws`` echoes websocket messages.
+``/go`` redirects to the other page's full URL (``url_for``), ``/go-path`` to its path (which
+carries the root path); ``/ws`` echoes websocket messages.
 """
 
 from starlette.applications import Starlette
@@ -28,6 +29,10 @@ async def go(request: Request) -> Response:
     return RedirectResponse(request.url_for("other"))  # a full URL, as FastAPI apps redirect
 
 
+async def go_path(request: Request) -> Response:
+    return RedirectResponse(request.url_for("other").path)
+
+
 async def echo(websocket: WebSocket) -> None:
     await websocket.accept()
     async for message in websocket.iter_text():
@@ -39,6 +44,7 @@ app = Starlette(
         Route("/", index),
         Route("/other", other, name="other"),
         Route("/go", go),
+        Route("/go-path", go_path),
         WebSocketRoute("/ws", echo),
     ]
 )
