@@ -231,6 +231,18 @@ def test_missing_start_program_or_window_manager() -> None:
         RemoteDesktop(start=[""])
 
 
+def test_without_a_window_manager_the_window_list_is_empty() -> None:
+    """No window manager publishes the list (window_manager="", or before it is up): windows
+    is empty and refresh() does not fail (it raised 'Cannot get client list properties')."""
+    desk = new_desktop("vnc", window_manager="", start=())
+    try:
+        desk.launch(["xterm", "-T", "unmanaged"])
+        desk.refresh()
+        assert desk.windows == []
+    finally:
+        desk.stop()
+
+
 def test_missing_program_and_one_that_exits_at_once(desk: RemoteDesktop) -> None:
     with pytest.raises(ProgramNotFoundError, match=r"^nbviz: program 'no-such-x-program'"):
         desk.launch("no-such-x-program --flag")
