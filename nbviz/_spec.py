@@ -117,7 +117,7 @@ class Spec:
         command: str | Sequence[str | os.PathLike[str]],
         *,
         port: int | None = None,
-        unix_socket: bool | str = False,
+        unix_socket: bool | str | os.PathLike[str] = False,
         ready_path: str = "/",
         timeout: float = 30.0,
         env: Mapping[str, str | int | float] | None = None,
@@ -131,6 +131,8 @@ class Spec:
         ssh: str | Sequence[str] | None = None,
     ) -> Spec:
         """Validate the arguments users pass and return a Spec (raises TemplateError)."""
+        if isinstance(unix_socket, os.PathLike):
+            unix_socket = os.fspath(unix_socket)
         check_types(
             command=command,
             port=port,
@@ -274,7 +276,7 @@ def check_types(
     if port is not None and (not isinstance(port, int) or isinstance(port, bool)):
         raise _wrong_type("port", "an int (or None)", port)
     if not isinstance(unix_socket, (bool, str)):
-        raise _wrong_type("unix_socket", "True, False or a socket path", unix_socket)
+        raise _wrong_type("unix_socket", "True, False or a socket path (str or Path)", unix_socket)
     if not isinstance(ready_path, str):
         raise _wrong_type("ready_path", "a str", ready_path)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):

@@ -83,7 +83,7 @@ class WebApp(Frame):
         command: str | Sequence[str | os.PathLike[str]],
         *,
         port: int | None = None,
-        unix_socket: bool | str = False,
+        unix_socket: bool | str | os.PathLike[str] = False,
         ready_path: str = "/",
         timeout: float = 30,
         env: Mapping[str, str | int | float] | None = None,

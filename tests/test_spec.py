@@ -49,6 +49,9 @@ def test_malformed_templates_rejected(item: str) -> None:
 def test_unix_socket_field_switches_to_socket_mode() -> None:
     spec = Spec.build(["srv", "--socket", "{unix_socket}"])
     assert spec.uses_unix_socket and spec.port is None
+    # a socket path may be a Path, as cwd= may
+    spec = Spec.build(["srv", "--socket", "{unix_socket}"], unix_socket=Path("/tmp/app.sock"))
+    assert spec.uses_unix_socket and spec.unix_socket == "/tmp/app.sock"
 
 
 def test_contradictions_rejected() -> None:
@@ -119,7 +122,10 @@ def test_missing_program_says_how_to_install() -> None:
         ({"cwd": 3}, r"cwd= must be a str or path \(or None\), got 3 \(int\)"),
         ({"ready_path": None}, r"ready_path= must be a str, got None \(NoneType\)"),
         ({"secret_param": 5}, r"secret_param= must be a str \(or None\), got 5 \(int\)"),
-        ({"unix_socket": 1}, r"unix_socket= must be True, False or a socket path, got 1 \(int\)"),
+        (
+            {"unix_socket": 1},
+            r"unix_socket= must be True, False or a socket path \(str or Path\), got 1 \(int\)",
+        ),
     ],
 )
 def test_wrong_argument_types_are_named(kwargs: dict[str, object], message: str) -> None:
