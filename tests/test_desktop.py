@@ -215,9 +215,31 @@ def test_clipboard_round_trip(desk: RemoteDesktop) -> None:
 def test_resize(desk: RemoteDesktop) -> None:
     desk.size = (1024, 640)
     assert desk.screenshot().size == (1024, 640)
-    assert "1024x640" in x_run(desk, "xdpyinfo")
+    info = x_run(desk, "xdpyinfo")
+    assert "1024x640" in info
+    assert "    GLX\n" in info  # OpenGL by default (ParaView's GUI needs it)
     with pytest.raises(NbvizError, match=r"^nbviz: size must be"):
         desk.size = (1, 1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_desktop_without_opengl(backend: str, tmp_path: Path) -> None:
+    """gl=False: no GLX on the X server (50 MB less), the desktop works, and a program known
+    to need OpenGL is refused with the reason."""
+    desk = new_desktop(backend, gl=False, start=[])
+    try:
+        extensions = x_run(desk, "xdpyinfo", "-queryExtensions")
+        assert "RANDR" in extensions and "GLX" not in extensions
+        target = tmp_path / "typed.txt"
+        desk.launch(["xterm", "-T", "no-gl", "-e", "sh"])
+        wait_until(lambda: desk.refresh() or "no-gl" in desk.windows, what="the xterm")
+        x_run(desk, "xdotool", "search", "--sync", "--name", "no-gl", "windowactivate", "--sync")
+        x_run(desk, "xdotool", "type", "--delay", "15", f"echo no-gl > {target}\n")
+        wait_until(target.exists, what="the file the xterm's shell writes", timeout=10)
+        with pytest.raises(NbvizError, match=r"^nbviz: paraview needs OpenGL .* gl=False"):
+            desk.launch(["paraview"])
+    finally:
+        desk.stop()
 
 
 def test_missing_start_program_or_window_manager() -> None:

@@ -9,7 +9,8 @@ all of them), writes ``desktop.json`` (display, Xauthority) into a private state
 to the socket once the desktop is usable, then watches: if the X server or the web-facing
 process exits, it ends the rest and exits non-zero with a line that says what happened.
 
-- ``xpra``: ``xpra start-desktop`` on its own Xvfb, its websocket on a private Unix socket;
+- ``xpra``: an Xvfb started here, then ``xpra start-desktop --use-display`` on it (Xvfb and
+  the window manager come up while Xpra's Python imports), its websocket on a private Unix socket;
   nbviz's own copy of the Xpra config (no Xsession pop-up); this launcher serves the HTML5
   client's files on ``S`` (threads, keep-alive, gzipped copies; plus a small script,
   :data:`XPRA_PAGE_SCRIPT`) and passes websocket upgrades through to Xpra. With
@@ -152,8 +153,8 @@ XPRA_QUIET = [
 def become_subreaper() -> None:
     """Adopt our descendants whose parent dies (Linux ``PR_SET_CHILD_SUBREAPER``).
 
-    Xpra starts its Xvfb in a process group of its own: if Xpra itself dies, that Xvfb would
-    be re-parented to init and outlive the desktop. As a subreaper, the launcher gets it.
+    A child may start processes of its own in other process groups: if it dies, they would be
+    re-parented to init and outlive the desktop. As a subreaper, the launcher gets them.
     """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
@@ -227,6 +228,15 @@ def set_screen_size(env: dict[str, str], width: int, height: int) -> None:
     result = xrandr("--output", output, "--mode", mode, "--fb", mode)
     if result.returncode != 0:
         raise RuntimeError(result.stderr.strip() or f"xrandr could not set {mode}")
+
+
+def gl_arguments(gl: bool) -> list[str]:
+    """X server arguments for OpenGL (GLX) on the desktop, or none.
+
+    GLX loads Mesa's software renderer and LLVM into the X server: about 50 MB of its RSS
+    (Xvfb 69 MB with GLX, 15 MB without). Programs that need OpenGL (ParaView's GUI) fail
+    on a display without it ("GLX" missing)."""
+    return ["+extension", "GLX"] if gl else ["-extension", "GLX"]
 
 
 def write_private(path: Path, data: str | bytes) -> None:
@@ -719,30 +729,55 @@ class Launcher:
         return subprocess.run(argv, env=self.env, stdout=out, stderr=out, check=False).returncode
 
     # ----------------------------------------------------------------- pieces
-    def start_xpra(self, write_fd: int) -> subprocess.Popen[bytes]:
+    def start_xvfb(self, write_fd: int) -> subprocess.Popen[bytes]:
+        """Xpra's X server, started here (not by Xpra): it comes up while Xpra's Python still
+        imports (0.2-0.3 s), and the launcher owns it like every other piece."""
+        xvfb = shutil.which("Xvfb")
+        if xvfb is None:
+            raise SystemExit("nbviz: Xvfb not found; install it (apt-get install xvfb)")
+        width, height = self.args.size
+        fb_w, fb_h = max(width, MIN_FRAMEBUFFER[0]), max(height, MIN_FRAMEBUFFER[1])
+        where = [f":{self.args.display}"] if self.args.display is not None else []
+        argv = [
+            xvfb,
+            *where,
+            "-displayfd",
+            str(write_fd),
+            "+extension",
+            "Composite",
+            "+extension",
+            "RANDR",
+            *gl_arguments(self.args.gl),
+            "-screen",
+            "0",
+            f"{fb_w}x{fb_h}x24+32",
+            "-dpi",
+            "96",
+            "-nolisten",
+            "tcp",
+            "-noreset",
+            "-auth",
+            self.env["XAUTHORITY"],
+        ]
+        proc = self.spawn("Xvfb", argv, essential=True, env=self.env, pass_fds=(write_fd,))
+        os.close(write_fd)
+        return proc
+
+    def start_xpra(self) -> subprocess.Popen[bytes]:
+        """``xpra start-desktop`` on the launcher's running X server (``--use-display``)."""
         xpra = shutil.which("xpra")
         if xpra is None:
             raise SystemExit("nbviz: xpra not found; install it (apt-get install xpra)")
-        width, height = self.args.size
-        fb_w, fb_h = max(width, MIN_FRAMEBUFFER[0]), max(height, MIN_FRAMEBUFFER[1])
-        xvfb = (
-            "Xvfb +extension GLX +extension Composite +extension RANDR "
-            f"-screen 0 {fb_w}x{fb_h}x24+32 -dpi 96 -nolisten tcp -noreset -auth $XAUTHORITY"
-        )
-        self.web_root = xpra_web_root(self.state)
-        self.env["XPRA_SYSTEM_CONF_DIRS"] = str(xpra_config(self.state))
-        self.env["XPRA_USER_CONF_DIRS"] = str(self.state / "xpra-user")
-        where = [f":{self.args.display}"] if self.args.display is not None else []
+        assert self.web_root is not None
         argv = [
             xpra,
             "start-desktop",
-            *where,
-            f"--displayfd={write_fd}",
+            self.display,
+            "--use-display=yes",
             f"--bind={self.xpra_socket}",
             f"--html={self.web_root}",
             "--sharing=yes",  # a page reloaded or shown in a second cell attaches alongside
             f"--socket-dirs={self.state}",
-            f"--xvfb={xvfb}",
             *XPRA_QUIET,
         ]
         if self.args.encryption:
@@ -758,14 +793,17 @@ class Launcher:
         # loads Mesa, and with it LLVM, to list GL visuals: 50 MB of its 120 MB. Only Xpra's
         # own process gets it: the launcher starts the desktop's programs without it, and
         # what Xpra's client menu starts gets it emptied (--start-env).
-        env = dict(self.env, GDK_GL="disable")
+        # XPRA_UINPUT=0: on a display it did not start, Xpra would run xprop to look for
+        # input devices it made earlier (it made none). XPRA_VFB_WAIT: how long Xpra waits
+        # for the display to answer (3 s by default; more on a loaded machine).
+        env = dict(
+            self.env,
+            GDK_GL="disable",
+            XPRA_UINPUT="0",
+            XPRA_VFB_WAIT=str(int(X_START_TIMEOUT)),
+        )
         argv.append("--start-env=GDK_GL=")
-        proc = self.spawn("xpra", argv, essential=True, env=env, pass_fds=(write_fd,))
-        os.close(write_fd)
-        # While Xpra starts (made once per user; then only links).
-        self.gzip_links = threading.Thread(target=link_gzipped, args=(self.web_root,), daemon=True)
-        self.gzip_links.start()
-        return proc
+        return self.spawn("xpra", argv, essential=True, env=env)
 
     def start_xvnc(self, write_fd: int) -> tuple[subprocess.Popen[bytes], str]:
         xvnc = shutil.which("Xvnc")
@@ -804,6 +842,7 @@ class Launcher:
             self.env["XAUTHORITY"],
             "-desktop",
             "nbviz",
+            *gl_arguments(self.args.gl),
         ]
         proc = self.spawn("Xvnc", argv, essential=True, env=self.env, pass_fds=(write_fd,))
         os.close(write_fd)
@@ -886,12 +925,22 @@ class Launcher:
             if self.args.encryption:
                 self.key = secrets.token_urlsafe(24)
                 info.update(encryption=self.args.encryption, key=self.key)
-            xpra = self.start_xpra(write_fd)
-            assert self.web_root is not None
+            self.add_cookie(":0")  # as for Xvnc below
+            xvfb = self.start_xvfb(write_fd)
+            self.web_root = xpra_web_root(self.state)
+            self.env["XPRA_SYSTEM_CONF_DIRS"] = str(xpra_config(self.state))
+            self.env["XPRA_USER_CONF_DIRS"] = str(self.state / "xpra-user")
             self.serve(self.web_root, self.xpra_socket, headers=xpra_http_headers())
-            self.display = self.read_display(read_fd, xpra)
+            # While Xvfb starts (made once per user; then only links).
+            self.gzip_links = threading.Thread(
+                target=link_gzipped, args=(self.web_root,), daemon=True
+            )
+            self.gzip_links.start()
+            self.display = self.read_display(read_fd, xvfb)
             self.mark("x_server")
             self.env["DISPLAY"] = self.display
+            self.add_cookie(self.display)
+            self.start_xpra()  # it imports while the window manager starts
         else:
             self.add_cookie(":0")
             xvnc, info["password"] = self.start_xvnc(write_fd)
@@ -972,6 +1021,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", action="append", default=[], help="program to start")
     parser.add_argument(
         "--encryption", choices=("AES",), default=None, help="xpra: encrypt the websocket"
+    )
+    parser.add_argument(
+        "--no-gl",
+        dest="gl",
+        action="store_false",
+        help="no OpenGL (GLX) on the X server: about 50 MB less",
     )
     args = parser.parse_args(argv)
     if args.display is not None and display_in_use(args.display):
