@@ -328,6 +328,53 @@ def test_the_x_server_or_the_web_server_dying(backend: str, victim: str) -> None
     desk.stop()
 
 
+def test_xpra_display_taken_before_xvfb_starts(tmp_path: Path) -> None:
+    """The launcher picks Xpra's display number itself (Xvfb and Xpra start together); when
+    another X server takes it first, Xvfb picks a free one and Xpra starts again for it."""
+    need("xpra")
+    other = new_desktop("xpra", start=[])
+    try:
+        taken = int(other.display[1:])
+        sock = tmp_path / "backend.sock"
+        code = (
+            "import runpy, sys\n"
+            f"launcher = runpy.run_path({str(Path(_launch.__file__))!r}, run_name='launcher')\n"
+            f"launcher['main'].__globals__['free_display'] = lambda: {taken}  # a stale pick\n"
+            f"sys.exit(launcher['main'](['--socket', {str(sock)!r}, '--start', 'xterm']))\n"
+        )
+        log = open(tmp_path / "launcher.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            info_path = _launch.state_dir_for(str(sock)) / "desktop.json"
+            wait_until(info_path.exists, what="the desktop", timeout=30)
+            info = json.loads(info_path.read_text())
+            assert info["display"] != f":{taken}"
+            env = dict(os.environ, DISPLAY=info["display"], XAUTHORITY=info["xauthority"])
+            wait_until(
+                lambda: (
+                    "xterm"
+                    in subprocess.run(
+                        ["wmctrl", "-l"], env=env, capture_output=True, text=True
+                    ).stdout
+                ),
+                what="the xterm on the new display",
+            )
+            with socket.socket(socket.AF_UNIX) as probe:  # Xpra, attached to it, listens
+                probe.connect(str(_launch.state_dir_for(str(sock)) / "xpra.sock"))
+            pids = tree(proc.pid)
+            assert {"Xvfb", "xpra", "xterm"} <= names(pids)
+        finally:
+            proc.terminate()
+            proc.wait(15)
+            log.close()
+        assert f"display :{taken} was taken meanwhile" in (tmp_path / "launcher.log").read_text()
+        wait_until(lambda: not alive(pids), what="every process of that desktop to end")
+        assert other.status == "ready"  # the other desktop is untouched
+        x_run(other, "xdpyinfo")
+    finally:
+        other.stop()
+
+
 # ---------------------------------------------------------- through Jupyter
 START = """
 import json

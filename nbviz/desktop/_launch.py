@@ -203,6 +203,14 @@ def display_in_use(number: int) -> bool:
     return True
 
 
+def free_display() -> int:
+    """The lowest display number no X server has (as Xvfb's own -displayfd search does)."""
+    number = 0
+    while display_in_use(number):
+        number += 1
+    return number
+
+
 def set_screen_size(env: dict[str, str], width: int, height: int) -> None:
     """Resize the X screen of ``env["DISPLAY"]`` with RandR (Xvfb and Xvnc both accept it).
 
@@ -631,6 +639,16 @@ class Launcher:
         self.children[proc.pid] = (name, proc, essential)
         return proc
 
+    def end_child(self, proc: subprocess.Popen[bytes]) -> None:
+        """End one child now (it is no longer part of the desktop)."""
+        self.children.pop(proc.pid, None)
+        proc.terminate()
+        try:
+            proc.wait(3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
     def end_children(self) -> None:
         if self.web_server is not None:
             self.web_server.server_close()
@@ -666,13 +684,20 @@ class Launcher:
             if not pids:
                 return
 
-    def read_display(self, read_fd: int, server: subprocess.Popen[bytes]) -> str:
-        """The display number the X server writes to its -displayfd pipe."""
+    def read_display(
+        self, read_fd: int, server: subprocess.Popen[bytes], *, may_fail: bool = False
+    ) -> str | None:
+        """The display number the X server writes to its -displayfd pipe; None if it exited
+        first and ``may_fail``."""
         deadline = time.monotonic() + X_START_TIMEOUT
         data = b""
         os.set_blocking(read_fd, False)
         while not data.endswith(b"\n"):
             if server.poll() is not None:
+                if may_fail:
+                    os.close(read_fd)
+                    self.children.pop(server.pid, None)
+                    return None
                 raise SystemExit(
                     f"nbviz: the X server exited with code {server.returncode} while starting; "
                     "see the lines above"
@@ -729,15 +754,16 @@ class Launcher:
         return subprocess.run(argv, env=self.env, stdout=out, stderr=out, check=False).returncode
 
     # ----------------------------------------------------------------- pieces
-    def start_xvfb(self, write_fd: int) -> subprocess.Popen[bytes]:
-        """Xpra's X server, started here (not by Xpra): it comes up while Xpra's Python still
-        imports (0.2-0.3 s), and the launcher owns it like every other piece."""
+    def start_xvfb(self, write_fd: int, number: int | None) -> subprocess.Popen[bytes]:
+        """Xpra's X server on display ``:number`` (None: the first free one), started here (not
+        by Xpra): it comes up while Xpra's Python still imports (0.2-0.3 s), and the launcher
+        owns it like every other piece."""
         xvfb = shutil.which("Xvfb")
         if xvfb is None:
             raise SystemExit("nbviz: Xvfb not found; install it (apt-get install xvfb)")
         width, height = self.args.size
         fb_w, fb_h = max(width, MIN_FRAMEBUFFER[0]), max(height, MIN_FRAMEBUFFER[1])
-        where = [f":{self.args.display}"] if self.args.display is not None else []
+        where = [f":{number}"] if number is not None else []
         argv = [
             xvfb,
             *where,
@@ -763,8 +789,9 @@ class Launcher:
         os.close(write_fd)
         return proc
 
-    def start_xpra(self) -> subprocess.Popen[bytes]:
-        """``xpra start-desktop`` on the launcher's running X server (``--use-display``)."""
+    def start_xpra(self, display: str) -> subprocess.Popen[bytes]:
+        """``xpra start-desktop`` on the launcher's X server (``--use-display``; Xpra waits
+        for the display to answer)."""
         xpra = shutil.which("xpra")
         if xpra is None:
             raise SystemExit("nbviz: xpra not found; install it (apt-get install xpra)")
@@ -772,7 +799,7 @@ class Launcher:
         argv = [
             xpra,
             "start-desktop",
-            self.display,
+            display,
             "--use-display=yes",
             f"--bind={self.xpra_socket}",
             f"--html={self.web_root}",
@@ -925,28 +952,45 @@ class Launcher:
             if self.args.encryption:
                 self.key = secrets.token_urlsafe(24)
                 info.update(encryption=self.args.encryption, key=self.key)
+            # Xvfb and Xpra start together: Xpra imports (0.2-0.3 s) while Xvfb starts, then
+            # waits for the display. So the number is picked here, not by Xvfb (-displayfd).
             self.add_cookie(":0")  # as for Xvnc below
-            xvfb = self.start_xvfb(write_fd)
+            number = self.args.display
+            if number is None:
+                number = free_display()
+            self.add_cookie(f":{number}")
+            xvfb = self.start_xvfb(write_fd, number)
             self.web_root = xpra_web_root(self.state)
             self.env["XPRA_SYSTEM_CONF_DIRS"] = str(xpra_config(self.state))
             self.env["XPRA_USER_CONF_DIRS"] = str(self.state / "xpra-user")
+            xpra = self.start_xpra(f":{number}")
             self.serve(self.web_root, self.xpra_socket, headers=xpra_http_headers())
             # While Xvfb starts (made once per user; then only links).
             self.gzip_links = threading.Thread(
                 target=link_gzipped, args=(self.web_root,), daemon=True
             )
             self.gzip_links.start()
-            self.display = self.read_display(read_fd, xvfb)
+            display = self.read_display(read_fd, xvfb, may_fail=self.args.display is None)
+            if display is None:
+                # Another X server took the number since it was free: Xvfb picks one, and
+                # Xpra (still importing, or waiting for that display) starts again for it.
+                say(f"display :{number} was taken meanwhile; letting Xvfb pick one")
+                self.end_child(xpra)
+                read_fd, write_fd = os.pipe()
+                xvfb = self.start_xvfb(write_fd, None)
+                display = self.read_display(read_fd, xvfb)
+                assert display is not None
+                self.add_cookie(display)
+                self.start_xpra(display)
+            self.display = display
             self.mark("x_server")
             self.env["DISPLAY"] = self.display
-            self.add_cookie(self.display)
-            self.start_xpra()  # it imports while the window manager starts
         else:
             self.add_cookie(":0")
             xvnc, info["password"] = self.start_xvnc(write_fd)
             # noVNC's page, its websocket carried to Xvnc (while Xvnc starts)
             self.serve(novnc_web_root(self.state), str(self.state / "vnc.sock"), websocket_class())
-            self.display = self.read_display(read_fd, xvnc)
+            self.display = self.read_display(read_fd, xvnc) or ""
             self.mark("x_server")
             self.env["DISPLAY"] = self.display
             # The server accepted the cookie under :0 (it loads every entry); clients look it
