@@ -35,7 +35,7 @@ POLL_INTERVAL = 1.0
 CLIPBOARD_TIMEOUT = 3.0
 #: Programs each backend needs, with what to install.
 REQUIREMENTS: Mapping[str, Mapping[str, str]] = {
-    "xpra": {"xpra": "apt-get install xpra"},
+    "xpra": {"xpra": "apt-get install xpra", "Xvfb": "apt-get install xvfb"},
     "vnc": {
         "Xvnc": "apt-get install tigervnc-standalone-server",
         "vncpasswd": "apt-get install tigervnc-tools",

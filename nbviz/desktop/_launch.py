@@ -972,9 +972,10 @@ class Launcher:
             self.gzip_links.start()
             display = self.read_display(read_fd, xvfb, may_fail=self.args.display is None)
             if display is None:
-                # Another X server took the number since it was free: Xvfb picks one, and
-                # Xpra (still importing, or waiting for that display) starts again for it.
-                say(f"display :{number} was taken meanwhile; letting Xvfb pick one")
+                # Another X server took the number since it was free (or Xvfb failed there
+                # for another reason, said above): Xvfb picks one, and Xpra (still importing,
+                # or waiting for that display) starts again for it.
+                say(f"Xvfb could not start on :{number} (taken meanwhile?); letting it pick")
                 self.end_child(xpra)
                 read_fd, write_fd = os.pipe()
                 xvfb = self.start_xvfb(write_fd, None)
