@@ -16,6 +16,8 @@ For each backend (xpra, vnc), loopback only, bounded:
   page through nbviz's route, then the same desktop's Unix socket reached directly through a
   byte-for-byte TCP forwarder (``FORWARDER``, no HTTP or websocket handling); the by-hand stack
   is direct (TCP).
+- **gl=False**: the same nbviz desktop started with ``RemoteDesktop(backend, gl=False)``
+  (no GLX on the X server).
 - **RSS**: the desktop's process tree (X server, web client, window manager, xterms), summed;
   **PSS** the same with each shared page divided among the processes that map it (RSS sums
   count shared libraries and forked children's pages again for every process).
@@ -28,6 +30,7 @@ Run: ``.venv/bin/python benchmarks/desktop.py`` (also ``make bench``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -310,7 +313,7 @@ START = """
 import json, subprocess, time
 from nbviz import RemoteDesktop
 _t0 = time.time()
-desk = RemoteDesktop({backend!r})
+desk = RemoteDesktop({backend!r}, gl={gl!r})
 desk.wait_ready(30)
 _ready = time.time() - _t0
 _timeline = desk._info.get("timeline", {{}})
@@ -326,10 +329,10 @@ ACTIVATE = (
 )
 
 
-def nbviz_run(server: JupyterServer, page: Page, backend: str) -> dict[str, Any]:
+def nbviz_run(server: JupyterServer, page: Page, backend: str, gl: bool = True) -> dict[str, Any]:
     kernel = Kernel(server)
     try:
-        code = START.format(backend=backend, title=TYPING, moving=MOVING, y=MOVING_Y)
+        code = START.format(backend=backend, gl=gl, title=TYPING, moving=MOVING, y=MOVING_Y)
         t0, ready, url, path, pid, term, mover, sock, x_env, timeline = json.loads(
             kernel.run(code).strip().splitlines()[-1]
         )
@@ -552,7 +555,11 @@ def main() -> int:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 for backend in backends:
-                    for how, run in (("nbviz", nbviz_run), ("by hand", None)):
+                    for how, run in (
+                        ("nbviz", nbviz_run),
+                        ("nbviz gl=False", functools.partial(nbviz_run, gl=False)),
+                        ("by hand", None),
+                    ):
                         context = browser.new_context(viewport={"width": 1300, "height": 850})
                         context.add_init_script(WEBSOCKET_TIMES_JS)
                         page = context.new_page()

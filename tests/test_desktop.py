@@ -215,9 +215,31 @@ def test_clipboard_round_trip(desk: RemoteDesktop) -> None:
 def test_resize(desk: RemoteDesktop) -> None:
     desk.size = (1024, 640)
     assert desk.screenshot().size == (1024, 640)
-    assert "1024x640" in x_run(desk, "xdpyinfo")
+    info = x_run(desk, "xdpyinfo")
+    assert "1024x640" in info
+    assert "    GLX\n" in info  # OpenGL by default (ParaView's GUI needs it)
     with pytest.raises(NbvizError, match=r"^nbviz: size must be"):
         desk.size = (1, 1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_desktop_without_opengl(backend: str, tmp_path: Path) -> None:
+    """gl=False: no GLX on the X server (50 MB less), the desktop works, and a program known
+    to need OpenGL is refused with the reason."""
+    desk = new_desktop(backend, gl=False, start=[])
+    try:
+        extensions = x_run(desk, "xdpyinfo", "-queryExtensions")
+        assert "RANDR" in extensions and "GLX" not in extensions
+        target = tmp_path / "typed.txt"
+        desk.launch(["xterm", "-T", "no-gl", "-e", "sh"])
+        wait_until(lambda: desk.refresh() or "no-gl" in desk.windows, what="the xterm")
+        x_run(desk, "xdotool", "search", "--sync", "--name", "no-gl", "windowactivate", "--sync")
+        x_run(desk, "xdotool", "type", "--delay", "15", f"echo no-gl > {target}\n")
+        wait_until(target.exists, what="the file the xterm's shell writes", timeout=10)
+        with pytest.raises(NbvizError, match=r"^nbviz: paraview needs OpenGL .* gl=False"):
+            desk.launch(["paraview"])
+    finally:
+        desk.stop()
 
 
 def test_missing_start_program_or_window_manager() -> None:
@@ -316,6 +338,54 @@ def test_the_x_server_or_the_web_server_dying(backend: str, victim: str) -> None
     assert "exited" in desk.error
     wait_until(lambda: not alive(pids), what="every desktop process to end", timeout=10)
     desk.stop()
+
+
+def test_xpra_display_taken_before_xvfb_starts(tmp_path: Path) -> None:
+    """The launcher picks Xpra's display number itself (Xvfb and Xpra start together); when
+    another X server takes it first, Xvfb picks a free one and Xpra starts again for it."""
+    need("xpra")
+    other = new_desktop("xpra", start=[])
+    try:
+        taken = int(other.display[1:])
+        sock = tmp_path / "backend.sock"
+        code = (
+            "import runpy, sys\n"
+            f"launcher = runpy.run_path({str(Path(_launch.__file__))!r}, run_name='launcher')\n"
+            f"launcher['main'].__globals__['free_display'] = lambda: {taken}  # a stale pick\n"
+            f"sys.exit(launcher['main'](['--socket', {str(sock)!r}, '--start', 'xterm']))\n"
+        )
+        log = open(tmp_path / "launcher.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            info_path = _launch.state_dir_for(str(sock)) / "desktop.json"
+            wait_until(info_path.exists, what="the desktop", timeout=30)
+            info = json.loads(info_path.read_text())
+            assert info["display"] != f":{taken}"
+            env = dict(os.environ, DISPLAY=info["display"], XAUTHORITY=info["xauthority"])
+            wait_until(
+                lambda: (
+                    "xterm"
+                    in subprocess.run(
+                        ["wmctrl", "-l"], env=env, capture_output=True, text=True
+                    ).stdout
+                ),
+                what="the xterm on the new display",
+            )
+            with socket.socket(socket.AF_UNIX) as probe:  # Xpra, attached to it, listens
+                probe.connect(str(_launch.state_dir_for(str(sock)) / "xpra.sock"))
+            pids = tree(proc.pid)
+            assert {"Xvfb", "xpra", "xterm"} <= names(pids)
+        finally:
+            proc.terminate()
+            proc.wait(15)
+            log.close()
+        logged = (tmp_path / "launcher.log").read_text()
+        assert f"Xvfb could not start on :{taken} (taken meanwhile?)" in logged
+        wait_until(lambda: not alive(pids), what="every process of that desktop to end")
+        assert other.status == "ready"  # the other desktop is untouched
+        x_run(other, "xdpyinfo")
+    finally:
+        other.stop()
 
 
 # ---------------------------------------------------------- through Jupyter

@@ -35,7 +35,7 @@ POLL_INTERVAL = 1.0
 CLIPBOARD_TIMEOUT = 3.0
 #: Programs each backend needs, with what to install.
 REQUIREMENTS: Mapping[str, Mapping[str, str]] = {
-    "xpra": {"xpra": "apt-get install xpra"},
+    "xpra": {"xpra": "apt-get install xpra", "Xvfb": "apt-get install xvfb"},
     "vnc": {
         "Xvnc": "apt-get install tigervnc-standalone-server",
         "vncpasswd": "apt-get install tigervnc-tools",
@@ -50,6 +50,9 @@ TOOLS: Mapping[str, str] = {
     "import": "imagemagick",
     "xauth": "xauth",
 }
+#: Programs known to abort on a display without OpenGL (GLX): launch() refuses them when
+#: the desktop was started with ``gl=False``.
+NEEDS_GL = frozenset({"paraview"})
 #: Start page of each backend's HTML5 client (relative to the backend's root).
 CLIENT_PAGE: Mapping[str, str] = {"xpra": "/", "vnc": "/nbviz.html"}
 
@@ -130,7 +133,9 @@ class RemoteDesktop(WebApp):
     ``backend="xpra"`` (default) serves Xpra's HTML5 client; ``backend="vnc"`` runs TigerVNC
     with noVNC. Either listens only on a private Unix socket behind the Jupyter server.
     ``encryption="AES"`` (xpra only) also encrypts Xpra's websocket with a per-session key,
-    which the page gets in its URL fragment.
+    which the page gets in its URL fragment. ``gl=False`` starts the X server without OpenGL
+    (GLX): about 50 MB less per desktop, for programs that need no OpenGL (ParaView's GUI
+    does: it cannot start on such a desktop).
 
     >>> desk = RemoteDesktop()
     >>> desk.launch("xterm")
@@ -169,6 +174,7 @@ class RemoteDesktop(WebApp):
         title: str | None = None,
         autostart: bool = True,
         encryption: Literal["AES"] | None = None,
+        gl: bool = True,
     ) -> None:
         if backend not in ("xpra", "vnc"):
             raise NbvizError(f"nbviz: backend must be 'xpra' or 'vnc', not {backend!r}")
@@ -224,6 +230,8 @@ class RemoteDesktop(WebApp):
             command += ["--start", program]
         if encryption:
             command += ["--encryption", encryption]
+        if not gl:
+            command.append("--no-gl")
         at = command.index("{unix_socket}")
         spec = Spec.build(
             command,
@@ -252,6 +260,7 @@ class RemoteDesktop(WebApp):
         self._applying = threading.Lock()
         self._from_desktop = False
         self._launch_size = (width, height_px)
+        self._gl = bool(gl)
         self._init_backend(
             spec,
             route=route,
@@ -377,6 +386,11 @@ class RemoteDesktop(WebApp):
             raise NbvizError("nbviz: launch() needs a program, e.g. desk.launch('xterm')")
         full_env = self.x_env
         full_env.update(env or {})
+        if os.path.basename(argv[0]) in NEEDS_GL and not self._gl:
+            raise NbvizError(
+                f"nbviz: {os.path.basename(argv[0])} needs OpenGL (GLX), and this desktop was "
+                "started with gl=False; use RemoteDesktop(gl=True) (the default) for it"
+            )
         argv[0] = find_program(argv[0], full_env)
         if os.path.basename(argv[0]) == "paraview" and "--mpi" not in argv[1:]:
             # Debian's ParaView GUI initialises MPI, whose runtime listens on TCP on every

@@ -9,7 +9,8 @@ all of them), writes ``desktop.json`` (display, Xauthority) into a private state
 to the socket once the desktop is usable, then watches: if the X server or the web-facing
 process exits, it ends the rest and exits non-zero with a line that says what happened.
 
-- ``xpra``: ``xpra start-desktop`` on its own Xvfb, its websocket on a private Unix socket;
+- ``xpra``: an Xvfb started here, then ``xpra start-desktop --use-display`` on it (Xvfb and
+  the window manager come up while Xpra's Python imports), its websocket on a private Unix socket;
   nbviz's own copy of the Xpra config (no Xsession pop-up); this launcher serves the HTML5
   client's files on ``S`` (threads, keep-alive, gzipped copies; plus a small script,
   :data:`XPRA_PAGE_SCRIPT`) and passes websocket upgrades through to Xpra. With
@@ -152,8 +153,8 @@ XPRA_QUIET = [
 def become_subreaper() -> None:
     """Adopt our descendants whose parent dies (Linux ``PR_SET_CHILD_SUBREAPER``).
 
-    Xpra starts its Xvfb in a process group of its own: if Xpra itself dies, that Xvfb would
-    be re-parented to init and outlive the desktop. As a subreaper, the launcher gets it.
+    A child may start processes of its own in other process groups: if it dies, they would be
+    re-parented to init and outlive the desktop. As a subreaper, the launcher gets them.
     """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
@@ -202,6 +203,14 @@ def display_in_use(number: int) -> bool:
     return True
 
 
+def free_display() -> int:
+    """The lowest display number no X server has (as Xvfb's own -displayfd search does)."""
+    number = 0
+    while display_in_use(number):
+        number += 1
+    return number
+
+
 def set_screen_size(env: dict[str, str], width: int, height: int) -> None:
     """Resize the X screen of ``env["DISPLAY"]`` with RandR (Xvfb and Xvnc both accept it).
 
@@ -227,6 +236,15 @@ def set_screen_size(env: dict[str, str], width: int, height: int) -> None:
     result = xrandr("--output", output, "--mode", mode, "--fb", mode)
     if result.returncode != 0:
         raise RuntimeError(result.stderr.strip() or f"xrandr could not set {mode}")
+
+
+def gl_arguments(gl: bool) -> list[str]:
+    """X server arguments for OpenGL (GLX) on the desktop, or none.
+
+    GLX loads Mesa's software renderer and LLVM into the X server: about 50 MB of its RSS
+    (Xvfb 69 MB with GLX, 15 MB without). Programs that need OpenGL (ParaView's GUI) fail
+    on a display without it ("GLX" missing)."""
+    return ["+extension", "GLX"] if gl else ["-extension", "GLX"]
 
 
 def write_private(path: Path, data: str | bytes) -> None:
@@ -621,6 +639,16 @@ class Launcher:
         self.children[proc.pid] = (name, proc, essential)
         return proc
 
+    def end_child(self, proc: subprocess.Popen[bytes]) -> None:
+        """End one child now (it is no longer part of the desktop)."""
+        self.children.pop(proc.pid, None)
+        proc.terminate()
+        try:
+            proc.wait(3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
     def end_children(self) -> None:
         if self.web_server is not None:
             self.web_server.server_close()
@@ -656,13 +684,20 @@ class Launcher:
             if not pids:
                 return
 
-    def read_display(self, read_fd: int, server: subprocess.Popen[bytes]) -> str:
-        """The display number the X server writes to its -displayfd pipe."""
+    def read_display(
+        self, read_fd: int, server: subprocess.Popen[bytes], *, may_fail: bool = False
+    ) -> str | None:
+        """The display number the X server writes to its -displayfd pipe; None if it exited
+        first and ``may_fail``."""
         deadline = time.monotonic() + X_START_TIMEOUT
         data = b""
         os.set_blocking(read_fd, False)
         while not data.endswith(b"\n"):
             if server.poll() is not None:
+                if may_fail:
+                    os.close(read_fd)
+                    self.children.pop(server.pid, None)
+                    return None
                 raise SystemExit(
                     f"nbviz: the X server exited with code {server.returncode} while starting; "
                     "see the lines above"
@@ -719,30 +754,57 @@ class Launcher:
         return subprocess.run(argv, env=self.env, stdout=out, stderr=out, check=False).returncode
 
     # ----------------------------------------------------------------- pieces
-    def start_xpra(self, write_fd: int) -> subprocess.Popen[bytes]:
+    def start_xvfb(self, write_fd: int, number: int | None) -> subprocess.Popen[bytes]:
+        """Xpra's X server on display ``:number`` (None: the first free one), started here (not
+        by Xpra): it comes up while Xpra's Python still imports (0.2-0.3 s), and the launcher
+        owns it like every other piece."""
+        xvfb = shutil.which("Xvfb")
+        if xvfb is None:
+            raise SystemExit("nbviz: Xvfb not found; install it (apt-get install xvfb)")
+        width, height = self.args.size
+        fb_w, fb_h = max(width, MIN_FRAMEBUFFER[0]), max(height, MIN_FRAMEBUFFER[1])
+        where = [f":{number}"] if number is not None else []
+        argv = [
+            xvfb,
+            *where,
+            "-displayfd",
+            str(write_fd),
+            "+extension",
+            "Composite",
+            "+extension",
+            "RANDR",
+            *gl_arguments(self.args.gl),
+            "-screen",
+            "0",
+            f"{fb_w}x{fb_h}x24+32",
+            "-dpi",
+            "96",
+            "-nolisten",
+            "tcp",
+            "-noreset",
+            "-auth",
+            self.env["XAUTHORITY"],
+        ]
+        proc = self.spawn("Xvfb", argv, essential=True, env=self.env, pass_fds=(write_fd,))
+        os.close(write_fd)
+        return proc
+
+    def start_xpra(self, display: str) -> subprocess.Popen[bytes]:
+        """``xpra start-desktop`` on the launcher's X server (``--use-display``; Xpra waits
+        for the display to answer)."""
         xpra = shutil.which("xpra")
         if xpra is None:
             raise SystemExit("nbviz: xpra not found; install it (apt-get install xpra)")
-        width, height = self.args.size
-        fb_w, fb_h = max(width, MIN_FRAMEBUFFER[0]), max(height, MIN_FRAMEBUFFER[1])
-        xvfb = (
-            "Xvfb +extension GLX +extension Composite +extension RANDR "
-            f"-screen 0 {fb_w}x{fb_h}x24+32 -dpi 96 -nolisten tcp -noreset -auth $XAUTHORITY"
-        )
-        self.web_root = xpra_web_root(self.state)
-        self.env["XPRA_SYSTEM_CONF_DIRS"] = str(xpra_config(self.state))
-        self.env["XPRA_USER_CONF_DIRS"] = str(self.state / "xpra-user")
-        where = [f":{self.args.display}"] if self.args.display is not None else []
+        assert self.web_root is not None
         argv = [
             xpra,
             "start-desktop",
-            *where,
-            f"--displayfd={write_fd}",
+            display,
+            "--use-display=yes",
             f"--bind={self.xpra_socket}",
             f"--html={self.web_root}",
             "--sharing=yes",  # a page reloaded or shown in a second cell attaches alongside
             f"--socket-dirs={self.state}",
-            f"--xvfb={xvfb}",
             *XPRA_QUIET,
         ]
         if self.args.encryption:
@@ -758,14 +820,17 @@ class Launcher:
         # loads Mesa, and with it LLVM, to list GL visuals: 50 MB of its 120 MB. Only Xpra's
         # own process gets it: the launcher starts the desktop's programs without it, and
         # what Xpra's client menu starts gets it emptied (--start-env).
-        env = dict(self.env, GDK_GL="disable")
+        # XPRA_UINPUT=0: on a display it did not start, Xpra would run xprop to look for
+        # input devices it made earlier (it made none). XPRA_VFB_WAIT: how long Xpra waits
+        # for the display to answer (3 s by default; more on a loaded machine).
+        env = dict(
+            self.env,
+            GDK_GL="disable",
+            XPRA_UINPUT="0",
+            XPRA_VFB_WAIT=str(int(X_START_TIMEOUT)),
+        )
         argv.append("--start-env=GDK_GL=")
-        proc = self.spawn("xpra", argv, essential=True, env=env, pass_fds=(write_fd,))
-        os.close(write_fd)
-        # While Xpra starts (made once per user; then only links).
-        self.gzip_links = threading.Thread(target=link_gzipped, args=(self.web_root,), daemon=True)
-        self.gzip_links.start()
-        return proc
+        return self.spawn("xpra", argv, essential=True, env=env)
 
     def start_xvnc(self, write_fd: int) -> tuple[subprocess.Popen[bytes], str]:
         xvnc = shutil.which("Xvnc")
@@ -804,6 +869,7 @@ class Launcher:
             self.env["XAUTHORITY"],
             "-desktop",
             "nbviz",
+            *gl_arguments(self.args.gl),
         ]
         proc = self.spawn("Xvnc", argv, essential=True, env=self.env, pass_fds=(write_fd,))
         os.close(write_fd)
@@ -886,10 +952,38 @@ class Launcher:
             if self.args.encryption:
                 self.key = secrets.token_urlsafe(24)
                 info.update(encryption=self.args.encryption, key=self.key)
-            xpra = self.start_xpra(write_fd)
-            assert self.web_root is not None
+            # Xvfb and Xpra start together: Xpra imports (0.2-0.3 s) while Xvfb starts, then
+            # waits for the display. So the number is picked here, not by Xvfb (-displayfd).
+            self.add_cookie(":0")  # as for Xvnc below
+            number = self.args.display
+            if number is None:
+                number = free_display()
+            self.add_cookie(f":{number}")
+            xvfb = self.start_xvfb(write_fd, number)
+            self.web_root = xpra_web_root(self.state)
+            self.env["XPRA_SYSTEM_CONF_DIRS"] = str(xpra_config(self.state))
+            self.env["XPRA_USER_CONF_DIRS"] = str(self.state / "xpra-user")
+            xpra = self.start_xpra(f":{number}")
             self.serve(self.web_root, self.xpra_socket, headers=xpra_http_headers())
-            self.display = self.read_display(read_fd, xpra)
+            # While Xvfb starts (made once per user; then only links).
+            self.gzip_links = threading.Thread(
+                target=link_gzipped, args=(self.web_root,), daemon=True
+            )
+            self.gzip_links.start()
+            display = self.read_display(read_fd, xvfb, may_fail=self.args.display is None)
+            if display is None:
+                # Another X server took the number since it was free (or Xvfb failed there
+                # for another reason, said above): Xvfb picks one, and Xpra (still importing,
+                # or waiting for that display) starts again for it.
+                say(f"Xvfb could not start on :{number} (taken meanwhile?); letting it pick")
+                self.end_child(xpra)
+                read_fd, write_fd = os.pipe()
+                xvfb = self.start_xvfb(write_fd, None)
+                display = self.read_display(read_fd, xvfb)
+                assert display is not None
+                self.add_cookie(display)
+                self.start_xpra(display)
+            self.display = display
             self.mark("x_server")
             self.env["DISPLAY"] = self.display
         else:
@@ -897,7 +991,7 @@ class Launcher:
             xvnc, info["password"] = self.start_xvnc(write_fd)
             # noVNC's page, its websocket carried to Xvnc (while Xvnc starts)
             self.serve(novnc_web_root(self.state), str(self.state / "vnc.sock"), websocket_class())
-            self.display = self.read_display(read_fd, xvnc)
+            self.display = self.read_display(read_fd, xvnc) or ""
             self.mark("x_server")
             self.env["DISPLAY"] = self.display
             # The server accepted the cookie under :0 (it loads every entry); clients look it
@@ -972,6 +1066,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", action="append", default=[], help="program to start")
     parser.add_argument(
         "--encryption", choices=("AES",), default=None, help="xpra: encrypt the websocket"
+    )
+    parser.add_argument(
+        "--no-gl",
+        dest="gl",
+        action="store_false",
+        help="no OpenGL (GLX) on the X server: about 50 MB less",
     )
     args = parser.parse_args(argv)
     if args.display is not None and display_in_use(args.display):
