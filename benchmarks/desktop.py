@@ -476,6 +476,9 @@ def by_hand(backend: str, work: Path) -> Iterator[tuple[float, str, dict[str, st
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
+        # Xpra runs its Xvfb in a session of its own, which outlives a killed Xpra
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(Path(f"/tmp/.X{display}-lock").read_text().strip()), 9)
         log.close()
 
 
