@@ -9,7 +9,9 @@ import stat
 import tempfile
 from pathlib import Path
 
-#: Longest Unix socket path we create (the kernel limit is 107 bytes plus NUL on Linux).
+#: The kernel's limit on a Unix socket path on Linux: 107 bytes, plus the final NUL.
+SOCKET_PATH_LIMIT = 107
+#: Longest Unix socket path we create (a margin below SOCKET_PATH_LIMIT).
 MAX_SOCKET_PATH = 100
 
 

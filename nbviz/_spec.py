@@ -15,6 +15,7 @@ from typing import Any
 
 from . import _remote
 from ._errors import ArgumentTypeError, ProgramNotFoundError, TemplateError
+from ._paths import SOCKET_PATH_LIMIT
 
 #: Fields a command item may contain, with what they become.
 TEMPLATE_FIELDS: Mapping[str, str] = {
@@ -210,10 +211,11 @@ class Spec:
             # The kernel's ./app.sock: the app (in its cwd=) and the Jupyter server (in its
             # own working directory) must both find it.
             unix_socket = os.path.abspath(unix_socket)
-            if len(os.fsencode(unix_socket)) > 107:
+            if len(os.fsencode(unix_socket)) > SOCKET_PATH_LIMIT:
                 raise TemplateError(
-                    f"the socket path {unix_socket} is longer than Unix sockets allow (107 "
-                    "bytes); pick a shorter one, or unix_socket=True for a private one"
+                    f"the socket path {unix_socket} is longer than Unix sockets allow "
+                    f"({SOCKET_PATH_LIMIT} bytes); pick a shorter one, or unix_socket=True for a "
+                    "private one"
                 )
         return cls(
             command=items,
