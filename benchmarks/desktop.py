@@ -372,17 +372,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def free_display() -> int:
-    n = 200
-    while _launch.display_in_use(n):
-        n += 1
-    return n
-
-
 @contextlib.contextmanager
 def by_hand(backend: str, work: Path) -> Iterator[tuple[float, str, dict[str, str], list[Any]]]:
     """Start the stack by hand; (start time, page URL, X environment, processes)."""
-    port, display = free_port(), free_display()
+    port, display = free_port(), _launch.free_display(200)
     env = dict(os.environ, DISPLAY=f":{display}")
     procs: list[subprocess.Popen[bytes]] = []
     log = open(work / f"{backend}.log", "wb")  # noqa: SIM115
@@ -477,8 +470,10 @@ def by_hand(backend: str, work: Path) -> Iterator[tuple[float, str, dict[str, st
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
         # Xpra runs its Xvfb in a session of its own, which outlives a killed Xpra
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int(Path(f"/tmp/.X{display}-lock").read_text().strip()), 9)
+        owner = _launch.display_owner(display)
+        if owner is not None:
+            with contextlib.suppress(OSError):
+                os.kill(owner, 9)
         log.close()
 
 

@@ -185,14 +185,20 @@ def state_dir_for(socket_path: str) -> Path:
     return path.with_name(path.stem + ".d")
 
 
+def display_owner(number: int) -> int | None:
+    """The pid in display ``:number``'s lock file (None: no readable lock)."""
+    try:
+        return int(Path(f"/tmp/.X{number}-lock").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def display_in_use(number: int) -> bool:
     """True if an X server has (or had, still alive) display ``:number``."""
     if Path(f"/tmp/.X11-unix/X{number}").exists():
         return True
-    lock = Path(f"/tmp/.X{number}-lock")
-    try:
-        pid = int(lock.read_text().strip())
-    except (OSError, ValueError):
+    pid = display_owner(number)
+    if pid is None:
         return False
     try:
         os.kill(pid, 0)
@@ -203,9 +209,10 @@ def display_in_use(number: int) -> bool:
     return True
 
 
-def free_display() -> int:
-    """The lowest display number no X server has (as Xvfb's own -displayfd search does)."""
-    number = 0
+def free_display(start: int = 0) -> int:
+    """The lowest display number from ``start`` no X server has (as Xvfb's own -displayfd
+    search does from 0)."""
+    number = start
     while display_in_use(number):
         number += 1
     return number
