@@ -175,6 +175,20 @@ def adopted_children() -> list[int]:
     return found
 
 
+def end_processes(procs: list[subprocess.Popen[bytes]], grace: float = 3.0) -> None:
+    """SIGTERM each (the last started first), SIGKILL what is still there after ``grace``."""
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def say(message: str) -> None:
     print(f"nbviz-desktop: {message}", flush=True)
 
@@ -649,28 +663,14 @@ class Launcher:
     def end_child(self, proc: subprocess.Popen[bytes]) -> None:
         """End one child now (it is no longer part of the desktop)."""
         self.children.pop(proc.pid, None)
-        proc.terminate()
-        try:
-            proc.wait(3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end_processes([proc])
 
     def end_children(self) -> None:
         if self.web_server is not None:
             self.web_server.server_close()
         with contextlib.suppress(OSError):
             os.unlink(self.socket)
-        procs = [proc for _name, proc, _essential in self.children.values()]
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 3
-        for proc in procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        end_processes([proc for _name, proc, _essential in self.children.values()])
         self.end_adopted()
         shutil.rmtree(self.state, ignore_errors=True)
 
