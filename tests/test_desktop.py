@@ -122,6 +122,61 @@ def test_state_dir_is_next_to_the_socket() -> None:
     )
 
 
+def test_credentials_come_from_the_session_secret() -> None:
+    """The launcher and the kernel derive the same VNC password and AES key from the session
+    secret, so the page's URL is known before the desktop is up; nothing else is derivable."""
+    password = _launch.credential("secret-1", "vnc-password", 8)
+    assert password == _launch.credential("secret-1", "vnc-password", 8)
+    assert len(password) == 8 and password.isascii()
+    assert password != _launch.credential("secret-2", "vnc-password", 8)
+    key = _launch.credential("secret-1", "xpra-key", 32)
+    assert len(key) == 32 and not key.startswith(password)
+    assert "secret-1" not in key
+    # Without a secret (the launcher run by hand): random each time.
+    assert _launch.credential("", "xpra-key", 32) != _launch.credential("", "xpra-key", 32)
+
+
+def test_a_websocket_opened_while_the_desktop_starts_waits_for_it(tmp_path: Path) -> None:
+    """The launcher serves the page from its start; a websocket opened before Xpra or Xvnc
+    listens waits (and then reaches it), one opened after a failed start gets 502."""
+    upstream = str(tmp_path / "xpra.sock")
+    (tmp_path / "www").mkdir()
+    server = _launch.WebServer(str(tmp_path / "web.sock"), tmp_path / "www", upstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    try:
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(str(tmp_path / "web.sock"))
+        client.sendall(upgrade)
+        client.settimeout(0.5)
+        with pytest.raises(TimeoutError):  # no 502: it waits for the desktop
+            client.recv(100)
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(upstream)
+        listener.listen()
+        listener.settimeout(5)
+        conn, _ = listener.accept()  # the waiting websocket arrives
+        conn.settimeout(5)
+        assert conn.recv(1000).startswith(b"GET /ws HTTP/1.1\r\n")
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        client.settimeout(5)
+        assert client.recv(100).startswith(b"HTTP/1.1 101")
+        conn.close()
+        listener.close()
+        client.close()
+        os.unlink(upstream)
+        server.started.set()  # the start is over (here: the desktop's socket is gone)
+        late = socket.socket(socket.AF_UNIX)
+        late.connect(str(tmp_path / "web.sock"))
+        late.sendall(upgrade)
+        late.settimeout(5)
+        assert late.recv(100).startswith(b"HTTP/1.1 502")
+        late.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_encryption_is_for_xpra() -> None:
     with pytest.raises(NbvizError, match="encryption='AES' is for the xpra backend"):
         RemoteDesktop("vnc", encryption="AES")

@@ -26,11 +26,13 @@ passed in files (0600), never on command lines or in the log.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import ctypes
 import functools
 import gzip
 import hashlib
+import hmac
 import http.cookies
 import http.server
 import json
@@ -65,6 +67,12 @@ BACKGROUND = "#3b5b7a"
 #: TCP mode: the session-secret gate (nbviz's one rule; run by path, as this whole file is).
 GATE = SimpleNamespace(**runpy.run_path(str(Path(__file__).resolve().parents[1] / "_gate.py")))
 X_START_TIMEOUT = 20.0
+#: VncAuth uses at most 8 characters of a password.
+VNC_PASSWORD_LENGTH = 8
+#: Characters of Xpra's AES key (URL-safe base64: 192 bits).
+XPRA_KEY_LENGTH = 32
+#: How long a websocket opened while the desktop starts waits for Xpra or Xvnc to listen.
+UPSTREAM_WAIT = 2 * X_START_TIMEOUT
 WM_START_TIMEOUT = 10.0
 #: Seconds between the pings sent on a VNC websocket (so that no proxy finds it idle).
 HEARTBEAT = 30.0
@@ -268,6 +276,20 @@ def gl_arguments(gl: bool) -> list[str]:
     return ["+extension", "GLX"] if gl else ["-extension", "GLX"]
 
 
+def credential(secret: str, purpose: str, length: int) -> str:
+    """The desktop's credential for ``purpose`` ("vnc-password", "xpra-key"): derived from the
+    session secret (``NBVIZ_SECRET``, new for each start) when there is one, else random.
+
+    Derived, the kernel knows it as soon as it starts the desktop, so the page that carries it
+    (in the URL fragment) can load while the desktop starts; the secret cannot be recovered
+    from it. ``length`` URL-safe characters (at most 43).
+    """
+    if not secret:
+        return secrets.token_urlsafe(32)[:length]
+    digest = hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")[:length]
+
+
 def write_private(path: Path, data: str | bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -417,12 +439,8 @@ class ClientHandler(http.server.SimpleHTTPRequestHandler):
         if self.headers.get("Upgrade", "").lower() != "websocket":
             super().do_GET()
             return
-        upstream = socket.socket(socket.AF_UNIX)
-        try:
-            upstream.connect(self.server.upstream)
-        except OSError as exc:
-            upstream.close()
-            self.send_error(502, f"the desktop does not answer: {exc.strerror}")
+        upstream = self.connect_upstream()
+        if upstream is None:
             return
         self.close_connection = True
         if self.server.websocket is not None:
@@ -446,6 +464,26 @@ class ClientHandler(http.server.SimpleHTTPRequestHandler):
         back.join()
         upstream.close()
 
+    def connect_upstream(self) -> socket.socket | None:
+        """A connection to the desktop's socket; None after answering 502 itself.
+
+        A page may be loaded while the desktop starts (nbviz loads it early, hidden): its
+        websocket then waits here until Xpra or Xvnc listens, for as long as the launcher may
+        take to start them (:data:`UPSTREAM_WAIT`).
+        """
+        deadline = time.monotonic() + UPSTREAM_WAIT
+        while True:
+            upstream = socket.socket(socket.AF_UNIX)
+            try:
+                upstream.connect(self.server.upstream)
+                return upstream
+            except OSError as exc:
+                upstream.close()
+                if self.server.started.is_set() or time.monotonic() > deadline:
+                    self.send_error(502, f"the desktop does not answer: {exc.strerror}")
+                    return None
+            self.server.started.wait(0.01)
+
     def log_message(self, format: str, *args: object) -> None:
         pass  # the route logs the requests; a Unix socket has no client address to print
 
@@ -463,6 +501,8 @@ class _ClientServing:
         """Keep the settings; the request handler for ``web``."""
         self.upstream = upstream
         self.websocket = websocket
+        #: Set once the desktop is up (or its start failed): websockets stop waiting for it.
+        self.started = threading.Event()
         self.extra_headers = headers or {}
         return functools.partial(ClientHandler, directory=str(web))
 
@@ -635,6 +675,7 @@ class Launcher:
         self.children: dict[int, tuple[str, subprocess.Popen[bytes], bool]] = {}
         self.display = ""
         self.env = dict(os.environ)
+        self.secret = os.environ.get("NBVIZ_SECRET", "")
         self.key = ""
         self.web_server: WebServer | TCPWebServer | None = None
         self.xpra_socket = str(self.state / "xpra.sock")
@@ -667,6 +708,7 @@ class Launcher:
 
     def end_children(self) -> None:
         if self.web_server is not None:
+            self.web_server.started.set()  # a waiting websocket gets its 502 now
             self.web_server.server_close()
         with contextlib.suppress(OSError):
             os.unlink(self.socket)
@@ -846,7 +888,7 @@ class Launcher:
                 "nbviz: Xvnc not found; install it (apt-get install tigervnc-standalone-server)"
             )
         width, height = self.args.size
-        password = secrets.token_urlsafe(6)[:8]  # VncAuth uses at most 8 characters
+        password = credential(self.secret, "vnc-password", VNC_PASSWORD_LENGTH)
         passwd = vnc_password_file(self.state, password)
         rfb = self.state / "vnc.sock"
         where = [f":{self.args.display}"] if self.args.display is not None else []
@@ -898,8 +940,8 @@ class Launcher:
         """The client's files on the session's socket (or 127.0.0.1:PORT), its websocket
         carried to ``upstream``.
 
-        Serves from the start: nbviz shows the page once ``desktop.json`` exists, and a
-        websocket opened before the desktop listens is refused (502)."""
+        Serves from the start: a page loaded while the desktop starts gets its files, and its
+        websocket waits until the desktop listens (:meth:`ClientHandler.connect_upstream`)."""
         if self.args.port is not None:
             self.serve_tcp(web, upstream, websocket, headers)
             return
@@ -957,7 +999,7 @@ class Launcher:
         info: dict[str, object] = {}
         if self.args.backend == "xpra":
             if self.args.encryption:
-                self.key = secrets.token_urlsafe(24)
+                self.key = credential(self.secret, "xpra-key", XPRA_KEY_LENGTH)
                 info.update(encryption=self.args.encryption, key=self.key)
             # Xvfb and Xpra start together: Xpra imports (0.2-0.3 s) while Xvfb starts, then
             # waits for the display. So the number is picked here, not by Xvfb (-displayfd).
@@ -1019,6 +1061,8 @@ class Launcher:
         write_private(self.state / ".desktop.json", json.dumps(info))
         os.replace(self.state / ".desktop.json", info_path)
         self.mark("served")
+        assert self.web_server is not None
+        self.web_server.started.set()
         steps = ", ".join(f"{k} {t - STARTED:.2f}" for k, t in self.timeline.items())
         say(f"desktop on display {self.display} ({self.args.backend}); s after start: {steps}")
         return self.watch()
