@@ -6,7 +6,7 @@
  * @typedef {{
  *   url: string, route: string, status: Status, message: string, error: string,
  *   height: number | string, title: string, page_title: string, path: string,
- *   started_at: number, timeout: number, frame_size: number[]
+ *   started_at: number, timeout: number, frame_size: number[], serving: boolean
  * }} FrameState
  * @typedef {import("@anywidget/types").AnyModel<FrameState>} Model
  */
@@ -186,16 +186,29 @@ function render({ model, el: host }) {
     }
   }
 
-  function navigate() {
+  /** The page may load: the backend is ready, or serves its page while it starts (then the
+   * frame loads it hidden, and shows it once ready). */
+  function loadable() {
+    const status = model.get("status");
+    return status === "ready" || (status === "starting" && model.get("serving"));
+  }
+
+  /**
+   * Point the frame at the backend: load its root's page once, and (``follow``) move to the
+   * model's path when the kernel changed it. A status change alone does not move a page that
+   * is already there (one loaded early may have rewritten its own URL meanwhile).
+   * @param {boolean} follow
+   */
+  function navigate(follow) {
     const r = frameRoot(model);
-    if (model.get("status") !== "ready" || !r) return;
+    if (!loadable() || !r) return;
     const target = joinPath(r, model.get("path"));
     if (loadedRoot !== r) {
       loadedRoot = r;
       iframe.src = target;
       return;
     }
-    if (currentPath() === model.get("path")) return;
+    if (!follow || currentPath() === model.get("path")) return;
     try {
       iframe.contentWindow?.location.replace(new URL(target, window.location.href).href);
     } catch {
@@ -247,7 +260,7 @@ function render({ model, el: host }) {
       panelText.textContent =
         "Set NBVIZ_BASE_URL in the kernel's environment to the server's base URL (e.g. /user/alice/).";
     } else if (status === "starting") {
-      loadedRoot = null;
+      if (!model.get("serving")) loadedRoot = null; // a page loading early stays
       panelTitle.textContent = `Starting ${model.get("title") || "backend"}\u2026`;
       updateElapsed();
       ticker = setInterval(updateElapsed, 200);
@@ -262,7 +275,7 @@ function render({ model, el: host }) {
       loadedRoot = null;
       iframe.removeAttribute("src");
     }
-    navigate();
+    navigate(false);
   }
 
   /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -286,7 +299,7 @@ function render({ model, el: host }) {
   const onChange = () => update();
   const onPath = () => {
     updateBar(); // the bar shows the path, whichever side changed it
-    navigate();
+    navigate(true);
   };
   const onTitle = () => updateBar();
   model.on("change:status", onChange);
@@ -294,6 +307,7 @@ function render({ model, el: host }) {
   model.on("change:error", onChange);
   model.on("change:height", onChange);
   model.on("change:message", onChange);
+  model.on("change:serving", onChange);
   model.on("change:path", onPath);
   model.on("change:title", onTitle);
   update();
@@ -308,6 +322,7 @@ function render({ model, el: host }) {
     model.off("change:error", onChange);
     model.off("change:height", onChange);
     model.off("change:message", onChange);
+    model.off("change:serving", onChange);
     model.off("change:path", onPath);
     model.off("change:title", onTitle);
   };

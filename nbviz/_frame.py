@@ -89,6 +89,11 @@ class Frame(anywidget.AnyWidget):
     frame_size = t.List(
         t.Int(), help="Size of the frame in the page, [width, height] pixels (from the browser)."
     ).tag(sync=True)
+    serving = t.Bool(
+        False,
+        help="The backend serves its page while it starts: the frame loads it hidden, to show "
+        "it as soon as the backend is ready.",
+    ).tag(sync=True)
     started_at = t.Float(0.0, help="When the backend was started (epoch seconds).").tag(sync=True)
     timeout = t.Float(30.0, help="Seconds the backend gets to become ready.").tag(sync=True)
 

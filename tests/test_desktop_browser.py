@@ -186,3 +186,48 @@ def test_type_into_the_desktop_through_jupyter_server_proxy(
         iframe, _ = wait_desktop(cell, f"desktop-{backend}-proxy-shown")
         type_into_xterm(nb, iframe, f"echo through-the-proxy > {typed}")
         assert wait_file(nb, typed) == "through-the-proxy\n"
+
+
+@pytest.mark.parametrize("backend", ["xpra", "vnc"])
+def test_the_page_loads_while_the_desktop_starts(
+    backend: str, jupyter_server: JupyterServer, browser: Browser, tmp_path: Path
+) -> None:
+    """The frame loads the client page as soon as the launcher serves it, hidden; at "ready" it
+    shows that same page (not loaded again), whose websocket waited in the launcher.
+
+    A window manager that takes 4 s to start keeps the desktop "starting" that long after the
+    launcher serves the page (the launcher waits for the window manager before it is ready).
+    """
+    problem = _desktop.missing_backend(backend)  # type: ignore[arg-type]
+    if problem:
+        pytest.skip(f"{backend}: {problem}")
+    slow_wm = tmp_path / "slow-wm"
+    slow_wm.write_text("#!/bin/sh\nsleep 4\nexec openbox\n")
+    slow_wm.chmod(0o755)
+    tmp_path.chmod(0o755)
+    with open_notebook(jupyter_server, browser, f"desktop-{backend}-early") as nb:
+        cell = nb.run(
+            "from nbviz import RemoteDesktop\n"
+            f"desk = RemoteDesktop({backend!r}, window_manager={str(slow_wm)!r})\n"
+            "desk"
+        )
+        widget = cell.locator(".nbviz-frame")
+        iframe = widget.locator("iframe.nbviz-iframe")
+        # While starting: the page is loaded (its scripts ran), the frame keeps it hidden.
+        nb.page.wait_for_function(
+            "el => el.contentWindow && el.contentWindow.document.readyState === 'complete'"
+            " && el.contentWindow.location.pathname.includes('/nbviz/')",
+            arg=iframe.element_handle(),
+            timeout=20_000,
+        )
+        expect(widget).to_have_attribute("data-status", "starting")
+        expect(iframe).to_have_css("visibility", "hidden")
+        # A mark in the loaded page: still there after "ready" means it was not loaded again.
+        iframe.evaluate("el => { el.contentWindow.__nbviz_early = 1; }")
+        nb.pids.append(int(nb.printed("print(desk.pid)")))
+        loaded_early = nb.printed("print(desk.status)")
+        assert loaded_early == "starting", loaded_early  # the kernel still waits for the WM
+        expect(iframe).to_have_css("visibility", "visible", timeout=30_000)
+        iframe, _ = wait_desktop(cell, f"desktop-{backend}-early")
+        assert iframe.evaluate("el => el.contentWindow.__nbviz_early") == 1
+        assert nb.printed("print(desk.status)") == "ready"

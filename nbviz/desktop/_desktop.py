@@ -20,7 +20,7 @@ import traitlets as t
 
 from .. import _gate, _orphans, _routes
 from .._errors import BackendStoppedError, NbvizError, PortInUseError, ProgramNotFoundError
-from .._process import kill_tree, tail
+from .._process import Process, kill_tree, tail
 from .._routes import RouteChoice
 from .._screenshot import Screenshot
 from .._spec import Endpoint, Spec, find_program
@@ -261,6 +261,9 @@ class RemoteDesktop(WebApp):
         self._from_desktop = False
         self._launch_size = (width, height_px)
         self._gl = bool(gl)
+        self._encryption = encryption
+        #: The session secret whose page ``path`` holds (see :meth:`_client_page`).
+        self._page_secret = ""
         self._init_backend(
             spec,
             route=route,
@@ -290,24 +293,47 @@ class RemoteDesktop(WebApp):
             return {}
 
     def _desktop_is_up(self, _endpoint: Endpoint) -> bool:
-        """Readiness: the web client answers and the launcher has the desktop running."""
+        """Readiness: the web client answers and the launcher has the desktop running.
+
+        The client answering comes first (the launcher serves it from its start): from then on
+        the frame may load the page, hidden, while the X server and Xpra or Xvnc start; its
+        websocket waits in the launcher until they listen.
+        """
+        if not self.serving:
+            self.set_trait("serving", True)
         return bool(self._read_info())
+
+    def _client_page(self, secret: str) -> str:
+        """The client's start page for the start whose session secret is ``secret``.
+
+        The VNC password and the AES key go in the fragment, which browsers never send to a
+        server. They are derived from the secret as the launcher derives them
+        (:func:`_launch.credential`), so the page is known before the desktop is up.
+        """
+        if self.backend == "vnc":
+            password = _launch.credential(secret, "vnc-password", _launch.VNC_PASSWORD_LENGTH)
+            return (
+                f"{CLIENT_PAGE['vnc']}#autoconnect=true&reconnect=true&resize=scale"
+                f"&password={password}"
+            )
+        if self._encryption:
+            # nbviz's script in Xpra's page reads parameters from the fragment.
+            key = _launch.credential(secret, "xpra-key", _launch.XPRA_KEY_LENGTH)
+            return f"{CLIENT_PAGE['xpra']}#encryption={self._encryption}&key={key}"
+        return CLIENT_PAGE["xpra"]
+
+    def _on_process_change(self, process: Process) -> None:
+        if process.status == "starting" and process.secret != self._page_secret:
+            # A new start (a new secret): its page, not served yet.
+            self._page_secret = process.secret
+            self._initial_path = self._client_page(process.secret)
+            with self.hold_sync():
+                self.set_trait("serving", False)
+                self.path = self._with_secret(self._initial_path)
+        super()._on_process_change(process)
 
     def _backend_ready(self) -> None:
         self._info = self._read_info()
-        if self.backend == "vnc":
-            # The password goes in the fragment: the browser never sends it to a server.
-            page = f"{CLIENT_PAGE['vnc']}#autoconnect=true&reconnect=true&resize=scale" + (
-                f"&password={self._info.get('password', '')}"
-            )
-        elif self._info.get("key"):
-            # The AES key too: nbviz's script in Xpra's page reads parameters from the fragment.
-            page = f"{CLIENT_PAGE['xpra']}#encryption={self._info['encryption']}" + (
-                f"&key={self._info['key']}"
-            )
-        else:
-            page = CLIENT_PAGE["xpra"]
-        self.path = self._with_secret(page)
         self.set_trait("display", str(self._info.get("display", "")))
         if tuple(self.size) != self._launch_size:  # resized while stopped
             with contextlib.suppress(RuntimeError):
@@ -326,6 +352,7 @@ class RemoteDesktop(WebApp):
             Program([], owner).stop()
         self._info = {}
         with self.hold_sync():
+            self.set_trait("serving", False)
             self.set_trait("display", "")
             self.set_trait("windows", [])
 
