@@ -18,11 +18,18 @@ For each backend (xpra, vnc), loopback only, bounded:
   is direct (TCP).
 - **gl=False**: the same nbviz desktop started with ``RemoteDesktop(backend, gl=False)``
   (no GLX on the X server).
-- **RSS**: the desktop's process tree (X server, web client, window manager, xterms), summed;
-  **PSS** the same with each shared page divided among the processes that map it (RSS sums
-  count shared libraries and forked children's pages again for every process).
+- **RSS**: the desktop as started, with the page attached: X server, Xpra's server or the
+  web side (nbviz's launcher, websockify), window manager and one xterm (with its shell),
+  summed; **PSS** the same with each shared page divided among the processes that map it (RSS
+  sums count shared libraries and forked children's pages again for every process). Also with
+  the benchmark's two xterms (typing, moving), as these runs measured before 2026-11-26.
+- **in JupyterLab**: from ``RemoteDesktop(backend)`` in a notebook cell to the desktop drawn
+  in the cell's frame (the whole path a user sees), ``LAB_ROUNDS`` rounds alternating two
+  variants: the frame loading the client page as soon as the launcher serves it (nbviz's
+  default, the ``serving`` trait) or only once the desktop is ready (a subclass that never
+  reports ``serving``, as nbviz did before 2026-11-26).
 
-Prints a table with PASS/MISS against the issue's targets; never asserts. About 2 minutes.
+Prints tables with PASS/MISS against the issue's targets; never asserts. About 3 minutes.
 Run: ``.venv/bin/python benchmarks/desktop.py`` (also ``make bench``).
 """
 
@@ -45,17 +52,18 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, open_notebook  # noqa: E402
 from jupyter_helpers import JupyterServer, Kernel, wait_until  # noqa: E402
 
 from nbviz.desktop import _desktop, _launch  # noqa: E402
 
 KEYS = 10
+LAB_ROUNDS = 3
 FPS_SECONDS = 3.0
 MOVE_EVERY = 0.016  # about 60 moves per second
 MOVING = "bench-moving"
@@ -293,16 +301,24 @@ def label(proc: psutil.Process) -> str:
     return Path(argv[0]).name if argv else proc.name()
 
 
-def tree_memory(pid: int) -> list[tuple[str, float, float]]:
+def tree_memory(pid: int, skip: str = "") -> list[tuple[str, float, float]]:
     """(name, RSS, PSS) of ``pid`` and each of its descendants, MB (PSS shares shared pages
-    out among the processes that map them)."""
+    out among the processes that map them); without the processes that have ``skip`` as an
+    argument (an xterm's title), and their descendants."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.Error:
         return []
+    skipped: set[int] = set()
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if skip and skip in proc.cmdline():
+                skipped |= {proc.pid, *(c.pid for c in proc.children(recursive=True))}
     out = []
     for proc in procs:
+        if proc.pid in skipped:
+            continue
         with contextlib.suppress(psutil.Error):
             info = proc.memory_full_info()
             out.append((label(proc), info.rss / 1e6, info.pss / 1e6))
@@ -344,6 +360,7 @@ def nbviz_run(server: JupyterServer, page: Page, backend: str, gl: bool = True) 
         phases.update(page_phases(page, t0, drawn))
         keys = key_latencies(page, lambda: kernel.run(ACTIVATE.format(title=TYPING)))
         processes = [m for p in (pid, term, mover) for m in tree_memory(p)]
+        desktop = tree_memory(pid)  # as started: X, Xpra or the web side, openbox, an xterm
         env = dict(os.environ, **x_env)
         fps_route = moving_fps(page, env)
         page.goto("about:blank")
@@ -357,12 +374,90 @@ def nbviz_run(server: JupyterServer, page: Page, backend: str, gl: bool = True) 
             "ready_s": ready,
             "key_ms": keys,
             "processes": processes,
+            "desktop": desktop,
             "phases": phases,
             "fps_route": fps_route,
             "fps_direct": fps_direct,
         }
     finally:
         kernel.close()
+
+
+#: In a notebook cell: a desktop shown by nbviz's frame, the frame loading the client page
+#: early (``serving``, the default) or only once the desktop is ready (as before 2026-11-26).
+LAB_CELL = """
+import time
+from nbviz import RemoteDesktop
+
+class _PageAtReady(RemoteDesktop):
+    def _desktop_is_up(self, _endpoint):
+        return bool(self._read_info())  # never "serving": the frame waits for "ready"
+
+_t0 = time.time()
+desk = ({cls})({backend!r})
+desk"""
+LAB_VARIANTS = {"page early": "RemoteDesktop", "page at ready": "_PageAtReady"}
+
+
+def lab_start(server: JupyterServer, browser: Browser, backend: str, cls: str) -> float:
+    """Seconds from the constructor in a JupyterLab notebook cell to the desktop drawn in the
+    cell's frame (the whole path a user sees: kernel, frame, route, client page)."""
+    name = f"bench-{backend}-{cls.strip('_').lower()}-{time.monotonic_ns()}"
+    with open_notebook(server, browser, name) as nb:
+        nb.run(LAB_CELL.format(cls=cls, backend=backend).strip())
+        js = background_drawn_js()
+        deadline = time.monotonic() + 30
+        drawn = None
+        while drawn is None and time.monotonic() < deadline:
+            for frame in nb.page.frames[1:]:
+                with contextlib.suppress(Exception):
+                    if frame.evaluate(js):
+                        drawn = time.time()
+                        break
+            time.sleep(0.02)
+        t0 = float(nb.printed("print(repr(_t0))"))
+        nb.pids.append(int(nb.printed("print(desk.pid)")))
+        nb.run("desk.stop()")
+    if drawn is None:
+        raise TimeoutError("the desktop was never drawn in the notebook's frame")
+    return drawn - t0
+
+
+def lab_rows(server: JupyterServer, browser: Browser, backends: list[str]) -> list[list[str]]:
+    """``LAB_ROUNDS`` rounds per backend, the two variants alternating: medians (all)."""
+    rows = []
+    for backend in backends:
+        times: dict[str, list[float]] = {variant: [] for variant in LAB_VARIANTS}
+        for round_ in range(LAB_ROUNDS):
+            order = list(LAB_VARIANTS) if round_ % 2 == 0 else list(reversed(LAB_VARIANTS))
+            for variant in order:
+                try:
+                    times[variant].append(
+                        lab_start(server, browser, backend, LAB_VARIANTS[variant])
+                    )
+                except Exception as exc:  # a benchmark reports, never asserts
+                    print(f"{backend} {variant}: {exc}", file=sys.stderr)
+        early, late = times["page early"], times["page at ready"]
+        for variant, values in times.items():
+            if not values:
+                rows.append([backend, variant, "error", "", ""])
+                continue
+            median = statistics.median(values)
+            ratio = (
+                f"{statistics.median(early) / statistics.median(late):.2f}x"
+                if variant == "page early" and early and late
+                else ""
+            )
+            rows.append(
+                [
+                    backend,
+                    variant,
+                    f"{median:.2f} {verdict('start_s', median)}",
+                    ", ".join(f"{v:.2f}" for v in values),
+                    ratio,
+                ]
+            )
+    return rows
 
 
 def free_port() -> int:
@@ -504,11 +599,14 @@ def hand_run(page: Page, backend: str) -> dict[str, Any]:
 
         keys = key_latencies(page, activate)
         processes = [m for p in procs for m in tree_memory(p.pid)]
+        # the same as nbviz's desktop as started: one xterm (the typing one), not the moving one
+        desktop = [m for p in procs for m in tree_memory(p.pid, skip=MOVING)]
         fps = moving_fps(page, env)
         return {
             "start_s": drawn - t0,
             "key_ms": keys,
             "processes": processes,
+            "desktop": desktop,
             "phases": phases,
             "fps_direct": fps,
         }
@@ -552,6 +650,7 @@ def main() -> int:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
+                lab = lab_rows(server, browser, backends)
                 for backend in backends:
                     for how, run in (
                         ("nbviz", nbviz_run),
@@ -568,7 +667,7 @@ def main() -> int:
                                 page.goto(server.url(f"lab?token={server.token}"))  # cookie
                                 result = run(server, page, backend)
                         except Exception as exc:  # a benchmark reports, never asserts
-                            rows.append([backend, how, f"error: {exc}"[:80], *[""] * 6])
+                            rows.append([backend, how, f"error: {exc}"[:80], *[""] * 7])
                             continue
                         finally:
                             context.close()
@@ -576,14 +675,17 @@ def main() -> int:
                         key = statistics.median(keys) if keys else float("nan")
                         rss = sum(m[1] for m in result["processes"])
                         pss = sum(m[2] for m in result["processes"])
+                        own_rss = sum(m[1] for m in result["desktop"])
+                        own_pss = sum(m[2] for m in result["desktop"])
                         rows.append(
                             [
                                 backend,
                                 how,
                                 f"{result['start_s']:.2f} {verdict('start_s', result['start_s'])}",
                                 f"{key:.0f} {verdict('key_ms', key)} ({len(keys)}/{KEYS})",
-                                f"{rss:.0f} {verdict('rss_mb', rss)}",
-                                f"{pss:.0f} {verdict('rss_mb', pss)}",
+                                f"{own_rss:.0f} {verdict('rss_mb', own_rss)}",
+                                f"{own_pss:.0f} {verdict('rss_mb', own_pss)}",
+                                f"{rss:.0f} / {pss:.0f}",
                                 f"{result['fps_route']:.0f}" if "fps_route" in result else "",
                                 f"{result['fps_direct']:.0f}",
                                 f"{result['ready_s']:.2f}" if "ready_s" in result else "",
@@ -618,13 +720,20 @@ def main() -> int:
         "how",
         "start → drawn, s (≤ 1.0)",
         "key → echo, ms (≤ 50)",
-        "RSS, MB (≤ 200)",
-        "PSS, MB",
+        "desktop RSS, MB (≤ 200)",
+        "desktop PSS, MB",
+        "with 2 more xterms, RSS / PSS",
         "fps, route",
         "fps, direct",
         "wait_ready, s",
     ]
     print(table(head, rows))
+    print(
+        f"\nConstructor → drawn in a JupyterLab notebook's frame ({LAB_ROUNDS} rounds each, "
+        "alternating; the frame loads the client page as soon as the launcher serves it, or "
+        "only once the desktop is ready):\n"
+    )
+    print(table(["backend", "page", "median, s (≤ 1.0)", "all, s", "early / at ready"], lab))
     print("\nTimeline, s after the constructor (nbviz) or the first process (by hand):\n")
     head = ["backend", "how", *(h for _, h in PHASES), "files / KB"]
     print(table(head, timelines))
