@@ -642,6 +642,7 @@ def main() -> int:
     rows: list[list[str]] = []
     timelines: list[list[str]] = []
     memory: list[list[str]] = []
+    lab: list[list[str]] = []
     backends = [b for b in ("xpra", "vnc") if _desktop.missing_backend(b) is None]
     root = Path(tempfile.mkdtemp(prefix="nbviz-bench-jupyter-"))
     server = JupyterServer(root=root).start()
@@ -650,7 +651,6 @@ def main() -> int:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                lab = lab_rows(server, browser, backends)
                 for backend in backends:
                     for how, run in (
                         ("nbviz", nbviz_run),
@@ -709,6 +709,7 @@ def main() -> int:
                                 ),
                             ]
                         )
+                lab = lab_rows(server, browser, backends)  # after: as the rows above were
             finally:
                 browser.close()
     finally:
