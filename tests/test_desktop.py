@@ -669,7 +669,8 @@ DESKTOP_FOCUSED = "client.topwindow !== null && client.topwindow in client.id_to
 def test_xpra_page_reconnects_when_the_connection_drops(tmp_path: Path) -> None:
     """The websocket is cut (the TCP hop in front of the desktop's socket drops it): the page
     reconnects by itself and keys typed afterwards arrive. (Xpra 3.1's client threw "win is
-    not defined" there and stayed dead; nbviz's page script defines it.)"""
+    not defined" there and stayed dead; nbviz's page script defines it.) Disconnected on
+    purpose, it shows nbviz's page, from which it connects again."""
     from browser_helpers import chromium
     from playwright.sync_api import sync_playwright
 
@@ -699,6 +700,13 @@ def test_xpra_page_reconnects_when_the_connection_drops(tmp_path: Path) -> None:
                     page.wait_for_function(
                         "client.reconnect_attempt === 0 && client.connected", timeout=15_000
                     )
+            # Xpra's menu item "Disconnect": the client goes to connect.html, nbviz's page (not
+            # Xpra's form for a host and port), whose link connects again.
+            page.evaluate("client.disconnect_reason = 'User request'; client.close()")
+            page.wait_for_url("**/connect.html*", timeout=10_000)
+            assert page.text_content("#reason") == "Reason: User request"
+            page.click("#again")
+            page.wait_for_function("window.client && client.connected", timeout=15_000)
             assert errors == []
     finally:
         hop.close()
@@ -729,3 +737,24 @@ def test_launched_paraview_opens_no_tcp_port() -> None:
         assert listening == []
     finally:
         desk.stop()
+
+
+def test_xpra_web_root_has_nbviz_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Xpra's client files are symlinks with gzipped copies beside them; index.html (with
+    nbviz's script) and connect.html (where the client goes when its connection ends: a page
+    that loads nothing else) are nbviz's own, with no gzipped copy of Xpra's versions."""
+    if not (_launch.XPRA_WWW_DIR / "index.html").exists():
+        pytest.skip("Xpra's HTML5 client is not installed")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    state = tmp_path / "state"
+    state.mkdir()
+    web = _launch.xpra_web_root(state)
+    _launch.link_gzipped(web)
+    assert (web / "js" / "Client.js").is_symlink()
+    assert (web / "js" / "Client.js.gz").is_symlink()
+    for page in ("index.html", "connect.html"):
+        assert not (web / page).is_symlink() and not (web / f"{page}.gz").exists()
+    assert '<script src="nbviz.js">' in (web / "index.html").read_text()
+    connect = (web / "connect.html").read_text()
+    assert "src=" not in connect and 'href="http' not in connect
+    assert "The desktop closed the connection" in connect

@@ -63,6 +63,8 @@ MIN_FRAMEBUFFER = (2560, 1600)
 NOVNC_DIR = Path("/usr/share/novnc")
 XPRA_CONF_DIR = Path("/etc/xpra")
 XPRA_WWW_DIR = Path("/usr/share/xpra/www")
+#: Pages of Xpra's client that nbviz's web root has its own versions of.
+OWN_PAGES = ("index.html", "connect.html")
 BACKGROUND = "#3b5b7a"
 #: TCP mode: the session-secret gate (nbviz's one rule; run by path, as this whole file is).
 GATE = SimpleNamespace(**runpy.run_path(str(Path(__file__).resolve().parents[1] / "_gate.py")))
@@ -100,6 +102,42 @@ NOVNC_START_PAGE = """<!doctype html>
   const hash = location.hash ? location.hash.slice(1) + "&" : "";
   location.replace("vnc.html#" + hash + "path=" + encodeURIComponent(here.slice(1) + "websockify"));
 </script>
+"""
+
+#: Xpra's client goes to ``connect.html`` when its connection ends for good (the desktop was
+#: stopped or crashed, or reconnecting failed). Xpra's own is a form for a server's host and
+#: port, useless behind nbviz's route, whose scripts fail to load once the launcher is gone
+#: ("$ is not defined"); nbviz's web root has this page instead: no file besides itself.
+XPRA_DISCONNECTED_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Desktop disconnected</title>
+<style>
+  body { font: 14px/1.5 sans-serif; margin: 2em; color: #333; }
+  code { background: #eee; padding: 0 0.2em; }
+</style>
+</head>
+<body>
+<h3>The desktop closed the connection</h3>
+<p id="reason"></p>
+<p>If it still runs (its status shows in the notebook), <a href="#" id="again">connect
+again</a>. If it was stopped or has crashed, start it from the notebook: the frame's
+<b>restart</b> button or <code>desk.restart()</code>.</p>
+<script>
+  (function () {
+    var reason = null;
+    try { reason = window.sessionStorage.getItem("disconnect"); } catch (e) {}
+    reason = reason || new URLSearchParams(location.search).get("disconnect");
+    if (reason) document.getElementById("reason").textContent = "Reason: " + reason;
+    document.getElementById("again").addEventListener("click", function (event) {
+      event.preventDefault();
+      history.back();  // the client's page, with its parameters (the AES key, if any)
+    });
+  })();
+</script>
+</body>
+</html>
 """
 
 #: nbviz's script in Xpra's client page (``index.html`` of nbviz's web root loads it first).
@@ -551,10 +589,11 @@ class TCPWebServer(_ClientServing, socketserver.ThreadingMixIn, socketserver.TCP
 def xpra_web_root(state: Path) -> Path:
     """Xpra's HTML5 client plus nbviz's page script, loaded first by ``index.html``.
 
-    Every file is a symlink to Xpra's own except ``index.html``: a copy of Xpra's page with one
-    ``<script>`` tag added (see :data:`XPRA_PAGE_SCRIPT`). If the page has no ``<head>`` (an
-    Xpra version nbviz does not know), Xpra's own directory is served unchanged.
-    :func:`link_gzipped` adds gzipped copies next to the files later.
+    Every file is a symlink to Xpra's own except ``index.html``, a copy of Xpra's page with one
+    ``<script>`` tag added (see :data:`XPRA_PAGE_SCRIPT`), and ``connect.html``
+    (:data:`XPRA_DISCONNECTED_PAGE`). If the page has no ``<head>`` (an Xpra version nbviz
+    does not know), Xpra's own directory is served unchanged. :func:`link_gzipped` adds
+    gzipped copies next to the symlinks later.
     """
     page = (XPRA_WWW_DIR / "index.html").read_text()
     if "<head>" not in page:
@@ -567,9 +606,10 @@ def xpra_web_root(state: Path) -> Path:
         for name in dirs:
             (here / name).mkdir()
         for name in files:
-            if not (here == web and name.startswith("index.html")):  # also not index.html.gz
+            if not (here == web and name.startswith(OWN_PAGES)):  # also not index.html.gz
                 (here / name).symlink_to(Path(folder, name))
     (web / "nbviz.js").write_text(XPRA_PAGE_SCRIPT)
+    (web / "connect.html").write_text(XPRA_DISCONNECTED_PAGE)
     (web / "index.html").write_text(
         page.replace("<head>", '<head>\n<script src="nbviz.js"></script>', 1)
     )
@@ -600,7 +640,7 @@ def gzipped_client() -> Path | None:
     files = sorted(
         path
         for path in XPRA_WWW_DIR.rglob("*")
-        if path.suffix in COMPRESSIBLE and path.is_file() and path.name != "index.html"
+        if path.suffix in COMPRESSIBLE and path.is_file() and path.name not in OWN_PAGES
     )
     stamp = hashlib.sha256()
     for path in files:
@@ -628,13 +668,14 @@ def gzipped_client() -> Path | None:
 
 
 def link_gzipped(web: Path) -> None:
-    """Link the gzipped copies of :func:`gzipped_client` into the web root ``web``."""
+    """Link the gzipped copies of :func:`gzipped_client` into the web root ``web``, next to
+    the files that are Xpra's own (symlinks; not nbviz's pages)."""
     gzipped = gzipped_client()
     if gzipped is None or web == XPRA_WWW_DIR:
         return
     for path in gzipped.rglob("*.gz"):
         link = web / path.relative_to(gzipped)
-        if link.parent.is_dir() and not link.exists():
+        if link.with_suffix("").is_symlink() and not link.exists():
             link.symlink_to(path)
 
 
