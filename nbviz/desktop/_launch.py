@@ -19,6 +19,11 @@ process exits, it ends the rest and exits non-zero with a line that says what ha
   this launcher serving noVNC's files on ``S`` (threads, keep-alive) and carrying noVNC's
   websocket to Xvnc itself (websockify's WebSocket class, no websockify process).
 
+It serves the client from its start: a page loaded meanwhile (nbviz's frame loads it early,
+hidden) gets its files, and its websocket waits until Xpra or Xvnc listens. The VNC password
+and the AES key are derived from the session secret in ``NBVIZ_SECRET`` (:func:`credential`),
+so the kernel knows the page's URL before the desktop is up.
+
 Only the standard library is used here, and websockify for the VNC websocket. Secrets are
 passed in files (0600), never on command lines or in the log.
 """
