@@ -267,6 +267,28 @@ def test_clipboard_round_trip(desk: RemoteDesktop) -> None:
         copier.wait()
 
 
+def test_first_steps_while_it_starts(tmp_path: Path) -> None:
+    """What a new user types in the first cell: the clipboard set before the desktop is ready
+    reaches it (it was dropped: the trait said one thing, the desktop had nothing); a title
+    in other letters than Latin-1 is listed (wmctrl gave 'N/A' for xterm -T); a missing
+    cwd= is named as such (the error named the program)."""
+    need("vnc")
+    with pytest.warns(NbvizWarning, match="cannot be shown in the page"):
+        desk = RemoteDesktop("vnc", start=())
+    try:
+        assert desk.status == "starting"
+        desk.clipboard = "set while it starts ✓"
+        desk.wait_ready(30)
+        assert x_run(desk, "xclip", "-selection", "clipboard", "-o") == "set while it starts ✓"
+        title = 'Grüße "✓" 日本'
+        desk.launch(["xterm", "-T", title])
+        wait_until(lambda: desk.refresh() or title in desk.windows, what=title, timeout=10)
+        with pytest.raises(NbvizError, match=r"^nbviz: launch\(cwd=...\): .*/missing is not a"):
+            desk.launch("xterm", cwd=tmp_path / "missing")
+    finally:
+        desk.stop()
+
+
 def test_resize(desk: RemoteDesktop) -> None:
     desk.size = (1024, 640)
     assert desk.screenshot().size == (1024, 640)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib.util
 import json
@@ -44,6 +45,7 @@ REQUIREMENTS: Mapping[str, Mapping[str, str]] = {
 #: Tools nbviz runs on the desktop's display (Debian packages in parentheses).
 TOOLS: Mapping[str, str] = {
     "xdpyinfo": "x11-utils",
+    "xprop": "x11-utils",
     "wmctrl": "wmctrl",
     "xclip": "xclip",
     "xrandr": "x11-xserver-utils",
@@ -149,8 +151,9 @@ class RemoteDesktop(WebApp):
     ).tag(sync=True)
     clipboard = t.Unicode(
         "",
-        help="The desktop's clipboard: set it to copy text into the desktop; what is copied "
-        "there shows up here (polled every second).",
+        help="The desktop's clipboard: set it to copy text into the desktop (set while the "
+        "desktop starts or is stopped: copied in once it is ready); what is copied there shows "
+        "up here (polled every second).",
     ).tag(sync=True)
     size = t.Tuple(
         t.Int(), t.Int(), default_value=(1280, 800), help="Size of the X screen (width, height)."
@@ -338,6 +341,8 @@ class RemoteDesktop(WebApp):
         if tuple(self.size) != self._launch_size:  # resized while stopped
             with contextlib.suppress(RuntimeError):
                 _launch.set_screen_size(self.x_env, *self.size)
+        if self.clipboard:  # set while it started (or before a restart): the desktop gets it
+            self._copy_to_desktop(self.clipboard)
         self._poll_stop.clear()
         self._poller = threading.Thread(target=self._poll, name="nbviz-desktop-poll", daemon=True)
         self._poller.start()
@@ -419,6 +424,8 @@ class RemoteDesktop(WebApp):
                 "started with gl=False; use RemoteDesktop(gl=True) (the default) for it"
             )
         argv[0] = find_program(argv[0], full_env)
+        if cwd is not None and not os.path.isdir(cwd):  # else the error names the program
+            raise NbvizError(f"nbviz: launch(cwd=...): {os.fspath(cwd)} is not a directory")
         if os.path.basename(argv[0]) == "paraview" and "--mpi" not in argv[1:]:
             # Debian's ParaView GUI initialises MPI, whose runtime listens on TCP on every
             # interface: on a shared login node, keep the desktop free of open ports.
@@ -476,8 +483,29 @@ class RemoteDesktop(WebApp):
         titles = []
         for line in lines:
             parts = line.split(None, 3)
-            titles.append(parts[3] if len(parts) == 4 else "")
+            title = parts[3] if len(parts) == 4 else ""
+            if title == "N/A":  # wmctrl reads WM_NAME only as Latin-1 text (xterm -T 'Grüße')
+                title = self._window_title(parts[0])
+            titles.append(title)
         return titles
+
+    def _window_title(self, window: str) -> str:
+        """The title of ``window`` (an X window id), read with xprop, which decodes WM_NAME in
+        every encoding (COMPOUND_TEXT, UTF-8); "" for a window without one."""
+        env = dict(self.x_env, LC_ALL="C.UTF-8")  # xprop prints the text, not octal escapes
+        result = subprocess.run(
+            [find_program("xprop", env), "-id", window, "_NET_WM_NAME", "WM_NAME"],
+            env=env,
+            capture_output=True,
+            timeout=5,
+        )
+        for line in result.stdout.decode(errors="replace").splitlines():
+            _name, found, value = line.partition(" = ")
+            if found and value.startswith('"'):
+                with contextlib.suppress(ValueError, SyntaxError):
+                    return str(ast.literal_eval(value))  # "..." with C escapes, as xprop quotes
+                return value.strip('"')
+        return ""
 
     def _read_clipboard(self) -> str | None:
         env = self.x_env
@@ -503,7 +531,11 @@ class RemoteDesktop(WebApp):
     # ------------------------------------------------------------- observers
     def _on_clipboard(self, change: dict[str, Any]) -> None:
         if self._from_desktop or self._process.status != "ready":
-            return
+            return  # not running: copied in when it is ready (_backend_ready)
+        self._copy_to_desktop(str(change["new"]))
+
+    def _copy_to_desktop(self, text: str) -> None:
+        """Make ``text`` the desktop's clipboard; returns once the desktop sees it."""
         env = self.x_env
         old = self._clipboard_owner
         # xclip keeps running (-quiet: in the foreground) as the selection's owner until
@@ -518,14 +550,14 @@ class RemoteDesktop(WebApp):
         )
         _orphans.guard(proc.pid, [])
         assert proc.stdin is not None
-        proc.stdin.write(str(change["new"]).encode())
+        proc.stdin.write(text.encode())
         proc.stdin.close()
         self._clipboard_owner = proc
         if old is not None:
             Program([], old).stop()
         # Return once the desktop sees the text (xclip takes the selection asynchronously).
         deadline = time.monotonic() + CLIPBOARD_TIMEOUT
-        while self._read_clipboard() != change["new"] and time.monotonic() < deadline:
+        while self._read_clipboard() != text and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def _on_frame_size(self, change: dict[str, Any]) -> None:
