@@ -297,6 +297,11 @@ def test_resize(desk: RemoteDesktop) -> None:
     assert "    GLX\n" in info  # OpenGL by default (ParaView's GUI needs it)
     with pytest.raises(NbvizError, match=r"^nbviz: size must be"):
         desk.size = (1, 1)
+    assert desk.size == (1024, 640)  # a refused size is not kept (it was, unapplied)
+    if desk.backend == "xpra":  # its Xvfb's framebuffer: 2560x1600 unless started larger
+        with pytest.raises(NbvizError, match=r"at most 2560x1600 .*size=\(3000, 2000\)\)$"):
+            desk.size = (3000, 2000)  # was xrandr's "cannot find mode 3000x2000"
+        assert desk.size == (1024, 640)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -564,7 +564,7 @@ class RemoteDesktop(WebApp):
         if not self._follow_frame or len(change["new"]) != 2:
             return
         width, height = change["new"]
-        limit = _launch.MIN_FRAMEBUFFER if self.backend == "xpra" else (8192, 8192)
+        limit = self._size_limit()
         wanted = (max(320, min(int(width), limit[0])), max(200, min(int(height), limit[1])))
         if wanted != tuple(self.size):
             self._resizing_for_frame = True
@@ -575,10 +575,34 @@ class RemoteDesktop(WebApp):
             finally:
                 self._resizing_for_frame = False
 
+    def _size_limit(self) -> tuple[int, int]:
+        """The largest X screen this desktop can have: under Xpra, the framebuffer its Xvfb
+        started with (the launcher's, or the size given to the constructor if larger)."""
+        if self.backend != "xpra":
+            return (8192, 8192)
+        return (
+            max(self._launch_size[0], _launch.MIN_FRAMEBUFFER[0]),
+            max(self._launch_size[1], _launch.MIN_FRAMEBUFFER[1]),
+        )
+
+    @t.validate("size")
+    def _check_size(self, proposal: dict[str, Any]) -> tuple[int, int]:
+        """A size the desktop cannot take is refused before it becomes the trait's value (it
+        stayed, and the screen kept its old size)."""
+        width, height = _valid_size(proposal["value"])
+        most = self._size_limit()
+        if width > most[0] or height > most[1]:
+            raise NbvizError(
+                f"nbviz: this xpra desktop's screen can be at most {most[0]}x{most[1]} (the X "
+                f"framebuffer it started with), not {width}x{height}; for a larger one, start "
+                f"it with RemoteDesktop(size=({width}, {height}))"
+            )
+        return width, height
+
     def _on_size(self, change: dict[str, Any]) -> None:
         if not getattr(self, "_resizing_for_frame", False):
             self._follow_frame = False  # the user chose a size: stop following the frame
-        width, height = _valid_size(change["new"])
+        width, height = change["new"]
         if self._process.status != "ready":
             return  # applied when the desktop is ready
         try:
