@@ -398,6 +398,13 @@ def test_a_display_in_use(backend: str) -> None:
         number = int(first.display[1:])
         with pytest.raises(PortInUseError, match=rf"^nbviz: X display :{number} is in use"):
             RemoteDesktop(backend, display=number)  # type: ignore[arg-type]
+        # as X writes it (the display trait's form): was a ValueError from int(':N')
+        with pytest.raises(PortInUseError, match=rf"^nbviz: X display :{number} is in use"):
+            RemoteDesktop(backend, display=first.display)  # type: ignore[arg-type]
+        # not a display number: said before anything starts (the launcher died with a traceback)
+        for bad in (-1, "x11", True):
+            with pytest.raises(NbvizError, match=r"^nbviz: display= must be a display number"):
+                RemoteDesktop(backend, display=bad)  # type: ignore[arg-type]
     finally:
         first.stop()
 

@@ -170,7 +170,7 @@ class RemoteDesktop(WebApp):
         size: tuple[int, int] | None = None,
         start: Sequence[str] = ("xterm",),
         window_manager: str = "openbox",
-        display: int | None = None,
+        display: int | str | None = None,
         height: int | str = 560,
         timeout: float = 30,
         route: RouteChoice = "auto",
@@ -211,6 +211,8 @@ class RemoteDesktop(WebApp):
         # No size given: the X screen follows the frame in the page (1280x800 until it reports).
         self._follow_frame = size is None
         width, height_px = _valid_size(size or (1280, 800))
+        if display is not None:
+            display = _display_number(display)
         if display is not None and _launch.display_in_use(display):
             raise PortInUseError(
                 f"nbviz: X display :{display} is in use; pick another or leave display= unset"
@@ -228,7 +230,7 @@ class RemoteDesktop(WebApp):
             window_manager,
         ]
         if display is not None:
-            command += ["--display", str(int(display))]
+            command += ["--display", str(display)]
         for program in start:
             command += ["--start", program]
         if encryption:
@@ -615,6 +617,17 @@ class RemoteDesktop(WebApp):
     def __repr__(self) -> str:
         where = f" on {self.display}" if self.display else ""
         return f"<RemoteDesktop {self.backend} {self.status}{where}>"
+
+
+def _display_number(display: int | str) -> int:
+    """The number of an X display given as ``5`` or ``":5"``."""
+    text = display.removeprefix(":") if isinstance(display, str) else display
+    if isinstance(text, bool) or not (isinstance(text, int) or text.isdigit()) or int(text) < 0:
+        raise NbvizError(
+            f"nbviz: display= must be a display number (5 or ':5'), not {display!r}; "
+            "leave it unset for the first free one"
+        )
+    return int(text)
 
 
 def _valid_size(size: Sequence[int]) -> tuple[int, int]:
