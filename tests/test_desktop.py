@@ -647,7 +647,10 @@ def test_keys_typed_in_the_page_reach_the_xterm(
             page.screenshot(path=ARTIFACTS / f"desktop-{backend}.png")
             if encryption:  # the same page without the key (no fragment): refused
                 page.goto(jupyter_server.url(url))
-                page.get_by_text("You were disconnected").wait_for(timeout=15_000)
+                # the client gives up and goes to connect.html (nbviz's page since e42aa1f;
+                # "You were disconnected" was Xpra's)
+                page.get_by_text("The desktop closed the connection").wait_for(timeout=15_000)
+                assert "missing encryption tokens" in (page.text_content("#reason") or "")
                 page.screenshot(path=ARTIFACTS / f"desktop-{backend}-no-key.png")
         assert target.read_text().strip() == "typed-in-chromium"
         if encryption:
