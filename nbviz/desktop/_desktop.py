@@ -344,7 +344,8 @@ class RemoteDesktop(WebApp):
             with contextlib.suppress(RuntimeError):
                 _launch.set_screen_size(self.x_env, *self.size)
         if self.clipboard:  # set while it started (or before a restart): the desktop gets it
-            self._copy_to_desktop(self.clipboard)
+            with contextlib.suppress(NbvizError, OSError):  # not a reason to fail the start
+                self._copy_to_desktop(self.clipboard)
         self._poll_stop.clear()
         self._poller = threading.Thread(target=self._poll, name="nbviz-desktop-poll", daemon=True)
         self._poller.start()
