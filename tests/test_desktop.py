@@ -347,6 +347,35 @@ def test_without_a_window_manager_the_window_list_is_empty() -> None:
         desk.stop()
 
 
+def test_the_window_manager_comes_back() -> None:
+    """Openbox killed, or left through "Exit" in its menu (``openbox --exit``): the launcher
+    starts it again (the desktop stayed without frames, its window list stale)."""
+    desk = new_desktop("vnc", start=())
+    try:
+        for how, title in (("kill", "after-kill"), ("exit", "after-exit")):
+            [wm] = [p for p in psutil.Process(desk.pid).children() if p.name() == "openbox"]
+            if how == "kill":
+                wm.kill()
+            else:
+                x_run(desk, "openbox", "--exit")
+            wm.wait(10)
+
+            def back(old: int = wm.pid) -> bool:  # a new openbox, and it runs the display
+                again = [p for p in psutil.Process(desk.pid).children() if p.name() == "openbox"]
+                ran = subprocess.run(["wmctrl", "-m"], env=desk.x_env, capture_output=True)
+                return bool(again) and again[0].pid != old and ran.returncode == 0
+
+            wait_until(back, what="the window manager again", timeout=15)
+            desk.launch(["xterm", "-T", title])
+            shown = lambda t=title: desk.refresh() or t in desk.windows  # noqa: E731
+            wait_until(shown, what=title, timeout=15)
+            assert "Openbox" in x_run(desk, "wmctrl", "-m")
+        assert desk.status == "ready"
+        assert desk.logs().count("starting the window manager again") == 2
+    finally:
+        desk.stop()
+
+
 def test_missing_program_and_one_that_exits_at_once(desk: RemoteDesktop) -> None:
     with pytest.raises(ProgramNotFoundError, match=r"^nbviz: program 'no-such-x-program'"):
         desk.launch("no-such-x-program --flag")

@@ -76,6 +76,9 @@ XPRA_KEY_LENGTH = 32
 #: How long a websocket opened while the desktop starts waits for Xpra or Xvnc to listen.
 UPSTREAM_WAIT = 2 * X_START_TIMEOUT
 WM_START_TIMEOUT = 10.0
+#: How many times the window manager is started again when it exits (killed, or "Exit" in
+#: openbox's menu): without it windows lose their frames and the window list goes stale.
+WM_RESTARTS = 10
 #: Seconds between the pings sent on a VNC websocket (so that no proxy finds it idle).
 HEARTBEAT = 30.0
 #: Files of Xpra's client the launcher serves gzipped (from copies made once per user).
@@ -724,6 +727,8 @@ class Launcher:
         self.gzip_links: threading.Thread | None = None
         #: Wall-clock time each start-up phase ended (in ``desktop.json`` and the log).
         self.timeline: dict[str, float] = {}
+        self.wm_restarts = 0
+        self.wm_program = ""
 
     def mark(self, phase: str) -> None:
         self.timeline[phase] = time.time()
@@ -1008,6 +1013,10 @@ class Launcher:
             raise SystemExit(f"nbviz: cannot listen on 127.0.0.1:{self.args.port}: {exc}") from None
         threading.Thread(target=self.web_server.serve_forever, daemon=True).start()
 
+    def start_window_manager(self, program: str) -> None:
+        self.wm_program = program
+        self.spawn("window manager", [program], essential=False, env=self.env)
+
     def start_session(self) -> None:
         self.x_run(["xsetroot", "-solid", BACKGROUND])
         if self.args.backend == "xpra":  # Xvfb starts at its full framebuffer size
@@ -1017,7 +1026,7 @@ class Launcher:
             if wm is None:
                 say(f"window manager {self.args.wm} not found (apt-get install openbox); none")
             else:
-                self.spawn("window manager", [wm], essential=False, env=self.env)
+                self.start_window_manager(wm)
                 self.wait_for_wm()
                 self.mark("window_manager")
         for command in self.args.start:
@@ -1126,6 +1135,10 @@ class Launcher:
                 )
                 return 1
             say(f"{name} exited ({how})")
+            if name == "window manager" and self.wm_restarts < WM_RESTARTS:
+                self.wm_restarts += 1
+                say("starting the window manager again")
+                self.start_window_manager(self.wm_program)
 
 
 def describe(code: int) -> str:
