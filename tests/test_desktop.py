@@ -349,11 +349,14 @@ def test_without_a_window_manager_the_window_list_is_empty() -> None:
 
 def test_the_window_manager_comes_back() -> None:
     """Openbox killed, or left through "Exit" in its menu (``openbox --exit``): the launcher
-    starts it again (the desktop stayed without frames, its window list stale)."""
-    desk = new_desktop("vnc", start=())
+    starts it again (the desktop stayed without frames, its window list stale), with the
+    arguments given in window_manager= (a command line; 'openbox --sm-disable' was "not found
+    on PATH")."""
+    desk = new_desktop("vnc", start=(), window_manager="openbox --sm-disable")
     try:
         for how, title in (("kill", "after-kill"), ("exit", "after-exit")):
             [wm] = [p for p in psutil.Process(desk.pid).children() if p.name() == "openbox"]
+            assert wm.cmdline()[1:] == ["--sm-disable"]
             if how == "kill":
                 wm.kill()
             else:

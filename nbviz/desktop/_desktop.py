@@ -206,8 +206,8 @@ class RemoteDesktop(WebApp):
             if not argv:
                 raise NbvizError(f"nbviz: start= has an empty command: {list(start)!r}")
             _must_exist(argv[0], "start=")
-        if window_manager:
-            _must_exist(window_manager, "window_manager=")
+        if window_manager.strip():  # a command line, like the start= entries
+            _must_exist(shlex.split(window_manager)[0], "window_manager=")
         # No size given: the X screen follows the frame in the page (1280x800 until it reports).
         self._follow_frame = size is None
         width, height_px = _valid_size(size or (1280, 800))

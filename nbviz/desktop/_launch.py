@@ -728,7 +728,7 @@ class Launcher:
         #: Wall-clock time each start-up phase ended (in ``desktop.json`` and the log).
         self.timeline: dict[str, float] = {}
         self.wm_restarts = 0
-        self.wm_program = ""
+        self.wm_argv: list[str] = []
 
     def mark(self, phase: str) -> None:
         self.timeline[phase] = time.time()
@@ -1013,20 +1013,21 @@ class Launcher:
             raise SystemExit(f"nbviz: cannot listen on 127.0.0.1:{self.args.port}: {exc}") from None
         threading.Thread(target=self.web_server.serve_forever, daemon=True).start()
 
-    def start_window_manager(self, program: str) -> None:
-        self.wm_program = program
-        self.spawn("window manager", [program], essential=False, env=self.env)
+    def start_window_manager(self, argv: list[str]) -> None:
+        self.wm_argv = argv
+        self.spawn("window manager", argv, essential=False, env=self.env)
 
     def start_session(self) -> None:
         self.x_run(["xsetroot", "-solid", BACKGROUND])
         if self.args.backend == "xpra":  # Xvfb starts at its full framebuffer size
             set_screen_size(self.env, *self.args.size)
-        if self.args.wm:
-            wm = shutil.which(self.args.wm)
+        wm_argv = shlex.split(self.args.wm)  # with its arguments, as the kernel checked them
+        if wm_argv:
+            wm = shutil.which(wm_argv[0])
             if wm is None:
-                say(f"window manager {self.args.wm} not found (apt-get install openbox); none")
+                say(f"window manager {wm_argv[0]} not found (apt-get install openbox); none")
             else:
-                self.start_window_manager(wm)
+                self.start_window_manager([wm, *wm_argv[1:]])
                 self.wait_for_wm()
                 self.mark("window_manager")
         for command in self.args.start:
@@ -1138,7 +1139,7 @@ class Launcher:
             if name == "window manager" and self.wm_restarts < WM_RESTARTS:
                 self.wm_restarts += 1
                 say("starting the window manager again")
-                self.start_window_manager(self.wm_program)
+                self.start_window_manager(self.wm_argv)
 
 
 def describe(code: int) -> str:
