@@ -221,6 +221,23 @@ def test_desktop_has_a_window_manager_and_an_xterm(desk: RemoteDesktop) -> None:
     assert image.getpixel((1270, 790)) == rgb  # nbviz's background, not a black root window
     colours = image.getcolors(maxcolors=1 << 16) or []
     assert len(colours) > 10  # decorations, text: more than a flat screen
+    # One workspace: the mouse wheel over the background (the notebook page scrolled across
+    # the frame) switched openbox to an empty one of its four, the xterm "gone".
+    x_run(desk, "xdotool", "mousemove", "5", "5", "click", "5")
+    assert len(x_run(desk, "wmctrl", "-d").splitlines()) == 1
+    [xterm] = x_run(desk, "xdotool", "search", "--onlyvisible", "--class", "xterm").split()
+    # A smaller screen (the frame's size, once the page reports it): the xterm, centred on the
+    # 1280x800 screen, is moved into it (it was left cut off at the right and the bottom).
+    desk.size = (640, 400)
+
+    def inside() -> bool:  # the client window (xwininfo: wmctrl and xdotool add the frame)
+        lines = x_run(desk, "xwininfo", "-id", xterm).splitlines()
+        g = dict(line.strip().split(": ", 1) for line in lines if ": " in line)
+        keys = ("Absolute upper-left X", "Absolute upper-left Y", "Width", "Height")
+        x, y, w, h = (int(g[k]) for k in keys)
+        return x >= 0 and y >= 0 and x + w <= 640 and y + h <= 400
+
+    wait_until(inside, what="the xterm inside the 640x400 screen", timeout=10)
 
 
 def test_launch_type_and_see(desk: RemoteDesktop, tmp_path: Path) -> None:

@@ -281,10 +281,11 @@ def free_display(start: int = 0) -> int:
     return number
 
 
-def set_screen_size(env: dict[str, str], width: int, height: int) -> None:
+def set_screen_size(env: dict[str, str], width: int, height: int, *, windows: bool = True) -> None:
     """Resize the X screen of ``env["DISPLAY"]`` with RandR (Xvfb and Xvnc both accept it).
 
-    Raises ``RuntimeError`` with xrandr's message when the server refuses.
+    Raises ``RuntimeError`` with xrandr's message when the server refuses. ``windows``: then
+    keep the windows on the screen (:func:`keep_windows_on_screen`).
     """
 
     def xrandr(*args: str) -> subprocess.CompletedProcess[str]:
@@ -306,6 +307,42 @@ def set_screen_size(env: dict[str, str], width: int, height: int) -> None:
     result = xrandr("--output", output, "--mode", mode, "--fb", mode)
     if result.returncode != 0:
         raise RuntimeError(result.stderr.strip() or f"xrandr could not set {mode}")
+    if windows:
+        keep_windows_on_screen(env, width, height)
+
+
+def keep_windows_on_screen(env: dict[str, str], width: int, height: int) -> None:
+    """Move the windows a smaller screen left partly outside back into it (openbox keeps them
+    where they were: the xterm, centred on the 1280x800 screen a desktop starts with, was cut
+    off once the screen took the frame's size)."""
+
+    def run(*argv: str) -> str:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=10)
+        return done.stdout if done.returncode == 0 else ""
+
+    for line in run("wmctrl", "-l", "-G").splitlines():
+        window, _desktop, *numbers = line.split()[:6]
+        x, y, w, h = (int(n) for n in numbers)
+        # wmctrl's x and y are offset by the frame: right and below the client's own
+        if x + w <= width and y + h <= height:
+            continue
+        info = dict(
+            item.strip().split(": ", 1)
+            for item in run("xwininfo", "-id", window).splitlines()
+            if ": " in item
+        )
+        extents = run("xprop", "-id", window, "_NET_FRAME_EXTENTS").partition(" = ")[2]
+        sides = [int(n) for n in extents.split(",") if n.strip().isdigit()]
+        left, right, top, bottom = [*sides, 0, 0, 0, 0][:4]
+        try:
+            fx = int(info["Absolute upper-left X"]) - left
+            fy = int(info["Absolute upper-left Y"]) - top
+        except (KeyError, ValueError):
+            continue
+        nx = max(0, min(fx, width - (w + left + right)))
+        ny = max(0, min(fy, height - (h + top + bottom)))
+        if (nx, ny) != (fx, fy):
+            run("wmctrl", "-i", "-r", window, "-e", f"0,{nx},{ny},-1,-1")
 
 
 def gl_arguments(gl: bool) -> list[str]:
@@ -1014,13 +1051,18 @@ class Launcher:
         threading.Thread(target=self.web_server.serve_forever, daemon=True).start()
 
     def start_window_manager(self, argv: list[str]) -> None:
+        """Start it and wait until it runs; then the desktop has one workspace: openbox's four
+        switch on the mouse wheel over the background, so scrolling the notebook page across
+        the frame took the user to an empty one (the windows "gone")."""
         self.wm_argv = argv
         self.spawn("window manager", argv, essential=False, env=self.env)
+        self.wait_for_wm()
+        self.x_run(["wmctrl", "-n", "1"], quiet=True)
 
     def start_session(self) -> None:
         self.x_run(["xsetroot", "-solid", BACKGROUND])
         if self.args.backend == "xpra":  # Xvfb starts at its full framebuffer size
-            set_screen_size(self.env, *self.args.size)
+            set_screen_size(self.env, *self.args.size, windows=False)  # none yet
         wm_argv = shlex.split(self.args.wm)  # with its arguments, as the kernel checked them
         if wm_argv:
             wm = shutil.which(wm_argv[0])
@@ -1028,7 +1070,6 @@ class Launcher:
                 say(f"window manager {wm_argv[0]} not found (apt-get install openbox); none")
             else:
                 self.start_window_manager([wm, *wm_argv[1:]])
-                self.wait_for_wm()
                 self.mark("window_manager")
         for command in self.args.start:
             argv = shlex.split(command)  # quoted arguments, as the kernel checked them
