@@ -474,6 +474,11 @@ def test_the_x_server_or_the_web_server_dying(backend: str, victim: str) -> None
     wait_until(lambda: desk.status == "crashed", what="the crash", timeout=15)
     assert desk.error.startswith("nbviz: ")
     assert "exited" in desk.error
+    if victim != "launcher":  # the first line says which piece ended (it was only in the tail)
+        first = desk.error.splitlines()[0]
+        assert first.startswith(f"nbviz: {victim} exited (signal SIGKILL); the desktop is gone")
+        with pytest.raises(NbvizError, match=rf"^nbviz: {victim} exited \(signal SIGKILL\)"):
+            desk.launch("xterm")
     wait_until(lambda: not alive(pids), what="every desktop process to end", timeout=10)
     desk.stop()
 
