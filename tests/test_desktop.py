@@ -402,7 +402,11 @@ def test_missing_program_and_one_that_exits_at_once(desk: RemoteDesktop) -> None
     with pytest.raises(ProgramNotFoundError, match=r"'DISPLAY=:1'.*without a shell"):
         desk.launch("DISPLAY=:1 xterm")
     # a program that fails: its exit code and what it printed (its own log, not the others')
-    quiet = desk.launch([sys.executable, "-c", "print('all fine')"])
+    # env= takes numbers, as WebApp's does (subprocess's TypeError came through)
+    quiet = desk.launch(
+        [sys.executable, "-c", "import os; print('all fine' * int(os.environ['N']))"],
+        env={"N": 1},
+    )
     failing = desk.launch(
         [sys.executable, "-c", "import os, sys; sys.exit('no display? ' + os.environ['DISPLAY'])"]
     )

@@ -420,15 +420,17 @@ class RemoteDesktop(WebApp):
         self,
         program: str | Sequence[str],
         *,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | int | float] | None = None,
         cwd: str | os.PathLike[str] | None = None,
     ) -> Program:
-        """Start an X program on this desktop; it ends with the desktop (and the kernel)."""
+        """Start an X program on this desktop; it ends with the desktop (and the kernel).
+
+        ``env``: variables added to its environment (numbers become strings, as in WebApp's)."""
         argv = shlex.split(program) if isinstance(program, str) else [str(a) for a in program]
         if not argv:
             raise NbvizError("nbviz: launch() needs a program, e.g. desk.launch('xterm')")
         full_env = self.x_env
-        full_env.update(env or {})
+        full_env.update({str(k): str(v) for k, v in (env or {}).items()})
         if os.path.basename(argv[0]) in NEEDS_GL and not self._gl:
             raise NbvizError(
                 f"nbviz: {os.path.basename(argv[0])} needs OpenGL (GLX), and this desktop was "
