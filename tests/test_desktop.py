@@ -350,12 +350,14 @@ def test_missing_start_program_or_window_manager() -> None:
         RemoteDesktop(window_manager="fvwm-nope")
     with pytest.raises(NbvizError, match="start= has an empty command"):
         RemoteDesktop(start=[""])
+    with pytest.raises(NbvizError, match=r"start= takes commands, each a string .* not 3$"):
+        RemoteDesktop(start=["xterm", 3])  # type: ignore[list-item]
 
 
 def test_without_a_window_manager_the_window_list_is_empty() -> None:
     """No window manager publishes the list (window_manager="", or before it is up): windows
     is empty and refresh() does not fail (it raised 'Cannot get client list properties')."""
-    desk = new_desktop("vnc", window_manager="", start=())
+    desk = new_desktop("vnc", window_manager=None, start=None)  # None for none (TypeErrors)
     try:
         desk.launch(["xterm", "-T", "unmanaged"])
         desk.refresh()
@@ -417,10 +419,12 @@ def test_missing_program_and_one_that_exits_at_once(desk: RemoteDesktop) -> None
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_stop_leaves_no_process(backend: str) -> None:
-    desk = new_desktop(backend, start="xterm -T 'two words'")  # one command, quoted
+    # a command line, quoted, and a list of arguments (was an AttributeError)
+    desk = new_desktop(backend, start=["xterm -T 'two words'", ["xterm", "-T", "a list"]])
     program = desk.launch("xterm -T extra")
     desk.clipboard = "owned by an xclip"
-    wait_until(lambda: desk.refresh() or {"extra", "two words"} <= set(desk.windows), what="both")
+    titles = {"extra", "two words", "a list"}
+    wait_until(lambda: desk.refresh() or titles <= set(desk.windows), what="all three")
     pids = tree(desk.pid) | tree(program.pid) | tree(desk._clipboard_owner.pid)  # type: ignore[union-attr]
     expected = {"xterm", "openbox", "xclip"} | ({"xpra", "Xvfb"} if backend == "xpra" else {"Xvnc"})
     assert {n[:15] for n in expected} <= {n[:15] for n in names(pids)}, names(pids)

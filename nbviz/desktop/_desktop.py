@@ -168,8 +168,8 @@ class RemoteDesktop(WebApp):
         backend: Backend = "xpra",
         *,
         size: tuple[int, int] | None = None,
-        start: Sequence[str] = ("xterm",),
-        window_manager: str = "openbox",
+        start: str | Sequence[str | Sequence[str]] | None = ("xterm",),
+        window_manager: str | None = "openbox",
         display: int | str | None = None,
         height: int | str = 560,
         timeout: float = 30,
@@ -199,13 +199,8 @@ class RemoteDesktop(WebApp):
             raise ProgramNotFoundError(
                 f"nbviz: the {backend} desktop cannot start: {problem}; install it{offer}"
             )
-        if isinstance(start, str):  # one command, not its letters
-            start = (start,)
-        for item in start:  # said now: the launcher would skip a missing one, in its log only
-            argv = shlex.split(item)
-            if not argv:
-                raise NbvizError(f"nbviz: start= has an empty command: {list(start)!r}")
-            _must_exist(argv[0], "start=")
+        start = _start_commands(start)
+        window_manager = window_manager or ""  # None: none, as ""
         if window_manager.strip():  # a command line, like the start= entries
             _must_exist(shlex.split(window_manager)[0], "window_manager=")
         # No size given: the X screen follows the frame in the page (1280x800 until it reports).
@@ -628,6 +623,33 @@ class RemoteDesktop(WebApp):
     def __repr__(self) -> str:
         where = f" on {self.display}" if self.display else ""
         return f"<RemoteDesktop {self.backend} {self.status}{where}>"
+
+
+def _start_commands(start: str | Sequence[str | Sequence[str]] | None) -> list[str]:
+    """``start=`` as command lines (what the launcher takes), each checked now: the launcher
+    would skip a missing program, saying so in its log only. An entry is a command line
+    (``"xterm -T 'my title'"``) or a list of arguments, as for :meth:`RemoteDesktop.launch`;
+    None is none."""
+    if start is None:
+        return []
+    if isinstance(start, str):  # one command, not its letters
+        start = (start,)
+    commands = []
+    for item in start:
+        if isinstance(item, str):
+            argv = shlex.split(item)
+        elif isinstance(item, Sequence):
+            argv = [str(arg) for arg in item]
+        else:
+            raise NbvizError(
+                "nbviz: start= takes commands, each a string ('xterm -T notes') or a list "
+                f"(['xterm', '-T', 'notes']), not {item!r}"
+            )
+        if not argv:
+            raise NbvizError(f"nbviz: start= has an empty command: {list(start)!r}")
+        _must_exist(argv[0], "start=")
+        commands.append(item if isinstance(item, str) else shlex.join(argv))
+    return commands
 
 
 def _launcher_reason(log: str) -> str | None:
