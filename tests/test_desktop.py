@@ -415,6 +415,7 @@ def test_missing_program_and_one_that_exits_at_once(desk: RemoteDesktop) -> None
     assert failing.wait(30) == 1 and quiet.wait(30) == 0
     assert failing.logs().strip() == f"no display? {desk.display}"
     assert "exited with 1" in repr(failing) and quiet.logs(1) == "all fine"
+    assert desk.launch(Path(sys.executable)).wait(30) == 0  # a path (was "not iterable")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

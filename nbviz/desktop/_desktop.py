@@ -413,14 +413,18 @@ class RemoteDesktop(WebApp):
 
     def launch(
         self,
-        program: str | Sequence[str],
+        program: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         *,
         env: Mapping[str, str | int | float] | None = None,
         cwd: str | os.PathLike[str] | None = None,
     ) -> Program:
         """Start an X program on this desktop; it ends with the desktop (and the kernel).
 
-        ``env``: variables added to its environment (numbers become strings, as in WebApp's)."""
+        ``program``: a command line (``"xterm -T 'my title'"``, no shell), a list of arguments,
+        or a path. ``env``: variables added to its environment (numbers become strings, as in
+        WebApp's)."""
+        if isinstance(program, os.PathLike):  # a path to the program (it was iterated)
+            program = [program]
         argv = shlex.split(program) if isinstance(program, str) else [str(a) for a in program]
         if not argv:
             raise NbvizError("nbviz: launch() needs a program, e.g. desk.launch('xterm')")
