@@ -321,8 +321,12 @@ def keep_windows_on_screen(env: dict[str, str], width: int, height: int) -> None
         return done.stdout if done.returncode == 0 else ""
 
     for line in run("wmctrl", "-l", "-G").splitlines():
-        window, _desktop, *numbers = line.split()[:6]
-        x, y, w, h = (int(n) for n in numbers)
+        fields = line.split()
+        try:
+            window = fields[0]
+            x, y, w, h = (int(n) for n in fields[2:6])
+        except (IndexError, ValueError):  # not a line of the listing nbviz knows
+            continue
         # wmctrl's x and y are offset by the frame: right and below the client's own
         if x + w <= width and y + h <= height:
             continue
