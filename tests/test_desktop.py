@@ -221,6 +221,23 @@ def test_desktop_has_a_window_manager_and_an_xterm(desk: RemoteDesktop) -> None:
     assert image.getpixel((1270, 790)) == rgb  # nbviz's background, not a black root window
     colours = image.getcolors(maxcolors=1 << 16) or []
     assert len(colours) > 10  # decorations, text: more than a flat screen
+    # One workspace: the mouse wheel over the background (the notebook page scrolled across
+    # the frame) switched openbox to an empty one of its four, the xterm "gone".
+    x_run(desk, "xdotool", "mousemove", "5", "5", "click", "5")
+    assert len(x_run(desk, "wmctrl", "-d").splitlines()) == 1
+    [xterm] = x_run(desk, "xdotool", "search", "--onlyvisible", "--class", "xterm").split()
+    # A smaller screen (the frame's size, once the page reports it): the xterm, centred on the
+    # 1280x800 screen, is moved into it (it was left cut off at the right and the bottom).
+    desk.size = (640, 400)
+
+    def inside() -> bool:  # the client window (xwininfo: wmctrl and xdotool add the frame)
+        lines = x_run(desk, "xwininfo", "-id", xterm).splitlines()
+        g = dict(line.strip().split(": ", 1) for line in lines if ": " in line)
+        keys = ("Absolute upper-left X", "Absolute upper-left Y", "Width", "Height")
+        x, y, w, h = (int(g[k]) for k in keys)
+        return x >= 0 and y >= 0 and x + w <= 640 and y + h <= 400
+
+    wait_until(inside, what="the xterm inside the 640x400 screen", timeout=10)
 
 
 def test_launch_type_and_see(desk: RemoteDesktop, tmp_path: Path) -> None:
@@ -267,6 +284,28 @@ def test_clipboard_round_trip(desk: RemoteDesktop) -> None:
         copier.wait()
 
 
+def test_first_steps_while_it_starts(tmp_path: Path) -> None:
+    """What a new user types in the first cell: the clipboard set before the desktop is ready
+    reaches it (it was dropped: the trait said one thing, the desktop had nothing); a title
+    in other letters than Latin-1 is listed (wmctrl gave 'N/A' for xterm -T); a missing
+    cwd= is named as such (the error named the program)."""
+    need("vnc")
+    with pytest.warns(NbvizWarning, match="cannot be shown in the page"):
+        desk = RemoteDesktop("vnc", start=())
+    try:
+        assert desk.status == "starting"
+        desk.clipboard = "set while it starts ✓"
+        desk.wait_ready(30)
+        assert x_run(desk, "xclip", "-selection", "clipboard", "-o") == "set while it starts ✓"
+        title = 'Grüße "✓" 日本'
+        desk.launch(["xterm", "-T", title])
+        wait_until(lambda: desk.refresh() or title in desk.windows, what=title, timeout=10)
+        with pytest.raises(NbvizError, match=r"^nbviz: launch\(cwd=...\): .*/missing is not a"):
+            desk.launch("xterm", cwd=tmp_path / "missing")
+    finally:
+        desk.stop()
+
+
 def test_resize(desk: RemoteDesktop) -> None:
     desk.size = (1024, 640)
     assert desk.screenshot().size == (1024, 640)
@@ -275,6 +314,11 @@ def test_resize(desk: RemoteDesktop) -> None:
     assert "    GLX\n" in info  # OpenGL by default (ParaView's GUI needs it)
     with pytest.raises(NbvizError, match=r"^nbviz: size must be"):
         desk.size = (1, 1)
+    assert desk.size == (1024, 640)  # a refused size is not kept (it was, unapplied)
+    if desk.backend == "xpra":  # its Xvfb's framebuffer: 2560x1600 unless started larger
+        with pytest.raises(NbvizError, match=r"at most 2560x1600 .*size=\(3000, 2000\)\)$"):
+            desk.size = (3000, 2000)  # was xrandr's "cannot find mode 3000x2000"
+        assert desk.size == (1024, 640)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -306,16 +350,50 @@ def test_missing_start_program_or_window_manager() -> None:
         RemoteDesktop(window_manager="fvwm-nope")
     with pytest.raises(NbvizError, match="start= has an empty command"):
         RemoteDesktop(start=[""])
+    with pytest.raises(NbvizError, match=r"start= takes commands, each a string .* not 3$"):
+        RemoteDesktop(start=["xterm", 3])  # type: ignore[list-item]
 
 
 def test_without_a_window_manager_the_window_list_is_empty() -> None:
     """No window manager publishes the list (window_manager="", or before it is up): windows
     is empty and refresh() does not fail (it raised 'Cannot get client list properties')."""
-    desk = new_desktop("vnc", window_manager="", start=())
+    desk = new_desktop("vnc", window_manager=None, start=None)  # None for none (TypeErrors)
     try:
         desk.launch(["xterm", "-T", "unmanaged"])
         desk.refresh()
         assert desk.windows == []
+    finally:
+        desk.stop()
+
+
+def test_the_window_manager_comes_back() -> None:
+    """Openbox killed, or left through "Exit" in its menu (``openbox --exit``): the launcher
+    starts it again (the desktop stayed without frames, its window list stale), with the
+    arguments given in window_manager= (a command line; 'openbox --sm-disable' was "not found
+    on PATH")."""
+    desk = new_desktop("vnc", start=(), window_manager="openbox --sm-disable")
+    try:
+        for how, title in (("kill", "after-kill"), ("exit", "after-exit")):
+            [wm] = [p for p in psutil.Process(desk.pid).children() if p.name() == "openbox"]
+            assert wm.cmdline()[1:] == ["--sm-disable"]
+            if how == "kill":
+                wm.kill()
+            else:
+                x_run(desk, "openbox", "--exit")
+            wm.wait(10)
+
+            def back(old: int = wm.pid) -> bool:  # a new openbox, and it runs the display
+                again = [p for p in psutil.Process(desk.pid).children() if p.name() == "openbox"]
+                ran = subprocess.run(["wmctrl", "-m"], env=desk.x_env, capture_output=True)
+                return bool(again) and again[0].pid != old and ran.returncode == 0
+
+            wait_until(back, what="the window manager again", timeout=15)
+            desk.launch(["xterm", "-T", title])
+            shown = lambda t=title: desk.refresh() or t in desk.windows  # noqa: E731
+            wait_until(shown, what=title, timeout=15)
+            assert "Openbox" in x_run(desk, "wmctrl", "-m")
+        assert desk.status == "ready"
+        assert desk.logs().count("starting the window manager again") == 2
     finally:
         desk.stop()
 
@@ -326,21 +404,28 @@ def test_missing_program_and_one_that_exits_at_once(desk: RemoteDesktop) -> None
     with pytest.raises(ProgramNotFoundError, match=r"'DISPLAY=:1'.*without a shell"):
         desk.launch("DISPLAY=:1 xterm")
     # a program that fails: its exit code and what it printed (its own log, not the others')
-    quiet = desk.launch([sys.executable, "-c", "print('all fine')"])
+    # env= takes numbers, as WebApp's does (subprocess's TypeError came through)
+    quiet = desk.launch(
+        [sys.executable, "-c", "import os; print('all fine' * int(os.environ['N']))"],
+        env={"N": 1},
+    )
     failing = desk.launch(
         [sys.executable, "-c", "import os, sys; sys.exit('no display? ' + os.environ['DISPLAY'])"]
     )
     assert failing.wait(30) == 1 and quiet.wait(30) == 0
     assert failing.logs().strip() == f"no display? {desk.display}"
     assert "exited with 1" in repr(failing) and quiet.logs(1) == "all fine"
+    assert desk.launch(Path(sys.executable)).wait(30) == 0  # a path (was "not iterable")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_stop_leaves_no_process(backend: str) -> None:
-    desk = new_desktop(backend, start="xterm -T 'two words'")  # one command, quoted
+    # a command line, quoted, and a list of arguments (was an AttributeError)
+    desk = new_desktop(backend, start=["xterm -T 'two words'", ["xterm", "-T", "a list"]])
     program = desk.launch("xterm -T extra")
     desk.clipboard = "owned by an xclip"
-    wait_until(lambda: desk.refresh() or {"extra", "two words"} <= set(desk.windows), what="both")
+    titles = {"extra", "two words", "a list"}
+    wait_until(lambda: desk.refresh() or titles <= set(desk.windows), what="all three")
     pids = tree(desk.pid) | tree(program.pid) | tree(desk._clipboard_owner.pid)  # type: ignore[union-attr]
     expected = {"xterm", "openbox", "xclip"} | ({"xpra", "Xvfb"} if backend == "xpra" else {"Xvnc"})
     assert {n[:15] for n in expected} <= {n[:15] for n in names(pids)}, names(pids)
@@ -371,6 +456,13 @@ def test_a_display_in_use(backend: str) -> None:
         number = int(first.display[1:])
         with pytest.raises(PortInUseError, match=rf"^nbviz: X display :{number} is in use"):
             RemoteDesktop(backend, display=number)  # type: ignore[arg-type]
+        # as X writes it (the display trait's form): was a ValueError from int(':N')
+        with pytest.raises(PortInUseError, match=rf"^nbviz: X display :{number} is in use"):
+            RemoteDesktop(backend, display=first.display)  # type: ignore[arg-type]
+        # not a display number: said before anything starts (the launcher died with a traceback)
+        for bad in (-1, "x11", True):
+            with pytest.raises(NbvizError, match=r"^nbviz: display= must be a display number"):
+                RemoteDesktop(backend, display=bad)  # type: ignore[arg-type]
     finally:
         first.stop()
 
@@ -391,6 +483,11 @@ def test_the_x_server_or_the_web_server_dying(backend: str, victim: str) -> None
     wait_until(lambda: desk.status == "crashed", what="the crash", timeout=15)
     assert desk.error.startswith("nbviz: ")
     assert "exited" in desk.error
+    if victim != "launcher":  # the first line says which piece ended (it was only in the tail)
+        first = desk.error.splitlines()[0]
+        assert first.startswith(f"nbviz: {victim} exited (signal SIGKILL); the desktop is gone")
+        with pytest.raises(NbvizError, match=rf"^nbviz: {victim} exited \(signal SIGKILL\)"):
+            desk.launch("xterm")
     wait_until(lambda: not alive(pids), what="every desktop process to end", timeout=10)
     desk.stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib.util
 import json
@@ -44,6 +45,7 @@ REQUIREMENTS: Mapping[str, Mapping[str, str]] = {
 #: Tools nbviz runs on the desktop's display (Debian packages in parentheses).
 TOOLS: Mapping[str, str] = {
     "xdpyinfo": "x11-utils",
+    "xprop": "x11-utils",
     "wmctrl": "wmctrl",
     "xclip": "xclip",
     "xrandr": "x11-xserver-utils",
@@ -149,8 +151,9 @@ class RemoteDesktop(WebApp):
     ).tag(sync=True)
     clipboard = t.Unicode(
         "",
-        help="The desktop's clipboard: set it to copy text into the desktop; what is copied "
-        "there shows up here (polled every second).",
+        help="The desktop's clipboard: set it to copy text into the desktop (set while the "
+        "desktop starts or is stopped: copied in once it is ready); what is copied there shows "
+        "up here (polled every second).",
     ).tag(sync=True)
     size = t.Tuple(
         t.Int(), t.Int(), default_value=(1280, 800), help="Size of the X screen (width, height)."
@@ -165,9 +168,9 @@ class RemoteDesktop(WebApp):
         backend: Backend = "xpra",
         *,
         size: tuple[int, int] | None = None,
-        start: Sequence[str] = ("xterm",),
-        window_manager: str = "openbox",
-        display: int | None = None,
+        start: str | Sequence[str | Sequence[str]] | None = ("xterm",),
+        window_manager: str | None = "openbox",
+        display: int | str | None = None,
         height: int | str = 560,
         timeout: float = 30,
         route: RouteChoice = "auto",
@@ -196,18 +199,15 @@ class RemoteDesktop(WebApp):
             raise ProgramNotFoundError(
                 f"nbviz: the {backend} desktop cannot start: {problem}; install it{offer}"
             )
-        if isinstance(start, str):  # one command, not its letters
-            start = (start,)
-        for item in start:  # said now: the launcher would skip a missing one, in its log only
-            argv = shlex.split(item)
-            if not argv:
-                raise NbvizError(f"nbviz: start= has an empty command: {list(start)!r}")
-            _must_exist(argv[0], "start=")
-        if window_manager:
-            _must_exist(window_manager, "window_manager=")
+        start = _start_commands(start)
+        window_manager = window_manager or ""  # None: none, as ""
+        if window_manager.strip():  # a command line, like the start= entries
+            _must_exist(shlex.split(window_manager)[0], "window_manager=")
         # No size given: the X screen follows the frame in the page (1280x800 until it reports).
         self._follow_frame = size is None
         width, height_px = _valid_size(size or (1280, 800))
+        if display is not None:
+            display = _display_number(display)
         if display is not None and _launch.display_in_use(display):
             raise PortInUseError(
                 f"nbviz: X display :{display} is in use; pick another or leave display= unset"
@@ -225,7 +225,7 @@ class RemoteDesktop(WebApp):
             window_manager,
         ]
         if display is not None:
-            command += ["--display", str(int(display))]
+            command += ["--display", str(display)]
         for program in start:
             command += ["--start", program]
         if encryption:
@@ -323,6 +323,14 @@ class RemoteDesktop(WebApp):
         return CLIENT_PAGE["xpra"]
 
     def _on_process_change(self, process: Process) -> None:
+        error = process.error
+        reason = _launcher_reason(error.log_tail) if error is not None else None
+        if error is not None and reason and process.status == "crashed":
+            # The launcher said which piece ended and why; the lifecycle only knows that the
+            # launcher exited ("xpra desktop exited with code 1"), the reason was the last of
+            # the log tail's lines, below Xpra's own (the frame shows the error's first line).
+            error.message = reason
+            error.args = (error.full_message(),)
         if process.status == "starting" and process.secret != self._page_secret:
             # A new start (a new secret): its page, not served yet.
             self._page_secret = process.secret
@@ -338,6 +346,9 @@ class RemoteDesktop(WebApp):
         if tuple(self.size) != self._launch_size:  # resized while stopped
             with contextlib.suppress(RuntimeError):
                 _launch.set_screen_size(self.x_env, *self.size)
+        if self.clipboard:  # set while it started (or before a restart): the desktop gets it
+            with contextlib.suppress(NbvizError, OSError):  # not a reason to fail the start
+                self._copy_to_desktop(self.clipboard)
         self._poll_stop.clear()
         self._poller = threading.Thread(target=self._poll, name="nbviz-desktop-poll", daemon=True)
         self._poller.start()
@@ -402,23 +413,31 @@ class RemoteDesktop(WebApp):
 
     def launch(
         self,
-        program: str | Sequence[str],
+        program: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         *,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | int | float] | None = None,
         cwd: str | os.PathLike[str] | None = None,
     ) -> Program:
-        """Start an X program on this desktop; it ends with the desktop (and the kernel)."""
+        """Start an X program on this desktop; it ends with the desktop (and the kernel).
+
+        ``program``: a command line (``"xterm -T 'my title'"``, no shell), a list of arguments,
+        or a path. ``env``: variables added to its environment (numbers become strings, as in
+        WebApp's)."""
+        if isinstance(program, os.PathLike):  # a path to the program (it was iterated)
+            program = [program]
         argv = shlex.split(program) if isinstance(program, str) else [str(a) for a in program]
         if not argv:
             raise NbvizError("nbviz: launch() needs a program, e.g. desk.launch('xterm')")
         full_env = self.x_env
-        full_env.update(env or {})
+        full_env.update({str(k): str(v) for k, v in (env or {}).items()})
         if os.path.basename(argv[0]) in NEEDS_GL and not self._gl:
             raise NbvizError(
                 f"nbviz: {os.path.basename(argv[0])} needs OpenGL (GLX), and this desktop was "
                 "started with gl=False; use RemoteDesktop(gl=True) (the default) for it"
             )
         argv[0] = find_program(argv[0], full_env)
+        if cwd is not None and not os.path.isdir(cwd):  # else the error names the program
+            raise NbvizError(f"nbviz: launch(cwd=...): {os.fspath(cwd)} is not a directory")
         if os.path.basename(argv[0]) == "paraview" and "--mpi" not in argv[1:]:
             # Debian's ParaView GUI initialises MPI, whose runtime listens on TCP on every
             # interface: on a shared login node, keep the desktop free of open ports.
@@ -476,8 +495,29 @@ class RemoteDesktop(WebApp):
         titles = []
         for line in lines:
             parts = line.split(None, 3)
-            titles.append(parts[3] if len(parts) == 4 else "")
+            title = parts[3] if len(parts) == 4 else ""
+            if title == "N/A":  # wmctrl reads WM_NAME only as Latin-1 text (xterm -T 'Grüße')
+                title = self._window_title(parts[0])
+            titles.append(title)
         return titles
+
+    def _window_title(self, window: str) -> str:
+        """The title of ``window`` (an X window id), read with xprop, which decodes WM_NAME in
+        every encoding (COMPOUND_TEXT, UTF-8); "" for a window without one."""
+        env = dict(self.x_env, LC_ALL="C.UTF-8")  # xprop prints the text, not octal escapes
+        result = subprocess.run(
+            [find_program("xprop", env), "-id", window, "_NET_WM_NAME", "WM_NAME"],
+            env=env,
+            capture_output=True,
+            timeout=5,
+        )
+        for line in result.stdout.decode(errors="replace").splitlines():
+            _name, found, value = line.partition(" = ")
+            if found and value.startswith('"'):
+                with contextlib.suppress(ValueError, SyntaxError):
+                    return str(ast.literal_eval(value))  # "..." with C escapes, as xprop quotes
+                return value.strip('"')
+        return ""
 
     def _read_clipboard(self) -> str | None:
         env = self.x_env
@@ -503,7 +543,11 @@ class RemoteDesktop(WebApp):
     # ------------------------------------------------------------- observers
     def _on_clipboard(self, change: dict[str, Any]) -> None:
         if self._from_desktop or self._process.status != "ready":
-            return
+            return  # not running: copied in when it is ready (_backend_ready)
+        self._copy_to_desktop(str(change["new"]))
+
+    def _copy_to_desktop(self, text: str) -> None:
+        """Make ``text`` the desktop's clipboard; returns once the desktop sees it."""
         env = self.x_env
         old = self._clipboard_owner
         # xclip keeps running (-quiet: in the foreground) as the selection's owner until
@@ -518,21 +562,21 @@ class RemoteDesktop(WebApp):
         )
         _orphans.guard(proc.pid, [])
         assert proc.stdin is not None
-        proc.stdin.write(str(change["new"]).encode())
+        proc.stdin.write(text.encode())
         proc.stdin.close()
         self._clipboard_owner = proc
         if old is not None:
             Program([], old).stop()
         # Return once the desktop sees the text (xclip takes the selection asynchronously).
         deadline = time.monotonic() + CLIPBOARD_TIMEOUT
-        while self._read_clipboard() != change["new"] and time.monotonic() < deadline:
+        while self._read_clipboard() != text and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def _on_frame_size(self, change: dict[str, Any]) -> None:
         if not self._follow_frame or len(change["new"]) != 2:
             return
         width, height = change["new"]
-        limit = _launch.MIN_FRAMEBUFFER if self.backend == "xpra" else (8192, 8192)
+        limit = self._size_limit()
         wanted = (max(320, min(int(width), limit[0])), max(200, min(int(height), limit[1])))
         if wanted != tuple(self.size):
             self._resizing_for_frame = True
@@ -543,10 +587,34 @@ class RemoteDesktop(WebApp):
             finally:
                 self._resizing_for_frame = False
 
+    def _size_limit(self) -> tuple[int, int]:
+        """The largest X screen this desktop can have: under Xpra, the framebuffer its Xvfb
+        started with (the launcher's, or the size given to the constructor if larger)."""
+        if self.backend != "xpra":
+            return (8192, 8192)
+        return (
+            max(self._launch_size[0], _launch.MIN_FRAMEBUFFER[0]),
+            max(self._launch_size[1], _launch.MIN_FRAMEBUFFER[1]),
+        )
+
+    @t.validate("size")
+    def _check_size(self, proposal: dict[str, Any]) -> tuple[int, int]:
+        """A size the desktop cannot take is refused before it becomes the trait's value (it
+        stayed, and the screen kept its old size)."""
+        width, height = _valid_size(proposal["value"])
+        most = self._size_limit()
+        if width > most[0] or height > most[1]:
+            raise NbvizError(
+                f"nbviz: this xpra desktop's screen can be at most {most[0]}x{most[1]} (the X "
+                f"framebuffer it started with), not {width}x{height}; for a larger one, start "
+                f"it with RemoteDesktop(size=({width}, {height}))"
+            )
+        return width, height
+
     def _on_size(self, change: dict[str, Any]) -> None:
         if not getattr(self, "_resizing_for_frame", False):
             self._follow_frame = False  # the user chose a size: stop following the frame
-        width, height = _valid_size(change["new"])
+        width, height = change["new"]
         if self._process.status != "ready":
             return  # applied when the desktop is ready
         try:
@@ -559,6 +627,53 @@ class RemoteDesktop(WebApp):
     def __repr__(self) -> str:
         where = f" on {self.display}" if self.display else ""
         return f"<RemoteDesktop {self.backend} {self.status}{where}>"
+
+
+def _start_commands(start: str | Sequence[str | Sequence[str]] | None) -> list[str]:
+    """``start=`` as command lines (what the launcher takes), each checked now: the launcher
+    would skip a missing program, saying so in its log only. An entry is a command line
+    (``"xterm -T 'my title'"``) or a list of arguments, as for :meth:`RemoteDesktop.launch`;
+    None is none."""
+    if start is None:
+        return []
+    if isinstance(start, str):  # one command, not its letters
+        start = (start,)
+    commands = []
+    for item in start:
+        if isinstance(item, str):
+            argv = shlex.split(item)
+        elif isinstance(item, Sequence):
+            argv = [str(arg) for arg in item]
+        else:
+            raise NbvizError(
+                "nbviz: start= takes commands, each a string ('xterm -T notes') or a list "
+                f"(['xterm', '-T', 'notes']), not {item!r}"
+            )
+        if not argv:
+            raise NbvizError(f"nbviz: start= has an empty command: {list(start)!r}")
+        _must_exist(argv[0], "start=")
+        commands.append(item if isinstance(item, str) else shlex.join(argv))
+    return commands
+
+
+def _launcher_reason(log: str) -> str | None:
+    """The desktop launcher's own account of its end: its last ``nbviz-desktop: nbviz: ...``
+    line (which piece exited and what to do), or None."""
+    for line in reversed(log.splitlines()):
+        if line.startswith("nbviz-desktop: nbviz: "):
+            return line.removeprefix("nbviz-desktop: ")
+    return None
+
+
+def _display_number(display: int | str) -> int:
+    """The number of an X display given as ``5`` or ``":5"``."""
+    text = display.removeprefix(":") if isinstance(display, str) else display
+    if isinstance(text, bool) or not (isinstance(text, int) or text.isdigit()) or int(text) < 0:
+        raise NbvizError(
+            f"nbviz: display= must be a display number (5 or ':5'), not {display!r}; "
+            "leave it unset for the first free one"
+        )
+    return int(text)
 
 
 def _valid_size(size: Sequence[int]) -> tuple[int, int]:

@@ -81,6 +81,9 @@ XPRA_KEY_LENGTH = 32
 #: How long a websocket opened while the desktop starts waits for Xpra or Xvnc to listen.
 UPSTREAM_WAIT = 2 * X_START_TIMEOUT
 WM_START_TIMEOUT = 10.0
+#: How many times the window manager is started again when it exits (killed, or "Exit" in
+#: openbox's menu): without it windows lose their frames and the window list goes stale.
+WM_RESTARTS = 10
 #: Seconds between the pings sent on a VNC websocket (so that no proxy finds it idle).
 HEARTBEAT = 30.0
 #: Files of Xpra's client the launcher serves gzipped (from copies made once per user).
@@ -283,10 +286,11 @@ def free_display(start: int = 0) -> int:
     return number
 
 
-def set_screen_size(env: dict[str, str], width: int, height: int) -> None:
+def set_screen_size(env: dict[str, str], width: int, height: int, *, windows: bool = True) -> None:
     """Resize the X screen of ``env["DISPLAY"]`` with RandR (Xvfb and Xvnc both accept it).
 
-    Raises ``RuntimeError`` with xrandr's message when the server refuses.
+    Raises ``RuntimeError`` with xrandr's message when the server refuses. ``windows``: then
+    keep the windows on the screen (:func:`keep_windows_on_screen`).
     """
 
     def xrandr(*args: str) -> subprocess.CompletedProcess[str]:
@@ -308,6 +312,46 @@ def set_screen_size(env: dict[str, str], width: int, height: int) -> None:
     result = xrandr("--output", output, "--mode", mode, "--fb", mode)
     if result.returncode != 0:
         raise RuntimeError(result.stderr.strip() or f"xrandr could not set {mode}")
+    if windows:
+        keep_windows_on_screen(env, width, height)
+
+
+def keep_windows_on_screen(env: dict[str, str], width: int, height: int) -> None:
+    """Move the windows a smaller screen left partly outside back into it (openbox keeps them
+    where they were: the xterm, centred on the 1280x800 screen a desktop starts with, was cut
+    off once the screen took the frame's size)."""
+
+    def run(*argv: str) -> str:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=10)
+        return done.stdout if done.returncode == 0 else ""
+
+    for line in run("wmctrl", "-l", "-G").splitlines():
+        fields = line.split()
+        try:
+            window = fields[0]
+            x, y, w, h = (int(n) for n in fields[2:6])
+        except (IndexError, ValueError):  # not a line of the listing nbviz knows
+            continue
+        # wmctrl's x and y are offset by the frame: right and below the client's own
+        if x + w <= width and y + h <= height:
+            continue
+        info = dict(
+            item.strip().split(": ", 1)
+            for item in run("xwininfo", "-id", window).splitlines()
+            if ": " in item
+        )
+        extents = run("xprop", "-id", window, "_NET_FRAME_EXTENTS").partition(" = ")[2]
+        sides = [int(n) for n in extents.split(",") if n.strip().isdigit()]
+        left, right, top, bottom = [*sides, 0, 0, 0, 0][:4]
+        try:
+            fx = int(info["Absolute upper-left X"]) - left
+            fy = int(info["Absolute upper-left Y"]) - top
+        except (KeyError, ValueError):
+            continue
+        nx = max(0, min(fx, width - (w + left + right)))
+        ny = max(0, min(fy, height - (h + top + bottom)))
+        if (nx, ny) != (fx, fy):
+            run("wmctrl", "-i", "-r", window, "-e", f"0,{nx},{ny},-1,-1")
 
 
 def gl_arguments(gl: bool) -> list[str]:
@@ -729,6 +773,8 @@ class Launcher:
         self.gzip_links: threading.Thread | None = None
         #: Wall-clock time each start-up phase ended (in ``desktop.json`` and the log).
         self.timeline: dict[str, float] = {}
+        self.wm_restarts = 0
+        self.wm_argv: list[str] = []
 
     def mark(self, phase: str) -> None:
         self.timeline[phase] = time.time()
@@ -1013,17 +1059,26 @@ class Launcher:
             raise SystemExit(f"nbviz: cannot listen on 127.0.0.1:{self.args.port}: {exc}") from None
         threading.Thread(target=self.web_server.serve_forever, daemon=True).start()
 
+    def start_window_manager(self, argv: list[str]) -> None:
+        """Start it and wait until it runs; then the desktop has one workspace: openbox's four
+        switch on the mouse wheel over the background, so scrolling the notebook page across
+        the frame took the user to an empty one (the windows "gone")."""
+        self.wm_argv = argv
+        self.spawn("window manager", argv, essential=False, env=self.env)
+        self.wait_for_wm()
+        self.x_run(["wmctrl", "-n", "1"], quiet=True)
+
     def start_session(self) -> None:
         self.x_run(["xsetroot", "-solid", BACKGROUND])
         if self.args.backend == "xpra":  # Xvfb starts at its full framebuffer size
-            set_screen_size(self.env, *self.args.size)
-        if self.args.wm:
-            wm = shutil.which(self.args.wm)
+            set_screen_size(self.env, *self.args.size, windows=False)  # none yet
+        wm_argv = shlex.split(self.args.wm)  # with its arguments, as the kernel checked them
+        if wm_argv:
+            wm = shutil.which(wm_argv[0])
             if wm is None:
-                say(f"window manager {self.args.wm} not found (apt-get install openbox); none")
+                say(f"window manager {wm_argv[0]} not found (apt-get install openbox); none")
             else:
-                self.spawn("window manager", [wm], essential=False, env=self.env)
-                self.wait_for_wm()
+                self.start_window_manager([wm, *wm_argv[1:]])
                 self.mark("window_manager")
         for command in self.args.start:
             argv = shlex.split(command)  # quoted arguments, as the kernel checked them
@@ -1131,6 +1186,10 @@ class Launcher:
                 )
                 return 1
             say(f"{name} exited ({how})")
+            if name == "window manager" and self.wm_restarts < WM_RESTARTS:
+                self.wm_restarts += 1
+                say("starting the window manager again")
+                self.start_window_manager(self.wm_argv)
 
 
 def describe(code: int) -> str:
