@@ -197,6 +197,8 @@ def test_the_page_loads_while_the_desktop_starts(
 
     A window manager that takes 4 s to start keeps the desktop "starting" that long after the
     launcher serves the page (the launcher waits for the window manager before it is ready).
+    Meanwhile the user clicks into the next cell: the page, connecting, must not take the
+    keyboard focus from it.
     """
     problem = _desktop.missing_backend(backend)  # type: ignore[arg-type]
     if problem:
@@ -213,6 +215,9 @@ def test_the_page_loads_while_the_desktop_starts(
         )
         widget = cell.locator(".nbviz-frame")
         iframe = widget.locator("iframe.nbviz-iframe")
+        # The user goes on typing in the next cell while the desktop starts.
+        editor = nb.cells.nth(nb.cells.count() - 1).locator(".cm-content")
+        editor.click()
         # While starting: the page is loaded (its scripts ran), the frame keeps it hidden.
         nb.page.wait_for_function(
             "el => el.contentWindow && el.contentWindow.document.readyState === 'complete'"
@@ -230,4 +235,8 @@ def test_the_page_loads_while_the_desktop_starts(
         expect(iframe).to_have_css("visibility", "visible", timeout=30_000)
         iframe, _ = wait_desktop(cell, f"desktop-{backend}-early")
         assert iframe.evaluate("el => el.contentWindow.__nbviz_early") == 1
+        # Connected, the client did not take the keyboard from the notebook (Xpra's page
+        # focuses its textarea on every connection, noVNC its canvas: nbviz's page script lets
+        # them only after a click or a key in the page).
+        assert nb.page.evaluate("document.activeElement.tagName") != "IFRAME"
         assert nb.printed("print(desk.status)") == "ready"

@@ -89,11 +89,42 @@ HEARTBEAT = 30.0
 #: Files of Xpra's client the launcher serves gzipped (from copies made once per user).
 COMPRESSIBLE = (".js", ".css", ".html", ".json", ".svg", ".map", ".txt")
 
+#: In both clients' pages, first: in nbviz's frame in a notebook, the page takes the keyboard
+#: focus only when the user asks for it (a click or a key in it) or already has it. Xpra's page
+#: focuses its key-capturing textarea whenever it connects, and noVNC its canvas: that took the
+#: keyboard from the cell being typed in (the page loads, hidden, while the desktop starts). In
+#: a tab of its own (a launcher tile's, "open in a new tab") the page keeps its ways.
+FOCUS_GUARD = """(function () {
+  "use strict";
+  var frame = null;
+  try {
+    frame = window.frameElement;
+  } catch (e) {}  // a page of another origin around it
+  if (!frame || !frame.classList.contains("nbviz-iframe")) return;
+  var focus = HTMLElement.prototype.focus;
+  var asked = false;
+  function ask() {
+    asked = true;
+    setTimeout(function () { asked = false; }, 0);
+  }
+  ["pointerdown", "mousedown", "touchstart", "keydown"].forEach(function (type) {
+    window.addEventListener(type, ask, true);
+  });
+  HTMLElement.prototype.focus = function () {
+    if (asked || document.hasFocus()) return focus.apply(this, arguments);
+  };
+})();
+"""
+
 #: nbviz's script in noVNC's page (``nbviz.html``, a copy of ``vnc.html``): it adds the
 #: websocket path under the route to the parameters (computed from the page's own location, so
 #: it works behind any prefix) before noVNC's modules read them. The password comes in the
 #: fragment, which browsers never send to a server (so it is in no log).
-NOVNC_PAGE_SCRIPT = """<script>
+NOVNC_PAGE_SCRIPT = (
+    """<script>
+"""
+    + FOCUS_GUARD
+    + """
   (function () {
     const here = location.pathname.replace(/[^/]*$/, "");
     const hash = location.hash ? location.hash.slice(1) + "&" : "";
@@ -102,6 +133,7 @@ NOVNC_PAGE_SCRIPT = """<script>
   })();
 </script>
 """
+)
 #: Without a ``vnc.html`` nbviz knows: a page that forwards the browser to noVNC's own.
 NOVNC_START_PAGE = """<!doctype html>
 <meta charset="utf-8"><title>nbviz desktop</title>
@@ -149,7 +181,11 @@ again</a>. If it was stopped or has crashed, start it from the notebook: the fra
 """
 
 #: nbviz's script in Xpra's client page (``index.html`` of nbviz's web root loads it first).
-XPRA_PAGE_SCRIPT = """// nbviz: additions to Xpra's HTML5 client page (by nbviz's desktop launcher).
+XPRA_PAGE_SCRIPT = (
+    """// nbviz: additions to Xpra's HTML5 client page (by nbviz's desktop launcher).
+"""
+    + FOCUS_GUARD
+    + """
 (function () {
   "use strict";
   // Parameters may come in the URL fragment, which the browser never sends to a server (the
@@ -175,6 +211,7 @@ XPRA_PAGE_SCRIPT = """// nbviz: additions to Xpra's HTML5 client page (by nbviz'
   if (!("win" in window)) window.win = {minimized: false};
 })();
 """
+)
 
 XPRA_QUIET = [
     "--daemon=no",
