@@ -177,6 +177,30 @@ def test_a_websocket_opened_while_the_desktop_starts_waits_for_it(tmp_path: Path
         server.server_close()
 
 
+def test_a_leftover_x_socket_does_not_hold_its_display() -> None:
+    """A socket file of an X server that was killed (nobody listens) leaves its number free;
+    one that answers, or a live lock owner, holds it."""
+    number = _launch.free_display(400)
+    path = Path(f"/tmp/.X11-unix/X{number}")
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True)
+        path.parent.chmod(0o1777)  # as an X server makes it
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(path))
+        server.listen()
+        assert _launch.display_in_use(number)  # an X server listens there
+        server.close()  # killed: the file stays, nobody listens
+        assert path.exists() and not _launch.display_in_use(number)
+        assert _launch.free_display(number) == number
+        Path(f"/tmp/.X{number}-lock").write_text(f"{os.getpid():>10}\n")  # a live lock owner
+        assert _launch.display_in_use(number)
+    finally:
+        server.close()
+        path.unlink(missing_ok=True)
+        Path(f"/tmp/.X{number}-lock").unlink(missing_ok=True)
+
+
 def test_encryption_is_for_xpra() -> None:
     with pytest.raises(NbvizError, match="encryption='AES' is for the xpra backend"):
         RemoteDesktop("vnc", encryption="AES")

@@ -162,8 +162,9 @@ XPRA_DISCONNECTED_PAGE = """<!doctype html>
 <h3>The desktop closed the connection</h3>
 <p id="reason"></p>
 <p>If it still runs (its status shows in the notebook), <a href="#" id="again">connect
-again</a>. If it was stopped or has crashed, start it from the notebook: the frame's
-<b>restart</b> button or <code>desk.restart()</code>.</p>
+again</a>. If it was stopped or has crashed, start it again: in a notebook, the frame's
+<b>restart</b> button or <code>desk.restart()</code>; in a tab opened from a launcher tile,
+that tile.</p>
 <script>
   (function () {
     var reason = null;
@@ -299,9 +300,23 @@ def display_owner(number: int) -> int | None:
 
 
 def display_in_use(number: int) -> bool:
-    """True if an X server has (or had, still alive) display ``:number``."""
-    if Path(f"/tmp/.X11-unix/X{number}").exists():
-        return True
+    """True if an X server has display ``:number``: its socket answers, or its lock file
+    names a live process (an X server writes the lock first, then listens).
+
+    A socket file nobody listens on is a leftover of an X server that was killed (SIGKILL
+    leaves it behind); the next X server on that number replaces it, so it does not hold the
+    number: else each such leftover took a number for good (and ``display=`` said "in use").
+    """
+    path = Path(f"/tmp/.X11-unix/X{number}")
+    if path.exists():
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(path))
+                return True
+            except ConnectionRefusedError:
+                pass  # nobody listens: a leftover, unless the lock says otherwise
+            except OSError:
+                return True  # not ours to use (no permission, not a socket)
     pid = display_owner(number)
     if pid is None:
         return False
