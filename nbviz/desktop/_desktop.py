@@ -257,7 +257,6 @@ class RemoteDesktop(WebApp):
         self._poller: threading.Thread | None = None
         self._poll_stop = threading.Event()
         self._clipboard_owner: subprocess.Popen[bytes] | None = None
-        self._applying = threading.Lock()
         self._from_desktop = False
         self._launch_size = (width, height_px)
         self._gl = bool(gl)
