@@ -452,6 +452,26 @@ def xpra_config(state: Path) -> Path:
     return conf
 
 
+def connect_unix(path: str, timeout: float, stop: threading.Event | None = None) -> socket.socket:
+    """A connection to the Unix socket ``path``, tried every 10 ms until something listens
+    there; raises the last ``OSError`` after ``timeout`` seconds, or at once after a failed
+    try once ``stop`` is set."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = socket.socket(socket.AF_UNIX)
+        try:
+            conn.connect(path)
+            return conn
+        except OSError:
+            conn.close()
+            if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
+                raise
+        if stop is not None:
+            stop.wait(0.01)
+        else:
+            time.sleep(0.01)
+
+
 def pump(source: socket.socket, sink: socket.socket) -> None:
     """Copy bytes from ``source`` to ``sink`` until either side ends."""
     try:
@@ -610,18 +630,11 @@ class ClientHandler(http.server.SimpleHTTPRequestHandler):
         websocket then waits here until Xpra or Xvnc listens, for as long as the launcher may
         take to start them (:data:`UPSTREAM_WAIT`).
         """
-        deadline = time.monotonic() + UPSTREAM_WAIT
-        while True:
-            upstream = socket.socket(socket.AF_UNIX)
-            try:
-                upstream.connect(self.server.upstream)
-                return upstream
-            except OSError as exc:
-                upstream.close()
-                if self.server.started.is_set() or time.monotonic() > deadline:
-                    self.send_error(502, f"the desktop does not answer: {exc.strerror}")
-                    return None
-            self.server.started.wait(0.01)
+        try:
+            return connect_unix(self.server.upstream, UPSTREAM_WAIT, self.server.started)
+        except OSError as exc:
+            self.send_error(502, f"the desktop does not answer: {exc.strerror}")
+            return None
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # the route logs the requests; a Unix socket has no client address to print
@@ -910,16 +923,12 @@ class Launcher:
         return ":" + data.decode().strip().lstrip(":")
 
     def wait_for_socket(self, path: str) -> None:
-        deadline = time.monotonic() + X_START_TIMEOUT
-        while time.monotonic() < deadline:
-            with socket.socket(socket.AF_UNIX) as probe:
-                try:
-                    probe.connect(path)
-                    return
-                except OSError:
-                    pass
-            time.sleep(0.01)
-        raise SystemExit(f"nbviz: xpra did not listen on its socket in {X_START_TIMEOUT:g} s")
+        try:
+            connect_unix(path, X_START_TIMEOUT).close()
+        except OSError:
+            raise SystemExit(
+                f"nbviz: xpra did not listen on its socket in {X_START_TIMEOUT:g} s"
+            ) from None
 
     def wait_for_x(self) -> None:
         deadline = time.monotonic() + X_START_TIMEOUT
