@@ -165,14 +165,16 @@ def background_drawn_js() -> str:
 """
 
 
-def wait_drawn(page: Page, timeout: float = 30) -> float:
-    """Poll the page until the desktop is drawn; time.time() then."""
+def wait_drawn(page: Page, timeout: float = 30, in_frames: bool = False) -> float:
+    """Poll the page (``in_frames``: the frames in it, as nbviz's in a notebook) until the
+    desktop is drawn; time.time() then."""
     deadline = time.monotonic() + timeout
     js = background_drawn_js()
     while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if page.evaluate(js):
-                return time.time()
+        for target in page.frames[1:] if in_frames else [page]:
+            with contextlib.suppress(Exception):
+                if target.evaluate(js):
+                    return time.time()
         time.sleep(0.02)
     raise TimeoutError("the desktop was never drawn in the page")
 
@@ -405,21 +407,12 @@ def lab_start(server: JupyterServer, browser: Browser, backend: str, cls: str) -
     name = f"bench-{backend}-{cls.strip('_').lower()}-{time.monotonic_ns()}"
     with open_notebook(server, browser, name) as nb:
         nb.run(LAB_CELL.format(cls=cls, backend=backend).strip())
-        js = background_drawn_js()
-        deadline = time.monotonic() + 30
-        drawn = None
-        while drawn is None and time.monotonic() < deadline:
-            for frame in nb.page.frames[1:]:
-                with contextlib.suppress(Exception):
-                    if frame.evaluate(js):
-                        drawn = time.time()
-                        break
-            time.sleep(0.02)
-        t0 = float(nb.printed("print(repr(_t0))"))
-        nb.pids.append(int(nb.printed("print(desk.pid)")))
-        nb.run("desk.stop()")
-    if drawn is None:
-        raise TimeoutError("the desktop was never drawn in the notebook's frame")
+        try:
+            drawn = wait_drawn(nb.page, in_frames=True)
+        finally:
+            nb.pids.append(int(nb.printed("print(desk.pid)")))
+            t0 = float(nb.printed("print(repr(_t0))"))
+            nb.run("desk.stop()")
     return drawn - t0
 
 
