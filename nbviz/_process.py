@@ -20,21 +20,21 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import psutil
 
-from . import _orphans, _paths, _registry, _remote
+from . import _orphans, _paths, _registry, _transport
 from ._errors import (
     ArgumentTypeError,
     BackendExitedError,
     BackendStoppedError,
     NbvizError,
-    PortInUseError,
     ReadyTimeoutError,
     TemplateError,
 )
-from ._spec import SECRET_ENV_VAR, Endpoint, Spec, find_program, render_command
+from ._spec import SECRET_ENV_VAR, Endpoint, Spec, render_command
+from ._transport import Plan
 
 Status = Literal["starting", "ready", "crashed", "stopped"]
 
@@ -91,117 +91,6 @@ def http_answers(endpoint: Endpoint, path: str = "/") -> bool:
     finally:
         conn.close()
     return status not in (502, 503, 504)
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def pick_port() -> int:
-    """A currently free loopback port (the readiness check verifies our process got it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def socket_in_use(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(path)
-        except OSError:
-            return False
-    return True
-
-
-def listener_pids(port: int) -> set[int]:
-    """Pids (of this user's processes we can see) listening on 127.0.0.1/0.0.0.0:``port``."""
-    pids: set[int] = set()
-    try:
-        conns = psutil.net_connections(kind="tcp")
-    except (psutil.AccessDenied, OSError):
-        return pids
-    for conn in conns:
-        if (
-            conn.status == psutil.CONN_LISTEN
-            and conn.laddr
-            and conn.laddr.port == port
-            and conn.pid
-        ):
-            pids.add(conn.pid)
-    return pids
-
-
-def tree_pids(pid: int) -> set[int]:
-    try:
-        root = psutil.Process(pid)
-        return {pid} | {child.pid for child in root.children(recursive=True)}
-    except psutil.Error:
-        return set()
-
-
-def tree_listen_addresses(pid: int, port: int) -> set[str]:
-    """The addresses on which ``pid`` or one of its descendants listens on TCP ``port``."""
-    addresses: set[str] = set()
-    for member in tree_pids(pid):
-        try:
-            conns = psutil.Process(member).net_connections(kind="tcp")
-        except psutil.Error:
-            continue
-        addresses |= {
-            c.laddr.ip
-            for c in conns
-            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-        }
-    return addresses
-
-
-#: Listening on these, a backend is reachable from other hosts too.
-ALL_INTERFACES = ("0.0.0.0", "::")
-
-
-def tree_listeners(pid: int) -> set[tuple[str, int]]:
-    """Every (address, port) on which ``pid`` or one of its descendants listens on TCP."""
-    found: set[tuple[str, int]] = set()
-    for member in tree_pids(pid):
-        try:
-            conns = psutil.Process(member).net_connections(kind="tcp")
-        except psutil.Error:
-            continue
-        found |= {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
-    return found
-
-
-def address(ip: str, port: int) -> str:
-    """``127.0.0.1:80`` or ``[::1]:80``."""
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
-def listens_elsewhere(pid: int, endpoint: Endpoint) -> str:
-    """Why a local app that never answered on ``endpoint`` may have missed it: where its process
-    tree listens instead (another port, or IPv6's ::1 only), as advice; "" if nothing is seen."""
-    listeners = tree_listeners(pid)
-    on_ours = sorted(ip for ip, port in listeners if port == endpoint.port)
-    if endpoint.port is not None and on_ours and not set(on_ours) & {"127.0.0.1", *ALL_INTERFACES}:
-        where = ", ".join(address(ip, endpoint.port) for ip in on_ours)
-        return (
-            f"; it listens on {where} instead, and nbviz reaches apps on 127.0.0.1: make it "
-            "listen on 127.0.0.1 (e.g. --bind 127.0.0.1 or --host 127.0.0.1, not localhost)"
-        )
-    elsewhere = sorted((port, ip) for ip, port in listeners if port != endpoint.port)
-    if not elsewhere:
-        return ""
-    where = ", ".join(address(ip, port) for port, ip in elsewhere)
-    if endpoint.port is None:
-        return f"; it listens on TCP {where} instead: give it {{unix_socket}}"
-    return (
-        f"; it listens on {where} instead: give it {{port}} (here {endpoint.port}) where it "
-        "takes its port, or pass port= for a program that always listens on one port"
-    )
 
 
 def group_members(pgid: int) -> list[psutil.Process]:
@@ -295,8 +184,9 @@ class Process:
     bad template, missing program, port in use); readiness is awaited on a private thread.
     ``on_change`` is called (from any thread) whenever ``status`` or ``message`` changes.
     ``template_values(endpoint, session_id)`` supplies extra command fields (``{base_url}``,
-    ``{prefix}``) once the endpoint is known. Each start gets a new session: a private
-    directory (log, socket, ``endpoint.json`` for the server route) named by its id.
+    ``{prefix}``) once the endpoint is known; ``private_route``: see
+    :func:`nbviz._transport.choose`. Each start gets a new session: a private directory (log,
+    socket, ``endpoint.json`` for the server route) named by its id.
     """
 
     def __init__(
@@ -305,8 +195,15 @@ class Process:
         *,
         on_change: Callable[[Process], None] | None = None,
         template_values: Callable[[Endpoint, str], Mapping[str, str]] | None = None,
+        private_route: bool = False,
     ) -> None:
         self.spec = spec
+        #: The browser reaches the backend through nbviz's route (Unix sockets): a ``{port}``
+        #: backend may then run in a private network namespace (see :mod:`nbviz._transport`).
+        self.private_route = private_route
+        #: How the current (or last) start listens and is reached.
+        self.transport: _transport.Transport = _transport.Loopback()
+        self._plan: Plan | None = None
         self.on_change = on_change
         self.template_values = template_values
         self.status: Status = "stopped"
@@ -433,84 +330,26 @@ class Process:
         if self.socket_dir != session_dir:
             self._extra_paths.append(str(self.socket_dir))
         self.secret = secrets.token_urlsafe(24)
-        if spec.ssh:
-            self._spawn_ssh(session_dir)
-            return
-        if spec.host is not None:
-            endpoint = remote_endpoint(spec.host, spec.port)
-        elif spec.uses_unix_socket:
-            if isinstance(spec.unix_socket, str):
-                path = spec.unix_socket
-            else:
-                path = str(self.socket_dir / "backend.sock")
-            if os.path.exists(path):
-                if socket_in_use(path):
-                    raise PortInUseError(
-                        f"nbviz: socket {path} is already in use by another process"
-                    )
-                os.unlink(path)  # a stale socket from a dead backend
-            endpoint = Endpoint(unix_socket=path)
-        elif spec.port is not None:
-            if not port_is_free(spec.port):
-                raise PortInUseError(
-                    f"nbviz: port {spec.port} is already in use; stop what listens there or "
-                    "leave port= unset to let nbviz pick a free one"
-                )
-            endpoint = Endpoint(port=spec.port)
-        else:
-            endpoint = Endpoint(port=pick_port())
-        values: dict[str, Any] = {
-            "port": endpoint.port or "",
-            "unix_socket": endpoint.unix_socket or "",
-            "session_dir": str(session_dir),
-            "socket_dir": str(self.socket_dir),
-            "secret": self.secret,
-        }
+        transport = _transport.choose(spec, private_route=self.private_route)
+        session = _transport.Session(self.session_id, session_dir, self.socket_dir, self.secret)
+        plan = transport.plan(spec, session)
+        values = dict(plan.values)
         if self.template_values is not None:
-            values.update(self.template_values(endpoint, self.session_id))
-        argv = render_command(spec.command, values)
-        argv[0] = find_program(argv[0], spec.env, spec.cwd)
-        self._launch(session_dir, argv, endpoint)
-
-    def _spawn_ssh(self, session_dir: Path) -> None:
-        """Run the command on ``spec.ssh``'s host; one ssh forwards a local socket to its socket."""
-        spec = self.spec
-        assert self.socket_dir is not None
-        local = str(self.socket_dir / "backend.sock")
-        endpoint = Endpoint(unix_socket=local)
-        directory = _remote.remote_dir(self.session_id)
-        remote_socket = f"{directory}/backend.sock"
-        values: dict[str, Any] = {
-            "port": "",
-            "unix_socket": remote_socket,
-            "session_dir": directory,
-            "socket_dir": directory,
-            "secret": self.secret,
-        }
-        if self.template_values is not None:
-            values.update(self.template_values(endpoint, self.session_id))
+            values.update(self.template_values(plan.endpoint, self.session_id))
         command = render_command(spec.command, values)
-        argv = _remote.ssh_command(
-            find_program("ssh", spec.env),
-            spec.ssh,
-            local_socket=local,
-            remote_socket=remote_socket,
-            directory=directory,
-            command=command,
-            cwd=spec.cwd,
-        )
-        # The backend's environment goes to the remote wrapper on ssh's stdin (not in argv);
-        # then stdin stays open as long as this session: its end (stop(), or the kernel
-        # dying) tells the wrapper to end the backend.
-        env = {**spec.env, SECRET_ENV_VAR: self.secret}
-        self._launch(session_dir, argv, endpoint, stdin=_remote.env_block(env))
+        argv = transport.launch_argv(command, spec, plan)
+        self.transport, self._plan = transport, plan
+        self._launch(session_dir, argv, transport, plan)
+        self.argv = transport.shown_argv(command, argv)
 
     def _launch(
-        self, session_dir: Path, argv: list[str], endpoint: Endpoint, stdin: bytes | None = None
+        self, session_dir: Path, argv: list[str], transport: _transport.Transport, plan: Plan
     ) -> None:
-        """Start ``argv`` here: the backend, or (``stdin`` given) an ssh that runs it elsewhere."""
+        """Start ``argv`` here: the backend, a wrapper around it, or an ssh that runs it
+        elsewhere (``plan.stdin`` then goes to its stdin, which stays open)."""
         spec = self.spec
-        cwd = spec.cwd if stdin is None else None  # over ssh, cwd is a directory there
+        endpoint, stdin = plan.endpoint, plan.stdin
+        cwd = spec.cwd if transport.local_cwd else None  # over ssh, cwd is a directory there
         if cwd is not None and not os.path.isdir(cwd):
             what = "is a file, not a directory" if os.path.exists(cwd) else "does not exist"
             raise NbvizError(f"nbviz: working directory {cwd} {what}")
@@ -553,10 +392,10 @@ class Process:
                 options=dict(spec.route_options),
                 secret_param=spec.secret_param,
                 secret=self.secret if spec.secret_param else None,
+                transport=transport.name,
             ),
         )
         self.endpoint = endpoint
-        self.argv = argv
         self.started_at = time.time()
 
     def _run(self, proc: subprocess.Popen[bytes], future: concurrent.futures.Future[None]) -> None:
@@ -565,8 +404,8 @@ class Process:
         deadline = start + spec.timeout
         delay = 0.02
         attempts = 0
-        assert self.endpoint is not None
-        endpoint = self.endpoint
+        assert self.endpoint is not None and self._plan is not None
+        endpoint, plan, transport = self.endpoint, self._plan, self.transport
         while True:
             if self._stopping:
                 return
@@ -597,16 +436,12 @@ class Process:
             now = time.monotonic()
             if now >= deadline:
                 where = endpoint.http_url.rstrip("/") + spec.ready_path
-                other = ""
-                if endpoint.port is not None and endpoint.host is None:
-                    others = listener_pids(endpoint.port) - tree_pids(proc.pid)
-                    if others:
-                        other = (
-                            f" (port {endpoint.port} is held by another process, pid {min(others)})"
-                        )
+                if plan.inner_port is not None:
+                    where += f" (port {plan.inner_port} in its private network)"
+                other = transport.held_by_other(proc.pid, plan)
                 advice = (
-                    listens_elsewhere(proc.pid, endpoint) if endpoint.host is None else ""
-                ) or "; check the command, or raise timeout="
+                    transport.advice(proc.pid, plan) or "; check the command, or raise timeout="
+                )
                 self._fail(
                     future,
                     ReadyTimeoutError(
@@ -657,9 +492,11 @@ class Process:
             # already guarantees it; this covers sockets placed elsewhere too).
             with contextlib.suppress(OSError):
                 os.chmod(endpoint.unix_socket, 0o600)
-        if endpoint.port is not None and endpoint.host is None:
-            self.listen_addresses = tree_listen_addresses(proc.pid, endpoint.port)
-            if not self.listen_addresses:
+        assert self._plan is not None
+        owned = self.transport.owns(proc.pid, self._plan)
+        if owned is not None:
+            self.listen_addresses = owned
+            if not owned:
                 # Something answers, but it is not our backend (another user's process took the
                 # port). (On another host this cannot be checked: see docs/remote.md.)
                 return False
@@ -759,18 +596,6 @@ def failed(error: BaseException) -> concurrent.futures.Future[None]:
     future.set_exception(error)
     future.exception()
     return future
-
-
-def remote_endpoint(host: str, port: int | None) -> Endpoint:
-    """Where a backend on ``host`` will listen: ``port``, or a port nothing answers on there."""
-    if port is None:
-        return Endpoint(port=_remote.pick_remote_port(host), host=host)
-    if _remote.answers(host, port):
-        raise PortInUseError(
-            f"nbviz: something already listens on {host}:{port}; stop it or leave port= unset "
-            "to let nbviz pick a port"
-        )
-    return Endpoint(port=port, host=host)
 
 
 def end_gently(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:

@@ -41,6 +41,8 @@ class Entry:
     secret: str | None = None
     #: The backend's host when it runs on another machine (None: 127.0.0.1 or a Unix socket).
     host: str | None = None
+    #: How the backend listens (a :mod:`nbviz._transport` name), for humans and ``nbviz doctor``.
+    transport: str | None = None
 
     @property
     def absolute(self) -> bool:
@@ -58,6 +60,7 @@ def write_entry(session_dir: Path, entry: Entry) -> None:
         "secret_param": entry.secret_param,
         "secret": entry.secret,
         "host": entry.host,
+        "transport": entry.transport,
     }
     _paths.write_private(session_dir / ENDPOINT_FILE, json.dumps(data))
 
@@ -116,6 +119,7 @@ def read_entry(session_id: str, root: Path | None = None) -> Entry | None:
         secret_param=data.get("secret_param"),
         secret=data.get("secret"),
         host=data.get("host"),
+        transport=data.get("transport"),
     )
     _parsed[path] = (version, entry)
     return entry

@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from . import _registry, _remote, _routes, _server
+from . import _registry, _remote, _routes, _server, _transport
 from ._errors import NbvizError
 from ._frame import Frame
-from ._process import ALL_INTERFACES, Process
+from ._process import Process
 from ._routes import RouteChoice
 from ._spec import Endpoint, Spec
 
@@ -33,6 +33,8 @@ class LogText(str):
 
 
 _proxy_checked: dict[str, bool | None] = {}
+#: The warning that private network namespaces are not available was given (once per kernel).
+_private_network_warned = False
 STANDALONE_VOILA_HINT = (
     "standalone Voilà (`voila notebook.ipynb`) has no routes to backends; serve the dashboard "
     "with `nbviz dashboard notebook.ipynb` (Voilà inside a Jupyter server, with nbviz's route)"
@@ -164,7 +166,12 @@ class WebApp(Frame):
             spec = spec.over_tcp()
             self._spec = spec
         self._process = Process(
-            spec, on_change=self._on_process_change, template_values=self._values_for
+            spec,
+            on_change=self._on_process_change,
+            template_values=self._values_for,
+            private_route=route in ("auto", "nbviz")
+            and self._nbviz_route
+            and self._server is not None,
         )
         if start:
             self.start()
@@ -204,6 +211,7 @@ class WebApp(Frame):
         self._process.start()
         route = self._route
         assert route is not None
+        self._check_private_network()
         if route.kind == "none":
             why = (
                 _routes.NO_ROUTE_HINT
@@ -279,6 +287,15 @@ class WebApp(Frame):
         return self._process.endpoint
 
     @property
+    def transport(self) -> str:
+        """How the backend listens and is reached: ``unix`` (a private Unix socket),
+        ``private`` (a ``{port}`` app in a network namespace of its own, behind a private Unix
+        socket), ``loopback`` (``127.0.0.1:<port>``, which every local user can connect to),
+        ``host`` (another machine's port) or ``ssh`` (a socket forwarded by ssh). See
+        docs/routes.md."""
+        return self._process.transport.name
+
+    @property
     def command(self) -> list[str]:
         """The command as it was run (template fields filled in)."""
         return list(self._process.argv)
@@ -328,12 +345,33 @@ class WebApp(Frame):
         endpoint = self._process.endpoint
         if endpoint is None or endpoint.port is None:
             return
-        if self._process.listen_addresses & set(ALL_INTERFACES):
+        if self._process.listen_addresses & set(_transport.ALL_INTERFACES):
             warn(
                 f"nbviz: {self._spec.name} listens on port {endpoint.port} of every network "
                 "interface, so other machines can reach it too; make it listen on 127.0.0.1 "
                 "(e.g. --bind 127.0.0.1, --host 127.0.0.1) or on {unix_socket}"
             )
+
+    def _check_private_network(self) -> None:
+        """Warn once per kernel when a ``{port}`` app could not get a private network here."""
+        global _private_network_warned
+        process = self._process
+        if (
+            _private_network_warned
+            or not process.private_route
+            or process.transport.name != "loopback"
+            or _transport.private_network_disabled()
+        ):
+            return
+        _private_network_warned = True
+        port = process.endpoint.port if process.endpoint else "?"
+        warn(
+            f"nbviz: {self._spec.name} listens on 127.0.0.1:{port} "
+            "where every local user can connect (only an app that checks NBVIZ_SECRET refuses "
+            "them): this machine does not allow private network namespaces "
+            f"({_transport.private_network_problem()}); {_transport.ENABLE_USERNS}. "
+            "`nbviz doctor` says more"
+        )
 
     def _check_remote_host(self, route: _routes.Route) -> None:
         """Warn when nbviz's route will refuse this backend's host (not in the allow-list)."""

@@ -703,7 +703,9 @@ class SessionsHandler(JupyterHandler):
         sessions = [
             {
                 "id": e.session_id,
-                "transport": "unix" if e.unix_socket else "tcp",
+                # how the backend listens (nbviz._transport's names: unix, private, loopback,
+                # host, ssh); entries written before transports were recorded: unix or loopback
+                "transport": e.transport or ("unix" if e.unix_socket else "loopback"),
                 "host": None if e.unix_socket else (e.host or "127.0.0.1"),
                 "url": url_path_join(self.base_url, "nbviz", e.session_id) + "/",
                 "pid": e.pid,

@@ -59,3 +59,10 @@ def kernel(jupyter_server: JupyterServer) -> Iterator[Kernel]:
         yield started
     finally:
         started.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Users the tests created (a second local user for the privacy tests) are removed."""
+    from user_helpers import remove_created_users
+
+    remove_created_users()

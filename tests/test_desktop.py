@@ -29,7 +29,7 @@ import websocket
 from jupyter_helpers import JupyterServer, Kernel, pid_running, wait_until
 from PIL import Image, ImageChops
 from test_jupyter import ws_connect
-from test_route import OTHER_USER, _other_user
+from user_helpers import OTHER_USER, other_user
 
 from nbviz import NbvizError, NbvizWarning, PortInUseError, ProgramNotFoundError, RemoteDesktop
 from nbviz.desktop import _desktop, _launch
@@ -640,7 +640,7 @@ print(web, "ok" if x.returncode == 0 else "refused")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_another_local_user_cannot_connect(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     need(backend)
-    user = _other_user()
+    user = other_user()
     base = Path(tempfile.mkdtemp(prefix="nbviz-desk-", dir="/tmp"))
     base.chmod(0o755)  # a world-traversable parent: only nbviz's own permissions protect
     monkeypatch.setenv("NBVIZ_RUNTIME_DIR", str(base / "nbviz"))

@@ -22,28 +22,40 @@ pytestmark = pytest.mark.jupyter
 
 
 START = """
-import json, sys
+import json, os, sys
 from nbviz import WebApp
+os.environ["NBVIZ_PRIVATE_NETWORK"] = {private!r}
 listen = ["--unix-socket", "{{unix_socket}}"] if {unix!r} else ["--port", "{{port}}"]
 command = [sys.executable, {backend!r}, *listen, "--heading", "via the proxy"]
 app = WebApp(command, route={route!r}{extra})
 app.wait_ready(30)
 print(json.dumps({{"url": app.url, "route": app.route, "pid": app.pid,
                   "session": app._process.session_id, "port": app.endpoint.port,
-                  "socket": app.endpoint.unix_socket}}))
+                  "socket": app.endpoint.unix_socket, "transport": app.transport}}))
 """
 
 #: (route asked for, backend on a Unix socket?) -> route kind and URL prefix expected
 ROUTES = {
     "nbviz-unix": ("nbviz", True),
+    # {port} through nbviz's route: in a private network namespace, reached by a Unix socket
     "nbviz-tcp": ("nbviz", False),
+    # the same with private namespaces turned off (as where the machine has none): 127.0.0.1
+    "nbviz-loopback": ("nbviz", False),
     "proxy": ("proxy", False),
+}
+#: The transport each route's backend gets.
+TRANSPORTS = {
+    "nbviz-unix": "unix",
+    "nbviz-tcp": "private",
+    "nbviz-loopback": "loopback",
+    "proxy": "loopback",
 }
 
 
 def start_app(kernel: Kernel, route: str = "nbviz-unix", extra: str = "") -> dict[str, Any]:
     choice, unix = ROUTES[route]
-    code = START.format(backend=str(BACKEND), route=choice, unix=unix, extra=extra)
+    private = "no" if route == "nbviz-loopback" else ""
+    code = START.format(backend=str(BACKEND), route=choice, unix=unix, extra=extra, private=private)
     out = kernel.run(code)
     return dict(json.loads(out.strip().splitlines()[-1]))
 
@@ -65,7 +77,8 @@ def test_kernel_computes_the_url_and_it_works(
     info = start_app(kernel, route)
     assert info["route"] == ROUTES[route][0]
     assert info["url"] == expected_url(info, route)
-    assert (info["socket"] is not None) == ROUTES[route][1]
+    assert info["transport"] == TRANSPORTS[route]
+    assert (info["socket"] is not None) == (TRANSPORTS[route] in ("unix", "private"))
     assert jupyter_server.token not in info["url"]
     # HTTP through the server, authenticated
     status, body, _ = jupyter_server.get(info["url"] + "docs/")
@@ -109,7 +122,7 @@ def test_unauthenticated_requests_are_refused(
     kernel.run("app.stop()")
 
 
-@pytest.mark.parametrize("route", ["nbviz-tcp", "proxy"])
+@pytest.mark.parametrize("route", ["nbviz-tcp", "nbviz-loopback", "proxy"])
 def test_absolute_route_passes_the_full_path(
     route: str, kernel: Kernel, jupyter_server: JupyterServer
 ) -> None:

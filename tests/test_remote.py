@@ -254,7 +254,7 @@ def test_backend_on_another_host_through_the_allow_lists(
         ws.close()
     sessions = json.loads(server.get("nbviz/api/sessions")[1])["sessions"]
     entry = next(s for s in sessions if s["id"] == info["session"])
-    assert entry["transport"] == "tcp" and entry["host"] == node.ip
+    assert entry["transport"] == "host" and entry["host"] == node.ip
     # jupyter-server-proxy's proxy/<host>:<port>/ (its own allow-list has node.ip)
     status, body, _ = server.get(f"proxy/{node.ip}:{info['port']}/docs/")
     assert status == 200 and b"on the node" in body

@@ -7,7 +7,6 @@ import http.client
 import importlib.util
 import json
 import os
-import pwd
 import shutil
 import socket
 import ssl
@@ -26,6 +25,7 @@ import pytest
 import websocket
 from jupyter_helpers import BACKEND, JupyterServer, Kernel, wait_until
 from test_jupyter import start_app, ws_connect
+from user_helpers import other_user
 
 from nbviz import _registry
 from nbviz._process import Process
@@ -37,8 +37,6 @@ _spec = importlib.util.spec_from_file_location("nbviz_test_backend", BACKEND)
 assert _spec is not None and _spec.loader is not None
 backend = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(backend)
-
-OTHER_USER = "nbviz-test-other"
 
 
 @pytest.fixture
@@ -504,18 +502,6 @@ def test_entries_are_reread_when_rewritten_and_refused_when_opened_up(tmp_path: 
 
 
 # --------------------------------------------------------------------- other local users
-def _other_user() -> str:
-    if os.getuid() != 0 or not shutil.which("runuser") or not shutil.which("useradd"):
-        pytest.skip("creating a second local user needs root, runuser and useradd")
-    try:
-        pwd.getpwnam(OTHER_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", OTHER_USER], check=True
-        )
-    return OTHER_USER
-
-
 PROBE = """
 import json, os, socket, sys
 path, root, entry = sys.argv[1:4]
@@ -546,7 +532,7 @@ def _as_other(user: str, *args: str) -> dict[str, str]:
 
 
 def test_another_local_user_cannot_reach_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    user = _other_user()
+    user = other_user()
     # A world-traversable parent, so only nbviz's own permissions stand in the way.
     base = Path(tempfile.mkdtemp(prefix="nbviz-sec-", dir="/tmp"))
     base.chmod(0o755)

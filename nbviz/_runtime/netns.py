@@ -1,0 +1,200 @@
+"""Run an app that listens on TCP in a network namespace of its own, reached by a Unix socket.
+
+    python -S netns.py --socket PATH --port N -- PROGRAM ARGS...
+    python -S netns.py --check
+
+The runner moves itself into a new network namespace that has nothing but a loopback device
+(root does so directly; another user inside a new user namespace that maps their own uid and
+gid to themselves, so programs keep running as that user). There ``127.0.0.1:N`` belongs to the
+session alone: no other process on the host, of any user, can connect to it. The runner then
+listens on ``PATH`` (a Unix socket, 0600, in the session's 0700 directory: Unix sockets are
+files and work across network namespaces), starts the program, and relays every connection
+made to the socket to ``127.0.0.1:N`` (or ``[::1]:N``) inside the namespace.
+
+It exits when the program exits, with the program's exit status (a signal is raised again), so
+the kernel sees the program's own end. SIGTERM, SIGINT and SIGHUP are passed on to the program.
+``--check`` exits 0 when this machine lets this user make such a namespace, else 1 with the
+reason on stderr.
+
+Standard library only: run by path, never imported by the kernel (``nbviz._transport`` runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import fcntl
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+#: Bytes moved per splice (or recv) call.
+CHUNK = 256 * 1024
+#: Signals passed on to the program.
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def enter_private_network() -> None:
+    """Move this process into a new network namespace with only ``lo`` (up).
+
+    Raises OSError when the kernel does not allow it (user namespaces disabled or limited);
+    a namespace that could not be set up completely raises too (better no session than a
+    session on a broken network).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    uid, gid = os.getuid(), os.getgid()
+    flags = CLONE_NEWNET if uid == 0 else CLONE_NEWUSER | CLONE_NEWNET
+    if libc.unshare(flags) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"unshare: {os.strerror(error)}")
+    if flags & CLONE_NEWUSER:
+        maps = (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1"))
+        for name, text in maps:
+            with open(f"/proc/self/{name}", "w") as file:
+                file.write(text)
+    layout = "16sH14x"  # struct ifreq: the interface name, then its flags
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        current = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack(layout, b"lo", 0))
+        up = struct.unpack(layout, current)[1] | IFF_UP
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(layout, b"lo", up))
+
+
+def connect_inside(port: int) -> socket.socket | None:
+    """A connection to the app: 127.0.0.1 first, then ::1 (an app bound to "localhost")."""
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.connect((host, port))
+        except OSError:
+            sock.close()
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    return None
+
+
+def pump(source: socket.socket, sink: socket.socket) -> None:
+    """Move bytes from ``source`` to ``sink`` until ``source`` ends; then end ``sink``'s
+    writing side (a half-close, as HTTP clients may do)."""
+    try:
+        pump_splice(source, sink)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS):
+            return finish(sink)
+        pump_copy(source, sink)
+    finish(sink)
+
+
+def pump_splice(source: socket.socket, sink: socket.socket) -> None:
+    """Kernel to kernel, through a pipe: the bytes never enter this process."""
+    read_end, write_end = os.pipe()
+    try:
+        while True:
+            moved = os.splice(source.fileno(), write_end, CHUNK)
+            if moved == 0:
+                return
+            while moved:
+                moved -= os.splice(read_end, sink.fileno(), moved)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def pump_copy(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(CHUNK):
+            sink.sendall(data)
+    except OSError:
+        pass
+
+
+def finish(sink: socket.socket) -> None:
+    try:
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def relay(client: socket.socket, port: int) -> None:
+    """One connection: the socket's client on one side, the app on the other."""
+    with client:
+        app = connect_inside(port)
+        if app is None:  # not listening (yet): the client sees the connection end
+            return
+        with app:
+            upstream = threading.Thread(target=pump, args=(client, app), daemon=True)
+            upstream.start()
+            pump(app, client)
+            upstream.join()
+
+
+def serve(listener: socket.socket, port: int) -> None:
+    while True:
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return
+        threading.Thread(target=relay, args=(client, port), daemon=True).start()
+
+
+def listen(path: str) -> socket.socket:
+    """The session's Unix socket, 0600 from the start (no moment when others may connect)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old)
+    listener.listen(128)
+    return listener
+
+
+def end_like(code: int) -> None:
+    """Exit as the program did: with its code, or by its signal."""
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    sys.exit(code)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="can a namespace be made here?")
+    parser.add_argument("--socket", help="the Unix socket to listen on")
+    parser.add_argument("--port", type=int, help="the app's port inside the namespace")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    try:
+        enter_private_network()
+    except OSError as exc:
+        sys.exit(f"nbviz: could not make a private network namespace: {exc}")
+    if args.check:
+        return
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not (args.socket and args.port and command):
+        parser.error("--socket, --port and a command are needed")
+    listener = listen(args.socket)
+    program = subprocess.Popen(command, pass_fds=())
+    for number in FORWARDED:
+        signal.signal(number, lambda number, _frame: program.send_signal(number))
+    threading.Thread(target=serve, args=(listener, args.port), daemon=True).start()
+    while True:
+        try:
+            code = program.wait()
+            break
+        except InterruptedError:
+            continue
+    listener.close()
+    end_like(code)
+
+
+if __name__ == "__main__":
+    main()

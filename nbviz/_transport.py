@@ -1,0 +1,434 @@
+"""How a backend listens and how nbviz reaches it: one :class:`Transport`, chosen once per start.
+
+A transport decides, for one start of a :class:`~nbviz._spec.Spec`:
+
+- where the backend listens (the command's ``{port}`` / ``{unix_socket}``),
+- the :class:`~nbviz._spec.Endpoint` the kernel probes and the server's route connects to
+  (what the session's registry entry records),
+- the command that is really started (the backend's own, or a wrapper around it),
+- and how to tell that whatever answers is our backend.
+
+=================  ===================================================  ==================
+transport          the backend listens on                               other local users
+=================  ===================================================  ==================
+``unix``           a Unix socket in the session's 0700 directory        cannot connect
+``private``        ``127.0.0.1:<port>`` in a network namespace of its   cannot connect
+                   own; reached through a 0600 Unix socket bridged in
+``loopback``       ``127.0.0.1:<port>`` on the host                     can connect; the
+                                                                        app must check the
+                                                                        session secret
+``host``           ``<host>:<port>`` on another machine                 (the cluster's
+                                                                        network)
+``ssh``            a Unix socket on another machine, forwarded by ssh   cannot connect
+=================  ===================================================  ==================
+
+Adding a transport is one class here (and its tests); :class:`~nbviz._process.Process` only
+calls :func:`choose` and the methods of :class:`Transport`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import psutil
+
+from . import _remote
+from ._errors import PortInUseError
+from ._spec import SECRET_ENV_VAR, Endpoint, Spec, find_program
+
+#: The private-network runner (standard library only, run by path).
+NETNS_RUNNER = Path(__file__).with_name("_runtime") / "netns.py"
+
+#: ``NBVIZ_PRIVATE_NETWORK=no`` turns private network namespaces off (apps on ``{port}`` then
+#: listen on the host's loopback, behind the session secret, as on machines without them).
+PRIVATE_NETWORK_ENV = "NBVIZ_PRIVATE_NETWORK"
+OFF = ("0", "no", "off", "false")
+
+#: Ports picked inside a private namespace: nothing else listens there, and below the usual
+#: ephemeral range an app's own outgoing connections cannot hold one first.
+PRIVATE_PORTS = (20000, 32000)
+
+#: Listening on these, a backend is reachable from other hosts too.
+ALL_INTERFACES = ("0.0.0.0", "::")
+
+#: What an admin can do where user namespaces are off.
+ENABLE_USERNS = (
+    "an administrator can allow unprivileged user namespaces (sysctl "
+    "user.max_user_namespaces=N with N > 0; on Debian/Ubuntu also "
+    "kernel.unprivileged_userns_clone=1, and on Ubuntu 24.04+ "
+    "kernel.apparmor_restrict_unprivileged_userns=0)"
+)
+
+
+# ------------------------------------------------------------------ what one start has
+@dataclass(frozen=True)
+class Session:
+    """The private things of one start that a transport may use."""
+
+    session_id: str
+    session_dir: Path
+    socket_dir: Path
+    secret: str
+
+
+@dataclass
+class Plan:
+    """One start as a transport prepared it."""
+
+    #: Where the kernel's probe and the server's route connect.
+    endpoint: Endpoint
+    #: The command fields the transport fills: port, unix_socket, session_dir, socket_dir, secret.
+    values: dict[str, Any]
+    #: What to write to the started process's stdin (then kept open for the session), or None.
+    stdin: bytes | None = None
+    #: The port the backend listens on, where ``endpoint`` is not that port (``private``).
+    inner_port: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Transport:
+    """How one start listens and is reached. Subclasses are stateless."""
+
+    name: ClassVar[str]
+    #: No other local user can connect to what the backend listens on.
+    private: ClassVar[bool]
+
+    def plan(self, spec: Spec, session: Session) -> Plan:
+        raise NotImplementedError
+
+    def launch_argv(self, command: list[str], spec: Spec, plan: Plan) -> list[str]:
+        """The argv to start, given the backend's rendered ``command``."""
+        return [find_program(command[0], spec.env, spec.cwd), *command[1:]]
+
+    def shown_argv(self, command: list[str], argv: list[str]) -> list[str]:
+        """The command as ``WebApp.command`` shows it (the backend's, with its program found)."""
+        return argv
+
+    @property
+    def local_cwd(self) -> bool:
+        """``spec.cwd`` is a directory on this machine."""
+        return True
+
+    def owns(self, pid: int, plan: Plan) -> set[str] | None:
+        """After the backend answered: the addresses our process tree listens on, or None when
+        that cannot be checked. An empty set means "not ours" (another process answered)."""
+        return None
+
+    def advice(self, pid: int, plan: Plan) -> str:
+        """Why a backend that never answered may have missed the endpoint ("" if unknown)."""
+        return ""
+
+    def held_by_other(self, pid: int, plan: Plan) -> str:
+        """A note when the endpoint is held by another process ("" if not)."""
+        return ""
+
+
+def _values(session: Session, *, port: int | str = "", unix_socket: str = "") -> dict[str, Any]:
+    return {
+        "port": port,
+        "unix_socket": unix_socket,
+        "session_dir": str(session.session_dir),
+        "socket_dir": str(session.socket_dir),
+        "secret": session.secret,
+    }
+
+
+class UnixSocket(Transport):
+    """A Unix socket: the session's own (0600 in a 0700 directory), or a path the user gave."""
+
+    name = "unix"
+    private = True
+
+    def plan(self, spec: Spec, session: Session) -> Plan:
+        if isinstance(spec.unix_socket, str):
+            path = spec.unix_socket
+        else:
+            path = str(session.socket_dir / "backend.sock")
+        if os.path.exists(path):
+            if socket_in_use(path):
+                raise PortInUseError(f"nbviz: socket {path} is already in use by another process")
+            os.unlink(path)  # a stale socket from a dead backend
+        return Plan(Endpoint(unix_socket=path), _values(session, unix_socket=path))
+
+    def advice(self, pid: int, plan: Plan) -> str:
+        return listens_elsewhere(pid, plan.endpoint)
+
+
+class Loopback(Transport):
+    """``127.0.0.1:<port>`` on the host: every local user can connect; the backend must check
+    the session secret (``NBVIZ_SECRET``). Where nothing better is possible: the browser
+    reaches a host port (jupyter-server-proxy, or directly), or namespaces are off."""
+
+    name = "loopback"
+    private = False
+
+    def plan(self, spec: Spec, session: Session) -> Plan:
+        if spec.port is not None:
+            if not port_is_free(spec.port):
+                raise PortInUseError(
+                    f"nbviz: port {spec.port} is already in use; stop what listens there or "
+                    "leave port= unset to let nbviz pick a free one"
+                )
+            port = spec.port
+        else:
+            port = pick_port()
+        return Plan(Endpoint(port=port), _values(session, port=port))
+
+    def owns(self, pid: int, plan: Plan) -> set[str] | None:
+        assert plan.endpoint.port is not None
+        return tree_listen_addresses(pid, plan.endpoint.port)
+
+    def advice(self, pid: int, plan: Plan) -> str:
+        return listens_elsewhere(pid, plan.endpoint)
+
+    def held_by_other(self, pid: int, plan: Plan) -> str:
+        port = plan.endpoint.port
+        assert port is not None
+        others = listener_pids(port) - tree_pids(pid)
+        return f" (port {port} is held by another process, pid {min(others)})" if others else ""
+
+
+class PrivateNetwork(Transport):
+    """``127.0.0.1:<port>`` inside a network namespace of the session's own, reached through a
+    0600 Unix socket that the runner (``_runtime/netns.py``) bridges into it. For apps that can
+    only listen on TCP: no other process on the host, of any user, can connect to the port, and
+    a fixed ``port=`` can never be "in use"."""
+
+    name = "private"
+    private = True
+
+    def plan(self, spec: Spec, session: Session) -> Plan:
+        port = spec.port or random.SystemRandom().randrange(*PRIVATE_PORTS)
+        path = str(session.socket_dir / "backend.sock")
+        return Plan(Endpoint(unix_socket=path), _values(session, port=port), inner_port=port)
+
+    def launch_argv(self, command: list[str], spec: Spec, plan: Plan) -> list[str]:
+        argv = super().launch_argv(command, spec, plan)
+        runner = [sys.executable, "-S", str(NETNS_RUNNER)]
+        where = ["--socket", str(plan.endpoint.unix_socket), "--port", str(plan.inner_port)]
+        return [*runner, *where, "--", *argv]
+
+    def shown_argv(self, command: list[str], argv: list[str]) -> list[str]:
+        return argv[argv.index("--") + 1 :]
+
+    def advice(self, pid: int, plan: Plan) -> str:
+        assert plan.inner_port is not None
+        return listens_elsewhere(pid, Endpoint(port=plan.inner_port))
+
+
+class RemoteHost(Transport):
+    """``<host>:<port>`` on another machine, started there by a local launcher (``srun``);
+    the server's allow-list decides whether the route may connect."""
+
+    name = "host"
+    private = False
+
+    def plan(self, spec: Spec, session: Session) -> Plan:
+        assert spec.host is not None
+        endpoint = remote_endpoint(spec.host, spec.port)
+        return Plan(endpoint, _values(session, port=endpoint.port or ""))
+
+
+class Ssh(Transport):
+    """The command runs on ``spec.ssh``'s host listening on a Unix socket there; one ssh process
+    forwards a private local socket to it (see :mod:`nbviz._remote`)."""
+
+    name = "ssh"
+    private = True
+
+    def plan(self, spec: Spec, session: Session) -> Plan:
+        local = str(session.socket_dir / "backend.sock")
+        directory = _remote.remote_dir(session.session_id)
+        values = _values(session, unix_socket=f"{directory}/backend.sock")
+        values.update(session_dir=directory, socket_dir=directory)
+        # The backend's environment goes to the remote wrapper on ssh's stdin (not in argv);
+        # then stdin stays open as long as this session: its end (stop(), or the kernel
+        # dying) tells the wrapper to end the backend.
+        stdin = _remote.env_block({**spec.env, SECRET_ENV_VAR: session.secret})
+        return Plan(Endpoint(unix_socket=local), values, stdin=stdin, extra={"dir": directory})
+
+    @property
+    def local_cwd(self) -> bool:
+        return False
+
+    def launch_argv(self, command: list[str], spec: Spec, plan: Plan) -> list[str]:
+        directory = plan.extra["dir"]
+        return _remote.ssh_command(
+            find_program("ssh", spec.env),
+            spec.ssh,
+            local_socket=str(plan.endpoint.unix_socket),
+            remote_socket=f"{directory}/backend.sock",
+            directory=directory,
+            command=command,
+            cwd=spec.cwd,
+        )
+
+
+# ---------------------------------------------------------------------- the choice
+def choose(spec: Spec, *, private_route: bool) -> Transport:
+    """The transport for one start of ``spec``.
+
+    ``private_route``: the browser reaches the backend through nbviz's route, which connects to
+    Unix sockets; a ``{port}`` app then runs in a private network namespace where this machine
+    allows one. Otherwise (jupyter-server-proxy, or a browser loading the port directly) the
+    port must be on the host's loopback.
+    """
+    if spec.ssh:
+        return Ssh()
+    if spec.host is not None:
+        return RemoteHost()
+    if spec.uses_unix_socket:
+        return UnixSocket()
+    if private_route and private_network_available():
+        return PrivateNetwork()
+    return Loopback()
+
+
+def private_network_disabled() -> bool:
+    """The user or site turned private network namespaces off (``NBVIZ_PRIVATE_NETWORK=no``)."""
+    return os.environ.get(PRIVATE_NETWORK_ENV, "").strip().lower() in OFF
+
+
+def private_network_available() -> bool:
+    """This user may make private network namespaces here (and has not turned them off)."""
+    return not private_network_disabled() and private_network_problem() == ""
+
+
+@functools.lru_cache(maxsize=1)
+def private_network_problem() -> str:
+    """Why this machine does not let this user make a private network namespace ("" if it
+    does). Asked once per kernel: the runner tries it in a process of its own."""
+    if not sys.platform.startswith("linux"):
+        return "network namespaces exist only on Linux"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-S", str(NETNS_RUNNER), "--check"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"the check could not run ({exc})"
+    if result.returncode == 0:
+        return ""
+    reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+    return reason.removeprefix("nbviz: ")
+
+
+# ------------------------------------------------------------- looking at the network
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port() -> int:
+    """A currently free loopback port (the readiness check verifies our process got it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def socket_in_use(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def remote_endpoint(host: str, port: int | None) -> Endpoint:
+    """Where a backend on ``host`` will listen: ``port``, or a port nothing answers on there."""
+    if port is None:
+        return Endpoint(port=_remote.pick_remote_port(host), host=host)
+    if _remote.answers(host, port):
+        raise PortInUseError(
+            f"nbviz: something already listens on {host}:{port}; stop it or leave port= unset "
+            "to let nbviz pick a port"
+        )
+    return Endpoint(port=port, host=host)
+
+
+def listener_pids(port: int) -> set[int]:
+    """Pids (of this user's processes we can see) listening on 127.0.0.1/0.0.0.0:``port``."""
+    pids: set[int] = set()
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, OSError):
+        return pids
+    for conn in conns:
+        if (
+            conn.status == psutil.CONN_LISTEN
+            and conn.laddr
+            and conn.laddr.port == port
+            and conn.pid
+        ):
+            pids.add(conn.pid)
+    return pids
+
+
+def tree_pids(pid: int) -> set[int]:
+    try:
+        root = psutil.Process(pid)
+        return {pid} | {child.pid for child in root.children(recursive=True)}
+    except psutil.Error:
+        return set()
+
+
+def tree_listeners(pid: int) -> set[tuple[str, int]]:
+    """Every (address, port) on which ``pid`` or one of its descendants listens on TCP (in the
+    network namespace each of them is in)."""
+    found: set[tuple[str, int]] = set()
+    for member in tree_pids(pid):
+        try:
+            conns = psutil.Process(member).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        found |= {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
+    return found
+
+
+def tree_listen_addresses(pid: int, port: int) -> set[str]:
+    """The addresses on which ``pid`` or one of its descendants listens on TCP ``port``."""
+    return {ip for ip, listened in tree_listeners(pid) if listened == port}
+
+
+def address(ip: str, port: int) -> str:
+    """``127.0.0.1:80`` or ``[::1]:80``."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def listens_elsewhere(pid: int, endpoint: Endpoint) -> str:
+    """Why a local app that never answered on ``endpoint`` may have missed it: where its process
+    tree listens instead (another port, or IPv6's ::1 only), as advice; "" if nothing is seen."""
+    listeners = tree_listeners(pid)
+    on_ours = sorted(ip for ip, port in listeners if port == endpoint.port)
+    if endpoint.port is not None and on_ours and not set(on_ours) & {"127.0.0.1", *ALL_INTERFACES}:
+        where = ", ".join(address(ip, endpoint.port) for ip in on_ours)
+        return (
+            f"; it listens on {where} instead, and nbviz reaches apps on 127.0.0.1: make it "
+            "listen on 127.0.0.1 (e.g. --bind 127.0.0.1 or --host 127.0.0.1, not localhost)"
+        )
+    elsewhere = sorted((port, ip) for ip, port in listeners if port != endpoint.port)
+    if not elsewhere:
+        return ""
+    where = ", ".join(address(ip, port) for port, ip in elsewhere)
+    if endpoint.port is None:
+        return f"; it listens on TCP {where} instead: give it {{unix_socket}}"
+    return (
+        f"; it listens on {where} instead: give it {{port}} (here {endpoint.port}) where it "
+        "takes its port, or pass port= for a program that always listens on one port"
+    )

@@ -1,0 +1,144 @@
+"""A second local Unix user for privacy tests, and what a session listens on.
+
+The user is created by the test that needs it (``useradd``, as root) and removed again at the
+end of the test run (see ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+OTHER_USER = "nbviz-test-other"
+#: Users the tests created (removed at the end of the run).
+created: list[str] = []
+
+
+def other_user(name: str = OTHER_USER) -> str:
+    """A second local user (made now if missing); skips where the tests cannot make one."""
+    if os.getuid() != 0 or not shutil.which("runuser") or not shutil.which("useradd"):
+        pytest.skip("creating a second local user needs root, runuser and useradd")
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True
+        )
+        created.append(name)
+    return name
+
+
+def remove_created_users() -> None:
+    while created:
+        subprocess.run(["userdel", created.pop()], check=False, capture_output=True)
+
+
+# ------------------------------------------------------------ what a process listens on
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def _table(pid: int, name: str) -> list[list[str]]:
+    try:
+        lines = Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:]
+    except OSError:
+        return []
+    return [line.split() for line in lines]
+
+
+def _inet(hex_address: str) -> tuple[str, int]:
+    host, port = hex_address.split(":")
+    raw = bytes.fromhex(host)
+    if len(raw) == 4:
+        ip = ".".join(str(b) for b in raw[::-1])
+    else:  # four little-endian 32-bit words
+        words = [raw[i : i + 4][::-1] for i in range(0, 16, 4)]
+        ip = ":".join(b"".join(words)[i : i + 2].hex() for i in range(0, 16, 2))
+        ip = str(__import__("ipaddress").ip_address(ip))
+    return ip, int(port, 16)
+
+
+def listeners(pid: int) -> list[tuple[str, str | int, str]]:
+    """What ``pid`` listens on, as seen in its own network namespace: ``("tcp", "ip:port",
+    netns)`` and ``("unix", path, netns)`` (an abstract name starts with ``@``)."""
+    inodes = _socket_inodes(pid)
+    try:
+        netns = os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return []
+    found: list[tuple[str, str | int, str]] = []
+    for name in ("tcp", "tcp6"):
+        for row in _table(pid, name):
+            if row[3] == "0A" and int(row[9]) in inodes:  # LISTEN
+                ip, port = _inet(row[1])
+                found.append(("tcp", f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}", netns))
+    for row in _table(pid, "unix"):
+        # Num RefCount Protocol Flags Type St Inode [Path]; Flags 00010000: accepts connections
+        if len(row) >= 8 and int(row[3], 16) & 0x10000 and int(row[6]) in inodes:
+            found.append(("unix", row[7], netns))
+    return found
+
+
+X_SOCKET = re.compile(r"^@?/tmp/\.X11-unix/X(\d+)$")
+
+#: Run as the other user (Debian's python3): try every target, say what happened.
+PROBE = r"""
+import json, socket, subprocess, sys
+results = []
+for kind, where in json.loads(sys.argv[1]):
+    if kind == "x11":
+        x = subprocess.run(["xdpyinfo", "-display", where], capture_output=True,
+                           env={"XAUTHORITY": "/nonexistent"})
+        results.append("connected" if x.returncode == 0 else "refused by X")
+        continue
+    if kind == "tcp":
+        host, _, port = where.rpartition(":")
+        host = host.strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if family == socket.AF_INET else "::1"
+        address = (host, int(port))
+    else:
+        family, address = socket.AF_UNIX, "\0" + where[1:] if where.startswith("@") else where
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(3)
+    try:
+        s.connect(address)
+        results.append("connected")
+    except OSError as e:
+        results.append(type(e).__name__)
+    finally:
+        s.close()
+print(json.dumps(results))
+"""
+
+
+def probe_as(user: str, targets: list[tuple[str, str]]) -> list[str]:
+    """Try to connect to each ``(kind, where)`` as ``user``; one result per target."""
+    out = subprocess.run(
+        ["runuser", "-u", user, "--", "/usr/bin/python3", "-c", PROBE, json.dumps(targets)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    return list(json.loads(out))
