@@ -45,9 +45,9 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 def enter_private_network() -> None:
     """Move this process into a new network namespace with only ``lo`` (up).
 
-    Raises OSError when the kernel does not allow it (user namespaces disabled or limited);
-    a namespace that could not be set up completely raises too (better no session than a
-    session on a broken network).
+    Raises OSError when the kernel does not allow it (user namespaces disabled or limited).
+    A namespace made but not set up completely ends the process: better no session than a
+    session on a broken network.
     """
     libc = ctypes.CDLL(None, use_errno=True)
     uid, gid = os.getuid(), os.getgid()
@@ -55,16 +55,23 @@ def enter_private_network() -> None:
     if libc.unshare(flags) != 0:
         error = ctypes.get_errno()
         raise OSError(error, f"unshare: {os.strerror(error)}")
-    if flags & CLONE_NEWUSER:
-        maps = (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1"))
-        for name, text in maps:
-            with open(f"/proc/self/{name}", "w") as file:
-                file.write(text)
-    layout = "16sH14x"  # struct ifreq: the interface name, then its flags
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        current = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack(layout, b"lo", 0))
-        up = struct.unpack(layout, current)[1] | IFF_UP
-        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(layout, b"lo", up))
+    try:
+        if flags & CLONE_NEWUSER:
+            maps = (
+                ("setgroups", "deny"),
+                ("uid_map", f"{uid} {uid} 1"),
+                ("gid_map", f"{gid} {gid} 1"),
+            )
+            for name, text in maps:
+                with open(f"/proc/self/{name}", "w") as file:
+                    file.write(text)
+        layout = "16sH14x"  # struct ifreq: the interface name, then its flags
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            current = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack(layout, b"lo", 0))
+            up = struct.unpack(layout, current)[1] | IFF_UP
+            fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(layout, b"lo", up))
+    except OSError as exc:
+        sys.exit(f"nbviz: could not set up the private network namespace: {exc}")
 
 
 def connect_inside(port: int) -> socket.socket | None:

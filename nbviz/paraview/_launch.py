@@ -19,18 +19,19 @@ Unix sockets, which are files and work across network namespaces.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import fcntl
 import os
 import random
 import secrets
-import socket
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
 APP = Path(__file__).with_name("_app.py")
+# nbviz's other runtime files (standard library only, like this one): run by path, nbviz itself
+# is not importable here.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_runtime"))
+from netns import enter_private_network  # noqa: E402
 
 
 def write_xauthority(path: str) -> None:
@@ -90,43 +91,6 @@ def start_xvfb(width: int, height: int, xauthority: str, attempts: int = 8) -> s
     sys.exit("nbviz: could not start Xvfb (see the lines above)")
 
 
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-
-
-def enter_private_network() -> None:
-    """Move this process into a new network namespace with only ``lo`` (up).
-
-    Root may do so directly; another user does it inside a new user namespace that maps
-    their own uid and gid to themselves (the programs keep running as that user).
-    Raises OSError when the kernel does not allow it (user namespaces disabled).
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    uid, gid = os.getuid(), os.getgid()
-    flags = CLONE_NEWNET if uid == 0 else CLONE_NEWUSER | CLONE_NEWNET
-    if libc.unshare(flags) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"unshare: {os.strerror(error)}")
-    try:
-        if flags & CLONE_NEWUSER:
-            maps = (
-                ("setgroups", "deny"),
-                ("uid_map", f"{uid} {uid} 1"),
-                ("gid_map", f"{gid} {gid} 1"),
-            )
-            for name, text in maps:
-                with open(f"/proc/self/{name}", "w") as f:
-                    f.write(text)
-        layout = "16sH14x"  # struct ifreq: the interface name, then its flags
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            current = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack(layout, b"lo", 0))
-            up = struct.unpack(layout, current)[1] | IFF_UP
-            fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(layout, b"lo", up))
-    except OSError as exc:  # half set up: better no session than a broken one
-        sys.exit(f"nbviz: could not set up the private network namespace: {exc}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pvpython", required=True)
@@ -147,7 +111,7 @@ def main() -> None:
         try:
             enter_private_network()
             print("nbviz: private network namespace (loopback only) for the MPI ranks", flush=True)
-        except OSError as exc:
+        except OSError as exc:  # (one half set up: the ranks would find no network)
             print(
                 f"nbviz: warning: no private network namespace ({exc}); mpiexec's TCP "
                 "listeners are on the host's network",
