@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from . import __version__, _dashboard, _paths, _registry, _server
+from . import __version__, _dashboard, _paths, _registry, _server, _transport
 from ._process import Process
 from ._routes import NO_ROUTE_HINT, route_for
 from ._spec import INSTALL_HINTS, Spec
@@ -100,7 +100,7 @@ def _get(url: str, token: str) -> tuple[int, str]:
         return 0, str(exc)
 
 
-def _probe(listen: str) -> Process:
+def _probe(listen: str, private_route: bool = False) -> Process:
     command = [
         sys.executable,
         "-m",
@@ -108,7 +108,8 @@ def _probe(listen: str) -> Process:
         f"--{listen}",
         "{" + listen.replace("-", "_") + "}",
     ]
-    process = Process(Spec.build(command, timeout=15, name=f"doctor probe ({listen})"))
+    spec = Spec.build(command, timeout=15, name=f"doctor probe ({listen})")
+    process = Process(spec, private_route=private_route)
     process.start()
     return process
 
@@ -150,6 +151,20 @@ def check_routes(servers: list[_server.ServerInfo]) -> int:
                 _line(
                     OK if status == 200 else NO, f"nbviz {route.url} (Unix socket): HTTP {status}"
                 )
+                if _transport.private_network_available():
+                    private = _probe("port", private_route=True)
+                    processes.append(private)
+                    private.wait_ready()
+                    assert private.endpoint is not None
+                    route = route_for(
+                        private.endpoint, server, session_id=private.session_id, nbviz_route=True
+                    )
+                    status, _ = _get(origin + route.url, server.token)
+                    _line(
+                        OK if status == 200 else NO,
+                        f"nbviz {route.url} ({{port}} in a private network namespace): "
+                        f"HTTP {status}",
+                    )
             else:
                 _line(NO, f"nbviz route: {NO_ROUTE_HINT}")
                 _line(INFO, FALLBACK_NOTE)
@@ -168,6 +183,32 @@ def check_routes(servers: list[_server.ServerInfo]) -> int:
         for process in processes:
             process.stop()
     return failures
+
+
+def check_private_network() -> None:
+    """Whether apps that listen on ``{port}`` get a network namespace of their own here."""
+    if _transport.private_network_disabled():
+        _line(
+            INFO,
+            f"private network namespaces turned off ({_transport.PRIVATE_NETWORK_ENV}="
+            f"{os.environ.get(_transport.PRIVATE_NETWORK_ENV)}): apps on {{port}} listen on "
+            "127.0.0.1, where every local user can connect",
+        )
+        return
+    problem = _transport.private_network_problem()
+    if not problem:
+        _line(
+            OK,
+            "private network namespaces: apps on {port} behind nbviz's route listen in a "
+            "network namespace of their own, out of other local users' reach",
+        )
+        return
+    _line(
+        NO,
+        f"private network namespaces: not allowed here ({problem}); apps on {{port}} listen "
+        "on 127.0.0.1, where every local user can connect (only an app that checks "
+        f"$NBVIZ_SECRET refuses them); {_transport.ENABLE_USERNS}",
+    )
 
 
 def _why(server: _server.ServerInfo, status: int) -> str:
@@ -258,6 +299,7 @@ def doctor(args: argparse.Namespace) -> int:
                 f"remote hosts nbviz's route proxies to ({server.describe()}): "
                 + describe_allowlist(_registry.server_info(server.pid).get("host_allowlist")),
             )
+    check_private_network()
     orphan_guard = os.path.isdir("/proc")
     _line(
         OK if orphan_guard else NO,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -47,6 +48,8 @@ def test_doctor_finds_the_server_and_tests_its_routes(jupyter_server: JupyterSer
     assert f"pid {jupyter_server.proc.pid}" in out  # type: ignore[union-attr]
     assert "nbviz route loaded, jupyter-server-proxy loaded" in out
     assert "[ok  ] nbviz /user/alice/nbviz/" in out and "(Unix socket): HTTP 200" in out
+    assert "({port} in a private network namespace): HTTP 200" in out
+    assert "[ok  ] private network namespaces: apps on {port}" in out
     assert "[ok  ] proxy /user/alice/proxy/" in out
     assert "[ok  ] absolute /user/alice/proxy/absolute/" in out
     assert "[ok  ] direct http://127.0.0.1:" in out
@@ -91,3 +94,31 @@ def test_server_options_after_the_separator(
     with pytest.raises(SystemExit):
         cli.main(["doctor", "--", "--A.b=1"])
     assert "options after -- are for nbviz dashboard" in capsys.readouterr().err
+
+
+#: A user namespace whose limits allow no new namespaces (as on a site that turned them off).
+NO_NAMESPACES = (
+    "echo 0 > /proc/sys/user/max_net_namespaces && echo 0 > /proc/sys/user/max_user_namespaces "
+    '&& exec "$@"'
+)
+
+
+def test_doctor_says_when_private_namespaces_are_not_allowed() -> None:
+    command = [sys.executable, "-m", "nbviz.cli", "doctor", "--no-routes"]
+    result = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "sh", "-c", NO_NAMESPACES, "sh", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = result.stdout
+    assert "[MISS] private network namespaces: not allowed here" in out, out + result.stderr
+    assert "No space left on device" in out and "user.max_user_namespaces" in out
+    turned_off = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NBVIZ_PRIVATE_NETWORK": "no"},
+    ).stdout
+    assert "private network namespaces turned off (NBVIZ_PRIVATE_NETWORK=no)" in turned_off
