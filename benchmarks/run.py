@@ -2,14 +2,19 @@
 
 Starts a real JupyterLab (token auth, base URL /user/alice/) and registers backends as nbviz
 sessions through ``nbviz._process.Process``: the test backend (tests/resources/backend.py) once
-on a TCP port and once on a Unix socket, and likewise benchmarks/frames_backend.py. Then measures,
-round after round, the same loads against every route:
+on a TCP port, once on a Unix socket and once on a TCP port in a private network namespace
+(reached through a Unix socket bridged into it), and likewise benchmarks/frames_backend.py.
+Then measures, round after round, the same loads against every route:
 
   direct (TCP)           http://127.0.0.1:<port>/              the baseline of every ratio
   direct (Unix, ref.)    the Unix-socket backend itself        what (c) could reach at best
   jupyter-server-proxy   {base}proxy/<port>/                   (b)
   nbviz route, Unix      {base}nbviz/<session>/ -> Unix socket (c)
   nbviz route, TCP       {base}nbviz/<session>/ -> 127.0.0.1   (d)
+  nbviz route, private   {base}nbviz/<session>/ -> the socket  (e) a {port} app in a private
+                         bridged into its network namespace        network namespace (the
+                                                                   default behind the route)
+  private socket (ref.)  that bridged socket itself            what (e) could reach at best
   Jupyter api/ (ref.)    {base}api/ (request rate only)        a trivial Jupyter handler: the
                                                                ceiling for any in-server route
 
@@ -88,9 +93,11 @@ ROUTES = {
     "jsp": "jupyter-server-proxy",
     "nbviz_unix": "nbviz route, Unix",
     "nbviz_tcp": "nbviz route, TCP",
+    "nbviz_private": "nbviz route, private netns",
+    "direct_private": "private socket (ref.)",
     "jupyter_api": "Jupyter api/ (ref.)",
 }
-PROXIED = ("jsp", "nbviz_unix", "nbviz_tcp")
+PROXIED = ("jsp", "nbviz_unix", "nbviz_tcp", "nbviz_private")
 #: (metric, compared as "ratio" to direct or absolute "ms", bound, the issue's number for
 #: jupyter-server-proxy)
 TARGETS = [
@@ -150,7 +157,9 @@ class CpuMeter:
 
     def __init__(self, server_pid: int, backend_pids: list[int]) -> None:
         self.server = psutil.Process(server_pid)
+        # with their children (a private-network runner and its app)
         self.backends = [psutil.Process(pid) for pid in backend_pids]
+        self.backends += [c for p in list(self.backends) for c in p.children(recursive=True)]
 
     @staticmethod
     def _cpu(proc: psutil.Process) -> float:
@@ -183,9 +192,10 @@ def login_cookie(server: Any) -> str:
 
 
 def route_targets(
-    server: Any, tcp_port: int, unix_socket: str, sessions: dict[str, str]
+    server: Any, tcp_port: int, unix_socket: str, private_socket: str, sessions: dict[str, str]
 ) -> dict[str, Target]:
-    """Every route to one backend that listens on ``tcp_port`` and on ``unix_socket``.
+    """Every route to one backend that listens on ``tcp_port``, on ``unix_socket`` and on a
+    port in a private network namespace bridged to ``private_socket``.
 
     Requests through Jupyter carry its login cookie, as a browser's do (a token in each request
     would make Jupyter check it and set a new cookie every time: the costlier path)."""
@@ -201,6 +211,8 @@ def route_targets(
         "jsp": jupyter("jsp", f"/proxy/{tcp_port}"),
         "nbviz_unix": jupyter("nbviz_unix", f"/nbviz/{sessions['unix']}"),
         "nbviz_tcp": jupyter("nbviz_tcp", f"/nbviz/{sessions['tcp']}"),
+        "nbviz_private": jupyter("nbviz_private", f"/nbviz/{sessions['private']}"),
+        "direct_private": Target("direct_private", "", unix_socket=private_socket),
         "jupyter_api": jupyter("jupyter_api", "/api"),
     }
 
@@ -365,32 +377,47 @@ def run_all(root: Path, rounds: int) -> Samples:
     server = helpers.JupyterServer(root=root)
     processes: list[Any] = []
     try:
-        print("starting JupyterLab and four backends ...", flush=True)
+        print("starting JupyterLab and six backends ...", flush=True)
         server.start()
         # register the sessions where this server's extension looks them up
         os.environ["NBVIZ_RUNTIME_DIR"] = str(root / "runtime" / "nbviz")
         from nbviz._process import Process
         from nbviz._spec import Spec
 
-        def backend(script: Path, *listen: str) -> Any:
+        def backend(script: Path, *listen: str, private: bool = False) -> Any:
             spec = Spec.build([sys.executable, str(script), *listen], name=script.stem)
-            processes.append(Process(spec))
+            # private: as behind nbviz's route in a kernel (where this machine allows it)
+            processes.append(Process(spec, private_route=private))
             return processes[-1]
 
         main_tcp = backend(helpers.BACKEND, "--port", "{port}")
         main_unix = backend(helpers.BACKEND, "--unix-socket", "{unix_socket}")
+        main_private = backend(helpers.BACKEND, "--port", "{port}", private=True)
         frames_tcp = backend(FRAMES_BACKEND, "--port", "{port}")
         frames_unix = backend(FRAMES_BACKEND, "--unix-socket", "{unix_socket}")
+        frames_private = backend(FRAMES_BACKEND, "--port", "{port}", private=True)
         for proc in processes:
             proc.start()
         for proc in processes:
             proc.wait_ready(30)
 
-        def routes(tcp: Any, unix: Any) -> dict[str, Target]:
-            sessions = {"tcp": tcp.session_id, "unix": unix.session_id}
-            return route_targets(server, tcp.endpoint.port, unix.endpoint.unix_socket, sessions)
+        def routes(tcp: Any, unix: Any, private: Any) -> dict[str, Target]:
+            assert private.transport.name == "private", "no private network namespace here"
+            sessions = {
+                "tcp": tcp.session_id,
+                "unix": unix.session_id,
+                "private": private.session_id,
+            }
+            return route_targets(
+                server,
+                tcp.endpoint.port,
+                unix.endpoint.unix_socket,
+                private.endpoint.unix_socket,
+                sessions,
+            )
 
-        main, frames = routes(main_tcp, main_unix), routes(frames_tcp, frames_unix)
+        main = routes(main_tcp, main_unix, main_private)
+        frames = routes(frames_tcp, frames_unix, frames_private)
         targets = {metric: frames if metric == "frames" else main for metric, *_ in METRICS}
         assert server.proc is not None
         meter = CpuMeter(server.proc.pid, [proc.pid for proc in processes])
