@@ -27,6 +27,7 @@ lint: python-deps
 	$(BIN)/ruff check nbviz tests benchmarks
 	$(BIN)/ruff format --check nbviz tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -37,6 +38,7 @@ docs: python-deps
 
 bench: deps
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/transports.py
 	$(BIN)/python benchmarks/paraview.py
 	$(BIN)/python benchmarks/paraview_mpi.py
 	$(BIN)/python benchmarks/desktop.py
@@ -48,4 +50,4 @@ demo: deps
 	  --ServerApp.root_dir=notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache test-artifacts
