@@ -385,7 +385,7 @@ class Process:
             _registry.Entry(
                 session_id=self.session_id,
                 unix_socket=endpoint.unix_socket,
-                port=endpoint.port,
+                port=endpoint.port if plan.inner_port is None else plan.inner_port,
                 host=endpoint.host,
                 pid=self._proc.pid,
                 owner_pid=os.getpid(),
@@ -393,6 +393,7 @@ class Process:
                 secret_param=spec.secret_param,
                 secret=self.secret if spec.secret_param else None,
                 transport=transport.name,
+                broker=plan.broker,
             ),
         )
         self.endpoint = endpoint

@@ -43,6 +43,9 @@ class Entry:
     host: str | None = None
     #: How the backend listens (a :mod:`nbviz._transport` name), for humans and ``nbviz doctor``.
     transport: str | None = None
+    #: A Unix socket that hands out sockets of the backend's private network namespace: the
+    #: server connects them to 127.0.0.1:``port`` (see ``nbviz/_runtime/netns.py``).
+    broker: str | None = None
 
     @property
     def absolute(self) -> bool:
@@ -61,6 +64,7 @@ def write_entry(session_dir: Path, entry: Entry) -> None:
         "secret": entry.secret,
         "host": entry.host,
         "transport": entry.transport,
+        "broker": entry.broker,
     }
     _paths.write_private(session_dir / ENDPOINT_FILE, json.dumps(data))
 
@@ -120,6 +124,7 @@ def read_entry(session_id: str, root: Path | None = None) -> Entry | None:
         secret=data.get("secret"),
         host=data.get("host"),
         transport=data.get("transport"),
+        broker=data.get("broker"),
     )
     _parsed[path] = (version, entry)
     return entry

@@ -91,6 +91,9 @@ class Plan:
     stdin: bytes | None = None
     #: The port the backend listens on, where ``endpoint`` is not that port (``private``).
     inner_port: int | None = None
+    #: A Unix socket that hands out sockets of the backend's private network (``private``):
+    #: the server extension connects them to ``inner_port`` itself, with no relay between.
+    broker: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -208,12 +211,18 @@ class PrivateNetwork(Transport):
     def plan(self, spec: Spec, session: Session) -> Plan:
         port = spec.port or random.SystemRandom().randrange(*PRIVATE_PORTS)
         path = str(session.socket_dir / "backend.sock")
-        return Plan(Endpoint(unix_socket=path), _values(session, port=port), inner_port=port)
+        return Plan(
+            Endpoint(unix_socket=path),
+            _values(session, port=port),
+            inner_port=port,
+            broker=str(session.socket_dir / "netns.sock"),
+        )
 
     def launch_argv(self, command: list[str], spec: Spec, plan: Plan) -> list[str]:
         argv = super().launch_argv(command, spec, plan)
         runner = [sys.executable, "-S", str(NETNS_RUNNER)]
         where = ["--socket", str(plan.endpoint.unix_socket), "--port", str(plan.inner_port)]
+        where += ["--broker", str(plan.broker)]
         return [*runner, *where, "--", *argv]
 
     def shown_argv(self, command: list[str], argv: list[str]) -> list[str]:

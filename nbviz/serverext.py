@@ -77,6 +77,9 @@ IDEMPOTENT = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
 #: Seconds an idle backend connection is kept (below gunicorn's 2 s and most servers' limits,
 #: so the backend rarely closes one as it is reused).
 KEEPALIVE_SECONDS = 1.0
+#: Seconds a private network's broker may take to hand out a socket (it answers at once; this
+#: bounds a hung one, as the call blocks the server's event loop).
+BROKER_SECONDS = 1.0
 #: Bytes of a body relayed before waiting for the browser to take them (back-pressure).
 FLUSH_BYTES = 1 << 20
 #: Bodies of at least this length (given by Content-Length) are pumped from the backend's socket
@@ -195,6 +198,8 @@ class RouteHandler(ProxyHandler):
         self.session_id = session_id
         self.entry = entry
         self.unix_socket = entry.unix_socket
+        #: A private network's socket broker: TCP sockets made inside it (see netns_socket).
+        self.broker = entry.broker
         self.absolute_url = entry.absolute
         return entry
 
@@ -204,6 +209,9 @@ class RouteHandler(ProxyHandler):
             return self._remote_target(entry)
         # jupyter-server-proxy builds "http://host:port/path"; over a Unix socket the connector
         # ignores host and port. A TCP backend listens on 127.0.0.1: no name lookup per request.
+        # (A backend in a private network namespace: 127.0.0.1 there, with the broker's sockets.)
+        if entry.broker and entry.port:
+            return "127.0.0.1", int(entry.port)
         if entry.unix_socket:
             return "localhost", 80
         return "127.0.0.1", entry.port or 80
@@ -563,6 +571,22 @@ class RouteHandler(ProxyHandler):
         """A non-blocking socket connected to the backend, or None."""
         loop = asyncio.get_running_loop()
         try:
+            if self.broker:
+                try:
+                    sock = netns_socket(self.broker, socket.AF_INET)
+                except OSError as exc:  # the relay (a hop more) still works
+                    self.log.debug("nbviz: session %s's broker: %s", self.session_id, exc)
+                else:
+                    sock.setblocking(False)
+                    try:
+                        await asyncio.wait_for(
+                            loop.sock_connect(sock, ("127.0.0.1", port)), CONNECT_SECONDS
+                        )
+                    except BaseException:
+                        sock.close()
+                        raise
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    return sock
             if self.unix_socket:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 sock.setblocking(False)
@@ -725,18 +749,40 @@ def _session_key(entry: _registry.Entry) -> tuple[str | None, str | None, int | 
     return (None, entry.host, entry.port)
 
 
+def netns_socket(broker: str, family: int) -> socket.socket:
+    """A new, unconnected TCP socket made inside a session's private network namespace, from
+    its broker (``nbviz/_runtime/netns.py``): connected to 127.0.0.1:<port>, it reaches the
+    backend there directly. The broker is a 0600 socket in the session's 0700 directory and
+    answers at once; the timeout bounds a hung one."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(BROKER_SECONDS)
+        client.connect(broker)
+        client.sendall(b"6" if family == socket.AF_INET6 else b"4")
+        _data, fds, _flags, _address = socket.recv_fds(client, 1, 1)
+    if not fds:
+        raise OSError(f"nbviz: {broker} handed out no socket")
+    return socket.socket(fileno=fds[0])
+
+
 def _backend_session(entry: _registry.Entry) -> aiohttp.ClientSession:
     """A keep-alive client for one backend endpoint, made on first use."""
     key = _session_key(entry)
     session = _sessions.get(key)
     if session is None or session.closed:
-        connector: aiohttp.BaseConnector = (
-            aiohttp.UnixConnector(
+        connector: aiohttp.BaseConnector
+        if entry.broker:
+            broker = entry.broker
+            connector = aiohttp.TCPConnector(
+                limit=0,
+                keepalive_timeout=KEEPALIVE_SECONDS,
+                socket_factory=lambda info: netns_socket(broker, info[0]),
+            )
+        elif entry.unix_socket:
+            connector = aiohttp.UnixConnector(
                 path=entry.unix_socket, limit=0, keepalive_timeout=KEEPALIVE_SECONDS
             )
-            if entry.unix_socket
-            else aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS)
-        )
+        else:
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS)
         session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from user_helpers import X_SOCKET, listeners, other_user, probe_as
 
 from nbviz import _transport
 from nbviz._process import SESSION_ENV_VAR
+from nbviz.serverext import netns_socket
 
 pytestmark = pytest.mark.jupyter
 
@@ -162,11 +164,11 @@ def test_the_private_network_runner_as_an_ordinary_user() -> None:
     home = Path(tempfile.mkdtemp(prefix="nbviz-owner-", dir="/tmp"))  # pytest's are root's
     home.chmod(0o755)
     os.chown(home, *_ids(owner))
-    sock, port = home / "app.sock", 23456
+    sock, broker, port = home / "app.sock", home / "netns.sock", 23456
     runner = subprocess.Popen(
         [
             "runuser", "-u", owner, "--", "/usr/bin/python3", "-S", str(NETNS),
-            "--socket", str(sock), "--port", str(port), "--",
+            "--socket", str(sock), "--broker", str(broker), "--port", str(port), "--",
             "/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.1", str(port),
             "--directory", str(home),
         ],
@@ -209,6 +211,15 @@ def test_the_private_network_runner_as_an_ordinary_user() -> None:
             "PermissionError",
             "ConnectionRefusedError",
         ]
+        # the broker hands out sockets of the namespace: connected there, they reach the app
+        # directly (as the server extension does); the other user cannot use the broker
+        assert oct(broker.stat().st_mode & 0o777) == "0o600"
+        with netns_socket(str(broker), socket.AF_INET) as inside:
+            inside.settimeout(5)
+            inside.connect(("127.0.0.1", port))
+            inside.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert inside.recv(100).startswith(b"HTTP/1.0 200")
+        assert probe_as(other, [("unix", str(broker))]) == ["PermissionError"]
         os.kill(app.ppid(), 15)  # SIGTERM to the runner: passed on to the app
         assert runner.wait(10) == -15 or runner.returncode == 128 + 15
         wait_until(lambda: not app.is_running(), timeout=5, what="the app to end")

@@ -1,6 +1,6 @@
 """Run an app that listens on TCP in a network namespace of its own, reached by a Unix socket.
 
-    python -S netns.py --socket PATH --port N -- PROGRAM ARGS...
+    python -S netns.py --socket PATH [--broker PATH] --port N -- PROGRAM ARGS...
     python -S netns.py --check
 
 The runner moves itself into a new network namespace that has nothing but a loopback device
@@ -10,6 +10,13 @@ session alone: no other process on the host, of any user, can connect to it. The
 listens on ``PATH`` (a Unix socket, 0600, in the session's 0700 directory: Unix sockets are
 files and work across network namespaces), starts the program, and relays every connection
 made to the socket to ``127.0.0.1:N`` (or ``[::1]:N``) inside the namespace.
+
+With ``--broker PATH`` (another 0600 Unix socket) it also hands out sockets of the namespace:
+a client that connects there and sends ``4`` (or ``6``) gets a new, unconnected TCP socket
+(IPv4 or IPv6) made inside the namespace, passed as a file descriptor (SCM_RIGHTS). A socket
+belongs to the network namespace it was made in: the client then connects it to
+``127.0.0.1:N`` itself and talks to the app directly, with no relay in between (nbviz's server
+extension does this; other clients, such as the kernel's readiness probe, use the relay).
 
 It exits when the program exits, with the program's exit status (a signal is raised again), so
 the kernel sees the program's own end. SIGTERM, SIGINT and SIGHUP are passed on to the program.
@@ -152,6 +159,23 @@ def serve(listener: socket.socket, port: int) -> None:
         threading.Thread(target=relay, args=(client, port), daemon=True).start()
 
 
+def hand_out(broker: socket.socket) -> None:
+    """Answer each broker client with one fresh socket of this namespace."""
+    while True:
+        try:
+            client, _ = broker.accept()
+        except OSError:
+            return
+        with client:
+            try:
+                client.settimeout(2.0)
+                family = socket.AF_INET6 if client.recv(1) == b"6" else socket.AF_INET
+                with socket.socket(family, socket.SOCK_STREAM) as fresh:
+                    socket.send_fds(client, [b"s"], [fresh.fileno()])
+            except OSError:
+                continue
+
+
 def listen(path: str) -> socket.socket:
     """The session's Unix socket, 0600 from the start (no moment when others may connect)."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -176,6 +200,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="can a namespace be made here?")
     parser.add_argument("--socket", help="the Unix socket to listen on")
+    parser.add_argument("--broker", help="a Unix socket that hands out sockets of the namespace")
     parser.add_argument("--port", type=int, help="the app's port inside the namespace")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
@@ -189,10 +214,13 @@ def main() -> None:
     if not (args.socket and args.port and command):
         parser.error("--socket, --port and a command are needed")
     listener = listen(args.socket)
+    broker = listen(args.broker) if args.broker else None
     program = subprocess.Popen(command, pass_fds=())
     for number in FORWARDED:
         signal.signal(number, lambda number, _frame: program.send_signal(number))
     threading.Thread(target=serve, args=(listener, args.port), daemon=True).start()
+    if broker is not None:
+        threading.Thread(target=hand_out, args=(broker,), daemon=True).start()
     while True:
         try:
             code = program.wait()
