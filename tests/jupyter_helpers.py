@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import websocket
 from jupyter_client import BlockingKernelClient
 
+REPO = Path(__file__).resolve().parent.parent
 RESOURCES = Path(__file__).parent / "resources"
 BACKEND = RESOURCES / "backend.py"
 TOKEN = "nbviz-test-token"
@@ -268,3 +270,53 @@ class Kernel:
     def close(self) -> None:
         self.client.stop_channels()
         self.server.delete(f"api/kernels/{self.id}")
+
+
+# --------------------------------------------------- a WebApp started in a kernel, by route
+START = """
+import json, os, sys
+from nbviz import WebApp
+os.environ["NBVIZ_PRIVATE_NETWORK"] = {private!r}
+listen = ["--unix-socket", "{{unix_socket}}"] if {unix!r} else ["--port", "{{port}}"]
+command = [sys.executable, {backend!r}, *listen, "--heading", "via the proxy"]
+app = WebApp(command, route={route!r}{extra})
+app.wait_ready(30)
+print(json.dumps({{"url": app.url, "route": app.route, "pid": app.pid,
+                  "session": app._process.session_id, "port": app.endpoint.port,
+                  "socket": app.endpoint.unix_socket, "transport": app.transport}}))
+"""
+
+#: (route asked for, backend on a Unix socket?) -> route kind and URL prefix expected
+ROUTES = {
+    "nbviz-unix": ("nbviz", True),
+    # {port} through nbviz's route: in a private network namespace, reached by a Unix socket
+    "nbviz-tcp": ("nbviz", False),
+    # the same with private namespaces turned off (as where the machine has none): 127.0.0.1
+    "nbviz-loopback": ("nbviz", False),
+    "proxy": ("proxy", False),
+}
+#: The transport each route's backend gets.
+TRANSPORTS = {
+    "nbviz-unix": "unix",
+    "nbviz-tcp": "private",
+    "nbviz-loopback": "loopback",
+    "proxy": "loopback",
+}
+
+
+def start_app(kernel: Kernel, route: str = "nbviz-unix", extra: str = "") -> dict[str, Any]:
+    choice, unix = ROUTES[route]
+    private = "no" if route == "nbviz-loopback" else ""
+    code = START.format(backend=str(BACKEND), route=choice, unix=unix, extra=extra, private=private)
+    out = kernel.run(code)
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def expected_url(info: dict[str, Any], route: str) -> str:
+    if route.startswith("nbviz"):
+        return f"/user/alice/nbviz/{info['session']}/"
+    return f"/user/alice/proxy/{info['port']}/"
+
+
+def ws_connect(server: JupyterServer, url: str, **kwargs: Any) -> websocket.WebSocket:
+    return websocket.create_connection(f"ws://127.0.0.1:{server.port}{url}", timeout=10, **kwargs)

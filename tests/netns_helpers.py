@@ -1,6 +1,6 @@
 """Another host on this machine: a network namespace joined by a veth pair, and a private sshd.
 
-Used by tests/test_remote.py and benchmarks/remote.py. Needs root (or CAP_NET_ADMIN and
+Used by tests/integration/test_remote.py and benchmarks/remote.py. Needs root (or CAP_NET_ADMIN and
 CAP_SYS_ADMIN); :class:`NoNamespace` says why when it cannot be made.
 """
 

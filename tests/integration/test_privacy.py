@@ -31,7 +31,7 @@ from nbviz.serverext import netns_socket
 
 pytestmark = pytest.mark.jupyter
 
-RESOURCES = Path(__file__).parent / "resources"
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 NETNS = Path(_transport.__file__).with_name("_runtime") / "netns.py"
 
 START_ALL = """

@@ -17,10 +17,9 @@ import numpy as np
 import psutil
 import pytest
 import websocket
-from jupyter_helpers import JupyterServer, Kernel, pid_running, running, wait_until
+from jupyter_helpers import JupyterServer, Kernel, pid_running, running, wait_until, ws_connect
 from paraview_data import heat_grid, heat_series
 from PIL import Image
-from test_jupyter import ws_connect
 
 from nbviz import NbvizError, NbvizWarning, ParaViewSession, ProgramNotFoundError
 from nbviz.paraview import (

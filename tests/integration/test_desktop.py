@@ -26,9 +26,8 @@ from typing import Any
 import psutil
 import pytest
 import websocket
-from jupyter_helpers import JupyterServer, Kernel, pid_running, wait_until
+from jupyter_helpers import JupyterServer, Kernel, pid_running, wait_until, ws_connect
 from PIL import Image, ImageChops
-from test_jupyter import ws_connect
 from user_helpers import OTHER_USER, other_user
 
 from nbviz import NbvizError, NbvizWarning, PortInUseError, ProgramNotFoundError, RemoteDesktop

@@ -21,9 +21,16 @@ from typing import Any
 import psutil
 import pytest
 import websocket
-from jupyter_helpers import BACKEND, JupyterServer, Kernel, pid_running, running, wait_until
+from jupyter_helpers import (
+    BACKEND,
+    JupyterServer,
+    Kernel,
+    pid_running,
+    running,
+    wait_until,
+    ws_connect,
+)
 from netns_helpers import Node, NoNamespace, Sshd, network_namespace, private_sshd
-from test_jupyter import ws_connect
 
 from nbviz import _remote
 from nbviz._errors import BackendExitedError, TemplateError

@@ -23,8 +23,7 @@ from typing import Any
 import psutil
 import pytest
 import websocket
-from jupyter_helpers import BACKEND, JupyterServer, Kernel, wait_until
-from test_jupyter import start_app, ws_connect
+from jupyter_helpers import BACKEND, JupyterServer, Kernel, start_app, wait_until, ws_connect
 from user_helpers import other_user
 
 from nbviz import _registry

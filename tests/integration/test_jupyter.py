@@ -11,63 +11,25 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 import websocket
-from jupyter_helpers import BACKEND, JupyterServer, Kernel, pid_running, wait_until
+from jupyter_helpers import (
+    BACKEND,
+    REPO,
+    ROUTES,
+    TRANSPORTS,
+    JupyterServer,
+    Kernel,
+    expected_url,
+    pid_running,
+    start_app,
+    wait_until,
+    ws_connect,
+)
 
 pytestmark = pytest.mark.jupyter
-
-
-START = """
-import json, os, sys
-from nbviz import WebApp
-os.environ["NBVIZ_PRIVATE_NETWORK"] = {private!r}
-listen = ["--unix-socket", "{{unix_socket}}"] if {unix!r} else ["--port", "{{port}}"]
-command = [sys.executable, {backend!r}, *listen, "--heading", "via the proxy"]
-app = WebApp(command, route={route!r}{extra})
-app.wait_ready(30)
-print(json.dumps({{"url": app.url, "route": app.route, "pid": app.pid,
-                  "session": app._process.session_id, "port": app.endpoint.port,
-                  "socket": app.endpoint.unix_socket, "transport": app.transport}}))
-"""
-
-#: (route asked for, backend on a Unix socket?) -> route kind and URL prefix expected
-ROUTES = {
-    "nbviz-unix": ("nbviz", True),
-    # {port} through nbviz's route: in a private network namespace, reached by a Unix socket
-    "nbviz-tcp": ("nbviz", False),
-    # the same with private namespaces turned off (as where the machine has none): 127.0.0.1
-    "nbviz-loopback": ("nbviz", False),
-    "proxy": ("proxy", False),
-}
-#: The transport each route's backend gets.
-TRANSPORTS = {
-    "nbviz-unix": "unix",
-    "nbviz-tcp": "private",
-    "nbviz-loopback": "loopback",
-    "proxy": "loopback",
-}
-
-
-def start_app(kernel: Kernel, route: str = "nbviz-unix", extra: str = "") -> dict[str, Any]:
-    choice, unix = ROUTES[route]
-    private = "no" if route == "nbviz-loopback" else ""
-    code = START.format(backend=str(BACKEND), route=choice, unix=unix, extra=extra, private=private)
-    out = kernel.run(code)
-    return dict(json.loads(out.strip().splitlines()[-1]))
-
-
-def expected_url(info: dict[str, Any], route: str) -> str:
-    if route.startswith("nbviz"):
-        return f"/user/alice/nbviz/{info['session']}/"
-    return f"/user/alice/proxy/{info['port']}/"
-
-
-def ws_connect(server: JupyterServer, url: str, **kwargs: Any) -> websocket.WebSocket:
-    return websocket.create_connection(f"ws://127.0.0.1:{server.port}{url}", timeout=10, **kwargs)
 
 
 @pytest.mark.parametrize("route", list(ROUTES))
@@ -220,7 +182,7 @@ print(json.dumps({{"url": app.url, "path": app.path, "port": app.endpoint.port}}
 
 def webapp_doc_examples() -> tuple[str, str]:
     """The secret example of docs/webapp.md: app.py and the notebook's lines, as written."""
-    text = (Path(__file__).resolve().parent.parent / "docs" / "webapp.md").read_text()
+    text = (REPO / "docs" / "webapp.md").read_text()
     section = text.split("## A secret for apps on a TCP port", 1)[1]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert blocks[0].startswith("# app.py") and blocks[1].startswith("# in the notebook")
