@@ -28,7 +28,6 @@ Standard library only: run by path, never imported by the kernel (``nbviz._trans
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import errno
 import fcntl
@@ -36,15 +35,18 @@ import os
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
+import time
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 #: Bytes moved per splice (or recv) call.
 CHUNK = 256 * 1024
+#: Seconds a connection waits for an app that does not listen yet (below the kernel's 2 s
+#: probe timeout), and between two tries meanwhile.
+HOLD, RETRY = 1.0, 0.005
 #: Signals passed on to the program.
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -81,18 +83,28 @@ def enter_private_network() -> None:
         sys.exit(f"nbviz: could not set up the private network namespace: {exc}")
 
 
-def connect_inside(port: int) -> socket.socket | None:
-    """A connection to the app: 127.0.0.1 first, then ::1 (an app bound to "localhost")."""
-    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.connect((host, port))
-        except OSError:
-            sock.close()
-            continue
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-    return None
+def connect_inside(port: int, hold: float = HOLD) -> socket.socket | None:
+    """A connection to the app: 127.0.0.1 first, then ::1 (an app bound to "localhost").
+
+    While the app does not listen yet, the client is held and the app tried again every few
+    milliseconds, for up to ``hold`` seconds: a request that comes early (the kernel's
+    readiness probe, a page loaded while the app starts) is answered as soon as the app
+    listens, instead of failing and waiting for the next try.
+    """
+    deadline = time.monotonic() + hold
+    while True:
+        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.connect((host, port))
+            except OSError:
+                sock.close()
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(RETRY)
 
 
 def pump(source: socket.socket, sink: socket.socket) -> None:
@@ -196,39 +208,59 @@ def end_like(code: int) -> None:
     sys.exit(code)
 
 
+USAGE = (
+    "usage: netns.py --check | netns.py --socket PATH [--broker PATH] --port N -- PROGRAM ARGS..."
+)
+
+
+def parse(argv: list[str]) -> dict[str, str | list[str]]:
+    """The options and the command (no argparse: the runner starts with every start of an app,
+    and argparse alone takes longer to import than the rest of the runner)."""
+    options: dict[str, str | list[str]] = {}
+    rest = list(argv)
+    while rest and rest[0] != "--":
+        name = rest.pop(0)
+        if name == "--check":
+            options["check"] = "yes"
+        elif name in ("--socket", "--broker", "--port") and rest:
+            options[name[2:]] = rest.pop(0)
+        else:
+            sys.exit(f"nbviz: netns.py: unknown argument {name!r}\n{USAGE}")
+    options["command"] = rest[1:]
+    return options
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="can a namespace be made here?")
-    parser.add_argument("--socket", help="the Unix socket to listen on")
-    parser.add_argument("--broker", help="a Unix socket that hands out sockets of the namespace")
-    parser.add_argument("--port", type=int, help="the app's port inside the namespace")
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args()
+    options = parse(sys.argv[1:])
     try:
         enter_private_network()
     except OSError as exc:
         sys.exit(f"nbviz: could not make a private network namespace: {exc}")
-    if args.check:
+    if options.get("check"):
         return
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not (args.socket and args.port and command):
-        parser.error("--socket, --port and a command are needed")
-    listener = listen(args.socket)
-    broker = listen(args.broker) if args.broker else None
-    program = subprocess.Popen(command, pass_fds=())
-    for number in FORWARDED:
-        signal.signal(number, lambda number, _frame: program.send_signal(number))
-    threading.Thread(target=serve, args=(listener, args.port), daemon=True).start()
-    if broker is not None:
-        threading.Thread(target=hand_out, args=(broker,), daemon=True).start()
-    while True:
+    command, path, port = options["command"], options.get("socket"), options.get("port")
+    if not (isinstance(command, list) and command and isinstance(path, str) and port):
+        sys.exit(USAGE)
+    # The app first: its start is what the user waits for; the sockets are made meanwhile
+    # (they are close-on-exec, and a probe that comes too early simply tries again).
+    program = os.posix_spawnp(command[0], command, os.environ)
+
+    def pass_on(number: int, _frame: object) -> None:
         try:
-            code = program.wait()
-            break
-        except InterruptedError:
-            continue
+            os.kill(program, number)
+        except ProcessLookupError:  # it has just ended: the exit below follows
+            pass
+
+    for number in FORWARDED:
+        signal.signal(number, pass_on)
+    listener = listen(path)
+    threading.Thread(target=serve, args=(listener, int(str(port))), daemon=True).start()
+    broker = options.get("broker")
+    if isinstance(broker, str):
+        threading.Thread(target=hand_out, args=(listen(broker),), daemon=True).start()
+    _pid, status = os.waitpid(program, 0)  # retried after a signal (PEP 475)
     listener.close()
-    end_like(code)
+    end_like(os.waitstatus_to_exitcode(status))
 
 
 if __name__ == "__main__":

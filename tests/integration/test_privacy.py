@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -276,3 +277,30 @@ def test_without_namespaces_a_port_app_falls_back_to_loopback() -> None:
     assert "No space left on device" in problem
     name, port = chosen.split()
     assert name == "loopback" and int(port) > 0
+
+
+def test_a_request_that_comes_early_waits_for_the_app(tmp_path: Path) -> None:
+    """A connection made while the app does not listen yet (the readiness probe, a page loaded
+    early) is held and answered once the app listens, not closed at once."""
+    sock, port = tmp_path / "app.sock", 23457
+    app = f"sleep 0.6; exec {sys.executable} -m http.server --bind 127.0.0.1 {port}"
+    runner = subprocess.Popen(
+        [sys.executable, "-S", str(NETNS), "--socket", str(sock), "--port", str(port), "--",
+         "/bin/sh", "-c", app],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        wait_until(sock.exists, timeout=10, what="the runner's socket")
+        started = time.monotonic()
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(10)
+            client.connect(str(sock))
+            client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            answer = client.recv(100)
+        assert answer.startswith(b"HTTP/1.0 200"), answer
+        assert time.monotonic() - started > 0.3  # it did wait for the app
+    finally:
+        runner.terminate()
+        runner.wait(10)
