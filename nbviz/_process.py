@@ -42,6 +42,11 @@ Status = Literal["starting", "ready", "crashed", "stopped"]
 SECRET_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTER_TOKEN", "JUPYTER_PASSWORD")
 
 LOG_TAIL_LINES = 30
+#: The line a program nbviz runs (a launcher, a runner) prints last to say why it ends, e.g.
+#: ``nbviz-exit: nbviz: Xvfb exited (signal SIGKILL); the desktop is gone, ...``: the lifecycle
+#: makes its text the first line of the error, which the frame shows. (Files run by path cannot
+#: import nbviz: they print the prefix as it is.)
+EXIT_REASON = "nbviz-exit: "
 #: Bytes of output the log may hold before its older part is dropped: an app that prints
 #: without end must not fill the runtime dir (a small tmpfs, or the home quota) nor the
 #: kernel's memory. ``logs()`` then returns between this and twice this much.
@@ -420,12 +425,14 @@ class Process:
                     if left
                     else ""
                 )
+                log_tail = self.logs(LOG_TAIL_LINES)
                 self._fail(
                     future,
                     BackendExitedError(
-                        f"nbviz: {spec.name} exited with {describe_exit(code)} before it was "
+                        exit_reason(log_tail)
+                        or f"nbviz: {spec.name} exited with {describe_exit(code)} before it was "
                         f"ready{daemon}",
-                        log_tail=self.logs(LOG_TAIL_LINES),
+                        log_tail=log_tail,
                     ),
                     kill=proc,
                 )
@@ -477,9 +484,12 @@ class Process:
         with self._lock:
             if self._stopping:
                 return
+            log_tail = self.logs(LOG_TAIL_LINES)
             self.error = BackendExitedError(
-                f"nbviz: {spec.name} exited with {describe_exit(code)}; restart() starts it again",
-                log_tail=self.logs(LOG_TAIL_LINES),
+                exit_reason(log_tail)
+                or f"nbviz: {spec.name} exited with {describe_exit(code)}; restart() starts it "
+                "again",
+                log_tail=log_tail,
             )
             # Whoever waits for readiness from now on learns of the crash.
             self._future = failed(self.error)
@@ -607,6 +617,16 @@ def end_gently(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None
         proc.stdin.close()
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)
+
+
+def exit_reason(log: str) -> str | None:
+    """The reason the backend's own supervisor gave for its end: the text of its last
+    :data:`EXIT_REASON` line (anywhere in a line: a launcher may prefix its lines), or None."""
+    for line in reversed(log.splitlines()):
+        _before, found, reason = line.partition(EXIT_REASON)
+        if found and reason.strip():
+            return reason.strip()
+    return None
 
 
 def describe_exit(code: int) -> str:

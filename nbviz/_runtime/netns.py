@@ -38,6 +38,7 @@ import struct
 import sys
 import threading
 import time
+from typing import NoReturn
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -80,7 +81,7 @@ def enter_private_network() -> None:
             up = struct.unpack(layout, current)[1] | IFF_UP
             fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(layout, b"lo", up))
     except OSError as exc:
-        sys.exit(f"nbviz: could not set up the private network namespace: {exc}")
+        end_because(f"nbviz: could not set up the private network namespace: {exc}")
 
 
 def connect_inside(port: int, hold: float = HOLD) -> socket.socket | None:
@@ -200,6 +201,13 @@ def listen(path: str) -> socket.socket:
     return listener
 
 
+def end_because(reason: str) -> NoReturn:
+    """Exit 1 with the agreed last line (``nbviz-exit: ...``, see ``nbviz._process``): nbviz
+    makes ``reason`` the first line of the error."""
+    print(f"nbviz-exit: {reason}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
 def end_like(code: int) -> None:
     """Exit as the program did: with its code, or by its signal."""
     if code < 0:
@@ -235,7 +243,9 @@ def main() -> None:
     try:
         enter_private_network()
     except OSError as exc:
-        sys.exit(f"nbviz: could not make a private network namespace: {exc}")
+        if options.get("check"):
+            sys.exit(f"nbviz: could not make a private network namespace: {exc}")
+        end_because(f"nbviz: could not make a private network namespace: {exc}")
     if options.get("check"):
         return
     command, path, port = options["command"], options.get("socket"), options.get("port")

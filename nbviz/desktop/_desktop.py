@@ -322,14 +322,8 @@ class RemoteDesktop(WebApp):
         return CLIENT_PAGE["xpra"]
 
     def _on_process_change(self, process: Process) -> None:
-        error = process.error
-        reason = _launcher_reason(error.log_tail) if error is not None else None
-        if error is not None and reason and process.status == "crashed":
-            # The launcher said which piece ended and why; the lifecycle only knows that the
-            # launcher exited ("xpra desktop exited with code 1"), the reason was the last of
-            # the log tail's lines, below Xpra's own (the frame shows the error's first line).
-            error.message = reason
-            error.args = (error.full_message(),)
+        # (Why the launcher ended, which piece and what to do, is its last "nbviz-exit:" line:
+        # the lifecycle makes it the error's first line.)
         if process.status == "starting" and process.secret != self._page_secret:
             # A new start (a new secret): its page, not served yet.
             self._page_secret = process.secret
@@ -653,15 +647,6 @@ def _start_commands(start: str | Sequence[str | Sequence[str]] | None) -> list[s
         _must_exist(argv[0], "start=")
         commands.append(item if isinstance(item, str) else shlex.join(argv))
     return commands
-
-
-def _launcher_reason(log: str) -> str | None:
-    """The desktop launcher's own account of its end: its last ``nbviz-desktop: nbviz: ...``
-    line (which piece exited and what to do), or None."""
-    for line in reversed(log.splitlines()):
-        if line.startswith("nbviz-desktop: nbviz: "):
-            return line.removeprefix("nbviz-desktop: ")
-    return None
 
 
 def _display_number(display: int | str) -> int:

@@ -285,6 +285,12 @@ def say(message: str) -> None:
     print(f"nbviz-desktop: {message}", flush=True)
 
 
+def say_why_we_end(reason: str) -> None:
+    """The launcher's last line: why the desktop ends. nbviz makes it the first line of the
+    error (``nbviz._process.EXIT_REASON``, the agreed prefix)."""
+    say(f"nbviz-exit: {reason}")
+
+
 def state_dir_for(socket_path: str) -> Path:
     """The launcher's private directory for a given web socket path (shared with the kernel)."""
     path = Path(socket_path)
@@ -1242,7 +1248,7 @@ class Launcher:
             proc.returncode = os.waitstatus_to_exitcode(status)
             how = describe(proc.returncode)
             if essential:
-                say(
+                say_why_we_end(
                     f"nbviz: {name} exited ({how}); the desktop is gone, restart() starts a new one"
                 )
                 return 1
@@ -1292,7 +1298,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.display is not None and display_in_use(args.display):
-        say(f"nbviz: display :{args.display} is in use; pick another or leave display= unset")
+        say_why_we_end(
+            f"nbviz: display :{args.display} is in use; pick another or leave display= unset"
+        )
         return 2
     launcher = Launcher(args)
 
@@ -1305,7 +1313,7 @@ def main(argv: list[str] | None = None) -> int:
         return launcher.run()
     except SystemExit as exc:
         if isinstance(exc.code, str):
-            say(exc.code)
+            say_why_we_end(exc.code)
             return 1
         return int(exc.code or 0)
     finally:

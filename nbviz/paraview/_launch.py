@@ -31,7 +31,7 @@ APP = Path(__file__).with_name("_app.py")
 # nbviz's other runtime files (standard library only, like this one): run by path, nbviz itself
 # is not importable here.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_runtime"))
-from netns import enter_private_network  # noqa: E402
+from netns import end_because, enter_private_network  # noqa: E402
 
 
 def write_xauthority(path: str) -> None:
@@ -88,7 +88,8 @@ def start_xvfb(width: int, height: int, xauthority: str, attempts: int = 8) -> s
         if reported and server.poll() is None:
             return f":{reported}"
         server.wait()
-    sys.exit("nbviz: could not start Xvfb (see the lines above)")
+    end_because("nbviz: could not start Xvfb for pvpython (see the lines above)")
+    raise AssertionError("not reached")  # end_because exits (mypy sees it as Any here)
 
 
 def main() -> None:
@@ -120,7 +121,7 @@ def main() -> None:
     if args.xvfb:
         width, height = (int(v) for v in args.screen.split("x"))
         if not args.xauthority:
-            sys.exit("nbviz: --xvfb needs --xauthority PATH (a private file to create)")
+            end_because("nbviz: --xvfb needs --xauthority PATH (a private file to create)")
         xauthority = args.xauthority
         write_xauthority(xauthority)
         env["XAUTHORITY"] = xauthority

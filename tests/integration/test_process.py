@@ -33,6 +33,7 @@ from nbviz import (
     TemplateError,
     WebApp,
     _process,
+    _spec,
 )
 from nbviz._errors import BackendStoppedError
 
@@ -525,3 +526,38 @@ def test_a_script_that_ends_with_a_failed_app_exits_quietly(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ReadyTimeoutError", "crashed"]
     assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_supervisor_names_the_reason_for_its_end() -> None:
+    """A program nbviz runs may print why it ends as its last ``nbviz-exit:`` line: that text is
+    the error's first line (the frame shows it), before and after ready."""
+    early = _process.Process(
+        _spec.Spec.build(
+            [
+                sys.executable,
+                "-c",
+                "print('nbviz-exit: nbviz: the disk is full'); raise SystemExit(3)",
+                "{port}",
+            ],
+            timeout=10,
+        )
+    )
+    early.start()
+    with pytest.raises(BackendExitedError) as caught:
+        early.wait_ready(10)
+    assert caught.value.message == "nbviz: the disk is full"
+    assert "nbviz-exit: nbviz: the disk is full" in caught.value.log_tail
+    # a later crash, and a launcher that prefixes its lines
+    later = _process.Process(
+        _spec.Spec.build([sys.executable, str(BACKEND), "--port", "{port}"], timeout=10)
+    )
+    later.start()
+    later.wait_ready(10)
+    assert later.log_path is not None
+    with open(later.log_path, "a") as log:
+        log.write("launcher: nbviz-exit: nbviz: Xvfb exited (signal SIGKILL)\n")
+    os.kill(later.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    wait_until(lambda: later.status == "crashed", timeout=10, what="the crash")
+    assert later.error is not None
+    assert later.error.message == "nbviz: Xvfb exited (signal SIGKILL)"
+    later.stop()
