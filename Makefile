@@ -28,6 +28,12 @@ lint: python-deps
 	$(BIN)/ruff format --check nbviz tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	@# the front end's and the desktop pages' scripts: real .js files, syntax-checked
+	@if command -v node >/dev/null; then \
+	  for f in nbviz/*/web/*.js; do node --check $$f || exit 1; done; \
+	  node --check --input-type=module < js/frame.js || exit 1; \
+	  echo "nbviz: JavaScript syntax checked (node --check)"; \
+	else echo "nbviz: node not found: JavaScript syntax not checked"; fi
 
 test: deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

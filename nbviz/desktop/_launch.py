@@ -13,7 +13,7 @@ process exits, it ends the rest and exits non-zero with a line that says what ha
   the window manager come up while Xpra's Python imports), its websocket on a private Unix socket;
   nbviz's own copy of the Xpra config (no Xsession pop-up); this launcher serves the HTML5
   client's files on ``S`` (threads, keep-alive, gzipped copies; plus a small script,
-  :data:`XPRA_PAGE_SCRIPT`) and passes websocket upgrades through to Xpra. With
+  :func:`xpra_page_script`) and passes websocket upgrades through to Xpra. With
   ``--encryption AES`` the websocket is AES-encrypted with a per-session key file.
 - ``vnc``: TigerVNC's ``Xvnc`` on a private Unix socket with a per-session VNC password, and
   this launcher serving noVNC's files on ``S`` (threads, keep-alive) and carrying noVNC's
@@ -89,130 +89,25 @@ HEARTBEAT = 30.0
 #: Files of Xpra's client the launcher serves gzipped (from copies made once per user).
 COMPRESSIBLE = (".js", ".css", ".html", ".json", ".svg", ".map", ".txt")
 
-#: In both clients' pages, first: in nbviz's frame in a notebook, the page takes the keyboard
-#: focus only when the user asks for it (a click or a key in it) or already has it. Xpra's page
-#: focuses its key-capturing textarea whenever it connects, and noVNC its canvas: that took the
-#: keyboard from the cell being typed in (the page loads, hidden, while the desktop starts). In
-#: a tab of its own (a launcher tile's, "open in a new tab") the page keeps its ways.
-FOCUS_GUARD = """(function () {
-  "use strict";
-  var frame = null;
-  try {
-    frame = window.frameElement;
-  } catch (e) {}  // a page of another origin around it
-  if (!frame || !frame.classList.contains("nbviz-iframe")) return;
-  var focus = HTMLElement.prototype.focus;
-  var asked = false;
-  function ask() {
-    asked = true;
-    setTimeout(function () { asked = false; }, 0);
-  }
-  ["pointerdown", "mousedown", "touchstart", "keydown"].forEach(function (type) {
-    window.addEventListener(type, ask, true);
-  });
-  HTMLElement.prototype.focus = function () {
-    if (asked || document.hasFocus()) return focus.apply(this, arguments);
-  };
-})();
-"""
+#: The clients' web additions, real .js and .html files (see each file's first lines).
+WEB = Path(__file__).with_name("web")
 
-#: nbviz's script in noVNC's page (``nbviz.html``, a copy of ``vnc.html``): it adds the
-#: websocket path under the route to the parameters (computed from the page's own location, so
-#: it works behind any prefix) before noVNC's modules read them. The password comes in the
-#: fragment, which browsers never send to a server (so it is in no log).
-NOVNC_PAGE_SCRIPT = (
-    """<script>
-"""
-    + FOCUS_GUARD
-    + """
-  (function () {
-    const here = location.pathname.replace(/[^/]*$/, "");
-    const hash = location.hash ? location.hash.slice(1) + "&" : "";
-    const path = "path=" + encodeURIComponent(here.slice(1) + "websockify");
-    history.replaceState(null, "", "#" + hash + path);
-  })();
-</script>
-"""
-)
-#: Without a ``vnc.html`` nbviz knows: a page that forwards the browser to noVNC's own.
-NOVNC_START_PAGE = """<!doctype html>
-<meta charset="utf-8"><title>nbviz desktop</title>
-<script>
-  const here = location.pathname.replace(/[^/]*$/, "");
-  const hash = location.hash ? location.hash.slice(1) + "&" : "";
-  location.replace("vnc.html#" + hash + "path=" + encodeURIComponent(here.slice(1) + "websockify"));
-</script>
-"""
 
-#: Xpra's client goes to ``connect.html`` when its connection ends for good (the desktop was
-#: stopped or crashed, or reconnecting failed). Xpra's own is a form for a server's host and
-#: port, useless behind nbviz's route, whose scripts fail to load once the launcher is gone
-#: ("$ is not defined"); nbviz's web root has this page instead: no file besides itself.
-XPRA_DISCONNECTED_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Desktop disconnected</title>
-<style>
-  body { font: 14px/1.5 sans-serif; margin: 2em; color: #333; }
-  code { background: #eee; padding: 0 0.2em; }
-</style>
-</head>
-<body>
-<h3>The desktop closed the connection</h3>
-<p id="reason"></p>
-<p>If it still runs (its status shows in the notebook), <a href="#" id="again">connect
-again</a>. If it was stopped or has crashed, start it again: in a notebook, the frame's
-<b>restart</b> button or <code>desk.restart()</code>; in a tab opened from a launcher tile,
-that tile.</p>
-<script>
-  (function () {
-    var reason = null;
-    try { reason = window.sessionStorage.getItem("disconnect"); } catch (e) {}
-    reason = reason || new URLSearchParams(location.search).get("disconnect");
-    if (reason) document.getElementById("reason").textContent = "Reason: " + reason;
-    document.getElementById("again").addEventListener("click", function (event) {
-      event.preventDefault();
-      history.back();  // the client's page, with its parameters (the AES key, if any)
-    });
-  })();
-</script>
-</body>
-</html>
-"""
+def asset(name: str) -> str:
+    return (WEB / name).read_text(encoding="utf-8")
 
-#: nbviz's script in Xpra's client page (``index.html`` of nbviz's web root loads it first).
-XPRA_PAGE_SCRIPT = (
-    """// nbviz: additions to Xpra's HTML5 client page (by nbviz's desktop launcher).
-"""
-    + FOCUS_GUARD
-    + """
-(function () {
-  "use strict";
-  // Parameters may come in the URL fragment, which the browser never sends to a server (the
-  // AES key goes there). Xpra's Utilities.getparam() asks location.getParameter() first.
-  const fragment = new URLSearchParams(location.hash.slice(1));
-  const query = new URLSearchParams(location.search);
-  location.getParameter = function (key) {
-    if (fragment.has(key)) return fragment.get(key);
-    return query.has(key) ? query.get(key) : undefined;
-  };
-  // Xpra's windows cancel mousedown (preventDefault), so in an iframe a click on them does not
-  // move the keyboard focus into the frame: keys typed next would go to the notebook. Take
-  // the focus on every click, into Xpra's key-capturing textarea.
-  document.addEventListener("mousedown", function (event) {
-    const target = event.target;
-    if (target && target.closest && target.closest("input, textarea, select, button")) return;
-    window.focus();
-    const pasteboard = document.getElementById("pasteboard");
-    if (pasteboard) pasteboard.focus({preventScroll: true});
-  }, true);
-  // Xpra 3.1's XpraClient.do_reconnect() reads an undeclared global `win`: the ReferenceError
-  // ends every reconnection attempt (after a dropped websocket the page stays dead).
-  if (!("win" in window)) window.win = {minimized: false};
-})();
-"""
-)
+
+def xpra_page_script() -> str:
+    """nbviz.js, which nbviz's copy of Xpra's ``index.html`` loads first: the focus guard (the
+    page takes the keyboard only when asked, in a notebook's frame), then nbviz's additions."""
+    return asset("focus-guard.js") + asset("xpra-page.js")
+
+
+def novnc_page_script() -> str:
+    """The ``<script>`` nbviz puts into its copy of noVNC's page: the focus guard, then the
+    websocket path under the route (before noVNC's modules read their parameters)."""
+    return "<script>\n" + asset("focus-guard.js") + asset("novnc-page.js") + "</script>\n"
+
 
 XPRA_QUIET = [
     "--daemon=no",
@@ -710,8 +605,8 @@ def xpra_web_root(state: Path) -> Path:
     """Xpra's HTML5 client plus nbviz's page script, loaded first by ``index.html``.
 
     Every file is a symlink to Xpra's own except ``index.html``, a copy of Xpra's page with one
-    ``<script>`` tag added (see :data:`XPRA_PAGE_SCRIPT`), and ``connect.html``
-    (:data:`XPRA_DISCONNECTED_PAGE`). If the page has no ``<head>`` (an Xpra version nbviz
+    ``<script>`` tag added (see :func:`xpra_page_script`), and ``connect.html``
+    (``web/xpra-connect.html``). If the page has no ``<head>`` (an Xpra version nbviz
     does not know), Xpra's own directory is served unchanged. :func:`link_gzipped` adds
     gzipped copies next to the symlinks later.
     """
@@ -728,8 +623,8 @@ def xpra_web_root(state: Path) -> Path:
         for name in files:
             if not (here == web and name.startswith(OWN_PAGES)):  # also not index.html.gz
                 (here / name).symlink_to(Path(folder, name))
-    (web / "nbviz.js").write_text(XPRA_PAGE_SCRIPT)
-    (web / "connect.html").write_text(XPRA_DISCONNECTED_PAGE)
+    (web / "nbviz.js").write_text(xpra_page_script())
+    (web / "connect.html").write_text(asset("xpra-connect.html"))
     (web / "index.html").write_text(
         page.replace("<head>", '<head>\n<script src="nbviz.js"></script>', 1)
     )
@@ -814,7 +709,7 @@ def vnc_password_file(state: Path, password: str) -> Path:
 
 def novnc_web_root(state: Path) -> Path:
     """noVNC's files plus nbviz's start page ``nbviz.html``: noVNC's ``vnc.html`` with
-    :data:`NOVNC_PAGE_SCRIPT` (or, for a ``vnc.html`` nbviz does not know, a page that
+    :func:`novnc_page_script` (or, for a ``vnc.html`` nbviz does not know, a page that
     forwards to it)."""
     web = state / "web"
     web.mkdir(mode=0o700)
@@ -822,9 +717,9 @@ def novnc_web_root(state: Path) -> Path:
         (web / entry.name).symlink_to(entry)
     page = (NOVNC_DIR / "vnc.html").read_text() if (NOVNC_DIR / "vnc.html").is_file() else ""
     if "<head>" in page:
-        (web / "nbviz.html").write_text(page.replace("<head>", "<head>\n" + NOVNC_PAGE_SCRIPT, 1))
+        (web / "nbviz.html").write_text(page.replace("<head>", "<head>\n" + novnc_page_script(), 1))
     else:
-        (web / "nbviz.html").write_text(NOVNC_START_PAGE)
+        (web / "nbviz.html").write_text(asset("novnc-start.html"))
     return web
 
 
