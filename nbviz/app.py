@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -323,6 +324,30 @@ class WebApp(Frame):
         elif process.status in ("crashed", "stopped"):
             self._backend_gone()
         self._sync_status()
+
+    # ------------------------------------------------------------ echo guard
+    @contextlib.contextmanager
+    def _from_backend(self) -> Iterator[None]:
+        """Trait changes made inside come from the backend (its state, read or pushed): the
+        observers that send the user's changes to the backend must not send these back
+        (:meth:`_changed_by_backend`). Per thread: a change the user makes meanwhile on another
+        thread (the kernel's, while a poller or a channel thread applies the backend's) is
+        the user's and still goes to the backend."""
+        local = self.__dict__.get("_backend_changes")
+        if local is None:
+            local = self.__dict__.setdefault("_backend_changes", threading.local())
+        depth = getattr(local, "depth", 0)
+        local.depth = depth + 1
+        try:
+            yield
+        finally:
+            local.depth = depth
+
+    def _changed_by_backend(self) -> bool:
+        """True inside :meth:`_from_backend` on this thread: the change now observed is the
+        backend's own, not one to send to it."""
+        local = self.__dict__.get("_backend_changes")
+        return bool(local is not None and getattr(local, "depth", 0))
 
     # Hooks for backend classes (called on the lifecycle thread, before the status trait and
     # wait_ready() see the change).

@@ -257,7 +257,6 @@ class RemoteDesktop(WebApp):
         self._poller: threading.Thread | None = None
         self._poll_stop = threading.Event()
         self._clipboard_owner: subprocess.Popen[bytes] | None = None
-        self._from_desktop = False
         self._launch_size = (width, height_px)
         self._gl = bool(gl)
         self._encryption = encryption
@@ -470,11 +469,8 @@ class RemoteDesktop(WebApp):
         with self.hold_sync():
             self.set_trait("windows", windows)
             if text is not None and text != self.clipboard:
-                self._from_desktop = True
-                try:
+                with self._from_backend():  # the desktop's own: not copied back into it
                     self.clipboard = text
-                finally:
-                    self._from_desktop = False
 
     def _read_windows(self) -> list[str]:
         try:
@@ -535,7 +531,7 @@ class RemoteDesktop(WebApp):
 
     # ------------------------------------------------------------- observers
     def _on_clipboard(self, change: dict[str, Any]) -> None:
-        if self._from_desktop or self._process.status != "ready":
+        if self._changed_by_backend() or self._process.status != "ready":
             return  # not running: copied in when it is ready (_backend_ready)
         self._copy_to_desktop(str(change["new"]))
 
