@@ -206,8 +206,9 @@ class Process:
         #: The browser reaches the backend through nbviz's route (Unix sockets): a ``{port}``
         #: backend may then run in a private network namespace (see :mod:`nbviz._transport`).
         self.private_route = private_route
-        #: How the current (or last) start listens and is reached.
-        self.transport: _transport.Transport = _transport.Loopback()
+        #: How the current (or last) start listens and is reached; before the first start, how
+        #: it would.
+        self.transport = _transport.choose(spec, private_route=private_route)
         self._plan: Plan | None = None
         self.on_change = on_change
         self.template_values = template_values

@@ -89,3 +89,12 @@ def test_one_warning_per_kernel_where_namespaces_are_missing(
             second.stop()
     finally:
         first.stop()
+
+
+def test_an_unstarted_app_says_how_it_would_listen(namespaces: dict[str, str]) -> None:
+    unix = app.WebApp(["app", "--socket", "{unix_socket}"], start=False)
+    assert unix.transport == "unix"
+    port = app.WebApp([sys.executable, "-m", "http.server", "{port}"], start=False)
+    assert port.transport == "loopback"
+    unix.close()
+    port.close()
