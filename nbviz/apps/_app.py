@@ -10,7 +10,6 @@ from typing import Any
 
 from .. import _paths
 from .._errors import NbvizError, TemplateError
-from .._process import Process
 from .._routes import RouteChoice
 from .._spec import Endpoint, Spec
 from ..app import WebApp
@@ -89,17 +88,6 @@ class App(WebApp):
         # last one (with that session's URLs in it, e.g. NEST Desktop's server URL) is gone.
         self.path = self._with_secret(self._start_path)
 
-    def _on_process_change(self, process: Process) -> None:
-        error = process.error
-        if error is not None:
-            # A launcher that knows what went wrong says so in its last "nbviz:" line: that
-            # line is the clearest message (the rest stays in the log tail).
-            line = last_nbviz_line(error.log_tail)
-            if line and line != error.message:
-                error.message = line
-                error.args = (error.full_message(),)
-        super()._on_process_change(process)
-
     def _values_for(self, endpoint: Endpoint, session_id: str) -> dict[str, str]:
         values = super()._values_for(endpoint, session_id)
         session_dir = self._process.session_dir
@@ -114,13 +102,6 @@ class App(WebApp):
             for rewrite in self.preset.files:
                 write_rewritten(self.preset, rewrite, session_dir, every)
         return values
-
-
-def last_nbviz_line(text: str) -> str:
-    for line in reversed(text.splitlines()):
-        if line.startswith("nbviz: "):
-            return line.strip()
-    return ""
 
 
 def write_rewritten(

@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     secret = os.environ.get("NBVIZ_SECRET", "")
     if args.port is not None and not secret:
-        print("nbviz: --port needs the session secret in NBVIZ_SECRET", flush=True)
+        print("nbviz-exit: nbviz: --port needs the session secret in NBVIZ_SECRET", flush=True)
         return 2
     state = Path(args.state)
     token = secrets.token_urlsafe(24)
@@ -416,8 +416,8 @@ def main(argv: list[str] | None = None) -> int:
             "too, restart() starts both again"
         )
     except SystemExit as exc:
-        if isinstance(exc.code, str):
-            print(exc.code, flush=True)
+        if isinstance(exc.code, str):  # the agreed last line: nbviz shows it as the error
+            print(f"nbviz-exit: {exc.code}", flush=True)
             return 1
         return int(exc.code or 0)
     finally:
