@@ -33,13 +33,13 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import ctypes
 import functools
 import gzip
 import hashlib
 import hmac
 import http.cookies
 import http.server
+import importlib.util
 import json
 import os
 import runpy
@@ -57,8 +57,26 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any
+
+
+def _runtime(name: str) -> ModuleType:
+    """nbviz's ``_runtime/<name>.py`` loaded by path: this file runs by path too (nbviz is not
+    imported: it would load the widgets), and sys.path stays as it is."""
+    path = Path(__file__).resolve().parents[1] / "_runtime" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"nbviz_runtime_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+try:  # imported by the kernel, as nbviz.desktop._launch
+    from .._runtime import supervise
+except ImportError:  # run by path
+    supervise = _runtime("supervise")
 
 #: When this process got going (wall clock, so the kernel and the browser can line it up).
 STARTED = time.time()
@@ -135,45 +153,6 @@ XPRA_QUIET = [
     "--open-files=no",
     "--resize-display=no",
 ]
-
-
-def become_subreaper() -> None:
-    """Adopt our descendants whose parent dies (Linux ``PR_SET_CHILD_SUBREAPER``).
-
-    A child may start processes of its own in other process groups: if it dies, they would be
-    re-parented to init and outlive the desktop. As a subreaper, the launcher gets them.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-
-
-def adopted_children() -> list[int]:
-    """Pids whose parent is this process (children, and orphans adopted as a subreaper)."""
-    me, found = os.getpid(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == me and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
-
-
-def end_processes(procs: list[subprocess.Popen[bytes]], grace: float = 3.0) -> None:
-    """SIGTERM each (the last started first), SIGKILL what is still there after ``grace``."""
-    for proc in reversed(procs):
-        if proc.poll() is None:
-            proc.terminate()
-    deadline = time.monotonic() + grace
-    for proc in procs:
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def say(message: str) -> None:
@@ -728,7 +707,9 @@ class Launcher:
         self.args = args
         self.socket = args.socket
         self.state = state_dir_for(args.socket)
-        self.children: dict[int, tuple[str, subprocess.Popen[bytes], bool]] = {}
+        self.supervisor = supervise.Supervisor(
+            say, gone="the desktop is gone, restart() starts a new one"
+        )
         self.display = ""
         self.env = dict(os.environ)
         self.secret = os.environ.get("NBVIZ_SECRET", "")
@@ -739,8 +720,6 @@ class Launcher:
         self.gzip_links: threading.Thread | None = None
         #: Wall-clock time each start-up phase ended (in ``desktop.json`` and the log).
         self.timeline: dict[str, float] = {}
-        self.wm_restarts = 0
-        self.wm_argv: list[str] = []
 
     def mark(self, phase: str) -> None:
         self.timeline[phase] = time.time()
@@ -754,15 +733,15 @@ class Launcher:
         essential: bool,
         env: dict[str, str],
         pass_fds: tuple[int, ...] = (),
+        **restart: Any,
     ) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env, pass_fds=pass_fds)
-        self.children[proc.pid] = (name, proc, essential)
-        return proc
+        return self.supervisor.spawn(
+            name, argv, essential=essential, env=env, pass_fds=pass_fds, **restart
+        )
 
     def end_child(self, proc: subprocess.Popen[bytes]) -> None:
         """End one child now (it is no longer part of the desktop)."""
-        self.children.pop(proc.pid, None)
-        end_processes([proc])
+        self.supervisor.end(proc)
 
     def end_children(self) -> None:
         if self.web_server is not None:
@@ -770,26 +749,8 @@ class Launcher:
             self.web_server.server_close()
         with contextlib.suppress(OSError):
             os.unlink(self.socket)
-        end_processes([proc for _name, proc, _essential in self.children.values()])
-        self.end_adopted()
+        self.supervisor.end_all()
         shutil.rmtree(self.state, ignore_errors=True)
-
-    def end_adopted(self) -> None:
-        """End what the children left behind (e.g. Xpra's Xvfb when Xpra died first)."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            pids = adopted_children()
-            for pid in pids:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, sig)
-            deadline = time.monotonic() + 3
-            while pids and time.monotonic() < deadline:
-                with contextlib.suppress(ChildProcessError):
-                    while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                        pass
-                pids = adopted_children()
-                time.sleep(0.02)
-            if not pids:
-                return
 
     def read_display(
         self, read_fd: int, server: subprocess.Popen[bytes], *, may_fail: bool = False
@@ -803,7 +764,7 @@ class Launcher:
             if server.poll() is not None:
                 if may_fail:
                     os.close(read_fd)
-                    self.children.pop(server.pid, None)
+                    self.supervisor.forget(server)
                     return None
                 raise SystemExit(
                     f"nbviz: the X server exited with code {server.returncode} while starting; "
@@ -1025,8 +986,16 @@ class Launcher:
         """Start it and wait until it runs; then the desktop has one workspace: openbox's four
         switch on the mouse wheel over the background, so scrolling the notebook page across
         the frame took the user to an empty one (the windows "gone")."""
-        self.wm_argv = argv
-        self.spawn("window manager", argv, essential=False, env=self.env)
+        # started again when it exits (killed, or "Exit" in openbox's menu): without it windows
+        # lose their frames and the window list goes stale
+        self.spawn(
+            "window manager",
+            argv,
+            essential=False,
+            env=self.env,
+            restart=functools.partial(self.start_window_manager, argv),
+            restarts=WM_RESTARTS,
+        )
         self.wait_for_wm()
         self.x_run(["wmctrl", "-n", "1"], quiet=True)
 
@@ -1052,7 +1021,6 @@ class Launcher:
 
     # -------------------------------------------------------------------- run
     def run(self) -> int:
-        become_subreaper()
         self.state.mkdir(mode=0o700, exist_ok=True)
         xauthority = self.state / "Xauthority"
         write_private(xauthority, b"")
@@ -1131,36 +1099,7 @@ class Launcher:
         return self.watch()
 
     def watch(self) -> int:
-        while True:
-            try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                return 0
-            entry = self.children.pop(pid, None)
-            if entry is None:
-                continue
-            name, proc, essential = entry
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            how = describe(proc.returncode)
-            if essential:
-                say_why_we_end(
-                    f"nbviz: {name} exited ({how}); the desktop is gone, restart() starts a new one"
-                )
-                return 1
-            say(f"{name} exited ({how})")
-            if name == "window manager" and self.wm_restarts < WM_RESTARTS:
-                self.wm_restarts += 1
-                say("starting the window manager again")
-                self.start_window_manager(self.wm_argv)
-
-
-def describe(code: int) -> str:
-    if code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"code {code}"
+        return int(self.supervisor.watch())
 
 
 def parse_size(text: str) -> tuple[int, int]:
