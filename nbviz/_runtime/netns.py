@@ -18,8 +18,9 @@ belongs to the network namespace it was made in: the client then connects it to
 ``127.0.0.1:N`` itself and talks to the app directly, with no relay in between (nbviz's server
 extension does this; other clients, such as the kernel's readiness probe, use the relay).
 
-It exits when the program exits, with the program's exit status (a signal is raised again), so
-the kernel sees the program's own end. SIGTERM, SIGINT and SIGHUP are passed on to the program.
+The runner then *becomes* the program (exec): the program keeps the pid nbviz started, exits
+with its own status and gets signals directly. The relay (and the broker) run in a child made
+just before, which ends with the program (a parent-death signal).
 ``--check`` exits 0 when this machine lets this user make such a namespace, else 1 with the
 reason on stderr.
 
@@ -48,8 +49,8 @@ CHUNK = 256 * 1024
 #: Seconds a connection waits for an app that does not listen yet (below the kernel's 2 s
 #: probe timeout), and between two tries meanwhile.
 HOLD, RETRY = 1.0, 0.005
-#: Signals passed on to the program.
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: prctl(2): a signal for this process when its parent ends.
+PR_SET_PDEATHSIG = 1
 
 
 def enter_private_network() -> None:
@@ -208,14 +209,6 @@ def end_because(reason: str) -> NoReturn:
     sys.exit(1)
 
 
-def end_like(code: int) -> None:
-    """Exit as the program did: with its code, or by its signal."""
-    if code < 0:
-        signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
-    sys.exit(code)
-
-
 USAGE = (
     "usage: netns.py --check | netns.py --socket PATH [--broker PATH] --port N -- PROGRAM ARGS..."
 )
@@ -251,26 +244,33 @@ def main() -> None:
     command, path, port = options["command"], options.get("socket"), options.get("port")
     if not (isinstance(command, list) and command and isinstance(path, str) and port):
         sys.exit(USAGE)
-    # The app first: its start is what the user waits for; the sockets are made meanwhile
-    # (they are close-on-exec, and a probe that comes too early simply tries again).
-    program = os.posix_spawnp(command[0], command, os.environ)
-
-    def pass_on(number: int, _frame: object) -> None:
-        try:
-            os.kill(program, number)
-        except ProcessLookupError:  # it has just ended: the exit below follows
-            pass
-
-    for number in FORWARDED:
-        signal.signal(number, pass_on)
+    # The relay and the broker run in a child made before any thread; this process then
+    # becomes the app (exec): the app keeps the pid nbviz started, its own exit status, and
+    # gets signals directly. The child ends with it (parent-death signal).
     listener = listen(path)
-    threading.Thread(target=serve, args=(listener, int(str(port))), daemon=True).start()
     broker = options.get("broker")
-    if isinstance(broker, str):
-        threading.Thread(target=hand_out, args=(listen(broker),), daemon=True).start()
-    _pid, status = os.waitpid(program, 0)  # retried after a signal (PEP 475)
-    listener.close()
-    end_like(os.waitstatus_to_exitcode(status))
+    handing_out = listen(broker) if isinstance(broker, str) else None
+    app = os.getpid()
+    if os.fork() == 0:
+        relay_forever(listener, handing_out, int(str(port)), app)
+    os.execvp(command[0], command)
+
+
+def relay_forever(
+    listener: socket.socket, broker: socket.socket | None, port: int, app: int
+) -> NoReturn:
+    """The relay's process: serve the socket (and the broker) as long as the app lives."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != app:  # the app ended before the line above
+        os._exit(0)
+    for number in (signal.SIGINT, signal.SIGHUP):  # the app's to handle, not ours
+        signal.signal(number, signal.SIG_IGN)
+    threading.Thread(target=serve, args=(listener, port), daemon=True).start()
+    if broker is not None:
+        threading.Thread(target=hand_out, args=(broker,), daemon=True).start()
+    while True:
+        signal.pause()
 
 
 if __name__ == "__main__":

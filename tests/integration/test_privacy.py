@@ -160,7 +160,8 @@ OWNER = "nbviz-test-owner"
 
 def test_the_private_network_runner_as_an_ordinary_user() -> None:
     """As a non-root user (a user namespace maps them to themselves): the app's port is out of
-    everybody's reach, the 0600 socket is the owner's alone, and SIGTERM ends the app."""
+    everybody's reach, the 0600 sockets are the owner's alone, and the app's end ends the
+    relay."""
     owner, other = other_user(OWNER), other_user()
     home = Path(tempfile.mkdtemp(prefix="nbviz-owner-", dir="/tmp"))  # pytest's are root's
     home.chmod(0o755)
@@ -221,9 +222,15 @@ def test_the_private_network_runner_as_an_ordinary_user() -> None:
             inside.sendall(b"GET / HTTP/1.0\r\n\r\n")
             assert inside.recv(100).startswith(b"HTTP/1.0 200")
         assert probe_as(other, [("unix", str(broker))]) == ["PermissionError"]
-        os.kill(app.ppid(), 15)  # SIGTERM to the runner: passed on to the app
-        assert runner.wait(10) == -15 or runner.returncode == 128 + 15
+        # the runner became the app (same pid: runuser's child); its relay is the app's child
+        assert app.ppid() == runner.pid
+        relay = app.children()
+        assert [p.cmdline()[2] for p in relay] == [str(NETNS)]
+        app.terminate()  # the app's end ends the relay too (parent-death signal)
+        assert runner.wait(10) in (-15, 128 + 15)
         wait_until(lambda: not app.is_running(), timeout=5, what="the app to end")
+        gone = psutil.wait_procs(relay, timeout=5)[0]
+        assert len(gone) == 1, "the relay outlived the app"
     finally:
         if runner.poll() is None:
             runner.kill()
