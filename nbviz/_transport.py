@@ -28,7 +28,9 @@ calls :func:`choose` and the methods of :class:`Transport`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import ipaddress
 import os
 import random
 import socket
@@ -398,16 +400,47 @@ def tree_pids(pid: int) -> set[int]:
 
 
 def tree_listeners(pid: int) -> set[tuple[str, int]]:
-    """Every (address, port) on which ``pid`` or one of its descendants listens on TCP (in the
-    network namespace each of them is in)."""
+    """Every (address, port) on which ``pid`` or one of its descendants listens on TCP, each in
+    the network namespace it runs in (read from ``/proc/<pid>/net``: psutil reads the caller's
+    namespace, and would not see an app in a private one)."""
     found: set[tuple[str, int]] = set()
     for member in tree_pids(pid):
-        try:
-            conns = psutil.Process(member).net_connections(kind="tcp")
-        except psutil.Error:
-            continue
-        found |= {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
+        found |= proc_listeners(member)
     return found
+
+
+def proc_listeners(pid: int) -> set[tuple[str, int]]:
+    """The TCP (address, port) pairs ``pid`` listens on, in its own network namespace."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    except OSError:
+        return set()
+    found = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as file:
+                rows = [line.split() for line in file.readlines()[1:]]
+        except OSError:
+            continue
+        for row in rows:
+            if len(row) > 9 and row[3] == "0A" and row[9] in inodes:  # LISTEN, ours
+                found.add(_address(row[1]))
+    return found
+
+
+def _address(hex_address: str) -> tuple[str, int]:
+    """``0100007F:1F90`` -> ("127.0.0.1", 8080), as /proc/net/tcp{,6} write them."""
+    host, port = hex_address.split(":")
+    raw = bytes.fromhex(host)
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw[::-1])), int(port, 16)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+    return str(ipaddress.IPv6Address(words)), int(port, 16)
 
 
 def tree_listen_addresses(pid: int, port: int) -> set[str]:

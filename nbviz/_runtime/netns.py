@@ -9,7 +9,7 @@ gid to themselves, so programs keep running as that user). There ``127.0.0.1:N``
 session alone: no other process on the host, of any user, can connect to it. The runner then
 listens on ``PATH`` (a Unix socket, 0600, in the session's 0700 directory: Unix sockets are
 files and work across network namespaces), starts the program, and relays every connection
-made to the socket to ``127.0.0.1:N`` (or ``[::1]:N``) inside the namespace.
+made to the socket to ``127.0.0.1:N`` inside the namespace.
 
 With ``--broker PATH`` (another 0600 Unix socket) it also hands out sockets of the namespace:
 a client that connects there and sends ``4`` (or ``6``) gets a new, unconnected TCP socket
@@ -86,7 +86,8 @@ def enter_private_network() -> None:
 
 
 def connect_inside(port: int, hold: float = HOLD) -> socket.socket | None:
-    """A connection to the app: 127.0.0.1 first, then ::1 (an app bound to "localhost").
+    """A connection to the app on 127.0.0.1 (where nbviz's route connects too: an app that
+    listens on ::1 only gets the kernel's advice to listen on 127.0.0.1, as on the host).
 
     While the app does not listen yet, the client is held and the app tried again every few
     milliseconds, for up to ``hold`` seconds: a request that comes early (the kernel's
@@ -95,18 +96,17 @@ def connect_inside(port: int, hold: float = HOLD) -> socket.socket | None:
     """
     deadline = time.monotonic() + hold
     while True:
-        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                sock.connect((host, port))
-            except OSError:
-                sock.close()
-                continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return sock
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(RETRY)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.connect(("127.0.0.1", port))
+        except OSError:
+            sock.close()
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(RETRY)
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
 
 def pump(source: socket.socket, sink: socket.socket) -> None:

@@ -27,7 +27,9 @@ from paraview_data import heat_series
 from user_helpers import X_SOCKET, listeners, other_user, probe_as
 
 from nbviz import _transport
-from nbviz._process import SESSION_ENV_VAR
+from nbviz._errors import ReadyTimeoutError
+from nbviz._process import SESSION_ENV_VAR, Process
+from nbviz._spec import Spec
 from nbviz.serverext import netns_socket
 
 pytestmark = pytest.mark.jupyter
@@ -311,3 +313,28 @@ def test_a_request_that_comes_early_waits_for_the_app(tmp_path: Path) -> None:
     finally:
         runner.terminate()
         runner.wait(10)
+
+
+def test_an_app_on_ipv6_loopback_only_gets_the_advice(tmp_path: Path) -> None:
+    """In its private namespace, as on the host: nbviz reaches apps on 127.0.0.1, and an app
+    that listens on [::1] only is told so."""
+    server = textwrap.dedent(
+        """
+        import http.server as h, socket, sys
+        class S(h.HTTPServer):
+            address_family = socket.AF_INET6
+        S(("::1", int(sys.argv[1])), h.SimpleHTTPRequestHandler).serve_forever()
+        """
+    )
+    script = tmp_path / "v6.py"
+    script.write_text(server)
+    process = Process(
+        Spec.build([sys.executable, str(script), "{port}"], timeout=3), private_route=True
+    )
+    try:
+        process.start()
+        assert process.transport.name == "private"
+        with pytest.raises(ReadyTimeoutError, match=r"listens on \[::1\]:\d+ instead"):
+            process.wait_ready(10)
+    finally:
+        process.stop()
