@@ -425,7 +425,8 @@ def test_stop_ends_grandchildren(apps: list[WebApp]) -> None:
     apps.append(app)
     app.wait_ready(20)
     children = psutil.Process(app.pid).children(recursive=True)
-    sleeper = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "300"]]
+    # this app's sleep (another test run on the machine may have one of its own)
+    sleeper = [p for p in children if p.cmdline() == ["sleep", "300"]]
     assert sleeper, children
     app.stop()
     wait_until(lambda: not any(running(p) for p in sleeper), timeout=5, what="sleep to end")
