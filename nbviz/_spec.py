@@ -11,7 +11,7 @@ import shutil
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from . import _remote
 from ._errors import ArgumentTypeError, ProgramNotFoundError, TemplateError
@@ -51,6 +51,13 @@ INSTALL_HINTS: Mapping[str, str] = {
 }
 
 Probe = Callable[["Endpoint"], bool]
+
+#: Where an app on ``{port}`` listens (see nbviz._transport): "auto" (a private network
+#: namespace behind nbviz's route, where the machine allows one), "private" (that, or an error
+#: saying why not), "host" (the host's 127.0.0.1, behind the session secret: for an app that
+#: must reach other machines or services on this one's loopback).
+Network = Literal["auto", "private", "host"]
+NETWORKS = ("auto", "private", "host")
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,8 @@ class Spec:
     host: str | None = None
     #: ssh arguments ending in the destination: run the command there, forward its Unix socket.
     ssh: tuple[str, ...] = ()
+    #: Where a ``{port}`` app listens: see :data:`Network`.
+    network: Network = "auto"
 
     @classmethod
     def build(
@@ -130,6 +139,7 @@ class Spec:
         tcp_command: Sequence[str] | None = None,
         host: str | None = None,
         ssh: str | Sequence[str] | None = None,
+        network: Network = "auto",
     ) -> Spec:
         """Validate the arguments users pass and return a Spec (raises TemplateError)."""
         if isinstance(unix_socket, os.PathLike):
@@ -193,6 +203,10 @@ class Spec:
             raise TemplateError(f"port must be between 1 and 65535, got {port}")
         if timeout <= 0:
             raise TemplateError(f"timeout must be positive, got {timeout}")
+        if network not in NETWORKS:
+            raise TemplateError(
+                f"nbviz: network= must be 'auto', 'private' or 'host', not {network!r}"
+            )
         if secret_param is not None and not re.fullmatch(r"[A-Za-z0-9_.~-]+", secret_param):
             raise TemplateError(
                 f"secret_param must be a plain query parameter name, got {secret_param!r}"
@@ -234,6 +248,7 @@ class Spec:
             tcp_command=tcp_items,
             host=host,
             ssh=ssh_args,
+            network=network,
         )
 
     @property

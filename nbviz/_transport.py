@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 import psutil
 
 from . import _remote
-from ._errors import PortInUseError
+from ._errors import NbvizError, PortInUseError
 from ._spec import SECRET_ENV_VAR, Endpoint, Spec, find_program
 
 #: The private-network runner (standard library only, run by path).
@@ -289,8 +289,9 @@ def choose(spec: Spec, *, private_route: bool) -> Transport:
 
     ``private_route``: the browser reaches the backend through nbviz's route, which connects to
     Unix sockets; a ``{port}`` app then runs in a private network namespace where this machine
-    allows one. Otherwise (jupyter-server-proxy, or a browser loading the port directly) the
-    port must be on the host's loopback.
+    allows one (``spec.network`` "auto"; "private" insists, "host" declines). Otherwise
+    (jupyter-server-proxy, or a browser loading the port directly) the port must be on the
+    host's loopback.
     """
     if spec.ssh:
         return Ssh()
@@ -298,6 +299,26 @@ def choose(spec: Spec, *, private_route: bool) -> Transport:
         return RemoteHost()
     if spec.uses_unix_socket:
         return UnixSocket()
+    if spec.network == "host":
+        return Loopback()
+    if spec.network == "private":
+        if not private_route:
+            raise NbvizError(
+                "nbviz: network='private' needs nbviz's route (the browser reaches the app "
+                "through a Unix socket); without it the app must listen on the host's "
+                "127.0.0.1: use network='auto' or 'host'"
+            )
+        if private_network_disabled() or private_network_problem():
+            why = (
+                f"{PRIVATE_NETWORK_ENV} turns them off"
+                if private_network_disabled()
+                else private_network_problem()
+            )
+            raise NbvizError(
+                f"nbviz: network='private': this machine does not allow private network "
+                f"namespaces ({why}); {ENABLE_USERNS}; or use network='auto' or 'host'"
+            )
+        return PrivateNetwork()
     if private_route and private_network_available():
         return PrivateNetwork()
     return Loopback()

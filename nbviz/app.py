@@ -16,7 +16,7 @@ from ._errors import NbvizError
 from ._frame import Frame
 from ._process import Process
 from ._routes import RouteChoice
-from ._spec import Endpoint, Spec
+from ._spec import Endpoint, Network, Spec
 
 
 class NbvizWarning(UserWarning):
@@ -79,6 +79,13 @@ class WebApp(Frame):
     through ssh, listening on ``{unix_socket}``, which ssh forwards to a private local socket;
     ``host="node12"`` is for a local launcher (``srun``) that starts it listening on
     ``node12:{port}`` (the Jupyter server must allow that host). See docs/remote.md.
+
+    Behind nbviz's route an app on ``{port}`` runs in a network namespace of its own, where no
+    other local user can reach it; it then has no network but its own loopback. An app that
+    must reach other machines, or services on this machine's 127.0.0.1 (a database, a Dask
+    scheduler), takes ``network="host"``: it listens on the host's 127.0.0.1 behind the
+    session secret. ``network="private"`` insists on the namespace (an error where the machine
+    has none). See docs/routes.md, Transports.
     """
 
     def __init__(
@@ -100,6 +107,7 @@ class WebApp(Frame):
         start: bool = True,
         host: str | None = None,
         ssh: str | Sequence[str] | None = None,
+        network: Network = "auto",
     ) -> None:
         spec = Spec.build(
             command,
@@ -113,6 +121,7 @@ class WebApp(Frame):
             secret_param=secret_param,
             host=host,
             ssh=ssh,
+            network=network,
         )
         self._init_backend(
             spec,

@@ -69,6 +69,7 @@ class App(WebApp):
                 route_options={"absolute": chosen.absolute_url},
                 tcp_command=tcp_command,
                 secret_param=chosen.secret_param,
+                network=chosen.network,
             )
         except TemplateError as exc:
             raise chosen.error(exc.message.removeprefix("nbviz: ")) from None

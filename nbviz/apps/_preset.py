@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import NbvizError, ProgramNotFoundError, TemplateError
-from .._spec import TEMPLATE_FIELDS
+from .._spec import TEMPLATE_FIELDS, Network
 from ..app import warn
 
 #: The entry point group third-party packages publish presets in.
@@ -94,6 +94,10 @@ class Preset:
     #: ``?<secret_param>=`` in its first URL. None: the preset needs nbviz's route.
     tcp_command: tuple[str, ...] | None = None
     secret_param: str | None = None
+    #: Where an app on ``{port}`` listens behind nbviz's route: "auto" (a private network
+    #: namespace where the machine allows one), "private" or "host" (for an app that must reach
+    #: other machines or this one's 127.0.0.1); see WebApp.
+    network: Network = "auto"
     #: Where the preset came from: ``nbviz``, the distribution that published it, or empty
     #: (made in this kernel).
     origin: str = ""
@@ -104,6 +108,8 @@ class Preset:
         if isinstance(self.command, str) or not self.command:
             raise self.error("its command must be a non-empty list of str")
         object.__setattr__(self, "command", tuple(self.command))
+        if self.network not in ("auto", "private", "host"):
+            raise self.error(f"network must be 'auto', 'private' or 'host', not {self.network!r}")
         if self.tcp_command is not None:
             if isinstance(self.tcp_command, str) or not self.tcp_command:
                 raise self.error("its tcp_command must be a non-empty list of str")

@@ -338,3 +338,47 @@ def test_an_app_on_ipv6_loopback_only_gets_the_advice(tmp_path: Path) -> None:
             process.wait_ready(10)
     finally:
         process.stop()
+
+
+REACH = textwrap.dedent(
+    """
+    import socket, sys
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3).close()
+        print("reached the host's service", flush=True)
+    except OSError as exc:
+        print("could not reach the host's service:", type(exc).__name__, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("network", "transport", "outcome"),
+    [
+        ("auto", "private", "could not reach the host's service"),
+        ("host", "loopback", "reached the host's service"),
+    ],
+)
+def test_a_private_app_has_no_network_but_its_own(
+    network: str, transport: str, outcome: str, tmp_path: Path
+) -> None:
+    """In its namespace an app reaches nothing outside it, not even a service on the host's
+    127.0.0.1 (a database, a Dask scheduler); network="host" is for such an app."""
+    with socket.create_server(("127.0.0.1", 0)) as service:
+        port = service.getsockname()[1]
+        reach = tmp_path / "reach.py"
+        reach.write_text(REACH)
+        command = [
+            "sh",
+            "-c",
+            f"{sys.executable} {reach} {port}; exec {sys.executable} {BACKEND} --port {{port}}",
+        ]
+        spec = Spec.build(command, timeout=20, network=network)  # type: ignore[arg-type]
+        process = Process(spec, private_route=True)
+        try:
+            process.start()
+            process.wait_ready(20)
+            assert process.transport.name == transport
+            assert outcome in process.logs()
+        finally:
+            process.stop()

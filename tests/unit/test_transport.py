@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from nbviz import _registry, _server, _transport, app
+from nbviz._errors import NbvizError
 from nbviz._spec import Spec
 
 PORT_APP = Spec.build([sys.executable, "-m", "http.server", "{port}"])
@@ -98,3 +99,18 @@ def test_an_unstarted_app_says_how_it_would_listen(namespaces: dict[str, str]) -
     assert port.transport == "loopback"
     unix.close()
     port.close()
+
+
+def test_network_choice(namespaces: dict[str, str]) -> None:
+    host = Spec.build([sys.executable, "-m", "http.server", "{port}"], network="host")
+    private = Spec.build([sys.executable, "-m", "http.server", "{port}"], network="private")
+    assert chosen(host) == "loopback"  # an app that must reach the host's network
+    assert chosen(private) == "private"
+    with pytest.raises(NbvizError, match="network='private' needs nbviz's route"):
+        chosen(private, private_route=False)
+    namespaces["problem"] = "unshare: Operation not permitted"
+    assert chosen(PORT_APP) == "loopback"  # auto falls back
+    with pytest.raises(NbvizError, match=r"does not allow private network namespaces \(unshare"):
+        chosen(private)
+    with pytest.raises(NbvizError, match="network= must be 'auto', 'private' or 'host'"):
+        Spec.build(["app", "{port}"], network="nowhere")  # type: ignore[arg-type]
