@@ -33,6 +33,7 @@ from ._errors import (
     ReadyTimeoutError,
     TemplateError,
 )
+from ._runtime import supervise
 from ._spec import SECRET_ENV_VAR, Endpoint, Spec, render_command
 from ._transport import Plan
 
@@ -630,10 +631,5 @@ def exit_reason(log: str) -> str | None:
     return None
 
 
-def describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"code {code}"
+#: An exit status as people say it (``code 1``, ``signal SIGKILL``): the runtime's one function.
+describe_exit = supervise.describe

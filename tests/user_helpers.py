@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,13 +133,18 @@ print(json.dumps(results))
 """
 
 
-def probe_as(user: str, targets: list[tuple[str, str]]) -> list[str]:
-    """Try to connect to each ``(kind, where)`` as ``user``; one result per target."""
+def run_as(user: str, code: str, *args: str, timeout: float = 120) -> Any:
+    """Run Python ``code`` (Debian's python3) as ``user`` with ``args``; the JSON it prints."""
     out = subprocess.run(
-        ["runuser", "-u", user, "--", "/usr/bin/python3", "-c", PROBE, json.dumps(targets)],
+        ["runuser", "-u", user, "--", "/usr/bin/python3", "-c", code, *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=True,
     ).stdout
-    return list(json.loads(out))
+    return json.loads(out)
+
+
+def probe_as(user: str, targets: list[tuple[str, str]]) -> list[str]:
+    """Try to connect to each ``(kind, where)`` as ``user``; one result per target."""
+    return list(run_as(user, PROBE, json.dumps(targets)))

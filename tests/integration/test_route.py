@@ -24,7 +24,7 @@ import psutil
 import pytest
 import websocket
 from jupyter_helpers import BACKEND, JupyterServer, Kernel, start_app, wait_until, ws_connect
-from user_helpers import other_user
+from user_helpers import other_user, run_as
 
 from nbviz import _registry
 from nbviz._process import Process
@@ -520,14 +520,7 @@ print(json.dumps(result))
 
 
 def _as_other(user: str, *args: str) -> dict[str, str]:
-    out = subprocess.run(
-        ["runuser", "-u", user, "--", "/usr/bin/python3", "-c", PROBE, *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout
-    return dict(json.loads(out))
+    return dict(run_as(user, PROBE, *args, timeout=30))
 
 
 def test_another_local_user_cannot_reach_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
