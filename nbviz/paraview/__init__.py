@@ -35,7 +35,20 @@ REPRESENTATIONS = ["Surface", "Surface With Edges", "Wireframe", "Points", "Volu
 #: Launchers that start the ranks on this machine: their sessions get a network of their own.
 LOCAL_LAUNCHERS = ("mpiexec", "mpirun", "orterun")
 #: Traits mirrored in the backend, in the order they are applied after a (re)start.
-VIEW_TRAITS = ("field", "colormap", "color_range", "representation", "opacity", "time", "camera")
+VIEW_TRAITS = (
+    "regions",
+    "field",
+    "association",
+    "component",
+    "colormap",
+    "color_range",
+    "representation",
+    "opacity",
+    "time",
+    "camera",
+)
+#: How the data of an OpenFOAM case is read (ParaView's OpenFOAM reader's "CaseType").
+CASE_TYPES = ("auto", "reconstructed", "decomposed")
 
 
 #: The query parameter by which the page hands the trame app its session secret (TCP only).
@@ -176,8 +189,24 @@ def _where(path: str) -> str:
     return "" if os.path.isabs(path) else f" (looked in {os.getcwd()})"
 
 
+def is_openfoam(path: str) -> bool:
+    """An OpenFOAM case as ParaView opens it: the (empty) ``<name>.foam`` or ``.OpenFOAM`` file
+    in the case directory, or the case's ``system/controlDict``."""
+    name = os.path.basename(path)
+    return name.lower().endswith((".foam", ".openfoam")) or (
+        name == "controlDict"
+        and os.path.basename(os.path.dirname(os.path.abspath(path))) == "system"
+    )
+
+
 def _readable(path: str) -> str:
     """``path`` made absolute, if it is a file this process may read."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "system", "controlDict")):
+        marker = os.path.join(path, f"{os.path.basename(os.path.abspath(path))}.foam")
+        raise DataError(
+            f"nbviz: {path} is an OpenFOAM case directory; open it as ParaView does, through "
+            f"an empty .foam file in it: create it (touch {marker}) and give that path"
+        )
     if os.path.isdir(path):
         raise DataError(
             f"nbviz: {path} is a directory; give a file in it, a list of files, or a glob "
@@ -185,10 +214,24 @@ def _readable(path: str) -> str:
         )
     if not os.access(path, os.R_OK):
         raise DataError(f"nbviz: {path} cannot be read (permission denied)")
-    if os.path.getsize(path) == 0:
+    if is_openfoam(path):
+        _check_case(path)
+    elif os.path.getsize(path) == 0:
         raise DataError(f"nbviz: {path} is empty")
     _check_parts(path)
     return os.path.abspath(path)
+
+
+def _check_case(path: str) -> None:
+    """An OpenFOAM case file must sit in a case directory (``system/controlDict`` there)."""
+    case = os.path.dirname(os.path.abspath(path))
+    if os.path.basename(path) == "controlDict":
+        case = os.path.dirname(case)
+    if not os.path.isfile(os.path.join(case, "system", "controlDict")):
+        raise DataError(
+            f"nbviz: {path} is not in an OpenFOAM case: {case} has no system/controlDict (the "
+            ".foam file goes in the case directory, next to system/ and constant/)"
+        )
 
 
 #: VTK XML files that only name other files: a collection (.pvd), a multiblock (.vtm) and
@@ -248,6 +291,22 @@ class ParaViewSession(WebApp):
     camera = t.Dict(
         help="position, focal_point, view_up, view_angle; follows the mouse in the browser."
     ).tag(sync=True)
+    association = t.Enum(
+        ["auto", "points", "cells"],
+        default_value="auto",
+        help="Colour by the point or the cell values of `field` (an OpenFOAM case has both: "
+        '"cells" shows the solver\'s own cell values); "auto": points when there are any.',
+    ).tag(sync=True)
+    component = t.Unicode(
+        "magnitude",
+        help='What of a vector field colours the data: "magnitude", or a component: "x", '
+        '"y", "z" (or its index, "0", "1", ...).',
+    ).tag(sync=True)
+    regions = t.List(
+        t.Unicode(),
+        help='Parts of an OpenFOAM case shown: "internalMesh", patches ("patch/movingWall"), '
+        'groups ("group/wall"); `all_regions` lists them. [] for other data.',
+    ).tag(sync=True)
 
     _route_required = False  # screenshots, fields, filters work with no browser too
 
@@ -267,10 +326,16 @@ class ParaViewSession(WebApp):
         array_name: str = "values",
         ranks: int | None = None,
         launcher: str = "mpiexec -n {ranks}",
+        regions: Sequence[str] | None = None,
+        case_type: str = "auto",
         route: Any = "auto",
         start: bool = True,
     ) -> None:
-        check_arguments(size=size, spacing=spacing, origin=origin, ranks=ranks)
+        check_arguments(size=size, spacing=spacing, origin=origin, ranks=ranks, regions=regions)
+        if case_type not in CASE_TYPES:
+            raise ArgumentTypeError(
+                f"case_type= must be one of {', '.join(map(repr, CASE_TYPES))}, got {case_type!r}"
+            )
         pvpython = find_pvpython()
         site = trame_site()
         parallel: list[str] = []
@@ -304,10 +369,17 @@ class ParaViewSession(WebApp):
             label = f"array {'x'.join(map(str, data.shape))}"
         else:
             files = resolve_data(data)
+            if (regions is not None or case_type != "auto") and not is_openfoam(files[0]):
+                raise DataError(
+                    "nbviz: regions= and case_type= choose the parts of an OpenFOAM case "
+                    f"(a .foam file); {os.path.basename(files[0])} is not one"
+                )
             paths = [_literal(p) for p in files]
             label = os.path.basename(files[0]) + (f" (+{len(paths) - 1})" if len(paths) > 1 else "")
         self.colormaps: list[str] = []
         self.bounds: list[float] = []
+        #: The regions of an OpenFOAM case (internal mesh, patches, groups) `regions` may name.
+        self.all_regions: list[str] = []
         self._channel: Channel | None = None
         self._applying = threading.local()
         self._filters: dict[str, Filter] = {}
@@ -346,6 +418,9 @@ class ParaViewSession(WebApp):
             *[str(float(v)) for v in origin],
             "--array-name",
             _literal(array_name),
+            "--case-type",
+            case_type,
+            *(["--regions", *(_literal(r) for r in regions)] if regions is not None else []),
             "--data",
             *paths,
         ]
@@ -399,6 +474,7 @@ class ParaViewSession(WebApp):
         info = channel.request("describe")
         self.colormaps = list(info["colormaps"])
         self.bounds = list(info["bounds"])
+        self.all_regions = list(info["all_regions"])
         wanted = {name: getattr(self, name) for name in VIEW_TRAITS if self._was_set(name)}
         wanted.update(self._pending)
         self._pending = {}
@@ -591,7 +667,9 @@ def _literal(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def check_arguments(*, size: object, spacing: object, origin: object, ranks: object) -> None:
+def check_arguments(
+    *, size: object, spacing: object, origin: object, ranks: object, regions: object = None
+) -> None:
     """Refuse mistyped arguments at once, naming them (before anything starts)."""
 
     def numbers(value: object, count: int) -> bool:
@@ -609,6 +687,15 @@ def check_arguments(*, size: object, spacing: object, origin: object, ranks: obj
             raise ArgumentTypeError(f"{name}= must be three numbers (x, y, z), got {value!r}")
     if ranks is not None and (not isinstance(ranks, int) or isinstance(ranks, bool)):
         raise ArgumentTypeError(f"ranks= must be an int (or None), got {ranks!r}")
+    if regions is not None and (
+        isinstance(regions, str)
+        or not isinstance(regions, Sequence)
+        or not all(isinstance(r, str) for r in regions)
+    ):
+        raise ArgumentTypeError(
+            f'regions= must be a list of region names (["internalMesh", "patch/inlet"]), '
+            f"got {regions!r}"
+        )
 
 
 def _explain(exc: BackendExitedError) -> NbvizError:

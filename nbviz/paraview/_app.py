@@ -48,6 +48,8 @@ parser.add_argument("--ranks", type=int, default=0, help="run the data on an MPI
 parser.add_argument("--connect-id", type=int, default=0)
 parser.add_argument("--pvserver", default="pvserver")
 parser.add_argument("--launcher", default="mpiexec -n {ranks}", help="starts the ranks")
+parser.add_argument("--case-type", default="auto", choices=["auto", "reconstructed", "decomposed"])
+parser.add_argument("--regions", nargs="+", help="the parts of an OpenFOAM case to show")
 ARGS = parser.parse_args()
 sys.argv = sys.argv[:1]
 
@@ -93,12 +95,77 @@ def open_array(path: str) -> Any:
     return producer
 
 
+def is_openfoam(path: str) -> bool:
+    """The kernel's rule (``nbviz.paraview.is_openfoam``): a .foam/.OpenFOAM file, or a case's
+    system/controlDict (ParaView's OpenFOAM reader takes it, its file dialog does not)."""
+    name = os.path.basename(path)
+    return name.lower().endswith((".foam", ".openfoam")) or name == "controlDict"
+
+
+CASE_TYPES = {"reconstructed": "Reconstructed Case", "decomposed": "Decomposed Case"}
+opened_case_type = ""  # how the OpenFOAM case was read: "reconstructed" or "decomposed"
+
+
+def open_openfoam(path: str) -> Any:
+    """An OpenFOAM case with ParaView's reader. ``--case-type auto``: the decomposed case
+    (``processor*`` directories) when it has more time steps than the reconstructed one, i.e.
+    after ``decomposePar`` and a parallel run that was not (yet) reconstructed."""
+    reader = simple.OpenFOAMReader(FileName=path)
+    case = ARGS.case_type
+    if case == "auto":
+        case = "reconstructed"
+        case_dir = os.path.dirname(path)
+        if os.path.basename(path) == "controlDict":
+            case_dir = os.path.dirname(case_dir)
+        if os.path.isdir(os.path.join(case_dir, "processor0")):
+            counts = {}
+            for name in ("decomposed", "reconstructed"):
+                reader.CaseType = CASE_TYPES[name]
+                reader.UpdatePipelineInformation()
+                counts[name] = len(reader.TimestepValues or [])
+            if counts["decomposed"] > counts["reconstructed"]:
+                case = "decomposed"
+    global opened_case_type
+    opened_case_type = case
+    reader.CaseType = CASE_TYPES[case]
+    reader.UpdatePipelineInformation()
+    if ARGS.regions:
+        set_regions(reader, ARGS.regions)
+    log("OpenFOAM case:", case, "regions:", ", ".join(reader.MeshRegions))
+    return reader
+
+
+def set_regions(reader: Any, names: list[str]) -> list[str]:
+    """Show these regions of an OpenFOAM case; a bare patch name means ``patch/<name>``."""
+    available = list(reader.GetProperty("MeshRegions").GetAvailable())
+    chosen = []
+    for name in names:
+        if name not in available and f"patch/{name}" in available:
+            name = f"patch/{name}"
+        if name not in available:
+            raise Fail(f"no region {name!r}; regions: {', '.join(available)}")
+        chosen.append(name)
+    if not chosen:
+        raise Fail(f"regions needs at least one of: {', '.join(available)}")
+    reader.MeshRegions = chosen
+    return chosen
+
+
+def openfoam_reader(source: Any) -> Any:
+    return source if source.GetXMLName() == "OpenFOAMReader" else None
+
+
 def open_data(paths: list[str]) -> Any:
     for path in paths:
         if not os.path.exists(path):
             raise Fail(f"{path} does not exist")
     if len(paths) == 1 and paths[0].endswith(".npy"):
         return open_array(paths[0])
+    if len(paths) == 1 and is_openfoam(paths[0]):
+        reader = open_openfoam(paths[0])
+        times = list(reader.TimestepValues or [])
+        reader.UpdatePipeline(times[0] if times else 0.0)
+        return reader
     try:
         reader = simple.OpenDataFile(paths if len(paths) > 1 else paths[0])
     except RuntimeError:  # "File not readable. No reader found for ..."
@@ -276,7 +343,10 @@ class Scene:
         self.animation.UpdateAnimationUsingDataTimeSteps()
         self.presets = preset_names()
         self.values: dict[str, Any] = {
+            "regions": list(self.reader.MeshRegions) if openfoam_reader(self.reader) else [],
             "field": "",
+            "association": "auto",
+            "component": "magnitude",
             "time": 0,
             "colormap": "Cool to Warm",
             "color_range": "auto",
@@ -302,16 +372,23 @@ class Scene:
                     names.append(name)
         return names
 
-    def association(self, field: str) -> str:
-        if field in self.source.PointData.keys():  # noqa: SIM118
-            return "POINTS"
-        if field in self.source.CellData.keys():  # noqa: SIM118
+    def association(self, field: str, wanted: str | None = None) -> str:
+        """POINTS or CELLS: where ``field`` is taken from (``wanted``: the view's choice)."""
+        wanted = wanted or self.values["association"]
+        points = field in self.source.PointData.keys()  # noqa: SIM118
+        cells = field in self.source.CellData.keys()  # noqa: SIM118
+        if not (points or cells):
+            raise Fail(f"no field {field!r}; fields: {', '.join(self.fields()) or 'none'}")
+        if (wanted == "cells" and cells) or (wanted != "points" and not points):
             return "CELLS"
-        raise Fail(f"no field {field!r}; fields: {', '.join(self.fields()) or 'none'}")
+        return "POINTS"
 
     def describe(self) -> dict[str, Any]:
         bounds = self.source.GetDataInformation().GetBounds()
+        foam = openfoam_reader(self.reader)
         return {
+            "all_regions": list(foam.GetProperty("MeshRegions").GetAvailable()) if foam else [],
+            "case_type": opened_case_type or None,
             "fields": self.fields(),
             "times": self.times,
             "colormaps": self.presets,
@@ -383,7 +460,8 @@ class Scene:
         if not field:  # one plain colour
             for display in self.displays():
                 display.SetScalarBarVisibility(self.view, False)
-                simple.ColorBy(display, None)
+                if display.ColorArrayName[1]:  # (data without arrays: never coloured)
+                    simple.ColorBy(display, None)
             self.values["field"] = ""
             return
         assoc = self.association(field)
@@ -393,9 +471,71 @@ class Scene:
         self.values["field"] = field
         for _kind, _proxy, display in self.filters.values():
             self.color_filter(display)
+        self.apply_component(self.values["component"], strict=False)
         self.apply_colormap(self.values["colormap"])
         self.apply_range(self.values["color_range"])
         self.display.SetScalarBarVisibility(self.view, True)
+
+    def set_association(self, value: str) -> None:
+        if value not in ("auto", "points", "cells"):
+            raise Fail(f'association is "auto", "points" or "cells", not {value!r}')
+        field = self.values["field"]
+        if field and value != "auto" and self.association(field, value) != value.upper():
+            raise Fail(f"field {field!r} has no {value[:-1]} values")
+        self.values["association"] = value
+        if field:
+            self.set_field(field)
+
+    def components(self, field: str) -> int:
+        if not field:
+            return 1
+        arrays = (
+            self.source.PointData if self.association(field) == "POINTS" else self.source.CellData
+        )
+        return int(arrays[field].GetNumberOfComponents())
+
+    def apply_component(self, value: str, strict: bool = True) -> None:
+        """Colour a vector field by its magnitude or one component ("x", "y", "z", "0", ...)."""
+        value = str(value).lower()
+        index = {"x": 0, "y": 1, "z": 2}.get(value, int(value) if value.isdigit() else None)
+        if value != "magnitude" and index is None:
+            raise Fail(f'component is "magnitude", "x", "y", "z" or an index, not {value!r}')
+        count = self.components(self.values["field"])
+        if index is not None and count > 1 and index >= count:
+            if strict:
+                raise Fail(
+                    f"field {self.values['field']!r} has {count} components; "
+                    f"component {value!r} does not exist"
+                )
+            value, index = "magnitude", None
+        self.values["component"] = value
+        lut = self.lut()
+        if lut is None or count == 1:
+            return
+        if index is None:
+            lut.VectorMode = "Magnitude"
+        else:
+            lut.VectorMode, lut.VectorComponent = "Component", index
+        title = "Magnitude" if index is None else ("X", "Y", "Z")[index] if count == 3 else value
+        bar = simple.GetScalarBar(lut, self.view)
+        bar.Title, bar.ComponentTitle = self.values["field"], title
+
+    def set_component(self, value: str) -> None:
+        self.apply_component(value)
+        self.apply_range(self.values["color_range"])
+
+    def set_regions(self, names: list[str]) -> None:
+        foam = openfoam_reader(self.reader)
+        if foam is None:
+            if names:
+                raise Fail("regions choose the parts of an OpenFOAM case; this data is not one")
+            return
+        self.values["regions"] = set_regions(foam, list(names))
+        foam.UpdatePipeline(self.view.ViewTime)
+        field = self.values["field"]
+        self.set_field(
+            field if field in self.fields() else default_field(self.source, self.fields())
+        )
 
     def displays(self) -> list[Any]:
         return [self.display, *(display for _k, _p, display in self.filters.values())]
@@ -490,6 +630,9 @@ class Scene:
 
     def set(self, key: str, value: Any) -> None:
         setters = {
+            "regions": self.set_regions,
+            "association": self.set_association,
+            "component": self.set_component,
             "field": self.set_field,
             "time": self.set_time,
             "colormap": self.apply_colormap,
@@ -551,9 +694,11 @@ class Scene:
         elif kind == "contour":
             if not field:
                 raise Fail("contour needs a field")
-            if self.association(field) != "POINTS":
+            if self.association(field, "points") != "POINTS":
                 raise Fail(f"contour needs a point field; {field!r} is a cell field")
             proxy.ContourBy = ["POINTS", field]
+            if self.components(field) > 1:
+                raise Fail(f"contour needs a field of one component; {field!r} has more")
             values = args.get("values")
             if values is None and not list(proxy.Isosurfaces):
                 low, high = self.field_range(field)
@@ -677,6 +822,7 @@ def sync_ui() -> None:
     applying = True
     try:
         with state:
+            state.fields = scene.fields()
             state.field = scene.values["field"]
             state.time_index = scene.values["time"]
     finally:
@@ -745,7 +891,7 @@ def handle_request(name: str, args: dict[str, Any]) -> Any:
             scene.set(key, value)
         sync_ui()
         push_image()
-        return {"values": dict(scene.values), "camera": scene.camera()}
+        return {"values": dict(scene.values, fields=scene.fields()), "camera": scene.camera()}
     if name == "partitions":
         return scene.partitions()
     if name == "pieces":
