@@ -46,6 +46,10 @@ def redness(shot: Screenshot, x: float, y: float, size: float = 0.04) -> float:
 LID, BOTTOM = 0.17, 0.8
 
 
+def changed(a: Screenshot, b: Screenshot) -> bool:
+    return bool((np.abs(rgb(a) - rgb(b)).sum(axis=2) > 30).mean() > 0.005)
+
+
 def open_view(path: Path, **kwargs: object) -> ParaViewSession:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NbvizWarning)
@@ -162,6 +166,56 @@ def test_vector_field_by_magnitude_or_component(view: ParaViewSession) -> None:
         assert view.component == "y"
     finally:
         view.component = "magnitude"
+
+
+def test_derived_fields(view: ParaViewSession) -> None:
+    """Fields computed by ParaView's Calculator and Python Calculator join the data's: shown,
+    contoured, recomputed for each time step; a bad expression is a clear error."""
+    view.field, view.time, view.color_range = "p", 4, "auto"
+    front(view)
+    speed = view.calculator("mag(U)", name="speed")
+    try:
+        assert "speed" in view.fields and speed.kind == "calculator"
+        assert view.data_range("speed") == pytest.approx(view.data_range("U"), rel=1e-5)
+        # numpy through VTK's numpy_interface, inside pvpython
+        twice = view.python_calculator("U[:, 0] * 2", name="twice_ux")
+        low, high = view.data_range("U", "x")
+        assert view.data_range("twice_ux") == pytest.approx([2 * low, 2 * high], rel=1e-5)
+        gradient = view.python_calculator("mag(gradient(p))", name="grad_p")
+        assert view.data_range("grad_p")[1] > 0
+        assert sorted(view.fields) == ["U", "grad_p", "p", "speed", "twice_ux"]
+        # recomputed for each step (the flow starts from rest and speeds up inside)
+        view.time = 0
+        early = view.data_range("grad_p")
+        view.time = 4
+        assert view.data_range("grad_p") != pytest.approx(early)
+        view.field = "speed"  # coloured like U's magnitude: fast under the lid
+        shot = view.screenshot()
+        assert redness(shot, 0.5, LID, 0.02) > 50 > -50 > redness(shot, 0.5, BOTTOM)
+        surface = view.contour(values=[0.2], field="speed")
+        assert changed(shot, view.screenshot())
+        surface.remove()
+        speed.set(expression="2*mag(U)")
+        assert view.data_range("speed")[1] == pytest.approx(2 * view.data_range("U")[1], rel=1e-5)
+        with pytest.raises(DataError, match=r"Calculator could not compute 'nope\(U\)'"):
+            view.calculator("nope(U)", name="bad")
+        with pytest.raises(DataError, match=r"Python Calculator could not compute 'U\[:, 7\]'"):
+            view.python_calculator("U[:, 7]", name="bad")
+        with pytest.raises(DataError, match=r"a field named 'p' exists already"):
+            view.calculator("2*p", name="p")
+        assert "bad" not in view.fields
+        twice.remove()
+        gradient.remove()
+    finally:
+        speed.remove()
+    assert sorted(view.fields) == ["U", "p"] and view.field in view.fields
+    assert view.filters == []
+
+
+def test_pvpython_uses_the_numpy_vtk_was_built_for(view: ParaViewSession) -> None:
+    """The kernel's numpy (2.x from PyPI here) must not shadow the one next to ParaView's
+    packages (Debian's 1.24, which its VTK was built for)."""
+    assert "numpy: /usr/lib/python3/dist-packages/numpy/" in view.logs()
 
 
 def test_foamtovtk_multiblock_series(case: Path) -> None:

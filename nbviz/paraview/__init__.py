@@ -59,8 +59,13 @@ class DataError(NbvizError, ValueError):
     """The data cannot be found or read, or a field/time step/colormap does not exist."""
 
 
+#: Filters that add a field to the data (``calculator``, ``python_calculator``).
+DERIVED = ("calculator", "python_calculator")
+
+
 class Filter:
-    """A ParaView filter in the session's pipeline (slice, clip, contour, threshold)."""
+    """A ParaView filter in the session's pipeline (slice, clip, contour, threshold), or a
+    derived field (calculator, python_calculator)."""
 
     def __init__(
         self, session: ParaViewSession, ident: str, kind: str, args: dict[str, Any]
@@ -68,15 +73,18 @@ class Filter:
         self.session, self.id, self.kind, self.args = session, ident, kind, dict(args)
 
     def set(self, **args: Any) -> Filter:
-        """Change the filter (e.g. ``normal=(1, 0, 0)``, ``values=[0.5]``); the view updates."""
+        """Change the filter (e.g. ``normal=(1, 0, 0)``, ``values=[0.5]``, or a derived
+        field's ``expression=``, ``name=``); the view updates."""
         self.session._request("filter_set", {"id": self.id, "args": _jsonable(args)})
         self.args.update(args)
+        self.session._refresh_fields(self.kind)
         return self
 
     def remove(self) -> None:
-        """Take the filter out of the pipeline."""
+        """Take the filter (or derived field) out of the pipeline."""
         self.session._request("filter_remove", {"id": self.id})
         self.session._filters.pop(self.id, None)
+        self.session._refresh_fields(self.kind)
 
     def __repr__(self) -> str:
         return f"<Filter {self.id} {self.args}>"
@@ -631,7 +639,42 @@ class ParaViewSession(WebApp):
         ident = self._request("filter", {"kind": kind, "args": _jsonable(args)})
         handle = Filter(self, ident, kind, args)
         self._filters[ident] = handle
+        self._refresh_fields(kind)
         return handle
+
+    def _refresh_fields(self, kind: str) -> None:
+        """A derived field came, went or changed: the data's fields (and the one shown)."""
+        if kind in DERIVED:
+            listing = self._request("list")
+            self._apply_from_backend({"fields": listing["fields"], **listing["values"]})
+
+    def calculator(
+        self, expression: str, name: str = "result", *, association: str = "points"
+    ) -> Filter:
+        """A new field ``name`` computed by ParaView's Calculator on every time step, e.g.
+        ``view.calculator("mag(U)", name="speed")``, ``"U_X*p"``, ``"sqrt(p^2)"``, ``"coordsY"``.
+
+        It joins `fields`: colour by it, contour or threshold it, follow it over time.
+        ``association``: "points" or "cells" (from the point or the cell values of the fields).
+        Returns a `Filter`: ``.set(expression=..., name=...)``, ``.remove()``.
+        """
+        args = {"expression": expression, "name": name, "association": association}
+        return self._filter("calculator", args)
+
+    def python_calculator(
+        self, expression: str, name: str = "result", *, association: str = "points"
+    ) -> Filter:
+        """A new field ``name`` computed by ParaView's Python Calculator: a numpy expression
+        over the fields, with VTK's numpy_interface functions, e.g. ``"mag(U)"``,
+        ``"U[:, 0] * p"``, ``"gradient(p)"``, ``"p - mean(p)"``. Otherwise as `calculator`."""
+        args = {"expression": expression, "name": name, "association": association}
+        return self._filter("python_calculator", args)
+
+    def data_range(self, field: str | None = None, component: str | None = None) -> list[float]:
+        """[low, high] of ``field`` (default: the one shown) at the time step shown: of its
+        magnitude, or of ``component`` ("x", "y", "z")."""
+        args = {"field": field, **({"component": component} if component else {})}
+        return list(self._request("range", args))
 
     def slice(
         self, normal: Sequence[float] = (0, 0, 1), origin: Sequence[float] | None = None

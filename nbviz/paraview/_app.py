@@ -53,6 +53,38 @@ parser.add_argument("--regions", nargs="+", help="the parts of an OpenFOAM case 
 ARGS = parser.parse_args()
 sys.argv = sys.argv[:1]
 
+
+def import_numpy_of_vtk() -> str:
+    """Import the numpy that ParaView's VTK was built with, before anything else imports one.
+
+    pvpython finds trame on the kernel's site-packages, which comes first on its path; that
+    site-packages may hold a numpy VTK was not built for (numpy 2 next to Debian's VTK 9.1, built
+    for Debian's numpy 1.24), and VTK's numpy_interface (the Python Calculator, the
+    ProgrammableFilter) then breaks. The numpy in the directory that holds ParaView's own
+    Python packages is VTK's: import it from there once; every later ``import numpy`` gets
+    that module, whatever the path says. Returns where numpy came from ("" if none).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("paraview")
+    site = os.path.dirname(os.path.dirname(spec.origin)) if spec and spec.origin else ""
+    if "numpy" in sys.modules or not os.path.isfile(os.path.join(site, "numpy", "__init__.py")):
+        return ""  # (no numpy next to ParaView: the first on the path, as before)
+    sys.path.insert(0, site)
+    try:
+        import numpy
+    except ImportError as exc:  # a broken numpy there: the first on the path, as before
+        print("nbviz-paraview: cannot import the numpy next to ParaView:", exc, flush=True)
+        for name in [m for m in sys.modules if m == "numpy" or m.startswith("numpy.")]:
+            del sys.modules[name]
+        return ""
+    finally:
+        sys.path.remove(site)  # the first occurrence: the one just added
+    return str(numpy.__file__)
+
+
+NUMPY = import_numpy_of_vtk()
+
 from paraview import servermanager, simple  # noqa: E402
 from trame.app import get_server  # noqa: E402
 from trame.ui.vuetify3 import SinglePageLayout  # noqa: E402
@@ -330,6 +362,9 @@ class Scene:
         self.reader = open_data(paths)
         self.source = self.reader  # what is shown and filtered (pieces() looks at it)
         self.source = self.spread(self.reader)
+        self.base = self.source  # the data as read; derived fields are computed after it
+        #: derived fields (calculators), in pipeline order: key -> (kind, proxy)
+        self.derived: dict[str, tuple[str, Any]] = {}
         self.view = simple.GetActiveViewOrCreate("RenderView")
         self.view.ViewSize = [ARGS.width, ARGS.height]
         self.view.OrientationAxesVisibility = 1
@@ -363,10 +398,10 @@ class Scene:
         simple.ResetCamera(self.view)  # no render here: the page asks for its first image
 
     # what there is
-    def fields(self) -> list[str]:
+    def fields(self, source: Any = None) -> list[str]:
         names: list[str] = []
         for assoc in ("PointData", "CellData"):
-            arrays = getattr(self.source, assoc)
+            arrays = getattr(source or self.source, assoc)
             for name in arrays.keys():  # noqa: SIM118 - ParaView's arrays are no dict
                 if name not in names and not name.startswith("vtk"):
                     names.append(name)
@@ -452,6 +487,7 @@ class Scene:
 
     def sources(self) -> list[dict[str, Any]]:
         out = [{"id": "data", "kind": "reader", "name": type(self.reader).__name__}]
+        out += [{"id": key, "kind": kind} for key, (kind, _proxy) in self.derived.items()]
         out += [{"id": key, "kind": kind} for key, (kind, _proxy, _disp) in self.filters.items()]
         return out
 
@@ -650,14 +686,123 @@ class Scene:
         b = self.source.GetDataInformation().GetBounds()
         return [(b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2]
 
-    def field_range(self, field: str) -> tuple[float, float]:
+    def field_range(self, field: str, component: str | None = None) -> tuple[float, float]:
+        """The range of ``field`` at the time shown: of its magnitude, or of a component."""
+        self.source.UpdatePipeline(self.view.ViewTime)  # (its information: of the last update)
         arrays = (
             self.source.PointData if self.association(field) == "POINTS" else self.source.CellData
         )
-        low, high = arrays[field].GetRange()
+        index = {"x": 0, "y": 1, "z": 2}.get(str(component).lower(), -1)
+        if str(component).isdigit():
+            index = int(str(component))
+        if arrays[field].GetNumberOfComponents() == 1:
+            index = 0
+        low, high = arrays[field].GetRange(index)
         return float(low), float(high)
 
+    # derived fields
+    def add_derived(self, kind: str, args: dict[str, Any]) -> str:
+        """A new field computed from the others by ParaView's Calculator (its expression
+        language: ``mag(U)``, ``U_X*p``) or Python Calculator (numpy: ``mag(U)``,
+        ``U[:, 0] * p``, ``gradient(p)``), on every time step. It goes into the pipeline before
+        what is shown and filtered, so it can be coloured by, contoured, thresholded."""
+        proxy = (simple.Calculator if kind == "calculator" else simple.PythonCalculator)(
+            Input=self.source
+        )
+        self.next_filter += 1
+        key = f"{kind}-{self.next_filter}"
+        try:
+            args = {"name": "result", "association": "points", **args}
+            self.configure_derived(kind, proxy, self.source, args)
+        except Exception:
+            simple.Delete(proxy)
+            raise
+        self.derived[key] = (kind, proxy)
+        self.rewire()
+        return key
+
+    def configure_derived(self, kind: str, proxy: Any, upstream: Any, args: dict[str, Any]) -> None:
+        expression, name = args.get("expression"), args.get("name")
+        where = args.get("association")
+        if where is not None and where not in ("points", "cells"):
+            raise Fail(f'association is "points" or "cells", not {where!r}')
+        if name is not None:
+            name = str(name).strip()
+            if not name:
+                raise Fail("a derived field needs a name")
+            taken = [f for f in self.fields(upstream) if f != self.derived_name(proxy)]
+            if name in taken:
+                raise Fail(f"a field named {name!r} exists already; choose another name=")
+        association = {"points": "Point Data", "cells": "Cell Data"}
+        if kind == "calculator":
+            if expression is not None:
+                proxy.Function = str(expression)
+            if name is not None:
+                proxy.ResultArrayName = name
+            if where is not None:
+                proxy.AttributeType = association[where]
+        else:
+            if expression is not None:
+                proxy.Expression = str(expression)
+            if name is not None:
+                proxy.ArrayName = name
+            if where is not None:
+                proxy.ArrayAssociation = association[where]
+        if not str(proxy.Function if kind == "calculator" else proxy.Expression).strip():
+            raise Fail(f"{kind} needs an expression")
+        proxy.UpdatePipeline(self.view.ViewTime)
+        made = self.derived_name(proxy)
+        if made not in self.fields(proxy):
+            shown = proxy.Function if kind == "calculator" else proxy.Expression
+            engine = "Calculator" if kind == "calculator" else "Python Calculator"
+            raise Fail(
+                f"ParaView's {engine} could not compute {str(shown)!r} (view.logs() has its "
+                f"message); fields it can use: {', '.join(self.fields(upstream)) or 'none'}"
+            )
+
+    @staticmethod
+    def derived_name(proxy: Any) -> str:
+        name = proxy.ResultArrayName if hasattr(proxy, "ResultArrayName") else proxy.ArrayName
+        return str(name)
+
+    def set_derived(self, key: str, args: dict[str, Any]) -> None:
+        kind, proxy = self.derived[key]
+        keys = list(self.derived)
+        index = keys.index(key)
+        upstream = self.derived[keys[index - 1]][1] if index else self.base
+        self.configure_derived(kind, proxy, upstream, args)
+        self.rewire()
+
+    def remove_derived(self, key: str) -> None:
+        _kind, proxy = self.derived.pop(key)
+        self.rewire()
+        simple.Delete(proxy)
+
+    def rewire(self) -> None:
+        """Chain the data, the derived fields and what is shown: the last derived field's
+        output is what the view shows and the filters take."""
+        upstream = self.base
+        for _kind, proxy in self.derived.values():
+            proxy.Input = upstream
+            upstream = proxy
+        upstream.UpdatePipeline(self.view.ViewTime)
+        if upstream is not self.source:
+            old = self.display
+            simple.Hide(self.source, self.view)
+            self.source = upstream
+            self.display = simple.Show(upstream, self.view)
+            self.display.Opacity = old.Opacity
+            self.display.PointSize = old.PointSize
+            for _kind, proxy, _display in self.filters.values():
+                proxy.Input = upstream
+        field = self.values["field"]
+        fields = self.fields()
+        self.set_field(field if field in fields else default_field(self.source, fields))
+        self.update_input_visibility()
+
     def add_filter(self, kind: str, args: dict[str, Any]) -> str:
+        if kind in ("calculator", "python_calculator"):
+            return self.add_derived(kind, args)
         makers = {
             "slice": simple.Slice,
             "clip": simple.Clip,
@@ -679,6 +824,9 @@ class Scene:
         return key
 
     def set_filter(self, key: str, args: dict[str, Any]) -> None:
+        if key in self.derived:
+            self.set_derived(key, args)
+            return
         if key not in self.filters:
             raise Fail(f"no filter {key!r} (removed?)")
         kind, proxy, display = self.filters[key]
@@ -726,6 +874,9 @@ class Scene:
         self.display.SetScalarBarVisibility(self.view, bool(self.values["field"]))
 
     def remove_filter(self, key: str) -> None:
+        if key in self.derived:
+            self.remove_derived(key)
+            return
         if key not in self.filters:
             raise Fail(f"no filter {key!r}")
         _kind, proxy, _display = self.filters.pop(key)
@@ -784,6 +935,7 @@ def start_ranks() -> subprocess.Popen[bytes] | None:
 
 scene: Scene | None = None
 startup_error = ""
+log("numpy:", NUMPY or "the first on the path (none next to ParaView's packages)")
 try:
     mpi_ranks = start_ranks()
     scene = Scene(ARGS.data)
@@ -906,16 +1058,22 @@ def handle_request(name: str, args: dict[str, Any]) -> Any:
         )
     if name == "filter":
         key = scene.add_filter(args["kind"], args.get("args") or {})
+        sync_ui()
         push_image()
         return key
     if name == "filter_set":
         scene.set_filter(args["id"], args.get("args") or {})
+        sync_ui()
         push_image()
         return None
     if name == "filter_remove":
         scene.remove_filter(args["id"])
+        sync_ui()
         push_image()
         return None
+    if name == "range":
+        field = args.get("field") or scene.values["field"]
+        return list(scene.field_range(field, args.get("component")))
     raise Fail(f"unknown request {name!r}")
 
 
