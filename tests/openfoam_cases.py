@@ -75,3 +75,31 @@ def decompose(case: Path, parts: int = 2) -> None:
         f"coeffs {{ n ({parts} 1 1); }}\nsimpleCoeffs {{ n ({parts} 1 1); delta 0.001; }}\n"
     )
     run(case, "decomposePar", "-force")
+
+
+def start_solver(case: Path, solver: str = "icoFoam") -> subprocess.Popen[bytes]:
+    """Start ``solver`` in ``case`` in the background (its own process group, output in
+    ``log.<solver>``); the caller ends it with ``stop_solver``."""
+    log = open(case / f"log.{solver}", "ab")  # noqa: SIM115 - closed with the process
+    try:
+        return subprocess.Popen(
+            [solver],
+            cwd=case,
+            env=openfoam_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+def stop_solver(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()

@@ -4,18 +4,32 @@ test (blockMesh, icoFoam, decomposePar, foamToVTK), opened as ParaView opens the
 from __future__ import annotations
 
 import io
+import itertools
+import json
+import os
 import shutil
+import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from openfoam_cases import cavity, decompose, needs_openfoam, run
+from openfoam_cases import (
+    cavity,
+    decompose,
+    needs_openfoam,
+    run,
+    set_control,
+    start_solver,
+    stop_solver,
+)
+from paraview_data import heat_series
 from PIL import Image
 
 from nbviz import NbvizError, NbvizWarning, ParaViewSession
-from nbviz.paraview import DataError, Screenshot
+from nbviz.paraview import DataError, Screenshot, write_pvd
 
 pytestmark = [
     pytest.mark.paraview,
@@ -46,8 +60,9 @@ def redness(shot: Screenshot, x: float, y: float, size: float = 0.04) -> float:
 LID, BOTTOM = 0.17, 0.8
 
 
-def changed(a: Screenshot, b: Screenshot) -> bool:
-    return bool((np.abs(rgb(a) - rgb(b)).sum(axis=2) > 30).mean() > 0.005)
+def changed(a: Screenshot, b: Screenshot, by: int = 30) -> bool:
+    """Whether more than 0.5 % of the pixels differ by more than ``by`` (summed over RGB)."""
+    return bool((np.abs(rgb(a) - rgb(b)).sum(axis=2) > by).mean() > 0.005)
 
 
 def open_view(path: Path, **kwargs: object) -> ParaViewSession:
@@ -292,3 +307,166 @@ def test_regions_given_at_the_start(case: Path) -> None:
         assert session.regions == ["internalMesh", "patch/movingWall"]
     finally:
         session.stop()
+
+
+# ------------------------------------------------------------ following a running solver
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_follow_a_running_icofoam(tmp_path: Path) -> None:
+    """icoFoam runs while the view follows it: the time directories it writes (one per second
+    of wall-clock time) appear in view.times, the view moves on to each, and its pictures
+    change as the flow spins up from rest."""
+    case = cavity(tmp_path, solve=False)
+    # Re = 200 (nu = 0.0005) instead of 10: the vortex takes about a second of simulated time
+    # to form; small steps and a write every wall-clock second show it forming
+    properties = case / "constant" / "transportProperties"
+    properties.write_text(properties.read_text().replace("0.01", "0.0005"))
+    set_control(case, deltaT=0.00005, endTime=100, writeControl="clockTime", writeInterval=1)
+    solver = start_solver(case)
+    try:
+        view = open_view(case / "cavity.foam", follow=True, follow_interval=0.3)
+        try:
+            view.field, view.component, view.color_range = "U", "y", (-0.3, 0.3)
+            front(view)
+            start = len(view.times)
+            shots, seen = [], []
+            while len(seen) < 4:
+                wait_for(lambda: len(view.times) > start + len(seen), 60, "a new time step")
+                assert solver.poll() is None, "the solver ended early"
+                seen.append(len(view.times))
+                assert view.time == len(view.times) - 1  # on the newest step
+                shots.append(view.screenshot())
+            assert view.times == sorted(view.times) and len(view.times) >= start + 4
+            steps = itertools.pairwise(shots)
+            assert sum(changed(a, b, by=10) for a, b in steps) >= 2, view.times
+            # a step the user picks stays picked while new ones come
+            view.time = 0
+            count = len(view.times)
+            wait_for(lambda: len(view.times) > count, 60, "one more step")
+            assert view.time == 0
+        finally:
+            view.stop()
+    finally:
+        stop_solver(solver)
+
+
+def slow_write(path: Path, data: bytes, pause: float) -> threading.Thread:
+    """Write ``data`` to ``path`` in two halves, ``pause`` seconds apart (a slow writer)."""
+
+    def write() -> None:
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+            f.flush()
+            time.sleep(pause)
+            f.write(data[len(data) // 2 :])
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    return thread
+
+
+def test_a_half_written_step_is_never_shown(tmp_path: Path) -> None:
+    """A step whose file is half written (no end yet, quiet for longer than `settle`) is not
+    offered; once its end is written (and `settle` has passed), it is."""
+    steps = tmp_path / "steps"
+    series = heat_series(steps, n=12, steps=3)
+    series.unlink()  # the steps alone: step0.vti .. step2.vti
+    source = (steps / "step2.vti").read_bytes()
+    (steps / "step2.vti").unlink()
+    view = open_view(str(steps / "step*.vti"), follow=True, follow_interval=0.2, settle=0.5)
+    try:
+        assert len(view.times) == 2 and view.time == 1
+        writer = slow_write(steps / "step2.vti", source, pause=2.5)
+        time.sleep(2.0)  # half of it quiet for 1.5 s (> settle): still not a step
+        assert len(view.times) == 2
+        view.screenshot()
+        writer.join()
+        wait_for(lambda: len(view.times) == 3, 10, "the completed step")
+        assert view.time == 2
+    finally:
+        view.stop()
+
+
+def test_a_half_written_openfoam_step_is_never_shown(case: Path, tmp_path: Path) -> None:
+    """An OpenFOAM time directory is offered once it has every field the step before had, each
+    ending with OpenFOAM's end divider: not while a field is missing or half written."""
+    copy = tmp_path / "cavity"
+    shutil.copytree(case, copy, ignore=shutil.ignore_patterns("0.4", "0.5", "VTK"))
+    view = open_view(copy / "cavity.foam", follow=True, follow_interval=0.2, settle=0.3)
+    try:
+        assert view.times == pytest.approx(TIMES[:3]) and view.time == 2
+        step = copy / "0.4"
+        step.mkdir()
+        shutil.copy(case / "0.4" / "U", step / "U")  # U written, p and phi not yet
+        time.sleep(1.0)
+        assert view.times == pytest.approx(TIMES[:3])
+        writer = slow_write(step / "p", (case / "0.4" / "p").read_bytes(), pause=1.5)
+        shutil.copy(case / "0.4" / "phi", step / "phi")
+        time.sleep(1.0)  # p half written
+        assert view.times == pytest.approx(TIMES[:3])
+        writer.join()
+        shutil.copytree(case / "0.4" / "uniform", step / "uniform")
+        wait_for(lambda: len(view.times) == 4, 10, "the completed time directory")
+        assert view.times == pytest.approx(TIMES[:4]) and view.time == 3
+    finally:
+        view.stop()
+
+
+def test_a_growing_pvd_and_a_rewritten_series(case: Path, tmp_path: Path) -> None:
+    """A .pvd the solver rewrites with one more step, and foamToVTK's .series file rewritten
+    with more steps, are followed; a .pvd cut off mid-write is not read until it is whole."""
+    steps = tmp_path / "heat"
+    heat_series(steps, n=12, steps=4)
+    files = [(t, steps / f"step{i}.vti") for i, t in enumerate([0.0, 1 / 3, 2 / 3, 1.0])]
+    pvd = write_pvd(steps / "grow.pvd", files[:2])
+    view = open_view(pvd, follow=True, follow_interval=0.2, settle=0.2)
+    try:
+        assert len(view.times) == 2
+        whole = write_pvd(tmp_path / "whole.pvd", files[:3]).read_text()
+        pvd.write_text(whole.replace(str(os.path.relpath(steps, tmp_path)) + "/", "")[:-40])
+        time.sleep(1.0)  # cut off: not XML yet
+        assert len(view.times) == 2
+        write_pvd(pvd, files[:3])
+        wait_for(lambda: len(view.times) == 3, 10, "the step added to the .pvd")
+        assert view.time == 2
+    finally:
+        view.stop()
+    vtk = tmp_path / "VTK"
+    shutil.copytree(case / "VTK", vtk)
+    full = json.loads((vtk / "cavity.vtm.series").read_text())
+    (vtk / "cavity.vtm.series").write_text(json.dumps({**full, "files": full["files"][:3]}))
+    view = open_view(vtk / "cavity.vtm.series", follow=True, follow_interval=0.2, settle=0.2)
+    try:
+        assert len(view.times) == 3
+        (vtk / "cavity.vtm.series").write_text(json.dumps(full))
+        wait_for(lambda: len(view.times) == 6, 10, "the steps added to the .series file")
+        assert view.time == 5
+    finally:
+        view.stop()
+
+
+def test_refresh_by_hand(tmp_path: Path) -> None:
+    steps = tmp_path / "steps"
+    heat_series(steps, n=12, steps=3).unlink()
+    source = (steps / "step2.vti").read_bytes()
+    (steps / "step2.vti").unlink()
+    view = open_view(str(steps / "step*.vti"), settle=0)
+    try:
+        assert view.follow is False and len(view.times) == 2 and view.time == 0
+        assert view.refresh() == 0
+        (steps / "step2.vti").write_bytes(source)
+        time.sleep(1.5)
+        assert len(view.times) == 2  # not following: nothing happens by itself
+        assert view.refresh() == 1
+        assert len(view.times) == 3 and view.time == 0  # (the user's step stays)
+        view.follow = True  # from now on, by itself
+        (steps / "step3.vti").write_bytes(source)
+        wait_for(lambda: len(view.times) == 4, 10, "the step found by following")
+    finally:
+        view.stop()

@@ -44,6 +44,7 @@ VIEW_TRAITS = (
     "color_range",
     "representation",
     "opacity",
+    "follow",
     "time",
     "camera",
 )
@@ -152,6 +153,15 @@ def resolve_data(data: Any) -> list[str]:
         f"nbviz: ParaViewSession takes a file path, a list or glob of files, or a numpy array, "
         f"not {type(data).__name__}"
     )
+
+
+def _glob_of(data: Any) -> str:
+    """The absolute glob pattern ``data`` is, or "" (a file, a list, an array)."""
+    if isinstance(data, (str, os.PathLike)):
+        path = os.fspath(data)
+        if not os.path.exists(path) and glob.has_magic(path):
+            return os.path.abspath(path)
+    return ""
 
 
 def _vtk_values(array: Any) -> Any:
@@ -310,6 +320,12 @@ class ParaViewSession(WebApp):
         help='What of a vector field colours the data: "magnitude", or a component: "x", '
         '"y", "z" (or its index, "0", "1", ...).',
     ).tag(sync=True)
+    follow = t.Bool(
+        False,
+        help="Pick up the time steps a running solver writes (new OpenFOAM time directories, "
+        "new files matching the glob, a rewritten .pvd or .series file), once complete; the "
+        "view moves on to the newest step unless another one was picked.",
+    ).tag(sync=True)
     regions = t.List(
         t.Unicode(),
         help='Parts of an OpenFOAM case shown: "internalMesh", patches ("patch/movingWall"), '
@@ -336,10 +352,16 @@ class ParaViewSession(WebApp):
         launcher: str = "mpiexec -n {ranks}",
         regions: Sequence[str] | None = None,
         case_type: str = "auto",
+        follow: bool = False,
+        follow_interval: float = 1.0,
+        settle: float = 0.5,
         route: Any = "auto",
         start: bool = True,
     ) -> None:
         check_arguments(size=size, spacing=spacing, origin=origin, ranks=ranks, regions=regions)
+        for name, value in (("follow_interval", follow_interval), ("settle", settle)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ArgumentTypeError(f"{name}= must be a number of seconds >= 0, got {value!r}")
         if case_type not in CASE_TYPES:
             raise ArgumentTypeError(
                 f"case_type= must be one of {', '.join(map(repr, CASE_TYPES))}, got {case_type!r}"
@@ -369,6 +391,7 @@ class ParaViewSession(WebApp):
                 _literal(shutil.which("pvserver") or "pvserver"),
             ]
         self._array: Any = None
+        pattern = ""
         if hasattr(data, "shape") and hasattr(data, "dtype"):
             if len(data.shape) not in (2, 3):
                 raise DataError(f"nbviz: a numpy array must be 2-D or 3-D, got shape {data.shape}")
@@ -377,6 +400,7 @@ class ParaViewSession(WebApp):
             label = f"array {'x'.join(map(str, data.shape))}"
         else:
             files = resolve_data(data)
+            pattern = _glob_of(data)
             if (regions is not None or case_type != "auto") and not is_openfoam(files[0]):
                 raise DataError(
                     "nbviz: regions= and case_type= choose the parts of an OpenFOAM case "
@@ -428,6 +452,12 @@ class ParaViewSession(WebApp):
             _literal(array_name),
             "--case-type",
             case_type,
+            *(["--follow"] if follow else []),
+            "--follow-interval",
+            str(max(float(follow_interval), 0.05)),
+            "--settle",
+            str(float(settle)),
+            *(["--glob", _literal(pattern)] if pattern else []),
             *(["--regions", *(_literal(r) for r in regions)] if regions is not None else []),
             "--data",
             *paths,
@@ -454,6 +484,7 @@ class ParaViewSession(WebApp):
                 *command[at + 1 :],
             ],
         )
+        self._apply_from_backend({"follow": bool(follow)})  # (not a setting to send)
         pending = {"field": field, "time": time, "colormap": colormap}
         self._pending = {k: v for k, v in pending.items() if v is not None}
         self._init_backend(
@@ -606,6 +637,13 @@ class ParaViewSession(WebApp):
             return self._channel.request(name, args, timeout=timeout)
         except ChannelError as exc:
             raise DataError(exc.message) from None
+
+    def refresh(self) -> int:
+        """Look for new time steps now (as ``follow=True`` does every ``follow_interval``
+        seconds); returns how many were added. Steps still being written are left for later."""
+        answer = self._request("refresh")
+        self._apply_from_backend({"times": answer["times"], **answer["values"]})
+        return int(answer["added"])
 
     def partitions(self) -> list[int]:
         """The ranks that hold a piece of the data: ``[0]``, or ``[0, 1]`` with ``ranks=2``."""

@@ -26,6 +26,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from types import SimpleNamespace
@@ -50,6 +51,10 @@ parser.add_argument("--pvserver", default="pvserver")
 parser.add_argument("--launcher", default="mpiexec -n {ranks}", help="starts the ranks")
 parser.add_argument("--case-type", default="auto", choices=["auto", "reconstructed", "decomposed"])
 parser.add_argument("--regions", nargs="+", help="the parts of an OpenFOAM case to show")
+parser.add_argument("--follow", action="store_true", help="pick up time steps as they are written")
+parser.add_argument("--follow-interval", type=float, default=1.0, help="seconds between looks")
+parser.add_argument("--settle", type=float, default=0.5, help="a new file's quiet time")
+parser.add_argument("--glob", help="the pattern the --data files matched (new matches are steps)")
 ARGS = parser.parse_args()
 sys.argv = sys.argv[:1]
 
@@ -350,6 +355,259 @@ def process_ids(data: Any) -> list[int]:
     return [int(array.GetValue(i)) for i in range(array.GetNumberOfTuples())] if array else []
 
 
+def reader_times(reader: Any) -> list[float]:
+    values = getattr(reader, "TimestepValues", None)
+    if values is None:
+        return []
+    if isinstance(values, (int, float)):  # (one step: ParaView gives a number)
+        return [float(values)]
+    return [float(t) for t in values]
+
+
+# ------------------------------------------------------------------ following a running solver
+#: How files of a format end once written (a VTK XML file; an OpenFOAM field's end divider).
+VTK_XML = (".vtu", ".vti", ".vtp", ".vts", ".vtr", ".vtm", ".pvd", ".pvtu", ".pvti", ".pvtp")
+VTK_XML += (".pvts", ".pvtr", ".vtk.xml")
+XML_END = b"</VTKFile>"
+FOAM_END = b"// ****"
+
+
+def tail(path: str, size: int = 256) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - size))
+        return f.read()
+
+
+def complete(path: str, now: float, depth: int = 0) -> bool:
+    """The rule for a file a solver may still be writing: it is complete once it has not been
+    modified for ``--settle`` seconds and ends as its format ends (a VTK XML file with
+    ``</VTKFile>``, an OpenFOAM field with OpenFOAM's end divider); a VTK index file
+    (``.vtm``, ``.pvd``, ``.pvtu``, ...) once the files it names are complete too."""
+    try:
+        stat = os.stat(path)
+        if now - stat.st_mtime < ARGS.settle:
+            return False
+        lower = path.lower()
+        if lower.endswith(VTK_XML):
+            if XML_END not in tail(path):
+                return False
+            if lower.endswith((".vtm", ".pvd", ".pvtu", ".pvti", ".pvtp", ".pvts", ".pvtr")):
+                return (
+                    all(complete(p, now, depth + 1) for p in parts_of(path)) if depth < 4 else True
+                )
+        elif lower.endswith(".series"):
+            return all(complete(p, now, depth + 1) for p in parts_of(path))
+        elif is_foam_field(path) and FOAM_END not in tail(path):
+            return False
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def is_foam_field(path: str) -> bool:
+    """A file in an OpenFOAM time directory (``<case>/<time>/U``), not compressed."""
+    parent = os.path.basename(os.path.dirname(path))
+    return is_time_name(parent) and not path.endswith(".gz")
+
+
+def is_time_name(name: str) -> bool:
+    try:
+        float(name)
+    except ValueError:
+        return False
+    return True
+
+
+def parts_of(path: str) -> list[str]:
+    """The files a VTK index file (XML) or a ``.series`` file (JSON) names, as paths.
+    Raises ValueError while it cannot be parsed (still being written)."""
+    import xml.etree.ElementTree as ET
+
+    where = os.path.dirname(path)
+    if path.lower().endswith(".series"):
+        with open(path, "rb") as f:
+            names = [entry["name"] for entry in json.load(f)["files"]]
+    else:
+        try:
+            root = ET.parse(path).getroot()
+        except ET.ParseError as exc:
+            raise ValueError(str(exc)) from None
+        names = [e.get("file") or e.get("Source") or "" for e in root.iter()]
+        names = [n for n in names if n and root.tag == "VTKFile"]
+    return [os.path.join(where, n) for n in names]
+
+
+def natural(path: str) -> list[Any]:
+    import re
+
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+class Follower:
+    """Adds the time steps a running solver writes, once they are complete (see ``complete``).
+
+    What it looks at, by the data's kind, without reading any step already known:
+    - an OpenFOAM case: new time directories (in each ``processor*`` directory of a decomposed
+      case); one is complete when it holds every field the step before it had and each is
+      complete; the reader then rescans (``ReloadFiles``), and only the complete steps are
+      offered (the reader lists a half-written directory too);
+    - a glob (``--glob``): new matches, in number order, each complete; the reader gets the
+      longer list of files;
+    - a ``.pvd`` or ``.series`` file: rewritten (size or time changed), parsable, its new parts
+      complete; the reader re-reads it (``ReloadFiles``).
+    """
+
+    def __init__(self, scene: Scene) -> None:
+        self.scene = scene
+        self.reader = scene.reader
+        self.kind = ""
+        self.files: list[str] = list(ARGS.data)
+        self.index_stat: tuple[int, int] | None = None
+        self.last_complete = max(scene.times) if scene.times else None
+        path = ARGS.data[0]
+        if openfoam_reader(self.reader) is not None:
+            self.kind = "foam"
+            case = os.path.dirname(path)
+            self.case = os.path.dirname(case) if os.path.basename(path) == "controlDict" else case
+            if ARGS.follow:  # the run may be writing a step right now: offer complete ones only
+                self.last_complete = None
+                self.check_foam()
+        elif ARGS.glob:
+            self.kind = "glob"
+        elif len(ARGS.data) == 1 and path.lower().endswith((".pvd", ".series")):
+            self.kind = "index"
+            self.index_stat = self.stat(path)
+            self.files = parts_of(path)
+
+    @staticmethod
+    def stat(path: str) -> tuple[int, int] | None:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        return info.st_size, info.st_mtime_ns
+
+    def check(self) -> int:
+        """Add the complete new steps; returns how many were added."""
+        before = len(self.scene.times)
+        if self.kind == "foam":
+            self.check_foam()
+        elif self.kind == "glob":
+            self.check_glob()
+        elif self.kind == "index":
+            self.check_index()
+        return len(self.scene.times) - before
+
+    # OpenFOAM
+    def time_dirs(self) -> list[str]:
+        """The directories time steps are written to: the case's, or each processor's."""
+        if opened_case_type == "decomposed":
+            found = [d for d in os.listdir(self.case) if d.startswith("processor")]
+            return [os.path.join(self.case, d) for d in found if d[9:].isdigit()]
+        return [self.case]
+
+    def check_foam(self) -> None:
+        now = time.time()
+        roots = self.time_dirs()
+        if not roots:
+            return
+        names: dict[float, str] = {}
+        for name in os.listdir(roots[0]):
+            if is_time_name(name) and os.path.isdir(os.path.join(roots[0], name)):
+                names[float(name)] = name
+        newer = sorted(t for t in names if self.last_complete is None or t > self.last_complete)
+        if not newer:
+            return
+        older = sorted(t for t in names if t not in newer)
+        done = None
+        for value in newer:
+            if not all(self.step_complete(root, names, older, value, now) for root in roots):
+                break
+            done = value
+            older.append(value)
+        if done is None:
+            return
+        simple.ReloadFiles(self.reader)
+        self.reader.UpdatePipelineInformation()
+        self.last_complete = done
+        self.offer([t for t in reader_times(self.reader) if t <= done + 1e-12])
+
+    @staticmethod
+    def step_complete(
+        root: str, names: dict[float, str], older: list[float], value: float, now: float
+    ) -> bool:
+        step = os.path.join(root, names[value])
+        try:
+            present = {n for n in os.listdir(step) if os.path.isfile(os.path.join(step, n))}
+        except OSError:
+            return False
+        if older:  # every field of the step before (the solver writes the same ones)
+            previous = os.path.join(root, names[older[-1]])
+            try:
+                wanted = {
+                    n for n in os.listdir(previous) if os.path.isfile(os.path.join(previous, n))
+                }
+            except OSError:
+                wanted = set()
+            if not wanted <= present:
+                return False
+        if not present:
+            return False
+        return all(complete(os.path.join(step, n), now) for n in present)
+
+    # a glob of files
+    def check_glob(self) -> None:
+        import glob
+
+        now = time.time()
+        known = set(self.files)
+        matches = sorted(
+            (m for m in glob.glob(ARGS.glob) if m not in known and not os.path.isdir(m)),
+            key=natural,
+        )
+        added = []
+        for path in matches:
+            if not complete(path, now):
+                break
+            added.append(path)
+        if not added:
+            return
+        self.files = sorted([*self.files, *added], key=natural)
+        self.reader.FileName = self.files
+        self.reader.UpdatePipelineInformation()
+        self.offer(reader_times(self.reader))
+
+    # a .pvd or .series file
+    def check_index(self) -> None:
+        path = ARGS.data[0]
+        current = self.stat(path)
+        if current is None or current == self.index_stat:
+            return
+        now = time.time()
+        if not complete(path, now):  # still being written (or its new parts are)
+            return
+        self.index_stat = current
+        self.files = parts_of(path)
+        simple.ReloadFiles(self.reader)
+        self.reader.UpdatePipelineInformation()
+        self.offer(reader_times(self.reader))
+
+    def offer(self, times: list[float]) -> None:
+        """Give the kernel and the page the new list of steps; a view that showed the last
+        step moves on to the new last one (one the user picked stays)."""
+        scene = self.scene
+        follow_latest = scene.at_latest or not scene.times
+        shown = scene.times[scene.values["time"]] if scene.times else None
+        scene.times = times
+        scene.animation.UpdateAnimationUsingDataTimeSteps()
+        if follow_latest and times:
+            scene.set_time(len(times) - 1)
+        elif shown is not None and shown in times:
+            scene.set_time(times.index(shown))
+        log("time steps:", len(times), "showing", scene.values["time"])
+
+
 def preset_names() -> list[str]:
     presets = servermanager.vtkSMTransferFunctionPresets.GetInstance()
     return sorted({presets.GetPresetName(i) for i in range(presets.GetNumberOfPresets())})
@@ -373,7 +631,8 @@ class Scene:
         self.display = simple.Show(self.source, self.view)
         self.filters: dict[str, Any] = {}
         self.next_filter = 0
-        self.times = [float(t) for t in (getattr(self.reader, "TimestepValues", None) or [])]
+        self.times = reader_times(self.reader)
+        self.at_latest = False  # the view shows the last step, and moves on with new ones
         self.animation = simple.GetAnimationScene()
         self.animation.UpdateAnimationUsingDataTimeSteps()
         self.presets = preset_names()
@@ -387,6 +646,7 @@ class Scene:
             "color_range": "auto",
             "representation": "Surface",
             "opacity": 1.0,
+            "follow": bool(ARGS.follow),
         }
         cloud = self.reader.GetXMLName() == "TableToPolyData"  # a table's (CSV's) points
         if cloud:
@@ -395,6 +655,8 @@ class Scene:
         field = default_field(self.source, self.fields())
         # "": ParaView would colour by the active scalars, e.g. STL's constant solid label
         self.set_field(field)
+        if ARGS.follow and self.times:  # following a run: its latest step
+            self.set_time(len(self.times) - 1)
         simple.ResetCamera(self.view)  # no render here: the page asks for its first image
 
     # what there is
@@ -627,8 +889,12 @@ class Scene:
         self.animation.AnimationTime = self.times[int(index)]
         self.view.ViewTime = self.times[int(index)]
         self.values["time"] = int(index)
+        self.at_latest = int(index) == len(self.times) - 1
         if self.values["color_range"] == "auto" and self.values["field"]:
             self.apply_range("auto")
+
+    def set_follow(self, value: bool) -> None:
+        self.values["follow"] = bool(value)
 
     def set_representation(self, name: str) -> None:
         if name not in REPRESENTATIONS:
@@ -666,6 +932,7 @@ class Scene:
 
     def set(self, key: str, value: Any) -> None:
         setters = {
+            "follow": self.set_follow,
             "regions": self.set_regions,
             "association": self.set_association,
             "component": self.set_component,
@@ -948,6 +1215,24 @@ if startup_error:
     log("error:", startup_error)
     sys.exit(2)
 
+follower = Follower(scene) if scene is not None else None
+
+
+def poll() -> None:
+    """Every ``--follow-interval`` seconds while following: add the complete new steps."""
+    try:
+        if scene is None or follower is None or not scene.values["follow"]:
+            pass
+        elif follower.check():
+            sync_ui()
+            push_image()
+            values = {k: scene.values[k] for k in ("time", "color_range")}
+            broadcast({"op": "changed", "values": {"times": scene.times, **values}})
+    except Exception:  # a step that cannot be read now: look again next time
+        traceback.print_exc()
+    asyncio.get_event_loop().call_later(ARGS.follow_interval, poll)
+
+
 writers: set[asyncio.StreamWriter] = set()
 applying = False  # set while the kernel's changes are copied into the UI state
 
@@ -975,6 +1260,7 @@ def sync_ui() -> None:
     try:
         with state:
             state.fields = scene.fields()
+            state.times = scene.times
             state.field = scene.values["field"]
             state.time_index = scene.values["time"]
     finally:
@@ -1071,6 +1357,12 @@ def handle_request(name: str, args: dict[str, Any]) -> Any:
         sync_ui()
         push_image()
         return None
+    if name == "refresh":
+        added = follower.check() if follower is not None else 0
+        if added:
+            sync_ui()
+            push_image()
+        return {"added": added, "times": scene.times, "values": dict(scene.values)}
     if name == "range":
         field = args.get("field") or scene.values["field"]
         return list(scene.field_range(field, args.get("component")))
@@ -1184,6 +1476,7 @@ async def _serve_unix() -> None:
         camera = scene.view.GetActiveCamera()
         camera.AddObserver("ModifiedEvent", _camera_modified)
     send_stale_images_promptly()
+    asyncio.get_event_loop().call_later(ARGS.follow_interval, poll)
     log("serving on", ARGS.socket or f"127.0.0.1:{ARGS.port}", "control on", ARGS.control)
     del control
 
@@ -1193,7 +1486,7 @@ state.trame__title = ARGS.title
 state.fields = scene.fields() if scene else []
 state.times = scene.times if scene else []
 state.field = scene.values["field"] if scene else ""
-state.time_index = 0
+state.time_index = scene.values["time"] if scene else 0
 state.startup_error = startup_error
 
 with SinglePageLayout(server, full_height=True) as layout:
