@@ -10,11 +10,12 @@ deadline. Two parts:
    view through nbviz's route ``{base}nbviz/<session>/``, as the widget's frame does. Then this
    process writes one new step file at a time (a 48³ image whose hot blob moves in the plane
    z = 0, which a slice shows, coloured on a fixed range: each step changes the picture) and
-   times from the moment the file is closed to the load of the first image in the page that differs from the one before (the
-   page stamps each image as it loads; see ``benchmarks/paraview.py``). Twice: with the
-   defaults (``follow_interval=1``, ``settle=0.5``: a step must be quiet for 0.5 s, and the
-   app looks once a second) and with ``follow_interval=0.1, settle=0.1`` (the floor: looking,
-   reloading, reading, rendering, pushing).
+   times from the moment the file is closed to the load of the first image in the page that
+   differs from the one before (the page stamps each image as it loads; see
+   ``benchmarks/paraview.py``). Twice: with the defaults (``follow_interval=1``,
+   ``settle=0.5``: a step must be quiet for 0.5 s, and the app looks once a second) and with
+   ``follow_interval=0.1, settle=0.1`` (the floor: looking, reloading, reading, rendering,
+   pushing).
 2. **Cost per step as the series grows, 10 -> 100 -> 1,000 steps.** A ParaViewSession (no
    browser, ``settle=0``) on a series of N steps, showing the last one; one step is added
    and ``view.refresh()`` timed (look for it, reload the reader, read and show the new step,
