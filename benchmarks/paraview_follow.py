@@ -248,7 +248,7 @@ def growth(root: Path, kind: str, sizes: list[int], repeats: int) -> dict[str, A
                 idle_cpu.append(pvpython_cpu(view.pid) - cpu_before)
             rows.append(
                 {
-                    "steps": len(view.times),
+                    "steps": size,  # the series' size when the first step was added
                     "add": adds,
                     "add_cpu": cpu,
                     "idle": idle,
@@ -257,7 +257,7 @@ def growth(root: Path, kind: str, sizes: list[int], repeats: int) -> dict[str, A
                 }
             )
             print(
-                f"  {kind}: {len(view.times)} steps, add {median(adds) * 1000:.0f} ms, "
+                f"  {kind}: {size} steps, add {median(adds) * 1000:.0f} ms, "
                 f"nothing new {median(idle) * 1000:.1f} ms",
                 flush=True,
             )

@@ -470,3 +470,33 @@ def test_refresh_by_hand(tmp_path: Path) -> None:
         wait_for(lambda: len(view.times) == 4, 10, "the step found by following")
     finally:
         view.stop()
+
+
+def test_follow_a_decomposed_case(tmp_path: Path) -> None:
+    """A parallel run writes each step into every processor directory: a step is offered
+    once it is complete in all of them."""
+    if not shutil.which("mpirun"):
+        pytest.skip("needs mpirun (apt-get install mpi-default-bin)")
+    case = cavity(tmp_path, solve=False)
+    decompose(case, 2)
+    run(case, "mpirun", "-np", "2", "icoFoam", "-parallel")
+    later = tmp_path / "later"
+    for part in ("processor0", "processor1"):
+        (later / part).mkdir(parents=True)
+        for step in ("0.4", "0.5"):  # written later
+            shutil.move(case / part / step, later / part / step)
+    view = open_view(case / "cavity.foam", follow=True, follow_interval=0.2, settle=0.3)
+    try:
+        assert view.request("list")["case_type"] == "decomposed"
+        assert view.times == pytest.approx(TIMES[:3]) and view.time == 2
+        shutil.copytree(later / "processor0" / "0.4", case / "processor0" / "0.4")
+        time.sleep(1.0)  # in processor0 only: not a step yet
+        assert view.times == pytest.approx(TIMES[:3])
+        shutil.copytree(later / "processor1" / "0.4", case / "processor1" / "0.4")
+        wait_for(lambda: len(view.times) == 4, 10, "the step in both processor directories")
+        for part in ("processor0", "processor1"):
+            shutil.copytree(later / part / "0.5", case / part / "0.5")
+        wait_for(lambda: len(view.times) == 5, 10, "the next step")
+        assert view.times == pytest.approx(TIMES) and view.time == 4
+    finally:
+        view.stop()

@@ -663,7 +663,7 @@ class Scene:
     def fields(self, source: Any = None) -> list[str]:
         names: list[str] = []
         for assoc in ("PointData", "CellData"):
-            arrays = getattr(source or self.source, assoc)
+            arrays = getattr(source if source is not None else self.source, assoc)
             for name in arrays.keys():  # noqa: SIM118 - ParaView's arrays are no dict
                 if name not in names and not name.startswith("vtk"):
                     names.append(name)
