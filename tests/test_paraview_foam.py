@@ -256,6 +256,11 @@ def test_a_decomposed_case(tmp_path: Path) -> None:
         pytest.skip("needs mpirun (apt-get install mpi-default-bin)")
     case = cavity(tmp_path, solve=False)
     decompose(case, 2)
+    session = open_view(case / "cavity.foam")  # before the run: where its steps will be
+    try:
+        assert session.request("list")["case_type"] == "decomposed"
+    finally:
+        session.stop()
     run(case, "mpirun", "-np", "2", "icoFoam", "-parallel")
     assert (case / "processor1" / "0.5").is_dir() and not (case / "0.5").exists()
     session = open_view(case / "cavity.foam")

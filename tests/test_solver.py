@@ -75,9 +75,10 @@ def test_a_failing_run_and_mistakes(tmp_path: Path) -> None:
 
 
 @pytest.mark.jupyter
+@pytest.mark.paraview
 def test_the_kernel_killed_ends_the_solver(tmp_path: Path, jupyter_server: JupyterServer) -> None:
-    """SIGKILL of the kernel that started a parallel run: the watchdog ends mpirun and its
-    ranks."""
+    """SIGKILL of the kernel that started a parallel run and a view following it (the
+    tutorial's setup): the watchdog ends mpirun, its ranks, pvpython and its Xvfb."""
     if not shutil.which("mpirun"):
         pytest.skip("needs mpirun (apt-get install mpi-default-bin)")
     case = long_run(tmp_path)
@@ -87,18 +88,22 @@ def test_the_kernel_killed_ends_the_solver(tmp_path: Path, jupyter_server: Jupyt
         out = kernel.run(
             "import json, time\nfrom nbviz import Solver\n"
             f"run = Solver('mpirun -np 2 icoFoam -parallel', cwd={str(case)!r})\n"
-            "time.sleep(2)\n"
-            "print(json.dumps({'pid': run.pid, 'status': run.status}))"
+            "from nbviz import ParaViewSession\n"
+            f"view = ParaViewSession({str(case / 'cavity.foam')!r}, follow=True)\n"
+            "view.wait_ready(120)\n"
+            "print(json.dumps({'pid': run.pid, 'status': run.status, 'view': view.pid,"
+            " 'case_type': view.request('list')['case_type']}))"
         )
         info = json.loads(out.strip().splitlines()[-1])
-        assert info["status"] == "running"
+        assert info["status"] == "running" and info["case_type"] == "decomposed"
         wait_until(
             lambda: sum(p.name() == "icoFoam" for p in tree(info["pid"])) == 2,
             timeout=30,
             what="two icoFoam ranks",
         )
-        procs = tree(info["pid"])
+        procs = tree(info["pid"]) + tree(info["view"])
+        assert {"icoFoam", "mpirun", "pvpython", "Xvfb"} <= {p.name() for p in procs}
         os.kill(kernel.pid, signal.SIGKILL)
-        wait_until(lambda: not any(running(p) for p in procs), timeout=15, what="the solver")
+        wait_until(lambda: not any(running(p) for p in procs), timeout=15, what="all of it")
     finally:
         kernel.close()

@@ -146,7 +146,8 @@ opened_case_type = ""  # how the OpenFOAM case was read: "reconstructed" or "dec
 def open_openfoam(path: str) -> Any:
     """An OpenFOAM case with ParaView's reader. ``--case-type auto``: the decomposed case
     (``processor*`` directories) when it has more time steps than the reconstructed one, i.e.
-    after ``decomposePar`` and a parallel run that was not (yet) reconstructed."""
+    after ``decomposePar`` and a parallel run that was not (yet) reconstructed, or when neither
+    has a step after 0 yet (decomposed, the parallel run has yet to write)."""
     reader = simple.OpenFOAMReader(FileName=path)
     case = ARGS.case_type
     if case == "auto":
@@ -155,12 +156,14 @@ def open_openfoam(path: str) -> Any:
         if os.path.basename(path) == "controlDict":
             case_dir = os.path.dirname(case_dir)
         if os.path.isdir(os.path.join(case_dir, "processor0")):
-            counts = {}
+            steps = {}
             for name in ("decomposed", "reconstructed"):
                 reader.CaseType = CASE_TYPES[name]
                 reader.UpdatePipelineInformation()
-                counts[name] = len(reader.TimestepValues or [])
-            if counts["decomposed"] > counts["reconstructed"]:
+                steps[name] = [t for t in reader_times(reader) if t > 0]
+            # more steps in the pieces, or none written yet anywhere (a parallel run that
+            # is about to write them there)
+            if len(steps["decomposed"]) > len(steps["reconstructed"]) or not any(steps.values()):
                 case = "decomposed"
     global opened_case_type
     opened_case_type = case
