@@ -245,6 +245,22 @@ def test_foamtovtk_multiblock_series(case: Path) -> None:
             front(session)
             shot = session.screenshot()
             assert redness(shot, 0.5, LID, 0.02) > 50 > -50 > redness(shot, 0.5, BOTTOM), data
+            # its blocks are regions: the internal mesh, the boundary and its patches
+            assert session.all_regions == [
+                "internal",
+                "boundary",
+                "boundary/movingWall",
+                "boundary/fixedWalls",
+            ]
+            assert session.regions == ["internal", "boundary"]
+            session.regions = ["movingWall"]  # a name that ends one block's path
+            assert session.regions == ["boundary/movingWall"]
+            assert session.request("list")["bounds"][2:4] == pytest.approx([0.1, 0.1])
+            assert session.field == "U" and "speed" not in session.fields
+            session.calculator("mag(U)", name="speed")  # derived fields follow the blocks
+            session.regions = ["internal"]
+            assert session.request("list")["bounds"][2:4] == pytest.approx([0, 0.1])
+            assert session.data_range("speed")[1] == pytest.approx(1, abs=0.05)
         finally:
             session.stop()
 
@@ -295,8 +311,15 @@ def test_openfoam_mistakes_are_clear(case: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"empty\.vtu is empty"):
         ParaViewSession(empty)
     vtm = case / "VTK" / "cavity.vtm.series"
-    with pytest.raises(DataError, match=r"regions= and case_type= choose the parts of an OpenF"):
-        ParaViewSession(vtm, regions=["internalMesh"])
+    with pytest.raises(DataError, match=r"case_type= says how to read an OpenFOAM case"):
+        ParaViewSession(vtm, case_type="decomposed")
+    session = ParaViewSession(vtm, regions=["internalMesh"])  # foamToVTK calls it "internal"
+    with pytest.raises(DataError, match=r"no region 'internalMesh'; regions: internal, bound"):
+        session.wait_ready(120)
+    single = case / "VTK" / "cavity_100" / "internal.vtu"
+    session = ParaViewSession(single, regions=["internal"])
+    with pytest.raises(DataError, match=r"the blocks of a multiblock data set \(\.vtm\); this"):
+        session.wait_ready(120)
     with pytest.raises(NbvizError, match=r"case_type= must be one of 'auto', 'reconstructed'"):
         ParaViewSession(case / "cavity.foam", case_type="parallel")
     with pytest.raises(NbvizError, match=r"regions= must be a list of region names"):

@@ -329,7 +329,8 @@ class ParaViewSession(WebApp):
     regions = t.List(
         t.Unicode(),
         help='Parts of an OpenFOAM case shown: "internalMesh", patches ("patch/movingWall"), '
-        'groups ("group/wall"); `all_regions` lists them. [] for other data.',
+        'groups ("group/wall"); or blocks of a multiblock data set ("internal", '
+        '"boundary/movingWall"); `all_regions` lists them. [] for other data.',
     ).tag(sync=True)
 
     _route_required = False  # screenshots, fields, filters work with no browser too
@@ -401,16 +402,17 @@ class ParaViewSession(WebApp):
         else:
             files = resolve_data(data)
             pattern = _glob_of(data)
-            if (regions is not None or case_type != "auto") and not is_openfoam(files[0]):
+            if case_type != "auto" and not is_openfoam(files[0]):
                 raise DataError(
-                    "nbviz: regions= and case_type= choose the parts of an OpenFOAM case "
-                    f"(a .foam file); {os.path.basename(files[0])} is not one"
+                    "nbviz: case_type= says how to read an OpenFOAM case (a .foam file); "
+                    f"{os.path.basename(files[0])} is not one"
                 )
             paths = [_literal(p) for p in files]
             label = os.path.basename(files[0]) + (f" (+{len(paths) - 1})" if len(paths) > 1 else "")
         self.colormaps: list[str] = []
         self.bounds: list[float] = []
-        #: The regions of an OpenFOAM case (internal mesh, patches, groups) `regions` may name.
+        #: What `regions` may name: an OpenFOAM case's internal mesh, patches and groups, or
+        #: the blocks of a multiblock data set.
         self.all_regions: list[str] = []
         self._channel: Channel | None = None
         self._applying = threading.local()

@@ -358,6 +358,24 @@ def process_ids(data: Any) -> list[int]:
     return [int(array.GetValue(i)) for i in range(array.GetNumberOfTuples())] if array else []
 
 
+def block_paths(source: Any) -> list[str]:
+    """The blocks of a multiblock data set as paths (``internal``, ``boundary``,
+    ``boundary/movingWall``); [] for other data."""
+    hierarchy = source.GetDataInformation().DataInformation.GetHierarchy()
+    if hierarchy is None:
+        return []
+
+    def walk(node: int, prefix: str) -> list[str]:
+        found = []
+        for index in range(hierarchy.GetNumberOfChildren(node)):
+            child = hierarchy.GetChild(node, index)
+            path = f"{prefix}{hierarchy.GetNodeName(child)}"
+            found += [path, *walk(child, path + "/")]
+        return found
+
+    return walk(0, "")
+
+
 def reader_times(reader: Any) -> list[float]:
     values = getattr(reader, "TimestepValues", None)
     if values is None:
@@ -623,7 +641,10 @@ class Scene:
         self.reader = open_data(paths)
         self.source = self.reader  # what is shown and filtered (pieces() looks at it)
         self.source = self.spread(self.reader)
-        self.base = self.source  # the data as read; derived fields are computed after it
+        self.read = self.source  # the data as read (and spread over the ranks)
+        self.base = self.source  # the data shown: the blocks chosen; derived fields follow
+        self.blocks = [] if openfoam_reader(self.reader) else block_paths(self.read)
+        self.extract: Any = None  # an ExtractBlock when some blocks of a multiblock are chosen
         #: derived fields (calculators), in pipeline order: key -> (kind, proxy)
         self.derived: dict[str, tuple[str, Any]] = {}
         self.view = simple.GetActiveViewOrCreate("RenderView")
@@ -640,7 +661,9 @@ class Scene:
         self.animation.UpdateAnimationUsingDataTimeSteps()
         self.presets = preset_names()
         self.values: dict[str, Any] = {
-            "regions": list(self.reader.MeshRegions) if openfoam_reader(self.reader) else [],
+            "regions": list(self.reader.MeshRegions)
+            if openfoam_reader(self.reader)
+            else [b for b in self.blocks if "/" not in b],
             "field": "",
             "association": "auto",
             "component": "magnitude",
@@ -658,6 +681,10 @@ class Scene:
         field = default_field(self.source, self.fields())
         # "": ParaView would colour by the active scalars, e.g. STL's constant solid label
         self.set_field(field)
+        if ARGS.regions and self.blocks:
+            self.set_regions(ARGS.regions)
+        elif ARGS.regions and not openfoam_reader(self.reader):
+            self.set_regions(ARGS.regions)  # (says why not)
         if ARGS.follow and self.times:  # following a run: its latest step
             self.set_time(len(self.times) - 1)
         simple.ResetCamera(self.view)  # no render here: the page asks for its first image
@@ -687,7 +714,9 @@ class Scene:
         bounds = self.source.GetDataInformation().GetBounds()
         foam = openfoam_reader(self.reader)
         return {
-            "all_regions": list(foam.GetProperty("MeshRegions").GetAvailable()) if foam else [],
+            "all_regions": list(foam.GetProperty("MeshRegions").GetAvailable())
+            if foam
+            else self.blocks,
             "case_type": opened_case_type or None,
             "fields": self.fields(),
             "times": self.times,
@@ -828,8 +857,7 @@ class Scene:
     def set_regions(self, names: list[str]) -> None:
         foam = openfoam_reader(self.reader)
         if foam is None:
-            if names:
-                raise Fail("regions choose the parts of an OpenFOAM case; this data is not one")
+            self.set_blocks(list(names))
             return
         self.values["regions"] = set_regions(foam, list(names))
         foam.UpdatePipeline(self.view.ViewTime)
@@ -837,6 +865,32 @@ class Scene:
         self.set_field(
             field if field in self.fields() else default_field(self.source, self.fields())
         )
+
+    def set_blocks(self, names: list[str]) -> None:
+        """Show these blocks of a multiblock data set (``internal``, ``boundary/inlet``, or a
+        name that ends one path only: ``inlet``), through an ExtractBlock filter."""
+        if not self.blocks:
+            raise Fail(
+                "regions choose the parts of an OpenFOAM case or the blocks of a multiblock "
+                "data set (.vtm); this data has none"
+            )
+        chosen = []
+        for name in names:
+            path = name.strip("/")
+            if path not in self.blocks:
+                ends = [b for b in self.blocks if b.split("/")[-1] == path]
+                if len(ends) != 1:
+                    raise Fail(f"no region {name!r}; regions: {', '.join(self.blocks)}")
+                path = ends[0]
+            chosen.append(path)
+        if not chosen:
+            raise Fail(f"regions needs at least one of: {', '.join(self.blocks)}")
+        if self.extract is None:
+            self.extract = simple.ExtractBlock(Input=self.read)
+            self.base = self.extract
+        self.extract.Selectors = [f"/Root/{path}" for path in chosen]
+        self.values["regions"] = chosen
+        self.rewire()
 
     def displays(self) -> list[Any]:
         return [self.display, *(display for _k, _p, display in self.filters.values())]
