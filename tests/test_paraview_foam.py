@@ -124,6 +124,7 @@ def test_regions_internal_mesh_and_patches(view: ParaViewSession) -> None:
         assert view.regions == ["patch/movingWall"]
         low_y, high_y = view.request("list")["bounds"][2:4]
         assert low_y == pytest.approx(0.1) and high_y == pytest.approx(0.1)  # the lid: y = 0.1
+        assert view.bounds[2:4] == pytest.approx([0.1, 0.1])
         view.regions = ["internalMesh", "group/wall"]
         assert view.request("list")["bounds"][2:4] == pytest.approx([0, 0.1])
         with pytest.raises(DataError, match=r"no region 'inlet'; regions: internalMesh, "):
@@ -324,6 +325,8 @@ def test_openfoam_mistakes_are_clear(case: Path, tmp_path: Path) -> None:
         ParaViewSession(case / "cavity.foam", case_type="parallel")
     with pytest.raises(NbvizError, match=r"regions= must be a list of region names"):
         ParaViewSession(case / "cavity.foam", regions="internalMesh")  # type: ignore[arg-type]
+    with pytest.raises(NbvizError, match=r"regions= must be a list of region names.*got \[\]"):
+        ParaViewSession(case / "cavity.foam", regions=[])
     session = ParaViewSession(case / "cavity.foam", regions=["nope"])
     with pytest.raises(DataError, match=r"no region 'nope'; regions: internalMesh"):
         session.wait_ready(120)

@@ -572,6 +572,8 @@ class ParaViewSession(WebApp):
             self._apply_from_backend({name: change["old"]})
             raise DataError(exc.message) from None
         self._apply_from_backend({**answer["values"], "camera": answer["camera"]})
+        if name == "regions":  # other parts of the data: other bounds
+            self.bounds = list(self._channel.request("list")["bounds"])
 
     @t.validate("field")
     def _valid_field(self, proposal: dict[str, Any]) -> str:
@@ -773,6 +775,7 @@ def check_arguments(
     if regions is not None and (
         isinstance(regions, str)
         or not isinstance(regions, Sequence)
+        or not regions
         or not all(isinstance(r, str) for r in regions)
     ):
         raise ArgumentTypeError(
