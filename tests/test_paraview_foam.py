@@ -387,18 +387,25 @@ def test_follow_a_running_icofoam(tmp_path: Path) -> None:
         stop_solver(solver)
 
 
-def slow_write(path: Path, data: bytes, pause: float) -> threading.Thread:
-    """Write ``data`` to ``path`` in two halves, ``pause`` seconds apart (a slow writer)."""
+def slow_write(path: Path, data: bytes, pause: float | threading.Event) -> threading.Thread:
+    """Write ``data`` to ``path`` in two halves, ``pause`` seconds apart (or the second when
+    the event is set): a slow writer."""
+    written = threading.Event()
 
     def write() -> None:
         with open(path, "wb") as f:
             f.write(data[: len(data) // 2])
             f.flush()
-            time.sleep(pause)
+            written.set()
+            if isinstance(pause, threading.Event):
+                pause.wait(60)
+            else:
+                time.sleep(pause)
             f.write(data[len(data) // 2 :])
 
     thread = threading.Thread(target=write)
     thread.start()
+    written.wait(10)
     return thread
 
 
@@ -422,6 +429,22 @@ def test_a_half_written_step_is_never_shown(tmp_path: Path) -> None:
         assert view.time == 2
     finally:
         view.stop()
+    # half written when the view starts: not a step either, until it is complete
+    (steps / "step2.vti").unlink()
+    go_on = threading.Event()
+    writer = slow_write(steps / "step2.vti", source, pause=go_on)
+    try:
+        view = open_view(str(steps / "step*.vti"), follow=True, follow_interval=0.2, settle=0.5)
+        try:
+            assert len(view.times) == 2 and view.time == 1
+            go_on.set()
+            wait_for(lambda: len(view.times) == 3, 10, "the completed step")
+            assert view.time == 2
+        finally:
+            view.stop()
+    finally:
+        go_on.set()
+        writer.join()
 
 
 def test_a_half_written_openfoam_step_is_never_shown(case: Path, tmp_path: Path) -> None:

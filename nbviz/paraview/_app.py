@@ -483,7 +483,7 @@ class Follower:
         self.scene = scene
         self.reader = scene.reader
         self.kind = ""
-        self.files: list[str] = list(ARGS.data)
+        self.files: list[str] = list(scene.paths)
         self.index_stat: tuple[int, int] | None = None
         self.last_complete = max(scene.times) if scene.times else None
         path = ARGS.data[0]
@@ -638,6 +638,15 @@ class Scene:
     """The ParaView objects of one session and the state the kernel sees."""
 
     def __init__(self, paths: list[str]) -> None:
+        if ARGS.follow and ARGS.glob:  # a run may be writing its last step right now
+            now = time.time()
+            complete_ones = []
+            for path in paths:
+                if not complete(path, now):
+                    break
+                complete_ones.append(path)
+            paths = complete_ones or paths[:1]
+        self.paths = list(paths)  # the files opened
         self.reader = open_data(paths)
         self.source = self.reader  # what is shown and filtered (pieces() looks at it)
         self.source = self.spread(self.reader)
