@@ -606,10 +606,19 @@ class Follower:
         if current is None or current == self.index_stat:
             return
         now = time.time()
-        if not complete(path, now):  # still being written (or its new parts are)
+        try:  # the index itself: quiet, whole, parsable (the parts known already are not read)
+            if now - os.stat(path).st_mtime < ARGS.settle:
+                return
+            if path.lower().endswith(".pvd") and XML_END not in tail(path):
+                return
+            parts = parts_of(path)
+        except (OSError, ValueError):
             return
+        known = set(self.files)
+        if not all(complete(part, now) for part in parts if part not in known):
+            return  # a new part is still being written
         self.index_stat = current
-        self.files = parts_of(path)
+        self.files = parts
         simple.ReloadFiles(self.reader)
         self.reader.UpdatePipelineInformation()
         self.offer(reader_times(self.reader))
