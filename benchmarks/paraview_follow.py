@@ -11,7 +11,8 @@ deadline. Two parts:
    process writes one new step file at a time (a 48³ image whose hot blob moves in the plane
    z = 0, which a slice shows, coloured on a fixed range: each step changes the picture) and
    times from the moment the file is closed to the load of the first image in the page that
-   differs from the one before (the page stamps each image as it loads; see
+   differs from the one before (each step is written at a random moment of the app's cycle of
+   looks) (the page stamps each image as it loads; see
    ``benchmarks/paraview.py``). Twice: with the defaults (``follow_interval=1``,
    ``settle=0.5``: a step must be quiet for 0.5 s, and the app looks once a second) and with
    ``follow_interval=0.1, settle=0.1`` (the floor: looking, reloading, reading, rendering,
@@ -38,6 +39,7 @@ import datetime
 import importlib.util
 import json
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -72,6 +74,7 @@ _spec.loader.exec_module(pvbench)
 N = 48  # points per side of a step's image
 CAVITY = Path("/usr/share/doc/openfoam-examples/examples/incompressible/icoFoam/cavity/cavity")
 STEP_TIMEOUT = 15.0
+step_seed = 16
 #: (what, pid) of every process the run started: checked at the end.
 SPAWNED: list[tuple[str, int]] = []
 
@@ -150,7 +153,11 @@ def step_to_pixels(
         frames = pvbench.Frames(page)
         pvbench.first_frame(frames)
         pvbench.settle(frames, quiet=0.5)
+        rng = random.Random(step_seed)
         for step in range(2, 2 + steps):
+            # at a random moment of the app's look-again cycle (the loop would otherwise lock
+            # onto it: each step written just after the previous one was shown)
+            time.sleep(rng.uniform(0, interval))
             before = pvbench.last_frame(frames)
             index = frames.count()
             write_step(directory, step)
