@@ -472,6 +472,28 @@ def test_a_half_written_openfoam_step_is_never_shown(case: Path, tmp_path: Path)
         view.stop()
 
 
+def test_initial_conditions_may_hold_other_files(case: Path, tmp_path: Path) -> None:
+    """The first step a solver writes need not hold what 0/ holds (tutorials keep U.orig
+    and the like there); the steps after it must hold what the step before them held."""
+    copy = tmp_path / "cavity"
+    shutil.copytree(case, copy, ignore=shutil.ignore_patterns("0.*", "VTK"))
+    shutil.copy(copy / "0" / "U", copy / "0" / "U.orig")
+    view = open_view(copy / "cavity.foam", follow=True, follow_interval=0.2, settle=0.2)
+    try:
+        shutil.copytree(case / "0.1", copy / "0.1")
+        wait_for(lambda: len(view.times) >= 1 and view.times[-1] == 0.1, 10, "the first step")
+        step = copy / "0.2"
+        step.mkdir()
+        shutil.copy(case / "0.2" / "U", step / "U")  # p and phi: not yet
+        time.sleep(1.0)
+        assert view.times[-1] == pytest.approx(0.1)
+        for name in ("p", "phi"):
+            shutil.copy(case / "0.2" / name, step / name)
+        wait_for(lambda: view.times[-1] == pytest.approx(0.2), 10, "the second step")
+    finally:
+        view.stop()
+
+
 def test_a_growing_pvd_and_a_rewritten_series(case: Path, tmp_path: Path) -> None:
     """A .pvd the solver rewrites with one more step, and foamToVTK's .series file rewritten
     with more steps, are followed; a .pvd cut off mid-write is not read until it is whole."""

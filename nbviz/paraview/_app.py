@@ -485,6 +485,7 @@ class Follower:
         self.kind = ""
         self.files: list[str] = list(scene.paths)
         self.index_stat: tuple[int, int] | None = None
+        self.reported = ""  # the last error met while looking (said once in the log)
         self.last_complete = max(scene.times) if scene.times else None
         path = ARGS.data[0]
         if openfoam_reader(self.reader) is not None:
@@ -510,15 +511,22 @@ class Follower:
         return info.st_size, info.st_mtime_ns
 
     def check(self) -> int:
-        """Add the complete new steps; returns how many were added."""
-        before = len(self.scene.times)
-        if self.kind == "foam":
-            self.check_foam()
-        elif self.kind == "glob":
-            self.check_glob()
-        elif self.kind == "index":
-            self.check_index()
-        return len(self.scene.times) - before
+        """Add the complete new steps; returns how many were added. (A new step may replace
+        one: ParaView skips an OpenFOAM case's 0/ once there are other steps.)"""
+        before = set(self.scene.times)
+        try:
+            if self.kind == "foam":
+                self.check_foam()
+            elif self.kind == "glob":
+                self.check_glob()
+            elif self.kind == "index":
+                self.check_index()
+        except OSError as exc:  # the case moved or went away: nothing to add (look again)
+            if self.reported != str(exc):
+                log("following: cannot look for new steps:", exc)
+                self.reported = str(exc)
+            return 0
+        return len([t for t in self.scene.times if t not in before])
 
     # OpenFOAM
     def time_dirs(self) -> list[str]:
@@ -563,7 +571,9 @@ class Follower:
             present = {n for n in os.listdir(step) if os.path.isfile(os.path.join(step, n))}
         except OSError:
             return False
-        if older:  # every field of the step before (the solver writes the same ones)
+        # every field of the step before, if the solver wrote that one too (the initial
+        # conditions, the first directory, may hold other files: U.orig, ...)
+        if len(older) >= 2:
             previous = os.path.join(root, names[older[-1]])
             try:
                 wanted = {
