@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .app import NbvizWarning, WebApp
     from .desktop import RemoteDesktop
     from .paraview import ParaViewSession
+    from .solver import Solver
 
 #: The widget classes load on first use: the Jupyter server imports nbviz.serverext, which
 #: needs none of them (nor anywidget and ipywidgets).
@@ -27,6 +28,7 @@ _LAZY = {
     "WebApp": ".app",
     "RemoteDesktop": ".desktop",
     "ParaViewSession": ".paraview",
+    "Solver": ".solver",
 }
 
 
@@ -51,6 +53,7 @@ __all__ = [
     "ProgramNotFoundError",
     "ReadyTimeoutError",
     "RemoteDesktop",
+    "Solver",
     "TemplateError",
     "WebApp",
     "__version__",

@@ -33,6 +33,13 @@ BACKENDS: list[tuple[str, list[str], str, str]] = [
     ("noVNC", ["/usr/share/novnc/vnc.html"], "RemoteDesktop", "backend='vnc'"),
     ("xterm", ["xterm"], "RemoteDesktop", "default terminal"),
     ("OpenSSH client (ssh)", ["ssh"], "WebApp", "ssh= backends on another host"),
+    ("OpenFOAM (icoFoam)", ["icoFoam"], "Solver", "OpenFOAM runs, tutorial 08"),
+    (
+        "OpenFOAM tutorial cases",
+        ["/usr/share/doc/openfoam-examples/examples"],
+        "Solver",
+        "tutorial 08",
+    ),
     ("Chromium", ["chromium"], "WebApp", "browser tests only"),
 ]
 
@@ -40,6 +47,8 @@ INSTALL = {
     **INSTALL_HINTS,
     "/usr/share/novnc/vnc.html": "apt-get install novnc",
     "chromium": "apt-get install chromium",
+    "icoFoam": "apt-get install openfoam",
+    "/usr/share/doc/openfoam-examples/examples": "apt-get install openfoam-examples",
 }
 
 

@@ -35,7 +35,21 @@ REPRESENTATIONS = ["Surface", "Surface With Edges", "Wireframe", "Points", "Volu
 #: Launchers that start the ranks on this machine: their sessions get a network of their own.
 LOCAL_LAUNCHERS = ("mpiexec", "mpirun", "orterun")
 #: Traits mirrored in the backend, in the order they are applied after a (re)start.
-VIEW_TRAITS = ("field", "colormap", "color_range", "representation", "opacity", "time", "camera")
+VIEW_TRAITS = (
+    "regions",
+    "field",
+    "association",
+    "component",
+    "colormap",
+    "color_range",
+    "representation",
+    "opacity",
+    "follow",
+    "time",
+    "camera",
+)
+#: How the data of an OpenFOAM case is read (ParaView's OpenFOAM reader's "CaseType").
+CASE_TYPES = ("auto", "reconstructed", "decomposed")
 
 
 #: The query parameter by which the page hands the trame app its session secret (TCP only).
@@ -46,8 +60,13 @@ class DataError(NbvizError, ValueError):
     """The data cannot be found or read, or a field/time step/colormap does not exist."""
 
 
+#: Filters that add a field to the data (``calculator``, ``python_calculator``).
+DERIVED = ("calculator", "python_calculator")
+
+
 class Filter:
-    """A ParaView filter in the session's pipeline (slice, clip, contour, threshold)."""
+    """A ParaView filter in the session's pipeline (slice, clip, contour, threshold), or a
+    derived field (calculator, python_calculator)."""
 
     def __init__(
         self, session: ParaViewSession, ident: str, kind: str, args: dict[str, Any]
@@ -55,15 +74,18 @@ class Filter:
         self.session, self.id, self.kind, self.args = session, ident, kind, dict(args)
 
     def set(self, **args: Any) -> Filter:
-        """Change the filter (e.g. ``normal=(1, 0, 0)``, ``values=[0.5]``); the view updates."""
+        """Change the filter (e.g. ``normal=(1, 0, 0)``, ``values=[0.5]``, or a derived
+        field's ``expression=``, ``name=``); the view updates."""
         self.session._request("filter_set", {"id": self.id, "args": _jsonable(args)})
         self.args.update(args)
+        self.session._refresh_fields(self.kind)
         return self
 
     def remove(self) -> None:
-        """Take the filter out of the pipeline."""
+        """Take the filter (or derived field) out of the pipeline."""
         self.session._request("filter_remove", {"id": self.id})
         self.session._filters.pop(self.id, None)
+        self.session._refresh_fields(self.kind)
 
     def __repr__(self) -> str:
         return f"<Filter {self.id} {self.args}>"
@@ -133,6 +155,15 @@ def resolve_data(data: Any) -> list[str]:
     )
 
 
+def _glob_of(data: Any) -> str:
+    """The absolute glob pattern ``data`` is, or "" (a file, a list, an array)."""
+    if isinstance(data, (str, os.PathLike)):
+        path = os.fspath(data)
+        if not os.path.exists(path) and glob.has_magic(path):
+            return os.path.abspath(path)
+    return ""
+
+
 def _vtk_values(array: Any) -> Any:
     """``array`` with values VTK takes: booleans as 0/1, half floats as float32, masked values
     as NaN; a clear error for complex numbers and objects."""
@@ -176,8 +207,24 @@ def _where(path: str) -> str:
     return "" if os.path.isabs(path) else f" (looked in {os.getcwd()})"
 
 
+def is_openfoam(path: str) -> bool:
+    """An OpenFOAM case as ParaView opens it: the (empty) ``<name>.foam`` or ``.OpenFOAM`` file
+    in the case directory, or the case's ``system/controlDict``."""
+    name = os.path.basename(path)
+    return name.lower().endswith((".foam", ".openfoam")) or (
+        name == "controlDict"
+        and os.path.basename(os.path.dirname(os.path.abspath(path))) == "system"
+    )
+
+
 def _readable(path: str) -> str:
     """``path`` made absolute, if it is a file this process may read."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "system", "controlDict")):
+        marker = os.path.join(path, f"{os.path.basename(os.path.abspath(path))}.foam")
+        raise DataError(
+            f"nbviz: {path} is an OpenFOAM case directory; open it as ParaView does, through "
+            f"an empty .foam file in it: create it (touch {marker}) and give that path"
+        )
     if os.path.isdir(path):
         raise DataError(
             f"nbviz: {path} is a directory; give a file in it, a list of files, or a glob "
@@ -185,10 +232,24 @@ def _readable(path: str) -> str:
         )
     if not os.access(path, os.R_OK):
         raise DataError(f"nbviz: {path} cannot be read (permission denied)")
-    if os.path.getsize(path) == 0:
+    if is_openfoam(path):
+        _check_case(path)
+    elif os.path.getsize(path) == 0:
         raise DataError(f"nbviz: {path} is empty")
     _check_parts(path)
     return os.path.abspath(path)
+
+
+def _check_case(path: str) -> None:
+    """An OpenFOAM case file must sit in a case directory (``system/controlDict`` there)."""
+    case = os.path.dirname(os.path.abspath(path))
+    if os.path.basename(path) == "controlDict":
+        case = os.path.dirname(case)
+    if not os.path.isfile(os.path.join(case, "system", "controlDict")):
+        raise DataError(
+            f"nbviz: {path} is not in an OpenFOAM case: {case} has no system/controlDict (the "
+            ".foam file goes in the case directory, next to system/ and constant/)"
+        )
 
 
 #: VTK XML files that only name other files: a collection (.pvd), a multiblock (.vtm) and
@@ -248,6 +309,29 @@ class ParaViewSession(WebApp):
     camera = t.Dict(
         help="position, focal_point, view_up, view_angle; follows the mouse in the browser."
     ).tag(sync=True)
+    association = t.Enum(
+        ["auto", "points", "cells"],
+        default_value="auto",
+        help="Colour by the point or the cell values of `field` (an OpenFOAM case has both: "
+        '"cells" shows the solver\'s own cell values); "auto": points when there are any.',
+    ).tag(sync=True)
+    component = t.Unicode(
+        "magnitude",
+        help='What of a vector field colours the data: "magnitude", or a component: "x", '
+        '"y", "z" (or its index, "0", "1", ...).',
+    ).tag(sync=True)
+    follow = t.Bool(
+        False,
+        help="Pick up the time steps a running solver writes (new OpenFOAM time directories, "
+        "new files matching the glob, a rewritten .pvd or .series file), once complete; the "
+        "view moves on to the newest step unless another one was picked.",
+    ).tag(sync=True)
+    regions = t.List(
+        t.Unicode(),
+        help='Parts of an OpenFOAM case shown: "internalMesh", patches ("patch/movingWall"), '
+        'groups ("group/wall"); or blocks of a multiblock data set ("internal", '
+        '"boundary/movingWall"); `all_regions` lists them. [] for other data.',
+    ).tag(sync=True)
 
     _route_required = False  # screenshots, fields, filters work with no browser too
 
@@ -267,10 +351,22 @@ class ParaViewSession(WebApp):
         array_name: str = "values",
         ranks: int | None = None,
         launcher: str = "mpiexec -n {ranks}",
+        regions: Sequence[str] | None = None,
+        case_type: str = "auto",
+        follow: bool = False,
+        follow_interval: float = 1.0,
+        settle: float = 0.5,
         route: Any = "auto",
         start: bool = True,
     ) -> None:
-        check_arguments(size=size, spacing=spacing, origin=origin, ranks=ranks)
+        check_arguments(size=size, spacing=spacing, origin=origin, ranks=ranks, regions=regions)
+        for name, value in (("follow_interval", follow_interval), ("settle", settle)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ArgumentTypeError(f"{name}= must be a number of seconds >= 0, got {value!r}")
+        if case_type not in CASE_TYPES:
+            raise ArgumentTypeError(
+                f"case_type= must be one of {', '.join(map(repr, CASE_TYPES))}, got {case_type!r}"
+            )
         pvpython = find_pvpython()
         site = trame_site()
         parallel: list[str] = []
@@ -296,6 +392,7 @@ class ParaViewSession(WebApp):
                 _literal(shutil.which("pvserver") or "pvserver"),
             ]
         self._array: Any = None
+        pattern = ""
         if hasattr(data, "shape") and hasattr(data, "dtype"):
             if len(data.shape) not in (2, 3):
                 raise DataError(f"nbviz: a numpy array must be 2-D or 3-D, got shape {data.shape}")
@@ -304,10 +401,19 @@ class ParaViewSession(WebApp):
             label = f"array {'x'.join(map(str, data.shape))}"
         else:
             files = resolve_data(data)
+            pattern = _glob_of(data)
+            if case_type != "auto" and not is_openfoam(files[0]):
+                raise DataError(
+                    "nbviz: case_type= says how to read an OpenFOAM case (a .foam file); "
+                    f"{os.path.basename(files[0])} is not one"
+                )
             paths = [_literal(p) for p in files]
             label = os.path.basename(files[0]) + (f" (+{len(paths) - 1})" if len(paths) > 1 else "")
         self.colormaps: list[str] = []
         self.bounds: list[float] = []
+        #: What `regions` may name: an OpenFOAM case's internal mesh, patches and groups, or
+        #: the blocks of a multiblock data set.
+        self.all_regions: list[str] = []
         self._channel: Channel | None = None
         self._applying = threading.local()
         self._filters: dict[str, Filter] = {}
@@ -346,6 +452,15 @@ class ParaViewSession(WebApp):
             *[str(float(v)) for v in origin],
             "--array-name",
             _literal(array_name),
+            "--case-type",
+            case_type,
+            *(["--follow"] if follow else []),
+            "--follow-interval",
+            str(max(float(follow_interval), 0.05)),
+            "--settle",
+            str(float(settle)),
+            *(["--glob", _literal(pattern)] if pattern else []),
+            *(["--regions", *(_literal(r) for r in regions)] if regions is not None else []),
             "--data",
             *paths,
         ]
@@ -371,6 +486,7 @@ class ParaViewSession(WebApp):
                 *command[at + 1 :],
             ],
         )
+        self._apply_from_backend({"follow": bool(follow)})  # (not a setting to send)
         pending = {"field": field, "time": time, "colormap": colormap}
         self._pending = {k: v for k, v in pending.items() if v is not None}
         self._init_backend(
@@ -399,6 +515,7 @@ class ParaViewSession(WebApp):
         info = channel.request("describe")
         self.colormaps = list(info["colormaps"])
         self.bounds = list(info["bounds"])
+        self.all_regions = list(info["all_regions"])
         wanted = {name: getattr(self, name) for name in VIEW_TRAITS if self._was_set(name)}
         wanted.update(self._pending)
         self._pending = {}
@@ -455,6 +572,8 @@ class ParaViewSession(WebApp):
             self._apply_from_backend({name: change["old"]})
             raise DataError(exc.message) from None
         self._apply_from_backend({**answer["values"], "camera": answer["camera"]})
+        if name == "regions":  # other parts of the data: other bounds
+            self.bounds = list(self._channel.request("list")["bounds"])
 
     @t.validate("field")
     def _valid_field(self, proposal: dict[str, Any]) -> str:
@@ -523,6 +642,13 @@ class ParaViewSession(WebApp):
         except ChannelError as exc:
             raise DataError(exc.message) from None
 
+    def refresh(self) -> int:
+        """Look for new time steps now (as ``follow=True`` does every ``follow_interval``
+        seconds); returns how many were added. Steps still being written are left for later."""
+        answer = self._request("refresh")
+        self._apply_from_backend({"times": answer["times"], **answer["values"]})
+        return int(answer["added"])
+
     def partitions(self) -> list[int]:
         """The ranks that hold a piece of the data: ``[0]``, or ``[0, 1]`` with ``ranks=2``."""
         return list(self._request("partitions"))
@@ -555,7 +681,42 @@ class ParaViewSession(WebApp):
         ident = self._request("filter", {"kind": kind, "args": _jsonable(args)})
         handle = Filter(self, ident, kind, args)
         self._filters[ident] = handle
+        self._refresh_fields(kind)
         return handle
+
+    def _refresh_fields(self, kind: str) -> None:
+        """A derived field came, went or changed: the data's fields (and the one shown)."""
+        if kind in DERIVED:
+            listing = self._request("list")
+            self._apply_from_backend({"fields": listing["fields"], **listing["values"]})
+
+    def calculator(
+        self, expression: str, name: str = "result", *, association: str = "points"
+    ) -> Filter:
+        """A new field ``name`` computed by ParaView's Calculator on every time step, e.g.
+        ``view.calculator("mag(U)", name="speed")``, ``"U_X*p"``, ``"sqrt(p^2)"``, ``"coordsY"``.
+
+        It joins `fields`: colour by it, contour or threshold it, follow it over time.
+        ``association``: "points" or "cells" (from the point or the cell values of the fields).
+        Returns a `Filter`: ``.set(expression=..., name=...)``, ``.remove()``.
+        """
+        args = {"expression": expression, "name": name, "association": association}
+        return self._filter("calculator", args)
+
+    def python_calculator(
+        self, expression: str, name: str = "result", *, association: str = "points"
+    ) -> Filter:
+        """A new field ``name`` computed by ParaView's Python Calculator: a numpy expression
+        over the fields, with VTK's numpy_interface functions, e.g. ``"mag(U)"``,
+        ``"U[:, 0] * p"``, ``"gradient(p)"``, ``"p - mean(p)"``. Otherwise as `calculator`."""
+        args = {"expression": expression, "name": name, "association": association}
+        return self._filter("python_calculator", args)
+
+    def data_range(self, field: str | None = None, component: str | None = None) -> list[float]:
+        """[low, high] of ``field`` (default: the one shown) at the time step shown: of its
+        magnitude, or of ``component`` ("x", "y", "z")."""
+        args = {"field": field, **({"component": component} if component else {})}
+        return list(self._request("range", args))
 
     def slice(
         self, normal: Sequence[float] = (0, 0, 1), origin: Sequence[float] | None = None
@@ -591,7 +752,9 @@ def _literal(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def check_arguments(*, size: object, spacing: object, origin: object, ranks: object) -> None:
+def check_arguments(
+    *, size: object, spacing: object, origin: object, ranks: object, regions: object = None
+) -> None:
     """Refuse mistyped arguments at once, naming them (before anything starts)."""
 
     def numbers(value: object, count: int) -> bool:
@@ -609,6 +772,16 @@ def check_arguments(*, size: object, spacing: object, origin: object, ranks: obj
             raise ArgumentTypeError(f"{name}= must be three numbers (x, y, z), got {value!r}")
     if ranks is not None and (not isinstance(ranks, int) or isinstance(ranks, bool)):
         raise ArgumentTypeError(f"ranks= must be an int (or None), got {ranks!r}")
+    if regions is not None and (
+        isinstance(regions, str)
+        or not isinstance(regions, Sequence)
+        or not regions
+        or not all(isinstance(r, str) for r in regions)
+    ):
+        raise ArgumentTypeError(
+            f'regions= must be a list of region names (["internalMesh", "patch/inlet"]), '
+            f"got {regions!r}"
+        )
 
 
 def _explain(exc: BackendExitedError) -> NbvizError:

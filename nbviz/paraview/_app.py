@@ -26,6 +26,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from types import SimpleNamespace
@@ -48,8 +49,46 @@ parser.add_argument("--ranks", type=int, default=0, help="run the data on an MPI
 parser.add_argument("--connect-id", type=int, default=0)
 parser.add_argument("--pvserver", default="pvserver")
 parser.add_argument("--launcher", default="mpiexec -n {ranks}", help="starts the ranks")
+parser.add_argument("--case-type", default="auto", choices=["auto", "reconstructed", "decomposed"])
+parser.add_argument("--regions", nargs="+", help="the parts of an OpenFOAM case to show")
+parser.add_argument("--follow", action="store_true", help="pick up time steps as they are written")
+parser.add_argument("--follow-interval", type=float, default=1.0, help="seconds between looks")
+parser.add_argument("--settle", type=float, default=0.5, help="a new file's quiet time")
+parser.add_argument("--glob", help="the pattern the --data files matched (new matches are steps)")
 ARGS = parser.parse_args()
 sys.argv = sys.argv[:1]
+
+
+def import_numpy_of_vtk() -> str:
+    """Import the numpy that ParaView's VTK was built with, before anything else imports one.
+
+    pvpython finds trame on the kernel's site-packages, which comes first on its path; that
+    site-packages may hold a numpy VTK was not built for (numpy 2 next to Debian's VTK 9.1, built
+    for Debian's numpy 1.24), and VTK's numpy_interface (the Python Calculator, the
+    ProgrammableFilter) then breaks. The numpy in the directory that holds ParaView's own
+    Python packages is VTK's: import it from there once; every later ``import numpy`` gets
+    that module, whatever the path says. Returns where numpy came from ("" if none).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("paraview")
+    site = os.path.dirname(os.path.dirname(spec.origin)) if spec and spec.origin else ""
+    if "numpy" in sys.modules or not os.path.isfile(os.path.join(site, "numpy", "__init__.py")):
+        return ""  # (no numpy next to ParaView: the first on the path, as before)
+    sys.path.insert(0, site)
+    try:
+        import numpy
+    except ImportError as exc:  # a broken numpy there: the first on the path, as before
+        print("nbviz-paraview: cannot import the numpy next to ParaView:", exc, flush=True)
+        for name in [m for m in sys.modules if m == "numpy" or m.startswith("numpy.")]:
+            del sys.modules[name]
+        return ""
+    finally:
+        sys.path.remove(site)  # the first occurrence: the one just added
+    return str(numpy.__file__)
+
+
+NUMPY = import_numpy_of_vtk()
 
 from paraview import servermanager, simple  # noqa: E402
 from trame.app import get_server  # noqa: E402
@@ -93,12 +132,80 @@ def open_array(path: str) -> Any:
     return producer
 
 
+def is_openfoam(path: str) -> bool:
+    """The kernel's rule (``nbviz.paraview.is_openfoam``): a .foam/.OpenFOAM file, or a case's
+    system/controlDict (ParaView's OpenFOAM reader takes it, its file dialog does not)."""
+    name = os.path.basename(path)
+    return name.lower().endswith((".foam", ".openfoam")) or name == "controlDict"
+
+
+CASE_TYPES = {"reconstructed": "Reconstructed Case", "decomposed": "Decomposed Case"}
+opened_case_type = ""  # how the OpenFOAM case was read: "reconstructed" or "decomposed"
+
+
+def open_openfoam(path: str) -> Any:
+    """An OpenFOAM case with ParaView's reader. ``--case-type auto``: the decomposed case
+    (``processor*`` directories) when it has more time steps than the reconstructed one, i.e.
+    after ``decomposePar`` and a parallel run that was not (yet) reconstructed, or when neither
+    has a step after 0 yet (decomposed, the parallel run has yet to write)."""
+    reader = simple.OpenFOAMReader(FileName=path)
+    case = ARGS.case_type
+    if case == "auto":
+        case = "reconstructed"
+        case_dir = os.path.dirname(path)
+        if os.path.basename(path) == "controlDict":
+            case_dir = os.path.dirname(case_dir)
+        if os.path.isdir(os.path.join(case_dir, "processor0")):
+            steps = {}
+            for name in ("decomposed", "reconstructed"):
+                reader.CaseType = CASE_TYPES[name]
+                reader.UpdatePipelineInformation()
+                steps[name] = [t for t in reader_times(reader) if t > 0]
+            # more steps in the pieces, or none written yet anywhere (a parallel run that
+            # is about to write them there)
+            if len(steps["decomposed"]) > len(steps["reconstructed"]) or not any(steps.values()):
+                case = "decomposed"
+    global opened_case_type
+    opened_case_type = case
+    reader.CaseType = CASE_TYPES[case]
+    reader.UpdatePipelineInformation()
+    if ARGS.regions:
+        set_regions(reader, ARGS.regions)
+    log("OpenFOAM case:", case, "regions:", ", ".join(reader.MeshRegions))
+    return reader
+
+
+def set_regions(reader: Any, names: list[str]) -> list[str]:
+    """Show these regions of an OpenFOAM case; a bare patch name means ``patch/<name>``."""
+    available = list(reader.GetProperty("MeshRegions").GetAvailable())
+    chosen = []
+    for name in names:
+        if name not in available and f"patch/{name}" in available:
+            name = f"patch/{name}"
+        if name not in available:
+            raise Fail(f"no region {name!r}; regions: {', '.join(available)}")
+        chosen.append(name)
+    if not chosen:
+        raise Fail(f"regions needs at least one of: {', '.join(available)}")
+    reader.MeshRegions = chosen
+    return chosen
+
+
+def openfoam_reader(source: Any) -> Any:
+    return source if source.GetXMLName() == "OpenFOAMReader" else None
+
+
 def open_data(paths: list[str]) -> Any:
     for path in paths:
         if not os.path.exists(path):
             raise Fail(f"{path} does not exist")
     if len(paths) == 1 and paths[0].endswith(".npy"):
         return open_array(paths[0])
+    if len(paths) == 1 and is_openfoam(paths[0]):
+        reader = open_openfoam(paths[0])
+        times = list(reader.TimestepValues or [])
+        reader.UpdatePipeline(times[0] if times else 0.0)
+        return reader
     try:
         reader = simple.OpenDataFile(paths if len(paths) > 1 else paths[0])
     except RuntimeError:  # "File not readable. No reader found for ..."
@@ -251,6 +358,296 @@ def process_ids(data: Any) -> list[int]:
     return [int(array.GetValue(i)) for i in range(array.GetNumberOfTuples())] if array else []
 
 
+def block_paths(source: Any) -> list[str]:
+    """The blocks of a multiblock data set as paths (``internal``, ``boundary``,
+    ``boundary/movingWall``); [] for other data."""
+    hierarchy = source.GetDataInformation().DataInformation.GetHierarchy()
+    if hierarchy is None:
+        return []
+
+    def walk(node: int, prefix: str) -> list[str]:
+        found = []
+        for index in range(hierarchy.GetNumberOfChildren(node)):
+            child = hierarchy.GetChild(node, index)
+            path = f"{prefix}{hierarchy.GetNodeName(child)}"
+            found += [path, *walk(child, path + "/")]
+        return found
+
+    return walk(0, "")
+
+
+def reader_times(reader: Any) -> list[float]:
+    values = getattr(reader, "TimestepValues", None)
+    if values is None:
+        return []
+    if isinstance(values, (int, float)):  # (one step: ParaView gives a number)
+        return [float(values)]
+    return [float(t) for t in values]
+
+
+# ------------------------------------------------------------------ following a running solver
+#: How files of a format end once written (a VTK XML file; an OpenFOAM field's end divider).
+VTK_XML = (".vtu", ".vti", ".vtp", ".vts", ".vtr", ".vtm", ".pvd", ".pvtu", ".pvti", ".pvtp")
+VTK_XML += (".pvts", ".pvtr", ".vtk.xml")
+XML_END = b"</VTKFile>"
+FOAM_END = b"// ****"
+
+
+def tail(path: str, size: int = 256) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - size))
+        return f.read()
+
+
+def complete(path: str, now: float, depth: int = 0) -> bool:
+    """The rule for a file a solver may still be writing: it is complete once it has not been
+    modified for ``--settle`` seconds and ends as its format ends (a VTK XML file with
+    ``</VTKFile>``, an OpenFOAM field with OpenFOAM's end divider); a VTK index file
+    (``.vtm``, ``.pvd``, ``.pvtu``, ...) once the files it names are complete too."""
+    try:
+        stat = os.stat(path)
+        if now - stat.st_mtime < ARGS.settle:
+            return False
+        lower = path.lower()
+        if lower.endswith(VTK_XML):
+            if XML_END not in tail(path):
+                return False
+            if lower.endswith((".vtm", ".pvd", ".pvtu", ".pvti", ".pvtp", ".pvts", ".pvtr")):
+                return (
+                    all(complete(p, now, depth + 1) for p in parts_of(path)) if depth < 4 else True
+                )
+        elif lower.endswith(".series"):
+            return all(complete(p, now, depth + 1) for p in parts_of(path))
+        elif is_foam_field(path) and FOAM_END not in tail(path):
+            return False
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def is_foam_field(path: str) -> bool:
+    """A file in an OpenFOAM time directory (``<case>/<time>/U``), not compressed."""
+    parent = os.path.basename(os.path.dirname(path))
+    return is_time_name(parent) and not path.endswith(".gz")
+
+
+def is_time_name(name: str) -> bool:
+    try:
+        float(name)
+    except ValueError:
+        return False
+    return True
+
+
+def parts_of(path: str) -> list[str]:
+    """The files a VTK index file (XML) or a ``.series`` file (JSON) names, as paths.
+    Raises ValueError while it cannot be parsed (still being written)."""
+    import xml.etree.ElementTree as ET
+
+    where = os.path.dirname(path)
+    if path.lower().endswith(".series"):
+        with open(path, "rb") as f:
+            names = [entry["name"] for entry in json.load(f)["files"]]
+    else:
+        try:
+            root = ET.parse(path).getroot()
+        except ET.ParseError as exc:
+            raise ValueError(str(exc)) from None
+        names = [e.get("file") or e.get("Source") or "" for e in root.iter()]
+        names = [n for n in names if n and root.tag == "VTKFile"]
+    return [os.path.join(where, n) for n in names]
+
+
+def natural(path: str) -> list[Any]:
+    import re
+
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+class Follower:
+    """Adds the time steps a running solver writes, once they are complete (see ``complete``).
+
+    What it looks at, by the data's kind, without reading any step already known:
+    - an OpenFOAM case: new time directories (in each ``processor*`` directory of a decomposed
+      case); one is complete when it holds every field the step before it had and each is
+      complete; the reader then rescans (``ReloadFiles``), and only the complete steps are
+      offered (the reader lists a half-written directory too);
+    - a glob (``--glob``): new matches, in number order, each complete; the reader gets the
+      longer list of files;
+    - a ``.pvd`` or ``.series`` file: rewritten (size or time changed), parsable, its new parts
+      complete; the reader re-reads it (``ReloadFiles``).
+    """
+
+    def __init__(self, scene: Scene) -> None:
+        self.scene = scene
+        self.reader = scene.reader
+        self.kind = ""
+        self.files: list[str] = list(scene.paths)
+        self.index_stat: tuple[int, int] | None = None
+        self.reported = ""  # the last error met while looking (said once in the log)
+        self.last_complete = max(scene.times) if scene.times else None
+        path = ARGS.data[0]
+        if openfoam_reader(self.reader) is not None:
+            self.kind = "foam"
+            case = os.path.dirname(path)
+            self.case = os.path.dirname(case) if os.path.basename(path) == "controlDict" else case
+            if ARGS.follow:  # the run may be writing a step right now: offer complete ones only
+                self.last_complete = None
+                self.check_foam()
+        elif ARGS.glob:
+            self.kind = "glob"
+        elif len(ARGS.data) == 1 and path.lower().endswith((".pvd", ".series")):
+            self.kind = "index"
+            self.index_stat = self.stat(path)
+            self.files = parts_of(path)
+
+    @staticmethod
+    def stat(path: str) -> tuple[int, int] | None:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        return info.st_size, info.st_mtime_ns
+
+    def check(self) -> int:
+        """Add the complete new steps; returns how many were added. (A new step may replace
+        one: ParaView skips an OpenFOAM case's 0/ once there are other steps.)"""
+        before = set(self.scene.times)
+        try:
+            if self.kind == "foam":
+                self.check_foam()
+            elif self.kind == "glob":
+                self.check_glob()
+            elif self.kind == "index":
+                self.check_index()
+        except OSError as exc:  # the case moved or went away: nothing to add (look again)
+            if self.reported != str(exc):
+                log("following: cannot look for new steps:", exc)
+                self.reported = str(exc)
+            return 0
+        return len([t for t in self.scene.times if t not in before])
+
+    # OpenFOAM
+    def time_dirs(self) -> list[str]:
+        """The directories time steps are written to: the case's, or each processor's."""
+        if opened_case_type == "decomposed":
+            found = [d for d in os.listdir(self.case) if d.startswith("processor")]
+            return [os.path.join(self.case, d) for d in found if d[9:].isdigit()]
+        return [self.case]
+
+    def check_foam(self) -> None:
+        now = time.time()
+        roots = self.time_dirs()
+        if not roots:
+            return
+        names: dict[float, str] = {}
+        for name in os.listdir(roots[0]):
+            if is_time_name(name) and os.path.isdir(os.path.join(roots[0], name)):
+                names[float(name)] = name
+        newer = sorted(t for t in names if self.last_complete is None or t > self.last_complete)
+        if not newer:
+            return
+        older = sorted(t for t in names if t not in newer)
+        done = None
+        for value in newer:
+            if not all(self.step_complete(root, names, older, value, now) for root in roots):
+                break
+            done = value
+            older.append(value)
+        if done is None:
+            return
+        simple.ReloadFiles(self.reader)
+        self.reader.UpdatePipelineInformation()
+        self.last_complete = done
+        self.offer([t for t in reader_times(self.reader) if t <= done + 1e-12])
+
+    @staticmethod
+    def step_complete(
+        root: str, names: dict[float, str], older: list[float], value: float, now: float
+    ) -> bool:
+        step = os.path.join(root, names[value])
+        try:
+            present = {n for n in os.listdir(step) if os.path.isfile(os.path.join(step, n))}
+        except OSError:
+            return False
+        # every field of the step before, if the solver wrote that one too (the initial
+        # conditions, the first directory, may hold other files: U.orig, ...)
+        if len(older) >= 2:
+            previous = os.path.join(root, names[older[-1]])
+            try:
+                wanted = {
+                    n for n in os.listdir(previous) if os.path.isfile(os.path.join(previous, n))
+                }
+            except OSError:
+                wanted = set()
+            if not wanted <= present:
+                return False
+        if not present:
+            return False
+        return all(complete(os.path.join(step, n), now) for n in present)
+
+    # a glob of files
+    def check_glob(self) -> None:
+        import glob
+
+        now = time.time()
+        known = set(self.files)
+        matches = sorted(
+            (m for m in glob.glob(ARGS.glob) if m not in known and not os.path.isdir(m)),
+            key=natural,
+        )
+        added = []
+        for path in matches:
+            if not complete(path, now):
+                break
+            added.append(path)
+        if not added:
+            return
+        self.files = sorted([*self.files, *added], key=natural)
+        self.reader.FileName = self.files
+        self.reader.UpdatePipelineInformation()
+        self.offer(reader_times(self.reader))
+
+    # a .pvd or .series file
+    def check_index(self) -> None:
+        path = ARGS.data[0]
+        current = self.stat(path)
+        if current is None or current == self.index_stat:
+            return
+        now = time.time()
+        try:  # the index itself: quiet, whole, parsable (the parts known already are not read)
+            if now - os.stat(path).st_mtime < ARGS.settle:
+                return
+            if path.lower().endswith(".pvd") and XML_END not in tail(path):
+                return
+            parts = parts_of(path)
+        except (OSError, ValueError):
+            return
+        known = set(self.files)
+        if not all(complete(part, now) for part in parts if part not in known):
+            return  # a new part is still being written
+        self.index_stat = current
+        self.files = parts
+        simple.ReloadFiles(self.reader)
+        self.reader.UpdatePipelineInformation()
+        self.offer(reader_times(self.reader))
+
+    def offer(self, times: list[float]) -> None:
+        """Give the kernel and the page the new list of steps; a view that showed the last
+        step moves on to the new last one (one the user picked stays)."""
+        scene = self.scene
+        follow_latest = scene.at_latest or not scene.times
+        shown = scene.times[scene.values["time"]] if scene.times else None
+        scene.times = times
+        scene.animation.UpdateAnimationUsingDataTimeSteps()
+        if follow_latest and times:
+            scene.set_time(len(times) - 1)
+        elif shown is not None and shown in times:
+            scene.set_time(times.index(shown))
+        log("time steps:", len(times), "showing", scene.values["time"])
+
+
 def preset_names() -> list[str]:
     presets = servermanager.vtkSMTransferFunctionPresets.GetInstance()
     return sorted({presets.GetPresetName(i) for i in range(presets.GetNumberOfPresets())})
@@ -260,9 +657,24 @@ class Scene:
     """The ParaView objects of one session and the state the kernel sees."""
 
     def __init__(self, paths: list[str]) -> None:
+        if ARGS.follow and ARGS.glob:  # a run may be writing its last step right now
+            now = time.time()
+            complete_ones = []
+            for path in paths:
+                if not complete(path, now):
+                    break
+                complete_ones.append(path)
+            paths = complete_ones or paths[:1]
+        self.paths = list(paths)  # the files opened
         self.reader = open_data(paths)
         self.source = self.reader  # what is shown and filtered (pieces() looks at it)
         self.source = self.spread(self.reader)
+        self.read = self.source  # the data as read (and spread over the ranks)
+        self.base = self.source  # the data shown: the blocks chosen; derived fields follow
+        self.blocks = [] if openfoam_reader(self.reader) else block_paths(self.read)
+        self.extract: Any = None  # an ExtractBlock when some blocks of a multiblock are chosen
+        #: derived fields (calculators), in pipeline order: key -> (kind, proxy)
+        self.derived: dict[str, tuple[str, Any]] = {}
         self.view = simple.GetActiveViewOrCreate("RenderView")
         self.view.ViewSize = [ARGS.width, ARGS.height]
         self.view.OrientationAxesVisibility = 1
@@ -271,17 +683,24 @@ class Scene:
         self.display = simple.Show(self.source, self.view)
         self.filters: dict[str, Any] = {}
         self.next_filter = 0
-        self.times = [float(t) for t in (getattr(self.reader, "TimestepValues", None) or [])]
+        self.times = reader_times(self.reader)
+        self.at_latest = False  # the view shows the last step, and moves on with new ones
         self.animation = simple.GetAnimationScene()
         self.animation.UpdateAnimationUsingDataTimeSteps()
         self.presets = preset_names()
         self.values: dict[str, Any] = {
+            "regions": list(self.reader.MeshRegions)
+            if openfoam_reader(self.reader)
+            else [b for b in self.blocks if "/" not in b],
             "field": "",
+            "association": "auto",
+            "component": "magnitude",
             "time": 0,
             "colormap": "Cool to Warm",
             "color_range": "auto",
             "representation": "Surface",
             "opacity": 1.0,
+            "follow": bool(ARGS.follow),
         }
         cloud = self.reader.GetXMLName() == "TableToPolyData"  # a table's (CSV's) points
         if cloud:
@@ -290,28 +709,43 @@ class Scene:
         field = default_field(self.source, self.fields())
         # "": ParaView would colour by the active scalars, e.g. STL's constant solid label
         self.set_field(field)
+        if ARGS.regions and self.blocks:
+            self.set_regions(ARGS.regions)
+        elif ARGS.regions and not openfoam_reader(self.reader):
+            self.set_regions(ARGS.regions)  # (says why not)
+        if ARGS.follow and self.times:  # following a run: its latest step
+            self.set_time(len(self.times) - 1)
         simple.ResetCamera(self.view)  # no render here: the page asks for its first image
 
     # what there is
-    def fields(self) -> list[str]:
+    def fields(self, source: Any = None) -> list[str]:
         names: list[str] = []
         for assoc in ("PointData", "CellData"):
-            arrays = getattr(self.source, assoc)
+            arrays = getattr(source if source is not None else self.source, assoc)
             for name in arrays.keys():  # noqa: SIM118 - ParaView's arrays are no dict
                 if name not in names and not name.startswith("vtk"):
                     names.append(name)
         return names
 
-    def association(self, field: str) -> str:
-        if field in self.source.PointData.keys():  # noqa: SIM118
-            return "POINTS"
-        if field in self.source.CellData.keys():  # noqa: SIM118
+    def association(self, field: str, wanted: str | None = None) -> str:
+        """POINTS or CELLS: where ``field`` is taken from (``wanted``: the view's choice)."""
+        wanted = wanted or self.values["association"]
+        points = field in self.source.PointData.keys()  # noqa: SIM118
+        cells = field in self.source.CellData.keys()  # noqa: SIM118
+        if not (points or cells):
+            raise Fail(f"no field {field!r}; fields: {', '.join(self.fields()) or 'none'}")
+        if (wanted == "cells" and cells) or (wanted != "points" and not points):
             return "CELLS"
-        raise Fail(f"no field {field!r}; fields: {', '.join(self.fields()) or 'none'}")
+        return "POINTS"
 
     def describe(self) -> dict[str, Any]:
         bounds = self.source.GetDataInformation().GetBounds()
+        foam = openfoam_reader(self.reader)
         return {
+            "all_regions": list(foam.GetProperty("MeshRegions").GetAvailable())
+            if foam
+            else self.blocks,
+            "case_type": opened_case_type or None,
             "fields": self.fields(),
             "times": self.times,
             "colormaps": self.presets,
@@ -375,6 +809,7 @@ class Scene:
 
     def sources(self) -> list[dict[str, Any]]:
         out = [{"id": "data", "kind": "reader", "name": type(self.reader).__name__}]
+        out += [{"id": key, "kind": kind} for key, (kind, _proxy) in self.derived.items()]
         out += [{"id": key, "kind": kind} for key, (kind, _proxy, _disp) in self.filters.items()]
         return out
 
@@ -383,7 +818,8 @@ class Scene:
         if not field:  # one plain colour
             for display in self.displays():
                 display.SetScalarBarVisibility(self.view, False)
-                simple.ColorBy(display, None)
+                if display.ColorArrayName[1]:  # (data without arrays: never coloured)
+                    simple.ColorBy(display, None)
             self.values["field"] = ""
             return
         assoc = self.association(field)
@@ -393,9 +829,96 @@ class Scene:
         self.values["field"] = field
         for _kind, _proxy, display in self.filters.values():
             self.color_filter(display)
+        self.apply_component(self.values["component"], strict=False)
         self.apply_colormap(self.values["colormap"])
         self.apply_range(self.values["color_range"])
         self.display.SetScalarBarVisibility(self.view, True)
+
+    def set_association(self, value: str) -> None:
+        if value not in ("auto", "points", "cells"):
+            raise Fail(f'association is "auto", "points" or "cells", not {value!r}')
+        field = self.values["field"]
+        if field and value != "auto" and self.association(field, value) != value.upper():
+            raise Fail(f"field {field!r} has no {value[:-1]} values")
+        self.values["association"] = value
+        if field:
+            self.set_field(field)
+
+    def components(self, field: str) -> int:
+        if not field:
+            return 1
+        arrays = (
+            self.source.PointData if self.association(field) == "POINTS" else self.source.CellData
+        )
+        return int(arrays[field].GetNumberOfComponents())
+
+    def apply_component(self, value: str, strict: bool = True) -> None:
+        """Colour a vector field by its magnitude or one component ("x", "y", "z", "0", ...)."""
+        value = str(value).lower()
+        index = {"x": 0, "y": 1, "z": 2}.get(value, int(value) if value.isdigit() else None)
+        if value != "magnitude" and index is None:
+            raise Fail(f'component is "magnitude", "x", "y", "z" or an index, not {value!r}')
+        count = self.components(self.values["field"])
+        if index is not None and count > 1 and index >= count:
+            if strict:
+                raise Fail(
+                    f"field {self.values['field']!r} has {count} components; "
+                    f"component {value!r} does not exist"
+                )
+            value, index = "magnitude", None
+        self.values["component"] = value
+        lut = self.lut()
+        if lut is None or count == 1:
+            return
+        if index is None:
+            lut.VectorMode = "Magnitude"
+        else:
+            lut.VectorMode, lut.VectorComponent = "Component", index
+        title = "Magnitude" if index is None else ("X", "Y", "Z")[index] if count == 3 else value
+        bar = simple.GetScalarBar(lut, self.view)
+        bar.Title, bar.ComponentTitle = self.values["field"], title
+
+    def set_component(self, value: str) -> None:
+        self.apply_component(value)
+        self.apply_range(self.values["color_range"])
+
+    def set_regions(self, names: list[str]) -> None:
+        foam = openfoam_reader(self.reader)
+        if foam is None:
+            self.set_blocks(list(names))
+            return
+        self.values["regions"] = set_regions(foam, list(names))
+        foam.UpdatePipeline(self.view.ViewTime)
+        field = self.values["field"]
+        self.set_field(
+            field if field in self.fields() else default_field(self.source, self.fields())
+        )
+
+    def set_blocks(self, names: list[str]) -> None:
+        """Show these blocks of a multiblock data set (``internal``, ``boundary/inlet``, or a
+        name that ends one path only: ``inlet``), through an ExtractBlock filter."""
+        if not self.blocks:
+            raise Fail(
+                "regions choose the parts of an OpenFOAM case or the blocks of a multiblock "
+                "data set (.vtm); this data has none"
+            )
+        chosen = []
+        for name in names:
+            path = name.strip("/")
+            if path not in self.blocks:
+                ends = [b for b in self.blocks if b.split("/")[-1] == path]
+                if len(ends) != 1:
+                    raise Fail(f"no region {name!r}; regions: {', '.join(self.blocks)}")
+                path = ends[0]
+            chosen.append(path)
+        if not chosen:
+            raise Fail(f"regions needs at least one of: {', '.join(self.blocks)}")
+        if self.extract is None:
+            self.extract = simple.ExtractBlock(Input=self.read)
+            self.base = self.extract
+        self.extract.Selectors = [f"/Root/{path}" for path in chosen]
+        self.values["regions"] = chosen
+        self.rewire()
 
     def displays(self) -> list[Any]:
         return [self.display, *(display for _k, _p, display in self.filters.values())]
@@ -451,8 +974,12 @@ class Scene:
         self.animation.AnimationTime = self.times[int(index)]
         self.view.ViewTime = self.times[int(index)]
         self.values["time"] = int(index)
+        self.at_latest = int(index) == len(self.times) - 1
         if self.values["color_range"] == "auto" and self.values["field"]:
             self.apply_range("auto")
+
+    def set_follow(self, value: bool) -> None:
+        self.values["follow"] = bool(value)
 
     def set_representation(self, name: str) -> None:
         if name not in REPRESENTATIONS:
@@ -490,6 +1017,10 @@ class Scene:
 
     def set(self, key: str, value: Any) -> None:
         setters = {
+            "follow": self.set_follow,
+            "regions": self.set_regions,
+            "association": self.set_association,
+            "component": self.set_component,
             "field": self.set_field,
             "time": self.set_time,
             "colormap": self.apply_colormap,
@@ -507,14 +1038,123 @@ class Scene:
         b = self.source.GetDataInformation().GetBounds()
         return [(b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2]
 
-    def field_range(self, field: str) -> tuple[float, float]:
+    def field_range(self, field: str, component: str | None = None) -> tuple[float, float]:
+        """The range of ``field`` at the time shown: of its magnitude, or of a component."""
+        self.source.UpdatePipeline(self.view.ViewTime)  # (its information: of the last update)
         arrays = (
             self.source.PointData if self.association(field) == "POINTS" else self.source.CellData
         )
-        low, high = arrays[field].GetRange()
+        index = {"x": 0, "y": 1, "z": 2}.get(str(component).lower(), -1)
+        if str(component).isdigit():
+            index = int(str(component))
+        if arrays[field].GetNumberOfComponents() == 1:
+            index = 0
+        low, high = arrays[field].GetRange(index)
         return float(low), float(high)
 
+    # derived fields
+    def add_derived(self, kind: str, args: dict[str, Any]) -> str:
+        """A new field computed from the others by ParaView's Calculator (its expression
+        language: ``mag(U)``, ``U_X*p``) or Python Calculator (numpy: ``mag(U)``,
+        ``U[:, 0] * p``, ``gradient(p)``), on every time step. It goes into the pipeline before
+        what is shown and filtered, so it can be coloured by, contoured, thresholded."""
+        proxy = (simple.Calculator if kind == "calculator" else simple.PythonCalculator)(
+            Input=self.source
+        )
+        self.next_filter += 1
+        key = f"{kind}-{self.next_filter}"
+        try:
+            args = {"name": "result", "association": "points", **args}
+            self.configure_derived(kind, proxy, self.source, args)
+        except Exception:
+            simple.Delete(proxy)
+            raise
+        self.derived[key] = (kind, proxy)
+        self.rewire()
+        return key
+
+    def configure_derived(self, kind: str, proxy: Any, upstream: Any, args: dict[str, Any]) -> None:
+        expression, name = args.get("expression"), args.get("name")
+        where = args.get("association")
+        if where is not None and where not in ("points", "cells"):
+            raise Fail(f'association is "points" or "cells", not {where!r}')
+        if name is not None:
+            name = str(name).strip()
+            if not name:
+                raise Fail("a derived field needs a name")
+            taken = [f for f in self.fields(upstream) if f != self.derived_name(proxy)]
+            if name in taken:
+                raise Fail(f"a field named {name!r} exists already; choose another name=")
+        association = {"points": "Point Data", "cells": "Cell Data"}
+        if kind == "calculator":
+            if expression is not None:
+                proxy.Function = str(expression)
+            if name is not None:
+                proxy.ResultArrayName = name
+            if where is not None:
+                proxy.AttributeType = association[where]
+        else:
+            if expression is not None:
+                proxy.Expression = str(expression)
+            if name is not None:
+                proxy.ArrayName = name
+            if where is not None:
+                proxy.ArrayAssociation = association[where]
+        if not str(proxy.Function if kind == "calculator" else proxy.Expression).strip():
+            raise Fail(f"{kind} needs an expression")
+        proxy.UpdatePipeline(self.view.ViewTime)
+        made = self.derived_name(proxy)
+        if made not in self.fields(proxy):
+            shown = proxy.Function if kind == "calculator" else proxy.Expression
+            engine = "Calculator" if kind == "calculator" else "Python Calculator"
+            raise Fail(
+                f"ParaView's {engine} could not compute {str(shown)!r} (view.logs() has its "
+                f"message); fields it can use: {', '.join(self.fields(upstream)) or 'none'}"
+            )
+
+    @staticmethod
+    def derived_name(proxy: Any) -> str:
+        name = proxy.ResultArrayName if hasattr(proxy, "ResultArrayName") else proxy.ArrayName
+        return str(name)
+
+    def set_derived(self, key: str, args: dict[str, Any]) -> None:
+        kind, proxy = self.derived[key]
+        keys = list(self.derived)
+        index = keys.index(key)
+        upstream = self.derived[keys[index - 1]][1] if index else self.base
+        self.configure_derived(kind, proxy, upstream, args)
+        self.rewire()
+
+    def remove_derived(self, key: str) -> None:
+        _kind, proxy = self.derived.pop(key)
+        self.rewire()
+        simple.Delete(proxy)
+
+    def rewire(self) -> None:
+        """Chain the data, the derived fields and what is shown: the last derived field's
+        output is what the view shows and the filters take."""
+        upstream = self.base
+        for _kind, proxy in self.derived.values():
+            proxy.Input = upstream
+            upstream = proxy
+        upstream.UpdatePipeline(self.view.ViewTime)
+        if upstream is not self.source:
+            old = self.display
+            simple.Hide(self.source, self.view)
+            self.source = upstream
+            self.display = simple.Show(upstream, self.view)
+            self.display.Opacity = old.Opacity
+            self.display.PointSize = old.PointSize
+            for _kind, proxy, _display in self.filters.values():
+                proxy.Input = upstream
+        field = self.values["field"]
+        fields = self.fields()
+        self.set_field(field if field in fields else default_field(self.source, fields))
+        self.update_input_visibility()
+
     def add_filter(self, kind: str, args: dict[str, Any]) -> str:
+        if kind in ("calculator", "python_calculator"):
+            return self.add_derived(kind, args)
         makers = {
             "slice": simple.Slice,
             "clip": simple.Clip,
@@ -536,6 +1176,9 @@ class Scene:
         return key
 
     def set_filter(self, key: str, args: dict[str, Any]) -> None:
+        if key in self.derived:
+            self.set_derived(key, args)
+            return
         if key not in self.filters:
             raise Fail(f"no filter {key!r} (removed?)")
         kind, proxy, display = self.filters[key]
@@ -551,9 +1194,11 @@ class Scene:
         elif kind == "contour":
             if not field:
                 raise Fail("contour needs a field")
-            if self.association(field) != "POINTS":
+            if self.association(field, "points") != "POINTS":
                 raise Fail(f"contour needs a point field; {field!r} is a cell field")
             proxy.ContourBy = ["POINTS", field]
+            if self.components(field) > 1:
+                raise Fail(f"contour needs a field of one component; {field!r} has more")
             values = args.get("values")
             if values is None and not list(proxy.Isosurfaces):
                 low, high = self.field_range(field)
@@ -581,6 +1226,9 @@ class Scene:
         self.display.SetScalarBarVisibility(self.view, bool(self.values["field"]))
 
     def remove_filter(self, key: str) -> None:
+        if key in self.derived:
+            self.remove_derived(key)
+            return
         if key not in self.filters:
             raise Fail(f"no filter {key!r}")
         _kind, proxy, _display = self.filters.pop(key)
@@ -639,6 +1287,7 @@ def start_ranks() -> subprocess.Popen[bytes] | None:
 
 scene: Scene | None = None
 startup_error = ""
+log("numpy:", NUMPY or "the first on the path (none next to ParaView's packages)")
 try:
     mpi_ranks = start_ranks()
     scene = Scene(ARGS.data)
@@ -650,6 +1299,24 @@ except Exception as exc:  # ParaView itself failed
 if startup_error:
     log("error:", startup_error)
     sys.exit(2)
+
+follower = Follower(scene) if scene is not None else None
+
+
+def poll() -> None:
+    """Every ``--follow-interval`` seconds while following: add the complete new steps."""
+    try:
+        if scene is None or follower is None or not scene.values["follow"]:
+            pass
+        elif follower.check():
+            sync_ui()
+            push_image()
+            values = {k: scene.values[k] for k in ("time", "color_range")}
+            broadcast({"op": "changed", "values": {"times": scene.times, **values}})
+    except Exception:  # a step that cannot be read now: look again next time
+        traceback.print_exc()
+    asyncio.get_event_loop().call_later(ARGS.follow_interval, poll)
+
 
 writers: set[asyncio.StreamWriter] = set()
 applying = False  # set while the kernel's changes are copied into the UI state
@@ -677,6 +1344,8 @@ def sync_ui() -> None:
     applying = True
     try:
         with state:
+            state.fields = scene.fields()
+            state.times = scene.times
             state.field = scene.values["field"]
             state.time_index = scene.values["time"]
     finally:
@@ -745,7 +1414,7 @@ def handle_request(name: str, args: dict[str, Any]) -> Any:
             scene.set(key, value)
         sync_ui()
         push_image()
-        return {"values": dict(scene.values), "camera": scene.camera()}
+        return {"values": dict(scene.values, fields=scene.fields()), "camera": scene.camera()}
     if name == "partitions":
         return scene.partitions()
     if name == "pieces":
@@ -760,16 +1429,28 @@ def handle_request(name: str, args: dict[str, Any]) -> Any:
         )
     if name == "filter":
         key = scene.add_filter(args["kind"], args.get("args") or {})
+        sync_ui()
         push_image()
         return key
     if name == "filter_set":
         scene.set_filter(args["id"], args.get("args") or {})
+        sync_ui()
         push_image()
         return None
     if name == "filter_remove":
         scene.remove_filter(args["id"])
+        sync_ui()
         push_image()
         return None
+    if name == "refresh":
+        added = follower.check() if follower is not None else 0
+        if added:
+            sync_ui()
+            push_image()
+        return {"added": added, "times": scene.times, "values": dict(scene.values)}
+    if name == "range":
+        field = args.get("field") or scene.values["field"]
+        return list(scene.field_range(field, args.get("component")))
     raise Fail(f"unknown request {name!r}")
 
 
@@ -880,6 +1561,7 @@ async def _serve_unix() -> None:
         camera = scene.view.GetActiveCamera()
         camera.AddObserver("ModifiedEvent", _camera_modified)
     send_stale_images_promptly()
+    asyncio.get_event_loop().call_later(ARGS.follow_interval, poll)
     log("serving on", ARGS.socket or f"127.0.0.1:{ARGS.port}", "control on", ARGS.control)
     del control
 
@@ -889,7 +1571,7 @@ state.trame__title = ARGS.title
 state.fields = scene.fields() if scene else []
 state.times = scene.times if scene else []
 state.field = scene.values["field"] if scene else ""
-state.time_index = 0
+state.time_index = scene.values["time"] if scene else 0
 state.startup_error = startup_error
 
 with SinglePageLayout(server, full_height=True) as layout:

@@ -240,3 +240,47 @@ def test_view_through_jupyter_server_proxy(
         path = nb.printed("print(view.path)")
         assert "nbviz_secret" not in path  # the page moved on to the app's root
         assert "nbviz_secret" not in (widget.locator(".nbviz-bar").text_content() or "")
+
+
+def test_new_steps_of_a_running_simulation_reach_the_page(
+    notebook: Notebook, tmp_path: Path
+) -> None:
+    """``follow=True``: a step file written after the view started shows in the page (new
+    pixels, the app's slider label on the new last step), and ``view.times`` grows."""
+    heat_series(tmp_path, steps=4)
+    later = {name: (tmp_path / name).read_bytes() for name in ("step2.vti", "step3.vti")}
+    for name in later:
+        (tmp_path / name).unlink()
+    cell = notebook.run(
+        "from nbviz import ParaViewSession\n"
+        f'view = ParaViewSession(r"{tmp_path}/step*.vti", height=420, follow=True,\n'
+        '                       field="pressure", follow_interval=0.2, settle=0.2)\nview'
+    )
+    widget = cell.locator(".nbviz-frame")
+    expect(widget).to_have_attribute("data-status", "ready", timeout=60_000)
+    notebook.pids.extend(
+        ast.literal_eval(
+            notebook.printed(
+                "import psutil\n"
+                "print([p.pid for p in [psutil.Process(view.pid),"
+                " *psutil.Process(view.pid).children(True)]])"
+            )
+        )
+    )
+    frame = cell.frame_locator("iframe.nbviz-iframe")
+    image = frame.locator("main.v-main img")
+    expect(image).to_have_attribute("src", re.compile(r"^blob:"), timeout=30_000)
+    image.scroll_into_view_if_needed()
+    label = frame.locator(".nbviz-time-label")
+    expect(label).to_contain_text("(2/2)")
+    before = wait_for_screenshot(image, "paraview-follow-2", rendered, "ParaView's image")
+    (tmp_path / "step2.vti").write_bytes(later["step2.vti"])  # the solver writes a step
+    expect(label).to_contain_text("(3/3)", timeout=15_000)
+    after = wait_for_screenshot(
+        image,
+        "paraview-follow-3",
+        lambda shot: changed_fraction(before, shot) > 0.05 and rendered(shot),
+        "the new step's picture",
+    )
+    assert changed_fraction(before, after) > 0.05
+    assert kernel_wait(notebook, "len(view.times) == 3", "(len(view.times), view.time)") == (3, 2)
