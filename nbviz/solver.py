@@ -17,23 +17,18 @@ import os
 import secrets
 import shlex
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-import psutil
-
 from . import _orphans
 from ._errors import NbvizError, ProgramNotFoundError
+from ._process import SESSION_ENV_VAR, kill_tree
 
 __all__ = ["Solver"]
 
 Status = Literal["running", "finished", "failed", "stopped"]
-#: The variable the orphan watchdog looks for in the environment of a session's processes.
-SESSION_ENV_VAR = "NBVIZ_SESSION_ID"
 #: Debian's OpenFOAM finds its etc/ only through this variable.
 DEBIAN_OPENFOAM = "/usr/share/openfoam"
 STOP_GRACE = 5.0
@@ -134,59 +129,13 @@ class Solver:
         return "\n".join(kept if lines is None else kept[-lines:])
 
     def stop(self) -> None:
-        """End it and every process it started (SIGTERM, then SIGKILL after 5 s)."""
+        """End it and every process it started (SIGTERM, then SIGKILL after 5 s): its process
+        tree, its process group and whatever carries its session id (as for a backend)."""
         if self._proc.poll() is None:
             self._stopped = True
-        procs = self._members()
-        self._signal(procs, signal.SIGTERM)
-        if not self._gone(procs, STOP_GRACE):
-            self._signal(procs, signal.SIGKILL)
-            self._gone(procs, 2.0)
+        kill_tree(self._proc, grace=STOP_GRACE, session_id=self.session_id)
         self._proc.poll()
         self._release()
-
-    def _gone(self, procs: list[psutil.Process], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            self._proc.poll()  # (reaps our child)
-            if not any(_alive(p) for p in procs):
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-
-    def _members(self) -> list[psutil.Process]:
-        """The solver, its descendants, and processes marked with its session id."""
-        found: dict[int, psutil.Process] = {}
-        try:
-            root = psutil.Process(self._proc.pid)
-            for p in [root, *root.children(recursive=True)]:
-                found[p.pid] = p
-        except psutil.Error:
-            pass
-        uid = os.getuid()
-        for candidate in psutil.process_iter():
-            try:
-                if (
-                    candidate.pid not in found
-                    and candidate.uids().real == uid
-                    and candidate.environ().get(SESSION_ENV_VAR) == self.session_id
-                ):
-                    found[candidate.pid] = candidate
-            except psutil.Error:
-                continue
-        return list(found.values())
-
-    def _signal(self, procs: list[psutil.Process], sig: int) -> None:
-        try:
-            os.killpg(self._proc.pid, sig)
-        except OSError:
-            pass
-        for p in procs:
-            try:
-                p.send_signal(sig)
-            except psutil.Error:
-                pass
 
     def _release(self) -> None:
         _orphans.release(self._proc.pid)
@@ -212,10 +161,3 @@ def _solver_name(argv: list[str]) -> str:
         if name not in LAUNCHERS and not arg.startswith("-") and not arg.isdigit():
             return name
     return os.path.basename(argv[0])
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

@@ -14,7 +14,6 @@ import re
 import secrets
 import shutil
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -415,7 +414,6 @@ class ParaViewSession(WebApp):
         #: the blocks of a multiblock data set.
         self.all_regions: list[str] = []
         self._channel: Channel | None = None
-        self._applying = threading.local()
         self._filters: dict[str, Filter] = {}
         self.last_screenshot: Screenshot | None = None
         width, height_px = size
@@ -559,7 +557,7 @@ class ParaViewSession(WebApp):
     # ------------------------------------------------------------ kernel -> backend
     @t.observe(*VIEW_TRAITS)
     def _push_to_backend(self, change: dict[str, Any]) -> None:
-        if getattr(self._applying, "on", False):
+        if self._changed_by_backend():
             return
         name = change["name"]
         self.__dict__.setdefault("_user_set", set()).add(name)
@@ -578,7 +576,7 @@ class ParaViewSession(WebApp):
     @t.validate("field")
     def _valid_field(self, proposal: dict[str, Any]) -> str:
         value = str(proposal["value"])
-        if value and value not in self.fields and not getattr(self._applying, "on", False):
+        if value and value not in self.fields and not self._changed_by_backend():
             raise DataError(f"nbviz: no field {value!r}; fields: {', '.join(self.fields)}")
         return value
 
@@ -586,7 +584,7 @@ class ParaViewSession(WebApp):
     def _valid_time(self, proposal: dict[str, Any]) -> int:
         value = int(proposal["value"])
         count = max(len(self.times), 1)
-        if not 0 <= value < count and not getattr(self._applying, "on", False):
+        if not 0 <= value < count and not self._changed_by_backend():
             raise DataError(
                 f"nbviz: time step {value} does not exist; there are {count} (0..{count - 1})"
             )
@@ -622,14 +620,11 @@ class ParaViewSession(WebApp):
         self._apply_from_backend(values)
 
     def _apply_from_backend(self, values: dict[str, Any]) -> None:
-        self._applying.on = True
-        try:
-            with self.hold_sync():
-                for name, value in values.items():
-                    if name in ("fields", "times", *VIEW_TRAITS) and value is not None:
-                        setattr(self, name, value)
-        finally:
-            self._applying.on = False
+        # (the base class's echo guard: these are not sent back to pvpython)
+        with self._from_backend(), self.hold_sync():
+            for name, value in values.items():
+                if name in ("fields", "times", *VIEW_TRAITS) and value is not None:
+                    setattr(self, name, value)
 
     # ------------------------------------------------------------ requests
     def _request(self, name: str, args: dict[str, Any] | None = None, timeout: float = 120) -> Any:
