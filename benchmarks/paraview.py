@@ -64,6 +64,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _common
 import numpy as np
 import psutil
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
@@ -910,12 +911,8 @@ def leftovers(timeout: float = 10.0) -> list[str]:
     return alive()
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwind, so that the finally blocks stop what we started
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _terminate)
+    _common.end_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each app starts once each")
     parser.add_argument("--changes", type=int, default=6, help="changes per app and round")
@@ -952,7 +949,6 @@ def main() -> int:
     print("\n".join(lines))
     print(f"\nleft running: {', '.join(left) if left else 'nothing'}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "date": now.isoformat(timespec="seconds"),
         "seconds": round(elapsed, 1),
@@ -964,9 +960,7 @@ def main() -> int:
         "runs": measured["runs"],
         "left_running": left,
     }
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    markdown = args.out.with_suffix(".md")
-    markdown.write_text(header + "\n\n" + "\n".join(lines) + "\n")
+    markdown = _common.write_results(args.out, report, header + "\n\n" + "\n".join(lines))
     print(f"\nwrote {args.out} and {markdown}")
     return 0
 

@@ -41,7 +41,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import _common
 import numpy as np
 import psutil
 from playwright.sync_api import sync_playwright
@@ -321,12 +321,8 @@ def leftovers(timeout: float = 10.0) -> list[str]:
         time.sleep(0.2)
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwind, so that the finally blocks stop what we started
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _terminate)
+    _common.end_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--steps", type=int, default=10, help="steps written per page run")
     parser.add_argument("--sizes", default="10,100,1000", help="series sizes for part 2")
@@ -379,7 +375,6 @@ def main() -> int:
     print()
     print("\n".join(lines))
     print(f"\nleft running: {', '.join(left) if left else 'nothing'}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "date": now.isoformat(timespec="seconds"),
         "seconds": round(elapsed, 1),
@@ -387,8 +382,7 @@ def main() -> int:
         "growth": grow,
         "left_running": left,
     }
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(header + "\n\n" + "\n".join(lines) + "\n")
+    _common.write_results(args.out, report, header + "\n\n" + "\n".join(lines))
     print(f"\nwrote {args.out}")
     return 0
 

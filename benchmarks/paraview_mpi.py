@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -42,6 +40,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import _common
 import numpy as np
 import psutil
 
@@ -222,12 +221,8 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwind, so that the sessions are stopped
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _terminate)
+    _common.end_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
     parser.add_argument("--changes", type=int, default=5, help="timed changes per filter")
@@ -278,15 +273,13 @@ def main() -> int:
     print(header)
     print()
     print("\n".join(lines))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "date": now.isoformat(timespec="seconds"),
         "seconds": round(elapsed, 1),
         "machine": machine(),
         "results": results,
     }
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(header + "\n\n" + "\n".join(lines) + "\n")
+    _common.write_results(args.out, report, header + "\n\n" + "\n".join(lines))
     plot(results, args.out.with_suffix(".png"))
     print(f"\nwrote {args.out} and its .md and .png")
     return 0

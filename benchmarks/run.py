@@ -40,11 +40,9 @@ import asyncio
 import datetime
 import importlib.metadata
 import importlib.util
-import json
 import math
 import os
 import platform
-import signal
 import statistics
 import sys
 import tempfile
@@ -54,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import _client
+import _common
 import psutil
 from _client import Target
 
@@ -428,12 +427,8 @@ def run_all(root: Path, rounds: int) -> Samples:
         server.stop()
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwind, so that the finally blocks stop what we started
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _terminate)
+    _common.end_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds; each number is a median")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json", help="JSON results")
@@ -456,7 +451,6 @@ def main() -> int:
     print()
     print("\n".join(lines))
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "date": now.isoformat(timespec="seconds"),
         "seconds": round(elapsed, 1),
@@ -469,11 +463,11 @@ def main() -> int:
         "targets": checks,
         "samples": samples,
     }
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    markdown = args.out.with_suffix(".md")
-    markdown.write_text(
+    markdown = _common.write_results(
+        args.out,
+        report,
         f"nbviz benchmark, {now:%Y-%m-%d}, {os.cpu_count()} cores, "
-        f"median of {args.rounds} rounds\n\n" + "\n".join(lines) + "\n"
+        f"median of {args.rounds} rounds\n\n" + "\n".join(lines),
     )
     print(f"\nwrote {args.out} and {markdown}")
     return 0
