@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
 import threading
 import time
 import warnings
@@ -576,3 +577,54 @@ def test_follow_a_decomposed_case(tmp_path: Path) -> None:
         assert view.times == pytest.approx(TIMES) and view.time == 4
     finally:
         view.stop()
+
+
+PROGRAMMABLE = """
+import sys
+if sys.argv[1] == "fix":
+    sys.path.insert(0, sys.argv[2])
+    from _pvnumpy import import_numpy_of_vtk
+    import_numpy_of_vtk()
+from paraview import simple
+sphere = simple.Sphere(Radius=0.5)
+program = simple.ProgrammableFilter(Input=sphere)
+program.Script = '''
+import numpy as np
+from vtkmodules.numpy_interface import dataset_adapter as dsa
+self.GetOutput().ShallowCopy(self.GetInput())
+out = dsa.WrapDataObject(self.GetOutput())
+out.PointData.append(np.linalg.norm(out.Points, axis=1), "radius")
+'''
+program.UpdatePipeline()
+radius = program.PointData["radius"]
+print("radius", None if radius is None else list(radius.GetRange()))
+"""
+
+
+def test_programmable_filter_and_numpy_interface_in_pvpython(tmp_path: Path) -> None:
+    """ParaView's ProgrammableFilter with VTK's numpy_interface, in pvpython as nbviz runs it
+    (the kernel's site-packages, with its numpy 2, first on the path): it works with the fix
+    nbviz's app applies first (_pvnumpy), and fails without it."""
+    import nbviz.paraview as paraview
+
+    script = tmp_path / "programmable.py"
+    script.write_text(PROGRAMMABLE)
+    here = str(Path(paraview.__file__).parent)
+    env = {**os.environ, "PYTHONPATH": paraview.trame_site()}
+
+    def run(mode: str) -> str:
+        result = subprocess.run(
+            [paraview.find_pvpython(), "--no-mpi", str(script), mode, here],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return result.stdout + result.stderr
+
+    fixed = run("fix")
+    line = next((ln for ln in fixed.splitlines() if ln.startswith("radius [")), None)
+    assert line is not None, fixed
+    assert json.loads(line.removeprefix("radius ")) == pytest.approx([0.5, 0.5], abs=1e-6)
+    broken = run("plain")  # the control: numpy 2 first on the path breaks VTK's numpy
+    assert "radius None" in broken, broken
