@@ -18,6 +18,16 @@ def end_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _terminate)
 
 
+def show(header: str, lines: list[str], left: list[str] | None = None) -> None:
+    """Print the run's header and tables (and, when given, what was left running after it)."""
+    print()
+    print(header)
+    print()
+    print("\n".join(lines))
+    if left is not None:
+        print(f"\nleft running: {', '.join(left) if left else 'nothing'}")
+
+
 def write_results(out: Path, report: dict[str, Any], markdown: str) -> Path:
     """The JSON report at ``out`` and the Markdown tables beside it (``.md``); the latter."""
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -943,11 +943,7 @@ def main() -> int:
         f"triangles ({data['points']:,} points, {data['bytes'] / MiB:.0f} MiB .vtp); "
         f"load average {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}"
     )
-    print()
-    print(header)
-    print()
-    print("\n".join(lines))
-    print(f"\nleft running: {', '.join(left) if left else 'nothing'}")
+    _common.show(header, lines, left)
 
     report = {
         "date": now.isoformat(timespec="seconds"),

@@ -370,11 +370,7 @@ def main() -> int:
         f"{elapsed:.0f} s; load average {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}"
     )
     lines = tables(page, grow)
-    print()
-    print(header)
-    print()
-    print("\n".join(lines))
-    print(f"\nleft running: {', '.join(left) if left else 'nothing'}")
+    _common.show(header, lines, left)
     report = {
         "date": now.isoformat(timespec="seconds"),
         "seconds": round(elapsed, 1),

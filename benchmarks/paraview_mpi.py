@@ -269,10 +269,7 @@ def main() -> int:
         f"load average {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}"
     )
     lines = table(results)
-    print()
-    print(header)
-    print()
-    print("\n".join(lines))
+    _common.show(header, lines)
     report = {
         "date": now.isoformat(timespec="seconds"),
         "seconds": round(elapsed, 1),
