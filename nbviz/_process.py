@@ -347,7 +347,7 @@ class Process:
         argv = transport.launch_argv(command, spec, plan)
         self.transport, self._plan = transport, plan
         self._launch(session_dir, argv, transport, plan)
-        self.argv = transport.shown_argv(command, argv)
+        self.argv = transport.shown_argv(argv)
 
     def _launch(
         self, session_dir: Path, argv: list[str], transport: _transport.Transport, plan: Plan

@@ -113,7 +113,7 @@ class Transport:
         """The argv to start, given the backend's rendered ``command``."""
         return [find_program(command[0], spec.env, spec.cwd), *command[1:]]
 
-    def shown_argv(self, command: list[str], argv: list[str]) -> list[str]:
+    def shown_argv(self, argv: list[str]) -> list[str]:
         """The command as ``WebApp.command`` shows it (the backend's, with its program found)."""
         return argv
 
@@ -227,7 +227,7 @@ class PrivateNetwork(Transport):
         where += ["--broker", str(plan.broker)]
         return [*runner, *where, "--", *argv]
 
-    def shown_argv(self, command: list[str], argv: list[str]) -> list[str]:
+    def shown_argv(self, argv: list[str]) -> list[str]:
         return argv[argv.index("--") + 1 :]
 
     def advice(self, pid: int, plan: Plan) -> str:

@@ -30,7 +30,7 @@ import time
 import traceback
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 # ParaView parses sys.argv on import: parse ours first, then hide them.
 parser = argparse.ArgumentParser()
@@ -73,6 +73,32 @@ from trame.widgets import vuetify3 as v3  # noqa: E402
 
 REPRESENTATIONS = ["Surface", "Surface With Edges", "Wireframe", "Points", "Volume", "Outline"]
 CAMERA_DEBOUNCE = 0.15
+
+
+class DerivedFilter(NamedTuple):
+    """One of ParaView's filters for derived fields, and the names of its properties."""
+
+    paraview: str  # in paraview.simple
+    engine: str  # in messages
+    expression: str
+    result: str
+    association: str
+
+
+#: ``calculator``: ParaView's Calculator (its own expression language); any other kind
+#: (``python_calculator``): the Python Calculator (numpy).
+DERIVED_FILTERS = {
+    "calculator": DerivedFilter(
+        "Calculator", "Calculator", "Function", "ResultArrayName", "AttributeType"
+    ),
+    "python": DerivedFilter(
+        "PythonCalculator", "Python Calculator", "Expression", "ArrayName", "ArrayAssociation"
+    ),
+}
+
+
+def derived_filter(kind: str) -> DerivedFilter:
+    return DERIVED_FILTERS["calculator" if kind == "calculator" else "python"]
 
 
 class Fail(Exception):
@@ -1032,9 +1058,7 @@ class Scene:
         language: ``mag(U)``, ``U_X*p``) or Python Calculator (numpy: ``mag(U)``,
         ``U[:, 0] * p``, ``gradient(p)``), on every time step. It goes into the pipeline before
         what is shown and filtered, so it can be coloured by, contoured, thresholded."""
-        proxy = (simple.Calculator if kind == "calculator" else simple.PythonCalculator)(
-            Input=self.source
-        )
+        proxy = getattr(simple, derived_filter(kind).paraview)(Input=self.source)
         self.next_filter += 1
         key = f"{kind}-{self.next_filter}"
         try:
@@ -1060,29 +1084,21 @@ class Scene:
             if name in taken:
                 raise Fail(f"a field named {name!r} exists already; choose another name=")
         association = {"points": "Point Data", "cells": "Cell Data"}
-        if kind == "calculator":
-            if expression is not None:
-                proxy.Function = str(expression)
-            if name is not None:
-                proxy.ResultArrayName = name
-            if where is not None:
-                proxy.AttributeType = association[where]
-        else:
-            if expression is not None:
-                proxy.Expression = str(expression)
-            if name is not None:
-                proxy.ArrayName = name
-            if where is not None:
-                proxy.ArrayAssociation = association[where]
-        if not str(proxy.Function if kind == "calculator" else proxy.Expression).strip():
+        kinds = derived_filter(kind)
+        if expression is not None:
+            setattr(proxy, kinds.expression, str(expression))
+        if name is not None:
+            setattr(proxy, kinds.result, name)
+        if where is not None:
+            setattr(proxy, kinds.association, association[where])
+        shown = getattr(proxy, kinds.expression)
+        if not str(shown).strip():
             raise Fail(f"{kind} needs an expression")
         proxy.UpdatePipeline(self.view.ViewTime)
         made = self.derived_name(proxy)
         if made not in self.fields(proxy):
-            shown = proxy.Function if kind == "calculator" else proxy.Expression
-            engine = "Calculator" if kind == "calculator" else "Python Calculator"
             raise Fail(
-                f"ParaView's {engine} could not compute {str(shown)!r} (view.logs() has its "
+                f"ParaView's {kinds.engine} could not compute {str(shown)!r} (view.logs() has its "
                 f"message); fields it can use: {', '.join(self.fields(upstream)) or 'none'}"
             )
 

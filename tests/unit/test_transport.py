@@ -57,7 +57,7 @@ def test_plans(tmp_path: Path) -> None:
     argv = _transport.PrivateNetwork().launch_argv(["true", "--port", "8080"], fixed, plan)
     assert argv[:3] == [sys.executable, "-S", str(_transport.NETNS_RUNNER)]
     assert argv[argv.index("--") + 1 :][1:] == ["--port", "8080"]
-    assert _transport.PrivateNetwork().shown_argv([], argv)[1:] == ["--port", "8080"]
+    assert _transport.PrivateNetwork().shown_argv(argv)[1:] == ["--port", "8080"]
     picked = _transport.PrivateNetwork().plan(PORT_APP, session).inner_port
     assert (
         picked is not None and _transport.PRIVATE_PORTS[0] <= picked < _transport.PRIVATE_PORTS[1]
