@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import http.client
 import os
 import secrets
@@ -24,7 +25,7 @@ from typing import Literal
 
 import psutil
 
-from . import _orphans, _paths, _registry, _transport
+from . import _orphans, _paths, _registry, _slurm, _transport
 from ._errors import (
     ArgumentTypeError,
     BackendExitedError,
@@ -240,6 +241,10 @@ class Process:
         self._log_lock = threading.Lock()
         self._log_dropped = False
         self._log_checked = 0.0
+        #: The Slurm job of the current start, once granted (``spec.slurm``).
+        self.allocation: _slurm.Allocation | None = None
+        #: Extra pids handed to the orphan watchdog (salloc), released at stop.
+        self._guarded: list[int] = []
 
     # ----------------------------------------------------------------- queries
     @property
@@ -301,7 +306,9 @@ class Process:
 
     # --------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        """Spawn the backend (idempotent while it is starting or ready)."""
+        """Spawn the backend (idempotent while it is starting or ready). With ``spec.slurm``,
+        submit its Slurm job: the backend starts once the job is granted (on the lifecycle
+        thread; until then ``message`` tells the job's state)."""
         with self._lock:
             if self.status in ("starting", "ready"):
                 return
@@ -311,33 +318,52 @@ class Process:
             self.error = None
             self.listen_addresses = set()
             self._log_dropped = False
+            self.allocation = None
             self.session_id = _paths.new_session_id()
             session_dir = _paths.new_session_dir(self.session_id)
             try:
-                self._spawn(session_dir)
+                self._prepare(session_dir)
+                if self.spec.slurm is None:
+                    self._spawn(_transport.choose(self.spec, private_route=self.private_route))
+                else:
+                    _slurm.check_programs(self.spec.env)
+                    if self.template_values is not None:
+                        # the route (nbviz's, by session id) is known before the node is
+                        self.template_values(
+                            Endpoint(unix_socket=str(session_dir / "backend.sock")),
+                            self.session_id,
+                        )
             except BaseException:
                 _paths.remove_tree(session_dir)
                 self._remove_extra_paths()
                 self.session_dir = None
                 raise
-            self._future = concurrent.futures.Future()
-            self._set("starting", f"starting {self.spec.name}")
+            future: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._future = future
+            lifecycle: Callable[[], None]
+            if self.spec.slurm is None:
+                assert self._proc is not None
+                lifecycle = functools.partial(self._run, self._proc, future)
+                self._set("starting", f"starting {self.spec.name}")
+            else:
+                lifecycle = functools.partial(self._run_in_slurm, future)
+                self._set("starting", f"submitting {self.spec.name} to Slurm")
             self._monitor = threading.Thread(
-                target=self._run,
-                args=(self._proc, self._future),
-                name=f"nbviz-{self.spec.name}",
-                daemon=True,
+                target=lifecycle, name=f"nbviz-{self.spec.name}", daemon=True
             )
             self._monitor.start()
 
-    def _spawn(self, session_dir: Path) -> None:
-        spec = self.spec
+    def _prepare(self, session_dir: Path) -> None:
+        """The private things of one start: its directories and its secret."""
         self.session_dir = session_dir
         self.socket_dir = _paths.socket_dir(session_dir)
         if self.socket_dir != session_dir:
             self._extra_paths.append(str(self.socket_dir))
         self.secret = secrets.token_urlsafe(24)
-        transport = _transport.choose(spec, private_route=self.private_route)
+
+    def _spawn(self, transport: _transport.Transport) -> None:
+        spec, session_dir = self.spec, self.session_dir
+        assert session_dir is not None and self.socket_dir is not None
         session = _transport.Session(self.session_id, session_dir, self.socket_dir, self.secret)
         plan = transport.plan(spec, session)
         values = dict(plan.values)
@@ -348,6 +374,60 @@ class Process:
         self.transport, self._plan = transport, plan
         self._launch(session_dir, argv, transport, plan)
         self.argv = transport.shown_argv(argv)
+
+    def _run_in_slurm(self, future: concurrent.futures.Future[None]) -> None:
+        """Allocate the job, then start the backend as a step of it and watch it (``_run``)."""
+        spec, name = self.spec, _slurm.job_name(self.session_id)
+        assert spec.slurm is not None and self.session_dir is not None
+        paths = [str(self.session_dir), *self._extra_paths]
+
+        def guard(pid: int) -> None:  # salloc: if the kernel dies, the watchdog cancels the job
+            _orphans.guard(pid, paths, session=self.session_id, end=[_slurm.cancel_argv(name)])
+            self._guarded.append(pid)
+
+        def on_state(text: str) -> None:
+            with self._lock:
+                if not self._stopping:
+                    self._set("starting", text)
+
+        log_fd = os.open(
+            self.session_dir / "backend.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+        )
+        allocation: _slurm.Allocation | None = None
+        try:
+            allocation = _slurm.allocate(
+                spec.slurm,
+                name,
+                env=clean_env({**spec.env, SESSION_ENV_VAR: self.session_id}),
+                log_fd=log_fd,
+                on_state=on_state,
+                stopping=lambda: self._stopping,
+                guard=guard,
+                wait=self._wake.wait,
+            )
+            with self._lock:
+                if allocation is None:
+                    return
+                if self._stopping:
+                    _slurm.cancel(allocation.job_id)
+                    return
+                self.allocation = allocation
+                self._spawn(_transport.on_node(spec, allocation, private_route=self.private_route))
+                proc = self._proc
+        except NbvizError as exc:
+            if allocation is not None:
+                _slurm.cancel(allocation.job_id)
+            with self._lock:
+                if self._stopping:
+                    return
+                self.error = NbvizError(exc.message, log_tail=self.logs(LOG_TAIL_LINES))
+                self._set("crashed", self.error.message)
+            future.set_exception(self.error)
+            return
+        finally:
+            os.close(log_fd)
+        assert proc is not None
+        self._run(proc, future)
 
     def _launch(
         self, session_dir: Path, argv: list[str], transport: _transport.Transport, plan: Plan
@@ -385,7 +465,10 @@ class Process:
                 self._proc.stdin.write(stdin)
                 self._proc.stdin.flush()
         _orphans.guard(
-            self._proc.pid, [str(session_dir), *self._extra_paths], session=self.session_id
+            self._proc.pid,
+            [str(session_dir), *self._extra_paths],
+            session=self.session_id,
+            end=transport.end_commands(plan),
         )
         _registry.write_entry(
             session_dir,
@@ -419,7 +502,11 @@ class Process:
                 return
             code = proc.poll()
             if code is not None:
-                left = [p for p in session_members(self.session_id) if p.pid != proc.pid]
+                left = [
+                    p
+                    for p in (session_members(self.session_id) if transport.local_tree else [])
+                    if p.pid != proc.pid
+                ]
                 daemon = (
                     f", leaving pid {left[0].pid} ({_name(left[0])}) in the background, where "
                     "nbviz cannot manage it (nbviz ended it); run the program in the foreground "
@@ -431,7 +518,8 @@ class Process:
                 self._fail(
                     future,
                     BackendExitedError(
-                        exit_reason(log_tail)
+                        transport.end_reason(plan)
+                        or exit_reason(log_tail)
                         or f"nbviz: {spec.name} exited with {describe_exit(code)} before it was "
                         f"ready{daemon}",
                         log_tail=log_tail,
@@ -480,15 +568,18 @@ class Process:
                 break
             except subprocess.TimeoutExpired:
                 self._cap_log()
+        reason = transport.end_reason(plan)  # before the job is cancelled below
         if not self._stopping:
             # what it started (an X server, helpers) must not outlive it
             kill_tree(proc, session_id=self.session_id)
+            self._end_held(transport, plan)
         with self._lock:
             if self._stopping:
                 return
             log_tail = self.logs(LOG_TAIL_LINES)
             self.error = BackendExitedError(
-                exit_reason(log_tail)
+                reason
+                or exit_reason(log_tail)
                 or f"nbviz: {spec.name} exited with {describe_exit(code)}; restart() starts it "
                 "again",
                 log_tail=log_tail,
@@ -522,6 +613,8 @@ class Process:
         kill: subprocess.Popen[bytes],
     ) -> None:
         kill_tree(kill, session_id=self.session_id)
+        if self._plan is not None:
+            self._end_held(self.transport, self._plan)
         with self._lock:
             if self._stopping:
                 return
@@ -566,6 +659,13 @@ class Process:
             _orphans.release(proc.pid)
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(timeout=5)
+        if proc is not None and self._plan is not None:
+            self._end_held(self.transport, self._plan)
+        elif self.spec.slurm is not None and self.session_id:
+            _slurm.cancel(_slurm.job_name(self.session_id))  # a job still waiting in the queue
+        for pid in self._guarded:
+            _orphans.release(pid)
+        self._guarded = []
         with self._lock:
             stopped = BackendStoppedError(
                 f"nbviz: {self.spec.name} was stopped; start() starts it again"
@@ -583,6 +683,13 @@ class Process:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    @staticmethod
+    def _end_held(transport: _transport.Transport, plan: Plan) -> None:
+        """End what the start holds beyond its processes (its Slurm job)."""
+        for argv in transport.end_commands(plan):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(argv, capture_output=True, timeout=20, check=False)
 
     def _cleanup_files(self) -> None:
         if self.session_dir is not None:

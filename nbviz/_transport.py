@@ -29,6 +29,7 @@ calls :func:`choose` and the methods of :class:`Transport`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import ipaddress
 import os
@@ -42,7 +43,7 @@ from typing import Any, ClassVar
 
 import psutil
 
-from . import _remote
+from . import _remote, _slurm
 from ._errors import NbvizError, PortInUseError
 from ._spec import SECRET_ENV_VAR, Endpoint, Spec, find_program
 
@@ -102,9 +103,9 @@ class Plan:
 class Transport:
     """How one start listens and is reached. Subclasses are stateless."""
 
-    name: ClassVar[str]
+    name: str
     #: No other local user can connect to what the backend listens on.
-    private: ClassVar[bool]
+    private: bool
 
     def plan(self, spec: Spec, session: Session) -> Plan:
         raise NotImplementedError
@@ -134,6 +135,19 @@ class Transport:
     def held_by_other(self, pid: int, plan: Plan) -> str:
         """A note when the endpoint is held by another process ("" if not)."""
         return ""
+
+    #: The backend's processes descend from the process nbviz starts (not so for a Slurm step:
+    #: slurmd starts them).
+    local_tree: ClassVar[bool] = True
+
+    def end_commands(self, plan: Plan) -> list[list[str]]:
+        """Commands that end what this start holds beyond its processes (a Slurm job): run at
+        stop, after a crash, and by the orphan watchdog when the kernel dies."""
+        return []
+
+    def end_reason(self, plan: Plan) -> str | None:
+        """Why the backend ended, when something outside it ended it (Slurm), or None."""
+        return None
 
 
 def _values(session: Session, *, port: int | str = "", unix_socket: str = "") -> dict[str, Any]:
@@ -283,7 +297,61 @@ class Ssh(Transport):
         )
 
 
+class SlurmStep(Transport):
+    """A step of a Slurm allocation (``srun --jobid``) on the allocation's first node, reached
+    through ``inner``: the transport the backend would get on that node (``unix``/``private``
+    when the node is this machine, ``host`` when it is another one). See :mod:`nbviz._slurm`."""
+
+    local_tree = False
+
+    def __init__(self, inner: Transport, allocation: _slurm.Allocation) -> None:
+        #: ``slurm/unix``, ``slurm/private``, ``slurm/host``...
+        self.name = f"slurm/{inner.name}"
+        self.inner = inner
+        self.allocation = allocation
+        self.private = inner.private
+
+    def plan(self, spec: Spec, session: Session) -> Plan:
+        if isinstance(self.inner, RemoteHost) and spec.host is None:
+            spec = dataclasses.replace(spec, host=self.allocation.address)
+        plan = self.inner.plan(spec, session)
+        plan.extra["slurm_job"] = self.allocation.job_id
+        return plan
+
+    def launch_argv(self, command: list[str], spec: Spec, plan: Plan) -> list[str]:
+        return [
+            find_program("srun", spec.env),
+            *_slurm.step_argv(self.allocation)[1:],
+            *self.inner.launch_argv(command, spec, plan),
+        ]
+
+    def shown_argv(self, argv: list[str]) -> list[str]:
+        return self.inner.shown_argv(argv[argv.index("--") + 1 :])
+
+    def end_commands(self, plan: Plan) -> list[list[str]]:
+        return [_slurm.cancel_argv(self.allocation.job_id)]
+
+    def end_reason(self, plan: Plan) -> str | None:
+        return _slurm.end_reason(self.allocation.job_id)
+
+    def advice(self, pid: int, plan: Plan) -> str:
+        return f" (Slurm job {self.allocation.job_id} on {self.allocation.node})"
+
+
 # ---------------------------------------------------------------------- the choice
+def on_node(spec: Spec, allocation: _slurm.Allocation, *, private_route: bool) -> Transport:
+    """The transport for one start of ``spec`` as a step of a Slurm ``allocation``."""
+    if allocation.local or spec.ssh or spec.host is not None:
+        return SlurmStep(choose(spec, private_route=private_route), allocation)
+    if spec.uses_unix_socket:
+        raise NbvizError(
+            f"nbviz: the Slurm job {allocation.job_id} runs on {allocation.node}, another host, "
+            f"and {spec.name} listens on a Unix socket, which does not reach across hosts; run "
+            "the kernel on that node's side, or use a backend on {port}"
+        )
+    return SlurmStep(RemoteHost(), allocation)
+
+
 def choose(spec: Spec, *, private_route: bool) -> Transport:
     """The transport for one start of ``spec``.
 

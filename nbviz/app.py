@@ -86,6 +86,11 @@ class WebApp(Frame):
     scheduler), takes ``network="host"``: it listens on the host's 127.0.0.1 behind the
     session secret. ``network="private"`` insists on the namespace (an error where the machine
     has none). See docs/routes.md, Transports.
+
+    On a cluster, ``slurm={"partition": "batch", "time": "01:00:00"}`` (salloc's options; True
+    for the defaults) runs the app as a Slurm job on a compute node: the frame shows the job's
+    queue state until it runs, and stopping the app (or the kernel's end) cancels the job. See
+    docs/slurm.md.
     """
 
     def __init__(
@@ -108,6 +113,7 @@ class WebApp(Frame):
         host: str | None = None,
         ssh: str | Sequence[str] | None = None,
         network: Network = "auto",
+        slurm: Mapping[str, object] | bool | None = None,
     ) -> None:
         spec = Spec.build(
             command,
@@ -122,6 +128,7 @@ class WebApp(Frame):
             host=host,
             ssh=ssh,
             network=network,
+            slurm=slurm,
         )
         self._init_backend(
             spec,
@@ -183,6 +190,11 @@ class WebApp(Frame):
             and self._nbviz_route
             and self._server is not None,
         )
+        if spec.slurm is not None and not self._process.private_route:
+            raise NbvizError(
+                f"nbviz: slurm= shows {spec.name} through nbviz's route, which this kernel's "
+                f"Jupyter server does not have: {_routes.NO_ROUTE_HINT}"
+            )
         if start:
             self.start()
 
@@ -295,6 +307,15 @@ class WebApp(Frame):
     def endpoint(self) -> Endpoint | None:
         """Where the backend listens: a port (on ``host``, if another), or a Unix socket here."""
         return self._process.endpoint
+
+    @property
+    def job(self) -> dict[str, str] | None:
+        """The Slurm job of the current start (``slurm=``), once granted: its ``id``, the
+        ``node`` the backend runs on and that node's ``address``; None otherwise."""
+        allocation = self._process.allocation
+        if allocation is None:
+            return None
+        return {"id": allocation.job_id, "node": allocation.node, "address": allocation.address}
 
     @property
     def transport(self) -> str:

@@ -178,6 +178,7 @@ class RemoteDesktop(WebApp):
         autostart: bool = True,
         encryption: Literal["AES"] | None = None,
         gl: bool = True,
+        slurm: Mapping[str, object] | bool | None = None,
     ) -> None:
         if backend not in ("xpra", "vnc"):
             raise NbvizError(f"nbviz: backend must be 'xpra' or 'vnc', not {backend!r}")
@@ -251,6 +252,7 @@ class RemoteDesktop(WebApp):
                 "{port}",
                 *command[at + 1 :],
             ],
+            slurm=slurm,
         )
         self._launched: list[Program] = []
         self._info: dict[str, Any] = {}

@@ -1,0 +1,215 @@
+"""A real Slurm cluster of one node on this machine: munged, slurmctld and slurmd (Debian's
+``munge`` and ``slurm-wlm``), each with its own files in one temporary directory.
+
+Used by tests/integration/test_slurm.py, tests/browser/test_slurm_browser.py and
+benchmarks/slurm.py. Needs root (slurmd runs jobs as their users; munged runs as ``munge``);
+:class:`NoCluster` says why when the cluster cannot be made. Nothing of the machine's own
+configuration (``/etc/slurm``, ``/run/munge``) is used or changed: clients find this cluster
+through ``SLURM_CONF`` (see :attr:`Cluster.env`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Programs the cluster needs, and the Debian packages that have them.
+PROGRAMS = {"munged": "munge", "slurmctld": "slurmctld", "slurmd": "slurmd", "srun": "slurm-client"}
+#: CPUs the node says it has (slurmd's config_overrides lets it say more than the machine has:
+#: jobs here are light, and a ParaView session with two ranks needs three tasks).
+NODE_CPUS = 8
+START_TIMEOUT = 30.0
+
+
+class NoCluster(RuntimeError):
+    """A Slurm cluster cannot be started here (not root, or programs missing)."""
+
+
+@dataclass
+class Cluster:
+    """A running one-node cluster."""
+
+    directory: Path
+    conf: Path
+    node: str
+    partition: str
+    #: The environment clients need (``SLURM_CONF``), to add to os.environ or a kernel's env.
+    env: dict[str, str]
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=30,
+        )
+
+    def jobs(self, name: str | None = None) -> list[dict[str, str]]:
+        """Jobs squeue lists (pending, running, completing): id, name, state, reason, nodes."""
+        argv = ["squeue", "--noheader", "--format=%i|%j|%T|%r|%N"]
+        if name:
+            argv.append(f"--name={name}")
+        out = self.run(*argv).stdout
+        keys = ("id", "name", "state", "reason", "nodes")
+        return [dict(zip(keys, line.split("|"), strict=True)) for line in out.splitlines()]
+
+    def wait_no_jobs(self, name_prefix: str = "nbviz-", timeout: float = 15.0) -> list[dict]:
+        """Wait until no job whose name starts with ``name_prefix`` is listed; return what is
+        still listed then (empty when all are gone)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = [j for j in self.jobs() if j["name"].startswith(name_prefix)]
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.2)
+
+    def log(self, daemon: str) -> str:
+        with contextlib.suppress(OSError):
+            return (self.directory / f"{daemon}.log").read_text(errors="replace")
+        return ""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(what: str, ready, proc: subprocess.Popen[bytes], log: Path) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + START_TIMEOUT
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            raise NoCluster(f"{what} did not start:\n{text[-3000:]}")
+        time.sleep(0.1)
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+SLURM_CONF = """\
+ClusterName=nbviz-test
+SlurmctldHost={host}(127.0.0.1)
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket={munge_socket}
+CredType=cred/munge
+StateSaveLocation={d}/state
+SlurmdSpoolDir={d}/spool
+SlurmctldPidFile={d}/slurmctld.pid
+SlurmdPidFile={d}/slurmd.pid
+SlurmctldLogFile={d}/slurmctld.log
+SlurmdLogFile={d}/slurmd.log
+SlurmdParameters=config_overrides
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=pmix
+SchedulerType=sched/backfill
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+ReturnToService=2
+MinJobAge=300
+KillWait=2
+InactiveLimit=0
+MessageTimeout=10
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=4000 State=UNKNOWN
+PartitionName={partition} Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+@contextlib.contextmanager
+def slurm_cluster(partition: str = "debug") -> Iterator[Cluster]:
+    """Start munged, slurmctld and slurmd; end all three (by pid) and remove their files."""
+    if os.geteuid() != 0:
+        raise NoCluster("a test Slurm cluster needs root (slurmd runs jobs as their users)")
+    missing = [f"{p} ({pkg})" for p, pkg in PROGRAMS.items() if not shutil.which(p)]
+    if missing:
+        raise NoCluster(f"missing programs: {', '.join(missing)}: apt-get install slurm-wlm munge")
+    directory = Path(tempfile.mkdtemp(prefix="nbviz-slurm-"))
+    directory.chmod(0o755)  # munged (user munge) must reach its own subdirectory
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        munge = pwd.getpwnam("munge")
+        munge_dir = directory / "munge"
+        munge_dir.mkdir(mode=0o755)
+        key = munge_dir / "munge.key"
+        key.write_bytes(os.urandom(128))
+        key.chmod(0o400)
+        for path in (munge_dir, key):
+            os.chown(path, munge.pw_uid, munge.pw_gid)
+        munge_socket = munge_dir / "munge.socket"
+        munge_log = munge_dir / "munged.log"
+        munged = subprocess.Popen(
+            [
+                "runuser", "-u", "munge", "--", "munged", "--foreground",
+                f"--socket={munge_socket}", f"--key-file={key}", f"--log-file={munge_log}",
+                f"--pid-file={munge_dir / 'munged.pid'}", f"--seed-file={munge_dir / 'seed'}",
+            ],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        procs.append(munged)
+        _wait("munged", munge_socket.exists, munged, munge_log)
+        host = socket.gethostname().split(".")[0]
+        (directory / "state").mkdir()
+        (directory / "spool").mkdir()
+        conf = directory / "slurm.conf"
+        conf.write_text(
+            SLURM_CONF.format(
+                host=host, d=directory, munge_socket=munge_socket, cpus=NODE_CPUS,
+                ctld_port=_free_port(), slurmd_port=_free_port(), partition=partition,
+            )
+        )  # fmt: skip
+        env = {"SLURM_CONF": str(conf)}
+        daemon_env = {**os.environ, **env}
+        pids: dict[str, int] = {"munged": munged.pid}
+        for daemon in ("slurmctld", "slurmd"):
+            proc = subprocess.Popen(
+                [f"/usr/sbin/{daemon}", "-D", "-f", str(conf)],
+                env=daemon_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+            procs.append(proc)
+            pids[daemon] = proc.pid
+        cluster = Cluster(directory, conf, host, partition, env, pids)
+
+        def node_idle() -> bool:
+            out = cluster.run("sinfo", "--noheader", "--format=%t", check=False).stdout
+            return out.strip() in ("idle", "mix", "alloc")
+
+        _wait("slurmctld and slurmd", node_idle, procs[-1], directory / "slurmd.log")
+        yield cluster
+    finally:
+        with contextlib.suppress(Exception):
+            subprocess.run(
+                ["scancel", "--full", "--quiet", "--state=PENDING,RUNNING,SUSPENDED"],
+                env={**os.environ, "SLURM_CONF": str(directory / "slurm.conf")},
+                capture_output=True, timeout=10,
+            )  # fmt: skip
+        for proc in reversed(procs):
+            _end(proc)
+        shutil.rmtree(directory, ignore_errors=True)
