@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import http.client
 import os
@@ -243,6 +244,8 @@ class Process:
         self._log_checked = 0.0
         #: The Slurm job of the current start, once granted (``spec.slurm``).
         self.allocation: _slurm.Allocation | None = None
+        #: The Slurm job while it waits in the queue (id, name, state, reason, nodes), else {}.
+        self.queue: dict[str, str] = {}
         #: Extra pids handed to the orphan watchdog (salloc), released at stop.
         self._guarded: list[int] = []
 
@@ -319,6 +322,8 @@ class Process:
             self.listen_addresses = set()
             self._log_dropped = False
             self.allocation = None
+            self.queue = {}
+            self.started_at = None
             self.session_id = _paths.new_session_id()
             session_dir = _paths.new_session_dir(self.session_id)
             try:
@@ -385,9 +390,11 @@ class Process:
             _orphans.guard(pid, paths, session=self.session_id, end=[_slurm.cancel_argv(name)])
             self._guarded.append(pid)
 
-        def on_state(text: str) -> None:
+        def on_state(text: str, job: _slurm.Job | None) -> None:
             with self._lock:
                 if not self._stopping:
+                    waiting = job is not None and job.state not in ("RUNNING", "COMPLETING")
+                    self.queue = dataclasses.asdict(job) if job is not None and waiting else {}
                     self._set("starting", text)
 
         log_fd = os.open(
@@ -677,6 +684,7 @@ class Process:
                 self._future = failed(stopped)
             self._cleanup_files()
             self._proc = None
+            self.queue = {}
             if self.status != "stopped":
                 self._set("stopped", f"{self.spec.name} stopped")
 

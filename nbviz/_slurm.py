@@ -130,17 +130,19 @@ class Allocation:
     local: bool
 
 
-def run(argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: list[str], env: Mapping[str, str] | None = None, timeout: float = COMMAND_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
-            argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, env=env, check=False
+            argv, capture_output=True, text=True, timeout=timeout, env=env, check=False
         )
     except FileNotFoundError:
         raise NbvizError(f"nbviz: {argv[0]} not found on PATH; {INSTALL}") from None
     except subprocess.TimeoutExpired:
         raise NbvizError(
-            f"nbviz: {argv[0]} did not answer within {COMMAND_TIMEOUT:g} s: is slurmctld "
-            "reachable? (sinfo says)"
+            f"nbviz: {argv[0]} did not answer within {timeout:g} s: is slurmctld reachable, "
+            "and does SLURM_CONF (or /etc/slurm/slurm.conf) name this cluster?"
         ) from None
 
 
@@ -204,17 +206,18 @@ def allocate(
     *,
     env: Mapping[str, str],
     log_fd: int,
-    on_state: Callable[[str], None],
+    on_state: Callable[[str, Job | None], None],
     stopping: Callable[[], bool],
     guard: Callable[[int], None] = lambda pid: None,
     wait: Callable[[float], object] = time.sleep,
 ) -> Allocation | None:
     """Ask Slurm for an allocation and wait until it is granted; None if ``stopping()`` became
     true first (the request is then withdrawn). ``on_state`` hears the queue state as it
-    changes; salloc's own messages go to ``log_fd``; ``guard(pid)`` hands salloc to the orphan
-    watchdog. Raises NbvizError when Slurm refuses."""
+    changes (text, and the job while it waits; None once it runs); salloc's own messages go
+    to ``log_fd``; ``guard(pid)`` hands salloc to the orphan watchdog. Raises NbvizError when
+    Slurm refuses."""
     argv = ["salloc", "--no-shell", f"--job-name={name}", *options]
-    on_state(f"submitting to Slurm: {' '.join(argv)}")
+    on_state(f"submitting to Slurm: {' '.join(argv)}", None)
     try:
         proc = subprocess.Popen(
             argv,
@@ -236,7 +239,7 @@ def allocate(
             job = find(name, env)
             if job is not None and job.describe() != said:
                 said = job.describe()
-                on_state(said)
+                on_state(said, job)
             if code is not None:
                 break
             wait(POLL_INTERVAL)
@@ -258,7 +261,7 @@ def allocate(
         )
     node = first_node(job.nodes, env)
     address = node_address(node, env)
-    on_state(f"Slurm job {job.id}: RUNNING on {node}")
+    on_state(f"Slurm job {job.id}: RUNNING on {node}", None)
     return Allocation(job.id, name, node, address, is_this_machine(node, address))
 
 
@@ -334,3 +337,18 @@ def check_programs(env: Mapping[str, str] | None = None) -> None:
     missing = [p for p in PROGRAMS if shutil.which(p, path=path) is None]
     if missing:
         raise NbvizError(f"nbviz: slurm= needs Slurm's {', '.join(missing)}; {INSTALL}")
+
+
+def this_process() -> str:
+    """Where this process runs, when that is inside a Slurm job (a kernel on a compute node):
+    a sentence for ``nbviz doctor``; "" outside any job."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return ""
+    node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+    return (
+        f"this process runs inside Slurm job {job} on {node}: backends it starts run there "
+        "too; when the Jupyter server runs on another host (a login node), its route reaches "
+        "them only over the network: use host= with the server's allow-list, or ssh= (see "
+        "docs/slurm.md)"
+    )

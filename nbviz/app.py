@@ -393,6 +393,9 @@ class WebApp(Frame):
             notice = self._notice if process.status == "ready" else ""
             self.message = notice or process.message
             self.error = process.error.full_message() if process.error else ""
+            self.queue = dict(process.queue) if process.status == "starting" else {}
+            if process.started_at and process.started_at != self.started_at:
+                self.started_at = process.started_at  # a Slurm job's backend starts late
             self.status = process.status
 
     def _check_exposure(self) -> None:

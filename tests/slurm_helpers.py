@@ -76,6 +76,20 @@ class Cluster:
                 return left
             time.sleep(0.2)
 
+    def block(self) -> str:
+        """Submit a job that holds every CPU of the node, wait until it runs; its id. Jobs
+        submitted after it wait in the queue (``PENDING (Resources)``) until it is cancelled."""
+        job = self.run(
+            "sbatch", "--parsable", "--job-name=blocker", "--output=/dev/null",
+            f"--ntasks={NODE_CPUS}", "--wrap", "sleep 600",
+        ).stdout.strip()  # fmt: skip
+        deadline = time.monotonic() + 20
+        while not any(j["id"] == job and j["state"] == "RUNNING" for j in self.jobs()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the blocking job {job} did not start: {self.jobs()}")
+            time.sleep(0.1)
+        return job
+
     def log(self, daemon: str) -> str:
         with contextlib.suppress(OSError):
             return (self.directory / f"{daemon}.log").read_text(errors="replace")

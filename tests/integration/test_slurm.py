@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 from jupyter_helpers import BACKEND, JupyterServer, Kernel, wait_until
 from paraview_data import heat_series
-from slurm_helpers import NODE_CPUS, Cluster, NoCluster, slurm_cluster
+from slurm_helpers import Cluster
 from user_helpers import (
     http_probe_as,
     listeners_by_program,
@@ -36,14 +37,8 @@ JOB_GONE = 15.0
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    try:
-        with slurm_cluster() as started, pytest.MonkeyPatch.context() as patch:
-            for key, value in started.env.items():
-                patch.setenv(key, value)  # the Jupyter server and its kernels find the cluster
-            yield started
-    except NoCluster as exc:
-        pytest.skip(str(exc))
+def cluster(slurm: Cluster) -> Cluster:
+    return slurm
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +47,14 @@ def server(cluster: Cluster) -> Iterator[JupyterServer]:
     root = Path(tempfile.mkdtemp(prefix="nbviz-slurm-jupyter-", dir="/tmp"))
     root.chmod(0o755)
     try:
-        with JupyterServer(root=root) as started:
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in cluster.env.items():
+                patch.setenv(key, value)  # the Jupyter server and its kernels find the cluster
+            started = JupyterServer(root=root).start()
+        try:
             yield started
+        finally:
+            started.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -174,16 +175,8 @@ def test_job_cancelled_from_outside_turns_the_object_crashed(
 def test_pending_job_shows_its_queue_state_and_stop_withdraws_it(
     kernel: Kernel, cluster: Cluster
 ) -> None:
-    blocker = cluster.run(
-        "sbatch", "--parsable", "--job-name=blocker", "--output=/dev/null", f"--ntasks={NODE_CPUS}",
-        "--wrap", "sleep 300",
-    ).stdout.strip()  # fmt: skip
+    blocker = cluster.block()
     try:
-        wait_until(
-            lambda: any(j["id"] == blocker and j["state"] == "RUNNING" for j in cluster.jobs()),
-            timeout=20,
-            what="the blocking job to run",
-        )
         start_webapp(kernel, "port")
         wait_until(lambda: "PENDING" in info(kernel)["message"], timeout=20, what="PENDING")
         state = info(kernel)
@@ -197,15 +190,7 @@ def test_pending_job_shows_its_queue_state_and_stop_withdraws_it(
         assert info(kernel)["job"]["id"] == listed[0]["id"]
         kernel.run("objects['app'].stop()")
         # a stop while the job waits withdraws it
-        blocker = cluster.run(
-            "sbatch", "--parsable", "--job-name=blocker", "--output=/dev/null", f"--ntasks={NODE_CPUS}",
-            "--wrap", "sleep 300",
-        ).stdout.strip()  # fmt: skip
-        wait_until(
-            lambda: any(j["id"] == blocker and j["state"] == "RUNNING" for j in cluster.jobs()),
-            timeout=20,
-            what="the blocking job to run",
-        )
+        blocker = cluster.block()
         kernel.run("objects['app'].start()")
         wait_until(lambda: "PENDING" in info(kernel)["message"], timeout=20, what="PENDING")
         started = time.monotonic()
@@ -310,3 +295,12 @@ def test_session_api_reports_the_transport(kernel: Kernel, server: JupyterServer
     assert status == 200
     sessions = {s["id"]: s for s in json.loads(body)["sessions"]}
     assert sessions[session]["transport"] == "slurm/unix", sessions[session]
+
+
+def test_doctor_sees_the_cluster_and_a_kernel_inside_a_job(cluster: Cluster) -> None:
+    nbviz = [sys.executable, "-m", "nbviz.cli", "doctor", "--no-routes"]
+    out = cluster.run(*nbviz).stdout
+    assert "[ok  ] Slurm: slurm= can submit here; partitions: debug*" in out, out
+    # run where a kernel on a compute node runs: inside a job
+    out = cluster.run("srun", "--ntasks=1", "--time=5", *nbviz).stdout
+    assert "runs inside Slurm job" in out and f"on {cluster.node}" in out, out
