@@ -333,9 +333,13 @@ class Process:
                 else:
                     _slurm.check_programs(self.spec.env)
                     if self.template_values is not None:
-                        # the route (nbviz's, by session id) is known before the node is
+                        # The route, as far as it is known before the node is: nbviz's is by
+                        # session id; one by port is known once the backend starts (the
+                        # template values are asked again then).
                         self.template_values(
-                            Endpoint(unix_socket=str(session_dir / "backend.sock")),
+                            Endpoint(unix_socket=str(session_dir / "backend.sock"))
+                            if self.spec.uses_unix_socket
+                            else Endpoint(port=0),
                             self.session_id,
                         )
             except BaseException:

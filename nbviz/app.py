@@ -190,11 +190,6 @@ class WebApp(Frame):
             and self._nbviz_route
             and self._server is not None,
         )
-        if spec.slurm is not None and not self._process.private_route:
-            raise NbvizError(
-                f"nbviz: slurm= shows {spec.name} through nbviz's route, which this kernel's "
-                f"Jupyter server does not have: {_routes.NO_ROUTE_HINT}"
-            )
         if start:
             self.start()
 
@@ -396,6 +391,10 @@ class WebApp(Frame):
             self.queue = dict(process.queue) if process.status == "starting" else {}
             if process.started_at and process.started_at != self.started_at:
                 self.started_at = process.started_at  # a Slurm job's backend starts late
+            route = self._route
+            if route is not None and route.url != self.url and process.status != "stopped":
+                # a route by port, known once a Slurm job's backend started
+                self.route, self.url = route.kind, route.url
             self.status = process.status
 
     def _check_exposure(self) -> None:
