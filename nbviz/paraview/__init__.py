@@ -368,6 +368,7 @@ class ParaViewSession(WebApp):
             # starts them with the site's MPI plugin (MpiDefault) and never on the login node
             options = {} if slurm is True else dict(slurm)  # type: ignore[arg-type]
             options.setdefault("ntasks", int(ranks) + 1)
+            options.setdefault("nodes", 1)  # the ranks connect back to pvpython on localhost
             slurm = options
             if launcher == DEFAULT_LAUNCHER:
                 launcher = SLURM_LAUNCHER
