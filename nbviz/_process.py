@@ -664,15 +664,16 @@ class Process:
             self._wake.set()
             proc = self._proc
         if proc is not None:
+            if self._plan is not None:
+                # a Slurm job first: its end ends the step and the local srun with it
+                self._end_held(self.transport, self._plan)
             if proc.stdin is not None:
                 end_gently(proc)
             kill_tree(proc, session_id=self.session_id)
             _orphans.release(proc.pid)
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(timeout=5)
-        if proc is not None and self._plan is not None:
-            self._end_held(self.transport, self._plan)
-        elif self.spec.slurm is not None and self.session_id:
+        if proc is None and self.spec.slurm is not None and self.session_id:
             _slurm.cancel(_slurm.job_name(self.session_id))  # a job still waiting in the queue
         for pid in self._guarded:
             _orphans.release(pid)

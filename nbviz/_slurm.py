@@ -44,8 +44,9 @@ INSTALL = (
     "the cluster's slurm.conf must be found (SLURM_CONF, or /etc/slurm/slurm.conf)"
 )
 JOB_NAME_PREFIX = "nbviz-"
-#: Seconds between two looks at a pending job.
+#: Seconds between two looks at a pending job (squeue), and at salloc's exit.
 POLL_INTERVAL = 0.5
+EXIT_POLL = 0.02
 #: Seconds one Slurm command may take.
 COMMAND_TIMEOUT = 20.0
 #: Seconds to wait for the final state of a job Slurm is ending (COMPLETING).
@@ -231,18 +232,21 @@ def allocate(
         raise NbvizError(f"nbviz: salloc not found on PATH; {INSTALL}") from None
     guard(proc.pid)
     said = ""
+    next_look = 0.0
     try:
         while True:
             code = proc.poll()
             if stopping():
                 return None
-            job = find(name, env)
-            if job is not None and job.describe() != said:
-                said = job.describe()
-                on_state(said, job)
             if code is not None:
                 break
-            wait(POLL_INTERVAL)
+            if time.monotonic() >= next_look:  # squeue asks slurmctld: not too often
+                next_look = time.monotonic() + POLL_INTERVAL
+                job = find(name, env)
+                if job is not None and job.describe() != said:
+                    said = job.describe()
+                    on_state(said, job)
+            wait(EXIT_POLL)  # salloc returns the moment the job is granted
     finally:
         if proc.poll() is None:  # withdraw the request (salloc cancels its pending job)
             with contextlib.suppress(OSError):
