@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netns_helpers import Node
+
 #: Programs the cluster needs, and the Debian packages that have them.
 PROGRAMS = {"munged": "munge", "slurmctld": "slurmctld", "slurmd": "slurmd", "srun": "slurm-client"}
 #: CPUs the node says it has (slurmd's config_overrides lets it say more than the machine has:
@@ -91,6 +93,7 @@ class Cluster:
         return job
 
     def log(self, daemon: str) -> str:
+        """A daemon's log: ``slurmctld``, or ``slurmd-<node name>``."""
         with contextlib.suppress(OSError):
             return (self.directory / f"{daemon}.log").read_text(errors="replace")
         return ""
@@ -102,12 +105,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait(what: str, ready, proc: subprocess.Popen[bytes], log: Path) -> None:  # type: ignore[no-untyped-def]
+def _wait(what: str, ready, procs: list[subprocess.Popen[bytes]], logs: list[Path]) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + START_TIMEOUT
     while not ready():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            raise NoCluster(f"{what} did not start:\n{text[-3000:]}")
+        if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+            exited = [" ".join(map(str, p.args)) for p in procs if p.poll() is not None]  # type: ignore[call-overload]
+            text = "".join(
+                f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}\n"
+                for log in logs
+                if log.exists()
+            )
+            raise NoCluster(f"{what} did not start (exited: {exited}):\n{text}")
         time.sleep(0.1)
 
 
@@ -123,7 +131,7 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
 
 SLURM_CONF = """\
 ClusterName=nbviz-test
-SlurmctldHost={host}(127.0.0.1)
+SlurmctldHost={host}({ctld_address})
 SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
 SlurmUser=root
@@ -132,11 +140,11 @@ AuthType=auth/munge
 AuthInfo=socket={munge_socket}
 CredType=cred/munge
 StateSaveLocation={d}/state
-SlurmdSpoolDir={d}/spool
+SlurmdSpoolDir={d}/spool-%n
 SlurmctldPidFile={d}/slurmctld.pid
-SlurmdPidFile={d}/slurmd.pid
+SlurmdPidFile={d}/slurmd-%n.pid
 SlurmctldLogFile={d}/slurmctld.log
-SlurmdLogFile={d}/slurmd.log
+SlurmdLogFile={d}/slurmd-%n.log
 SlurmdParameters=config_overrides
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -153,17 +161,39 @@ InactiveLimit=0
 MessageTimeout=10
 NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=4000 State=UNKNOWN
 PartitionName={partition} Nodes={host} Default=YES MaxTime=INFINITE State=UP
+{second}"""
+
+#: The second node (another host: a network namespace), in a partition of its own.
+SECOND_NODE = """\
+NodeName={name} NodeAddr={address} CPUs={cpus} RealMemory=4000 State=UNKNOWN
+PartitionName={partition} Nodes={name} MaxTime=INFINITE State=UP
 """
+SECOND_NODE_NAME = "nbviz-node2"
+SECOND_PARTITION = "remote"
 
 
 @contextlib.contextmanager
-def slurm_cluster(partition: str = "debug") -> Iterator[Cluster]:
-    """Start munged, slurmctld and slurmd; end all three (by pid) and remove their files."""
+def slurm_cluster(partition: str = "debug", second: Node | None = None) -> Iterator[Cluster]:
+    """Start munged, slurmctld and slurmd; end them (by pid) and remove their files.
+
+    With ``second`` (a network namespace, see netns_helpers.py), a second slurmd runs in it as
+    node ``nbviz-node2`` at ``second.ip``, in partition ``remote``: another host, as far as
+    the network goes (it shares this machine's files, as compute nodes share home and project
+    directories). slurmctld then listens at the host's end of the veth pair, which both
+    nodes reach."""
     if os.geteuid() != 0:
         raise NoCluster("a test Slurm cluster needs root (slurmd runs jobs as their users)")
     missing = [f"{p} ({pkg})" for p, pkg in PROGRAMS.items() if not shutil.which(p)]
     if missing:
         raise NoCluster(f"missing programs: {', '.join(missing)}: apt-get install slurm-wlm munge")
+    if second is not None:
+        # the node reaches this machine's other addresses (srun's, for the step's output)
+        # through the veth pair, as compute nodes reach their login node
+        gateway = second.ip.rsplit(".", 1)[0] + ".1"
+        subprocess.run(
+            second.exec("ip", "route", "replace", "default", "via", gateway),
+            check=True, capture_output=True,
+        )  # fmt: skip
     directory = Path(tempfile.mkdtemp(prefix="nbviz-slurm-"))
     directory.chmod(0o755)  # munged (user munge) must reach its own subdirectory
     procs: list[subprocess.Popen[bytes]] = []
@@ -187,35 +217,57 @@ def slurm_cluster(partition: str = "debug") -> Iterator[Cluster]:
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         procs.append(munged)
-        _wait("munged", munge_socket.exists, munged, munge_log)
+        _wait("munged", munge_socket.exists, [munged], [munge_log])
         host = socket.gethostname().split(".")[0]
         (directory / "state").mkdir()
-        (directory / "spool").mkdir()
+        for name in (host, SECOND_NODE_NAME):
+            (directory / f"spool-{name}").mkdir()
+        second_conf = (
+            SECOND_NODE.format(
+                name=SECOND_NODE_NAME, address=second.ip, cpus=NODE_CPUS,
+                partition=SECOND_PARTITION,
+            )
+            if second is not None
+            else ""
+        )  # fmt: skip
         conf = directory / "slurm.conf"
         conf.write_text(
             SLURM_CONF.format(
                 host=host, d=directory, munge_socket=munge_socket, cpus=NODE_CPUS,
                 ctld_port=_free_port(), slurmd_port=_free_port(), partition=partition,
+                second=second_conf,
+                ctld_address=second.ip.rsplit(".", 1)[0] + ".1" if second else "127.0.0.1",
             )
         )  # fmt: skip
         env = {"SLURM_CONF": str(conf)}
         daemon_env = {**os.environ, **env}
         pids: dict[str, int] = {"munged": munged.pid}
-        for daemon in ("slurmctld", "slurmd"):
-            proc = subprocess.Popen(
-                [f"/usr/sbin/{daemon}", "-D", "-f", str(conf)],
-                env=daemon_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+        daemons = {
+            "slurmctld": ["/usr/sbin/slurmctld", "-D", "-f", str(conf)],
+            "slurmd": ["/usr/sbin/slurmd", "-D", "-f", str(conf)],
+        }
+        if second is not None:
+            # nsenter, not `ip netns exec`: that mounts a sysfs of the namespace's own, without
+            # /sys/fs/cgroup, and slurmd refuses to start without it
+            daemons["slurmd-node2"] = [
+                "nsenter", f"--net=/run/netns/{second.name}",
+                "/usr/sbin/slurmd", "-D", "-f", str(conf), "-N", SECOND_NODE_NAME,
+            ]  # fmt: skip
+        for daemon, argv in daemons.items():
+            with open(directory / f"{daemon}.stderr.log", "wb") as out:  # what it says first
+                proc = subprocess.Popen(
+                    argv, env=daemon_env, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )  # fmt: skip
             procs.append(proc)
             pids[daemon] = proc.pid
         cluster = Cluster(directory, conf, host, partition, env, pids)
 
-        def node_idle() -> bool:
-            out = cluster.run("sinfo", "--noheader", "--format=%t", check=False).stdout
-            return out.strip() in ("idle", "mix", "alloc")
+        def nodes_idle() -> bool:
+            out = cluster.run("sinfo", "--noheader", "--format=%t", check=False).stdout.split()
+            return bool(out) and all(state in ("idle", "mix", "alloc") for state in out)
 
-        _wait("slurmctld and slurmd", node_idle, procs[-1], directory / "slurmd.log")
+        _wait("slurmctld and slurmd", nodes_idle, procs, sorted(directory.glob("*.log")))
         yield cluster
     finally:
         with contextlib.suppress(Exception):

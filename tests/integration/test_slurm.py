@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 from jupyter_helpers import BACKEND, JupyterServer, Kernel, wait_until
+from netns_helpers import Node, NoNamespace, network_namespace
 from paraview_data import heat_series
-from slurm_helpers import Cluster
+from slurm_helpers import SECOND_NODE_NAME, Cluster, NoCluster, slurm_cluster
 from user_helpers import (
     http_probe_as,
     listeners_by_program,
@@ -78,7 +79,8 @@ def info(kernel: Kernel, name: str = "app") -> dict:
     out = kernel.run(
         f"o = objects[{name!r}]\n"
         "print(json.dumps({'status': o.status, 'message': o.message, 'error': o.error,"
-        " 'url': o.url, 'job': o.job, 'transport': o.transport, 'pid': o.pid,"
+        " 'url': o.url, 'job': o.job, 'transport': o.transport, 'pid': o.pid, 'path': o.path,"
+        " 'endpoint': [o.endpoint.host, o.endpoint.port] if o.endpoint else None,"
         " 'session': o._process.session_id}))"
     )
     return dict(json.loads(out.strip().splitlines()[-1]))
@@ -304,3 +306,78 @@ def test_doctor_sees_the_cluster_and_a_kernel_inside_a_job(cluster: Cluster) -> 
     # run where a kernel on a compute node runs: inside a job
     out = cluster.run("srun", "--ntasks=1", "--time=5", *nbviz).stdout
     assert "runs inside Slurm job" in out and f"on {cluster.node}" in out, out
+
+
+# ----------------------------------------------------- a second node, on another "host"
+@pytest.fixture(scope="module")
+def two_nodes() -> Iterator[tuple[Cluster, Node]]:
+    """A cluster whose second node (partition ``remote``) is a network namespace: another
+    host as far as the network goes."""
+    try:
+        with network_namespace() as node, slurm_cluster(second=node) as cluster:
+            yield cluster, node
+    except (NoNamespace, NoCluster) as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def two_node_server(two_nodes: tuple[Cluster, Node]) -> Iterator[JupyterServer]:
+    cluster, node = two_nodes
+    root = Path(tempfile.mkdtemp(prefix="nbviz-slurm2-jupyter-", dir="/tmp"))
+    (root / "config").mkdir()
+    (root / "config" / "jupyter_server_config.py").write_text(
+        f"c.NbvizRoute.host_allowlist = [{node.ip!r}]\n"
+    )
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in cluster.env.items():
+                patch.setenv(key, value)
+            started = JupyterServer(root=root).start()
+        try:
+            yield started
+        finally:
+            started.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_job_on_another_node_is_reached_across_hosts(
+    two_nodes: tuple[Cluster, Node], two_node_server: JupyterServer
+) -> None:
+    cluster, node = two_nodes
+    kernel = Kernel(two_node_server)
+    try:
+        kernel.run(f"import json, sys\nfrom nbviz import WebApp\nBACKEND = {str(BACKEND)!r}")
+        baseline = node.pids()
+        kernel.run(
+            "objects = {}\n"
+            "objects['app'] = WebApp([sys.executable, BACKEND, '--host', '0.0.0.0', '--port',"
+            " '{port}', '--heading', 'on the second node', '--require-secret', 'key'],"
+            " secret_param='key', slurm={'partition': 'remote', 'time': '10'}, timeout=60)\n"
+            "objects['app'].wait_ready(90)\n",
+            timeout=120,
+        )
+        state = info(kernel)
+        assert state["transport"] == "slurm/host", state
+        assert state["job"]["node"] == SECOND_NODE_NAME and state["job"]["address"] == node.ip
+        host, _port = state["endpoint"]
+        assert host == node.ip, state
+        # the backend runs on the node (in its network), started there by its slurmd
+        assert node.pids() - baseline, "nothing runs on the second node"
+        # through Jupyter's route, across the "hosts"; the page holds the session secret
+        status, body, _ = two_node_server.get(state["url"] + state["path"].lstrip("/"))
+        assert status == 200 and b"on the second node" in body, (status, body[:300])
+        # anyone on the cluster network reaches node:port; without the secret the app says no
+        assert two_node_server.get(state["url"])[0] == 403
+        kernel.run("objects['app'].stop()", timeout=60)
+        assert cluster.wait_no_jobs(timeout=JOB_GONE) == []
+        wait_until(lambda: node.pids() == baseline, timeout=JOB_GONE, what="node2 to be empty")
+
+        # a backend on a Unix socket cannot be reached from another host: a clear error, and
+        # its job is cancelled
+        start_webapp(kernel, "unix", slurm={"partition": "remote", "time": "10"})
+        wait_until(lambda: info(kernel)["status"] == "crashed", timeout=30, what="crashed")
+        assert "does not reach across hosts" in info(kernel)["error"]
+        assert cluster.wait_no_jobs(timeout=JOB_GONE) == []
+    finally:
+        kernel.close()
