@@ -44,7 +44,7 @@ import _client  # noqa: E402
 from _client import Target  # noqa: E402
 from _common import end_cleanly_on_sigterm, show  # noqa: E402
 from jupyter_helpers import JupyterServer  # noqa: E402
-from netns_helpers import NoNamespace, Node, network_namespace  # noqa: E402
+from netns_helpers import Node, NoNamespace, network_namespace  # noqa: E402
 from slurm_helpers import Cluster, NoCluster, slurm_cluster  # noqa: E402
 
 MB = 10**6
