@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from .._errors import BackendStoppedError, NbvizError
-from .._process import UnixHTTPConnection
+from .._http import UnixHTTPConnection
 from .._routes import RouteChoice, url_join
 from ._app import App
 from ._builtin import NEST_DESKTOP

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from .. import _orphans
 from .._errors import NbvizError
-from .._process import kill_tree, tail
+from .._log import tail
 from .._spec import find_program
+from .._tree import kill_tree
 from ..app import LogText
 
 #: How long setting the clipboard waits for the desktop to see the new text (seconds).
