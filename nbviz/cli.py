@@ -231,8 +231,8 @@ def check_slurm() -> None:
     else:
         try:
             result = _slurm.run(["sinfo", "--noheader", "--format=%P %a %D %t"], timeout=10)
-        except NbvizError as exc:
-            _line(NO, f"Slurm: {exc.message.removeprefix('nbviz: ')}")
+        except NbvizError as exc:  # (a cluster is optional: information, not a failure)
+            _line(INFO, f"Slurm: slurm= cannot submit: {exc.message.removeprefix('nbviz: ')}")
         else:
             if result.returncode == 0 and result.stdout.strip():
                 partitions = "; ".join(
@@ -246,7 +246,11 @@ def check_slurm() -> None:
                 _line(OK, f"Slurm: slurm= can submit here; partitions: {partitions}")
             else:
                 why = (result.stderr.strip().splitlines() or ["no partitions"])[-1]
-                _line(NO, f"Slurm: sinfo failed ({why}); is slurmctld reachable, SLURM_CONF set?")
+                _line(
+                    INFO,
+                    f"Slurm: no cluster answers here ({why}): slurm= cannot submit; on a "
+                    "cluster, SLURM_CONF (or /etc/slurm/slurm.conf) must name it",
+                )
     placement = _slurm.this_process()
     if placement:
         _line(INFO, placement)

@@ -156,6 +156,26 @@ def test_kernel_killed_cancels_the_job(server: JupyterServer, cluster: Cluster) 
         server.delete(f"api/kernels/{kernel.id}")
 
 
+def test_kernel_killed_while_the_job_waits_withdraws_it(
+    server: JupyterServer, cluster: Cluster
+) -> None:
+    """The orphan watchdog cancels a job still in the queue too (by its name: the kernel may
+    not have learnt its id)."""
+    blocker = cluster.block()
+    kernel = Kernel(server)
+    try:
+        kernel.run(f"import sys, json\nfrom nbviz import WebApp\nBACKEND = {str(BACKEND)!r}")
+        start_webapp(kernel, "port")
+        wait_until(lambda: "PENDING" in info(kernel)["message"], timeout=20, what="PENDING")
+        assert [j for j in cluster.jobs() if j["name"].startswith("nbviz-")]
+        os.kill(kernel.pid, signal.SIGKILL)
+        assert cluster.wait_no_jobs(timeout=JOB_GONE) == [], "the waiting job outlived the kernel"
+    finally:
+        kernel.client.stop_channels()
+        server.delete(f"api/kernels/{kernel.id}")
+        cluster.run("scancel", blocker, check=False)
+
+
 def test_job_cancelled_from_outside_turns_the_object_crashed(
     kernel: Kernel, cluster: Cluster
 ) -> None:
