@@ -41,13 +41,10 @@ sys.path.insert(0, str(HERE))
 BACKEND = HERE.parent / "tests" / "resources" / "backend.py"
 
 import _client  # noqa: E402
-from _client import Target  # noqa: E402
 from _common import end_cleanly_on_sigterm, show  # noqa: E402
 from jupyter_helpers import JupyterServer  # noqa: E402
 from netns_helpers import Node, NoNamespace, network_namespace  # noqa: E402
 from slurm_helpers import Cluster, NoCluster, slurm_cluster  # noqa: E402
-
-MB = 10**6
 
 
 @contextlib.contextmanager
@@ -120,37 +117,11 @@ def route_loads(
             processes[name].start()
         for process in processes.values():
             process.wait_ready(90)
-        auth = {"Authorization": f"token {server.token}"}
-        targets: dict[str, Target] = {}
-        for name, process in processes.items():
-            endpoint = process.endpoint
-            targets[f"direct|{name}"] = (
-                Target(name, "", unix_socket=endpoint.unix_socket)
-                if endpoint.unix_socket
-                else Target(name, "", port=endpoint.port, host=endpoint.host)
-            )
-            prefix = f"{server.base_url.rstrip('/')}/nbviz/{process.session_id}"
-            targets[f"route|{name}"] = Target(name, prefix, port=server.port, headers=auth)
-        return asyncio.run(loads(targets, rounds))
+        return asyncio.run(_client.load_rounds(_client.session_targets(server, processes), rounds))
     finally:
         for process in processes.values():
             process.stop()
         server.stop()
-
-
-async def loads(targets: dict[str, Target], rounds: int) -> dict[str, dict[str, list[float]]]:
-    samples: dict[str, dict[str, list[float]]] = {"req_1k": {}, "body_10m": {}}
-    keys = list(targets)
-    for round_ in range(rounds):
-        shift = round_ % len(keys)
-        for key in keys[shift:] + keys[:shift]:
-            rate = await _client.http_rate(
-                targets[key], "/bytes/1024", clients=4, count=2000, budget=2.0
-            )
-            bulk = await _client.http_bulk(targets[key], 10 * MB, count=30, budget=2.0)
-            samples["req_1k"].setdefault(key, []).append(rate["value"])
-            samples["body_10m"].setdefault(key, []).append(bulk["value"])
-    return samples
 
 
 def main() -> int:
@@ -193,15 +164,17 @@ def main() -> int:
         "direct to direct, route to route):",
         f"  {'backend':18s} {'via':7s} {'1 KB req/s':>18s} {'10 MB body MB/s':>20s}",
     ]
-    names = list(dict.fromkeys(key.split("|")[1] for key in load["req_1k"]))
-    for via in ("direct", "route"):
+    names = list(dict.fromkeys(key.split(" ", 1)[1] for key in load["req_1k"]))
+    for via in ("direct", "nbviz"):
         for name in names:
             cells = []
             for metric in ("req_1k", "body_10m"):
-                value = statistics.median(load[metric][f"{via}|{name}"])
-                ref = statistics.median(load[metric][f"{via}|local Unix"])
+                value = statistics.median(load[metric][f"{via} {name}"])
+                ref = statistics.median(load[metric][f"{via} local Unix"])
                 cells.append(f"{value:10,.0f} ({value / ref:.2f}x)")
-            lines.append(f"  {name:18s} {via:7s} {cells[0]:>18s} {cells[1]:>20s}")
+            lines.append(
+                f"  {name:18s} {via.replace('nbviz', 'route'):7s} {cells[0]:>18s} {cells[1]:>20s}"
+            )
     show(f"nbviz on Slurm, load {os.getloadavg()[0]:.1f}", lines, left=left)
     return 0
 

@@ -8,6 +8,7 @@ object ``crashed`` with Slurm's reason; a job that waits in the queue says so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,11 +43,14 @@ def cluster(slurm: Cluster) -> Cluster:
     return slurm
 
 
-@pytest.fixture(scope="module")
-def server(cluster: Cluster) -> Iterator[JupyterServer]:
-    # world-traversable (not pytest's 0700 temp dirs): the privacy probe runs as another user
+@contextlib.contextmanager
+def jupyter_for(cluster: Cluster, config: str = "") -> Iterator[JupyterServer]:
+    """A Jupyter server whose kernels find ``cluster``, in a world-traversable directory (not
+    pytest's 0700 temp dirs: the privacy probe runs as another user)."""
     root = Path(tempfile.mkdtemp(prefix="nbviz-slurm-jupyter-", dir="/tmp"))
     root.chmod(0o755)
+    (root / "config").mkdir()
+    (root / "config" / "jupyter_server_config.py").write_text(config)
     try:
         with pytest.MonkeyPatch.context() as patch:
             for key, value in cluster.env.items():
@@ -58,6 +62,12 @@ def server(cluster: Cluster) -> Iterator[JupyterServer]:
             started.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(cluster: Cluster) -> Iterator[JupyterServer]:
+    with jupyter_for(cluster) as started:
+        yield started
 
 
 @pytest.fixture
@@ -343,22 +353,8 @@ def two_nodes() -> Iterator[tuple[Cluster, Node]]:
 @pytest.fixture(scope="module")
 def two_node_server(two_nodes: tuple[Cluster, Node]) -> Iterator[JupyterServer]:
     cluster, node = two_nodes
-    root = Path(tempfile.mkdtemp(prefix="nbviz-slurm2-jupyter-", dir="/tmp"))
-    (root / "config").mkdir()
-    (root / "config" / "jupyter_server_config.py").write_text(
-        f"c.NbvizRoute.host_allowlist = [{node.ip!r}]\n"
-    )
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in cluster.env.items():
-                patch.setenv(key, value)
-            started = JupyterServer(root=root).start()
-        try:
-            yield started
-        finally:
-            started.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with jupyter_for(cluster, f"c.NbvizRoute.host_allowlist = [{node.ip!r}]\n") as started:
+        yield started
 
 
 def test_a_job_on_another_node_is_reached_across_hosts(
