@@ -257,6 +257,11 @@ class Process:
                 self.allocation = allocation
                 self._spawn(_transport.on_node(spec, allocation, private_route=self.private_route))
                 proc = self._proc
+                # the step's srun is guarded now, with the job's scancel; salloc has exited, and
+                # its pid must not stay registered (it may name another process later)
+                for pid in self._guarded:
+                    _orphans.release(pid)
+                self._guarded = []
         except NbvizError as exc:
             if allocation is not None:
                 _slurm.cancel(allocation.job_id)
