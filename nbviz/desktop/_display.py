@@ -90,13 +90,18 @@ def run_x(
 
 def read_windows(env: dict[str, str]) -> list[str]:
     """The titles of the windows on the display (the window manager's list)."""
-    try:
-        listing = run_x(env, ["wmctrl", "-l"])
-    except NbvizError as exc:
-        # No window manager (yet, or window_manager=""): nothing publishes the list.
-        if "Cannot get client list" in str(exc):
-            return []
-        raise
+    for attempt in range(3):
+        try:
+            listing = run_x(env, ["wmctrl", "-l"])
+            break
+        except NbvizError as exc:
+            # No window manager (yet, or window_manager=""): nothing publishes the list.
+            if "Cannot get client list" in str(exc):
+                return []
+            # A window closed between wmctrl's listing and its look at the window: the list
+            # changed under it, and the next try reads the new one.
+            if "BadWindow" not in str(exc) or attempt == 2:
+                raise
     lines = listing.decode(errors="replace").splitlines()
     titles = []
     for line in lines:
