@@ -35,6 +35,8 @@ REPRESENTATIONS = ["Surface", "Surface With Edges", "Wireframe", "Points", "Volu
 LOCAL_LAUNCHERS = ("mpiexec", "mpirun", "orterun")
 #: Traits mirrored in the backend, in the order they are applied after a (re)start.
 VIEW_TRAITS = (
+    "interactive_quality",
+    "interactive_ratio",
     "regions",
     "field",
     "association",
@@ -330,6 +332,24 @@ class ParaViewSession(WebApp):
         help='Parts of an OpenFOAM case shown: "internalMesh", patches ("patch/movingWall"), '
         'groups ("group/wall"); or blocks of a multiblock data set ("internal", '
         '"boundary/movingWall"); `all_regions` lists them. [] for other data.',
+    ).tag(sync=True)
+
+    interactive_quality = t.Int(
+        60,
+        min=1,
+        max=100,
+        help="JPEG quality (1-100) of the reduced frames the page gets while the view moves "
+        "(a drag) and first after a change; the full-quality still follows once it stops. "
+        "Reduced frames also draw big geometry decimated (ParaView's level of detail) at "
+        "`interactive_ratio` of the size. 100 with `interactive_ratio` 1: every frame is a "
+        "full-quality still.",
+    ).tag(sync=True)
+    interactive_ratio = t.Float(
+        0.5,
+        min=0.1,
+        max=1.0,
+        help="Size of the reduced frames, as a fraction of the view's width and height "
+        "(0.1-1); see `interactive_quality`.",
     ).tag(sync=True)
 
     _route_required = False  # screenshots, fields, filters work with no browser too

@@ -55,11 +55,14 @@ parser.add_argument("--follow", action="store_true", help="pick up time steps as
 parser.add_argument("--follow-interval", type=float, default=1.0, help="seconds between looks")
 parser.add_argument("--settle", type=float, default=0.5, help="a new file's quiet time")
 parser.add_argument("--glob", help="the pattern the --data files matched (new matches are steps)")
+parser.add_argument("--interactive-quality", type=int, default=60, help="reduced frames: JPEG")
+parser.add_argument("--interactive-ratio", type=float, default=0.5, help="reduced frames' scale")
 ARGS = parser.parse_args()
 sys.argv = sys.argv[:1]
 
 
 # (_pvnumpy.py is beside this file, which pvpython runs by path: its directory is sys.path[0])
+from _pvframes import FRAME_SETTINGS, KEEPS_GEOMETRY, Frames  # noqa: E402
 from _pvnumpy import import_numpy_of_vtk  # noqa: E402
 
 NUMPY = import_numpy_of_vtk()
@@ -701,6 +704,8 @@ class Scene:
             "representation": "Surface",
             "opacity": 1.0,
             "follow": bool(ARGS.follow),
+            "interactive_quality": ARGS.interactive_quality,
+            "interactive_ratio": ARGS.interactive_ratio,
         }
         cloud = self.reader.GetXMLName() == "TableToPolyData"  # a table's (CSV's) points
         if cloud:
@@ -995,6 +1000,20 @@ class Scene:
         self.display.Opacity = value
         self.values["opacity"] = value
 
+    def set_interactive_quality(self, value: Any) -> None:
+        try:
+            frames.configure(quality=value)
+        except ValueError as exc:
+            raise Fail(str(exc)) from None
+        self.values["interactive_quality"] = frames.quality
+
+    def set_interactive_ratio(self, value: Any) -> None:
+        try:
+            frames.configure(ratio=value)
+        except ValueError as exc:
+            raise Fail(str(exc)) from None
+        self.values["interactive_ratio"] = frames.ratio
+
     def camera(self) -> dict[str, Any]:
         v = self.view
         return {
@@ -1028,6 +1047,8 @@ class Scene:
             "representation": self.set_representation,
             "opacity": self.set_opacity,
             "camera": self.set_camera,
+            "interactive_quality": self.set_interactive_quality,
+            "interactive_ratio": self.set_interactive_ratio,
         }
         if key not in setters:
             raise Fail(f"unknown setting {key!r}")
@@ -1227,7 +1248,16 @@ class Scene:
         self.update_input_visibility()
 
     def screenshot(self, path: str, width: int, height: int) -> str:
-        simple.SaveScreenshot(path, self.view, ImageResolution=[int(width), int(height)])
+        """A full-quality render, also while a drag or a reduced frame has ParaView's level of
+        detail on for images (UseInteractiveRenderingForScreenshots)."""
+        reduced = int(getattr(self.view, "UseInteractiveRenderingForScreenshots", 0) or 0)
+        if reduced:
+            self.view.UseInteractiveRenderingForScreenshots = 0
+        try:
+            simple.SaveScreenshot(path, self.view, ImageResolution=[int(width), int(height)])
+        finally:
+            if reduced:
+                self.view.UseInteractiveRenderingForScreenshots = reduced
         return path
 
 
@@ -1291,6 +1321,34 @@ if startup_error:
     sys.exit(2)
 
 follower = Follower(scene) if scene is not None else None
+image_delivery: Any = None  # trame-vtk's ParaViewWebPublishImageDelivery, once serving
+
+
+def set_page_quality(quality: int, ratio: float) -> None:
+    """The page's remote view asks for frames of this quality and scale while the mouse moves
+    (trame's VtkRemoteView knobs)."""
+    state.interactive_quality, state.interactive_ratio = quality, ratio
+
+
+def sending() -> bool:
+    """Messages published (images) are still being written to the page's websocket."""
+    from wslink.publish import publishManager
+
+    return any(p.network_monitor.pending for p in publishManager.protocols)
+
+
+frames = (
+    Frames(
+        scene.view,
+        lambda: image_delivery,
+        set_page_quality,
+        ARGS.interactive_quality,
+        ARGS.interactive_ratio,
+        sending,
+    )
+    if scene is not None
+    else None
+)
 
 
 def poll() -> None:
@@ -1300,7 +1358,7 @@ def poll() -> None:
             pass
         elif follower.check():
             sync_ui()
-            push_image()
+            push_image(keeps_geometry=False)
             values = {k: scene.values[k] for k in ("time", "color_range")}
             broadcast({"op": "changed", "values": {"times": scene.times, **values}})
     except Exception:  # a step that cannot be read now: look again next time
@@ -1321,9 +1379,11 @@ def broadcast(message: dict[str, Any]) -> None:
             writers.discard(writer)
 
 
-def push_image() -> None:
-    if scene is not None:
-        ctrl.view_update()  # renders once and sends the image (no StillRender before it)
+def push_image(keeps_geometry: bool = False) -> None:
+    """Send the page the new picture: soon, after the changes pause; a reduced frame first
+    when the geometry is the same (see _pvframes.py)."""
+    if frames is not None:
+        frames.changed(keeps_geometry)
 
 
 def sync_ui() -> None:
@@ -1347,7 +1407,7 @@ def _ui_field(field: str, **_: Any) -> None:
     if applying or scene is None or not field or field == scene.values["field"]:
         return
     scene.set_field(field)
-    push_image()
+    push_image(keeps_geometry=True)
     broadcast(
         {"op": "changed", "values": {"field": field, "color_range": scene.values["color_range"]}}
     )
@@ -1358,7 +1418,7 @@ def _ui_time(time_index: int, **_: Any) -> None:
     if applying or scene is None or time_index is None or int(time_index) == scene.values["time"]:
         return
     scene.set_time(int(time_index))
-    push_image()
+    push_image(keeps_geometry=False)
     broadcast({"op": "changed", "values": {"time": int(time_index)}})
 
 
@@ -1388,7 +1448,7 @@ def _send_camera() -> None:
 def reset_camera() -> None:
     if scene is not None:
         simple.ResetCamera(scene.view)
-        push_image()
+        push_image(keeps_geometry=True)
 
 
 # ------------------------------------------------------------------ control channel
@@ -1403,7 +1463,8 @@ def handle_request(name: str, args: dict[str, Any]) -> Any:
         for key, value in args.items():
             scene.set(key, value)
         sync_ui()
-        push_image()
+        if not set(args) <= FRAME_SETTINGS:  # (the answer goes out before the frames)
+            push_image(keeps_geometry=set(args) <= KEEPS_GEOMETRY)
         return {"values": dict(scene.values, fields=scene.fields()), "camera": scene.camera()}
     if name == "partitions":
         return scene.partitions()
@@ -1411,7 +1472,7 @@ def handle_request(name: str, args: dict[str, Any]) -> Any:
         return scene.pieces()
     if name == "reset_camera":
         simple.ResetCamera(scene.view)
-        push_image()
+        push_image(keeps_geometry=True)
         return scene.camera()
     if name == "screenshot":
         return scene.screenshot(
@@ -1438,6 +1499,8 @@ def handle_request(name: str, args: dict[str, Any]) -> Any:
             sync_ui()
             push_image()
         return {"added": added, "times": scene.times, "values": dict(scene.values)}
+    if name == "frames":  # when the last images were rendered and sent (benchmarks)
+        return list(frames.records) if frames is not None else []
     if name == "range":
         field = args.get("field") or scene.values["field"]
         return list(scene.field_range(field, args.get("component")))
@@ -1470,12 +1533,12 @@ async def serve_control(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         writer.close()
 
 
-def send_stale_images_promptly() -> None:
+def send_stale_images_promptly() -> Any:
     """trame-vtk encodes images on a thread; when one is not ready right after a render it
     looks again only 100 ms later, and drops the image if it is still not ready then (seen
     under load: 1 change in 12-18 never reached the page). Look again every 10 ms, up to 5 s,
     sending the cached image without rendering again. Guarded: other trame-vtk versions keep
-    their own behaviour."""
+    their own behaviour. Returns that image delivery protocol (None if not found)."""
     for protocol in server.protocol.getLinkProtocols() if server.protocol else []:
         needed = ("render_stale_image", "push_render", "stale_handler_count", "last_stale_time")
         if not all(hasattr(protocol, name) for name in needed):
@@ -1490,6 +1553,8 @@ def send_stale_images_promptly() -> None:
                     p.push_render(view_id, False, stale_count + 1)
 
         protocol.render_stale_image = render_stale_image
+        return protocol
+    return None
 
 
 #: TCP mode: the session secret, handed over once in the URL, then kept in a cookie (nbviz's
@@ -1530,6 +1595,17 @@ def _on_server_ready(**_: Any) -> None:
     task.add_done_callback(_report)
 
 
+def warm_up() -> None:
+    """Once idle, let ParaView decimate the geometry for the reduced frames (looked at every
+    second: a new geometry, a time step or a filter, needs it again)."""
+    if frames is not None:
+        try:
+            frames.warm_up()
+        except Exception:
+            traceback.print_exc()
+    asyncio.get_event_loop().call_later(1.0, warm_up)
+
+
 def _report(task: asyncio.Task[None]) -> None:
     if task.exception() is not None:
         log("error: could not serve:", repr(task.exception()))
@@ -1550,7 +1626,12 @@ async def _serve_unix() -> None:
     if scene is not None:
         camera = scene.view.GetActiveCamera()
         camera.AddObserver("ModifiedEvent", _camera_modified)
-    send_stale_images_promptly()
+    global image_delivery
+    image_delivery = send_stale_images_promptly()
+    if image_delivery is not None and frames is not None:
+        frames.watch(image_delivery)
+        frames.configure()  # (trame-vtk turned ParaView's level of detail off when it started)
+        asyncio.get_event_loop().call_later(1.0, warm_up)
     asyncio.get_event_loop().call_later(ARGS.follow_interval, poll)
     log("serving on", ARGS.socket or f"127.0.0.1:{ARGS.port}", "control on", ARGS.control)
     del control
@@ -1601,8 +1682,10 @@ with SinglePageLayout(server, full_height=True) as layout:
         v3.VBtn(icon="mdi-crop-free", click=reset_camera, density="compact", classes="nbviz-reset")
     with layout.content, v3.VContainer(fluid=True, classes="pa-0 fill-height"):
         if scene is not None:
-            view_widget = pv_widgets.VtkRemoteView(
-                scene.view, interactive_ratio=1, interactive_quality=80
+            view_widget = pv_widgets.VtkRemoteView(  # (frames while the mouse moves)
+                scene.view,
+                interactive_ratio=("interactive_ratio",),
+                interactive_quality=("interactive_quality",),
             )
             ctrl.view_update = view_widget.update
         else:
