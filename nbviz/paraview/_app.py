@@ -1337,6 +1337,29 @@ def sending() -> bool:
     return any(p.network_monitor.pending for p in publishManager.protocols)
 
 
+#: What a colour legend draws in pixels: scaled with a reduced frame's size.
+LEGEND_SIZES = ("TitleFontSize", "LabelFontSize", "ScalarBarThickness")
+legend_sizes: dict[str, dict[str, int]] = {}  # each legend's own sizes (by its proxy's id)
+
+
+def fit_overlays(ratio: float) -> None:
+    """Draw the colour legends at ``ratio`` of their size (a reduced frame is smaller: the
+    same fonts would cover much more of it); 1: their own size again."""
+    if scene is None:
+        return
+    for representation in scene.view.Representations:
+        if representation.GetXMLName() != "ScalarBarWidgetRepresentation":
+            continue
+        own = legend_sizes.setdefault(
+            representation.GetGlobalIDAsString(),
+            {name: int(getattr(representation, name)) for name in LEGEND_SIZES},
+        )
+        for name, value in own.items():
+            setattr(representation, name, max(1, round(value * ratio)))
+        if ratio >= 1:
+            legend_sizes.pop(representation.GetGlobalIDAsString(), None)
+
+
 frames = (
     Frames(
         scene.view,
@@ -1345,6 +1368,7 @@ frames = (
         ARGS.interactive_quality,
         ARGS.interactive_ratio,
         sending,
+        fit_overlays,
     )
     if scene is not None
     else None

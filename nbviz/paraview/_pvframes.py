@@ -62,7 +62,8 @@ class Frames:
     before); ``set_page_quality(quality, ratio)`` hands the page's remote view the settings
     of the frames it asks for while the mouse moves; ``sending()`` says whether messages
     published are still being written to the websocket (the still's render would hold them
-    back: it blocks the event loop).
+    back: it blocks the event loop); ``fit_overlays(ratio)`` scales what ParaView draws in
+    pixels (the colour legend's fonts) to an image ``ratio`` of the view's size.
     """
 
     def __init__(
@@ -73,9 +74,12 @@ class Frames:
         quality: int = 60,
         ratio: float = 0.5,
         sending: Callable[[], bool] = lambda: False,
+        fit_overlays: Callable[[float], None] = lambda ratio: None,
     ) -> None:
         self.view = view
         self._sending = sending
+        self._fit_overlays = fit_overlays
+        self.overlay_ratio = 1.0
         self._delivery = delivery
         self._set_page_quality = set_page_quality
         self.quality, self.ratio = 100, 1.0
@@ -155,7 +159,6 @@ class Frames:
             )
         else:
             self._push(protocol, view_id, "still", started, generation)
-            self.lod_ready = self.lod_ready or not self.adaptive
 
     def _reduce(self, protocol: Any, view_id: str) -> tuple[Any, Any]:
         info = protocol.tracking_views[view_id]
@@ -228,6 +231,12 @@ class Frames:
                 # resized here, trame-vtk renders once; resized by it, its check of the size
                 # sees the last *encoded* image (of the old size) and renders again and again
                 self.view.ViewSize = list(size)
+            full = protocol.tracking_views.get(self.view.GetGlobalIDAsString(), {})
+            if ours and size and full.get("originalSize"):
+                ratio = min(1.0, size[0] / max(1, full["originalSize"][0]))
+                if abs(ratio - self.overlay_ratio) > 0.01:
+                    self._fit_overlays(ratio)  # a legend of the same size in a smaller image
+                    self.overlay_ratio = ratio
             reply = still_render(options)
             open_ = self.records[-1] if self.records else None
             if open_ is not None and (
