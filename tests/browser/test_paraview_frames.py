@@ -206,7 +206,10 @@ def test_interactive_quality_and_ratio(session: Session) -> None:
     in a drag; a quarter-size ratio: quarter-size frames while dragging."""
     session.kernel.run("view.interactive_quality = 100; view.interactive_ratio = 1.0")
     index = session.count()
-    session.kernel.run('view.colormap = "Cool to Warm"')
+    session.kernel.run(
+        'view.colormap = "Inferno (matplotlib)" if view.colormap != "Inferno (matplotlib)" '
+        'else "Cool to Warm"'
+    )
     session.settle()
     assert [(f["w"], f["h"]) for f in session.frames(index)] == [(WIDTH, HEIGHT)]
     index = session.count()
