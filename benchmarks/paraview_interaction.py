@@ -11,6 +11,8 @@ round, each app alone on the machine while it is timed, all at 1280x800 in headl
            ``.venv-pyvista/bin/python``: ``python3 -m venv .venv-pyvista &&
            .venv-pyvista/bin/pip install 'pyvista[jupyter]'``); it is no dependency of nbviz
   nbviz    ParaViewSession from a kernel of a real JupyterLab, the page through nbviz's route
+  full     (with ``--full``) nbviz with ``interactive_quality = 100, interactive_ratio = 1``:
+           every frame a full-quality still, what the reduced frames cost and give
   stock    (with ``--stock DIR``) the same, with the nbviz found in DIR (e.g. a checkout of
            main): the before of an A/B, in its own kernel
 
@@ -240,9 +242,10 @@ import json, sys, time
 {path_line}from nbviz import ParaViewSession
 view = ParaViewSession({data!r}, size={size!r})
 view.wait_ready(90)
-print(json.dumps({{"url": view.url, "pid": view.pid,
+{settings}print(json.dumps({{"url": view.url, "pid": view.pid,
                    "frames": hasattr(ParaViewSession, "interactive_quality")}}))
 """
+FULL = "view.interactive_quality, view.interactive_ratio = 100, 1.0\n"
 CHANGE = "_t = time.time(); view.{name} = {value!r}; print(json.dumps([_t, time.time()]))\n"
 BURST = """\
 _t = time.time()
@@ -253,14 +256,20 @@ print(json.dumps([_t, time.time()]))
 
 
 def run_nbviz(
-    browser: Browser, server: Any, kernel: pvbench.Kernel, data: Path, count: int, path: str
+    browser: Browser,
+    server: Any,
+    kernel: pvbench.Kernel,
+    data: Path,
+    count: int,
+    path: str,
+    settings: str = "",
 ) -> dict[str, Any]:
     context, page = pvbench.new_page(browser)
     pids: list[int] = []
     try:
         page.goto(server.url(f"api/status?token={server.token}"))
         path_line = f"sys.path.insert(0, {path!r})\n" if path else ""
-        code = CONSTRUCT.format(path_line=path_line, data=str(data), size=SIZE)
+        code = CONSTRUCT.format(path_line=path_line, data=str(data), size=SIZE, settings=settings)
         info = json.loads(kernel.run(code, timeout=120).splitlines()[-1])
         pids = [info["pid"], *(c.pid for c in pvbench.psutil.Process(info["pid"]).children(True))]
         pvbench.SPAWNED.extend(("nbviz backend", pid) for pid in pids)
@@ -408,11 +417,12 @@ def verdicts(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def tables(summary: dict[str, Any], checks: dict[str, Any]) -> list[str]:
-    keys = [k for k in ("bare", "pyvista", "stock", "nbviz") if k in summary]
+    keys = [k for k in ("bare", "pyvista", "stock", "full", "nbviz") if k in summary]
     names = {
         "bare": "bare trame app",
         "pyvista": "PyVista (trame, server)",
         "stock": "nbviz before (--stock)",
+        "full": "nbviz, full-quality frames only",
         "nbviz": "nbviz",
     }
 
@@ -531,7 +541,13 @@ def tables(summary: dict[str, Any], checks: dict[str, Any]) -> list[str]:
 
 # ------------------------------------------------------------------ main
 def run_all(
-    root: Path, rounds: int, count: int, pyvista: str | None, stock: str | None, only: str | None
+    root: Path,
+    rounds: int,
+    count: int,
+    pyvista: str | None,
+    stock: str | None,
+    full: bool,
+    only: str | None,
 ) -> dict[str, Any]:
     data = root / "torus.vtp"
     print("writing the data ...", flush=True)
@@ -543,14 +559,18 @@ def run_all(
         runs["pyvista"] = []
     if stock:
         runs["stock"] = []
+    if full:
+        runs["full"] = []
     if only:
-        runs = {only: []}
+        runs = {key: [] for key in only.split(",")}
     try:
         print("starting JupyterLab, kernels and Chromium ...", flush=True)
         server.start()
         assert server.proc is not None
         pvbench.SPAWNED.append(("Jupyter server", server.proc.pid))
-        for key in ("nbviz", "stock") if stock else ("nbviz",):
+        for key in runs:
+            if key in ("bare", "pyvista"):
+                continue
             kernels[key] = pvbench.Kernel(server)
             pvbench.SPAWNED.append(("kernel", kernels[key].pid))
         with sync_playwright() as playwright, browser_helpers.chromium(playwright) as browser:
@@ -566,7 +586,10 @@ def run_all(
                     else:
                         path = stock if key == "stock" else str(REPO)
                         assert path
-                        result = run_nbviz(browser, server, kernels[key], data, count, path)
+                        settings = FULL if key == "full" else ""
+                        result = run_nbviz(
+                            browser, server, kernels[key], data, count, path, settings
+                        )
                     runs[key].append(result)
                     firsts = [c["first"] for c in result["changes"] if "first" in c]
                     print(
@@ -592,7 +615,8 @@ def main() -> int:
         help="a Python with pyvista[jupyter] (skipped if missing)",
     )
     parser.add_argument("--stock", help="a checkout of nbviz to compare with (e.g. main)")
-    parser.add_argument("--only", help="measure only this app (trying things; no verdicts)")
+    parser.add_argument("--full", action="store_true", help="also nbviz without reduced frames")
+    parser.add_argument("--only", help="measure only these apps, a,b (trying things; no verdicts)")
     parser.add_argument(
         "--out", type=Path, default=pvbench.RESULTS / "paraview_interaction.json", help="JSON"
     )
@@ -604,7 +628,9 @@ def main() -> int:
     load_before = os.getloadavg()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nbviz-pvdrag-") as tmp:
-        measured = run_all(Path(tmp), args.rounds, args.changes, pyvista, args.stock, args.only)
+        measured = run_all(
+            Path(tmp), args.rounds, args.changes, pyvista, args.stock, args.full, args.only
+        )
     elapsed = time.perf_counter() - started
     left = pvbench.leftovers()
     summary = summarize(measured["runs"])

@@ -261,3 +261,18 @@ class Frames:
 
         protocol.still_render = timed_still_render
         protocol.publish = noted_publish
+        self.keep_frame_rate(protocol)
+
+    @staticmethod
+    def keep_frame_rate(protocol: Any) -> None:
+        """trame-vtk's render loop for a drag aims at a frame rate it adapts to the renders,
+        from ``min_frame_rate`` (12) up; but one frame over a second late (a busy machine)
+        sets its aim to 1 frame/s, and it climbs back by one frame/s per frame: seconds of
+        drag at a few frames/s. Keep the aim at ``min_frame_rate`` or above."""
+        animate = protocol.animate
+
+        def steady_animate(render_all_views: bool = True) -> Any:
+            protocol.target_frame_rate = max(protocol.target_frame_rate, protocol.min_frame_rate)
+            return animate(render_all_views)
+
+        protocol.animate = steady_animate
