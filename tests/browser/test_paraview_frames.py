@@ -201,6 +201,26 @@ def test_a_drag_sends_reduced_frames_then_the_full_quality_still(session: Sessio
     assert close, f"the still after the drag differs: mean {mean:.2f}, {off:.2%} off"
 
 
+def test_a_burst_of_changes_is_rendered_once(session: Session) -> None:
+    """Ten colour ranges set in a loop in one cell: the cell does not wait for renders, the
+    superseded ones are skipped, and the page ends on the last one's full-quality still."""
+    index = session.count()
+    took = session.kernel.run(
+        "import time\n_t = time.monotonic()\n"
+        "for _i in range(10):\n    view.color_range = (-1 + 0.05 * _i, 1 - 0.05 * _i)\n"
+        "print(time.monotonic() - _t)"
+    )
+    session.settle()
+    new = session.frames(index)
+    sizes = [(f["w"], f["h"]) for f in new]
+    assert 1 <= len(sizes) <= 3, sizes  # not one per change (11 images when not coalesced)
+    assert float(took) < 2.0, took
+    close, mean, off = jpeg_close(image(new[-1]), session.screenshot(WIDTH, HEIGHT))
+    assert close, f"the last image is not the last change's still: {mean:.2f}, {off:.2%}"
+    session.kernel.run('view.color_range = "auto"')
+    session.settle()
+
+
 def test_interactive_quality_and_ratio(session: Session) -> None:
     """Full quality throughout (100 at ratio 1): no reduced frame, neither after a change nor
     in a drag; a quarter-size ratio: quarter-size frames while dragging."""
