@@ -452,10 +452,11 @@ def measure_changes(frames: Frames, count: int, trigger: Trigger, cpu: list[int]
         reference = [before]
 
         def accept(frame: dict[str, Any], reference: list[Any] = reference) -> bool:
+            if differs(frame, reference[0]):  # (a reduced frame first counts: a new picture)
+                return True
             if reference[0] and (frame["w"], frame["h"]) != (reference[0]["w"], reference[0]["h"]):
                 reference[0] = frame  # the page resized the view: compare with this from now on
-                return False
-            return differs(frame, reference[0])
+            return False
 
         try:
             frame, _count = frames.wait(index, accept, CHANGE_TIMEOUT)

@@ -89,6 +89,8 @@ class Frames:
         self.keeps_geometry = True  # every change of the burst kept the geometry
         self.lod_ready = False  # ParaView has decimated the current geometry
         self.timer: asyncio.TimerHandle | None = None
+        #: the page's own (still) quality and ratio while a reduced frame's are in place
+        self.page_settings: tuple[Any, Any] | None = None
         self.records: deque[dict[str, Any]] = deque(maxlen=400)
         self._next: dict[str, Any] = {"kind": "page"}  # what the next image is
         if hasattr(view, "EnableRenderOnInteraction"):
@@ -146,38 +148,48 @@ class Frames:
         self.last_frame = time.time()
         if protocol is None or protocol.views_in_animations:
             # no page (nothing to draw for), or the user drags: the drag's frames show the
-            # change, and its release brings the still
+            # change, and its release brings the still (the page's settings are in place)
+            self.page_settings = None
             return
         generation = self.generation
         # a reduced frame needs ParaView's decimated geometry: decimating a new one takes
         # longer than the full render, so after a new geometry the still comes alone
         if self.adaptive and keeps_geometry and self.lod_ready:
-            saved = self._reduce(protocol, view_id)
+            self._reduce(protocol, view_id)
             self._push(protocol, view_id, "reduced", started, generation)
             self._when_published(
-                protocol, view_id, time.time(), lambda: self._still(saved, started, generation)
+                protocol, view_id, time.time(), lambda: self._still(started, generation)
             )
         else:
+            self._restore(protocol, view_id)
             self._push(protocol, view_id, "still", started, generation)
 
-    def _reduce(self, protocol: Any, view_id: str) -> tuple[Any, Any]:
+    def _reduce(self, protocol: Any, view_id: str) -> None:
         info = protocol.tracking_views[view_id]
-        saved = info.get("quality", 100), info.get("ratio", 1)
+        if self.page_settings is None:  # (not when the last reduced frame is still going out)
+            self.page_settings = info.get("quality", 100), info.get("ratio", 1)
         info["quality"], info["ratio"] = self.quality, self.ratio
         if hasattr(self.view, "UseInteractiveRenderingForScreenshots"):
             self.view.UseInteractiveRenderingForScreenshots = 1
-        return saved
 
-    def _still(self, saved: tuple[Any, Any], started: float | None, generation: int) -> None:
-        protocol, view_id = self._target()
-        if protocol is None or protocol.views_in_animations:
-            return  # gone, or a drag took over (its settings are the page's now)
+    def _restore(self, protocol: Any, view_id: str) -> None:
+        """The page's own settings again, after a reduced frame."""
+        saved, self.page_settings = self.page_settings, None
+        if saved is None:
+            return
         info = protocol.tracking_views[view_id]
         info["quality"], info["ratio"] = saved
         if hasattr(self.view, "UseInteractiveRenderingForScreenshots"):
             self.view.UseInteractiveRenderingForScreenshots = 0
+
+    def _still(self, started: float | None, generation: int) -> None:
         if generation != self.generation:
-            return  # superseded: the newer change's frames are on their way
+            return  # superseded: the newer change's frames restore the settings, send a still
+        protocol, view_id = self._target()
+        if protocol is None or protocol.views_in_animations:
+            self.page_settings = None  # gone, or a drag took over (the page's settings now)
+            return
+        self._restore(protocol, view_id)
         self._push(protocol, view_id, "still", started, generation)
 
     def _push(

@@ -221,6 +221,27 @@ def test_a_burst_of_changes_is_rendered_once(session: Session) -> None:
     session.settle()
 
 
+def test_changes_while_a_reduced_frame_goes_out_end_on_the_still(session: Session) -> None:
+    """Changes 40 ms apart (a slider moved from the kernel): each may come while the last
+    one's reduced frame is on its way; the page still ends on a full-quality still."""
+    session.wait_for_lod()
+    index = session.count()
+    session.kernel.run(
+        "import time\n"
+        "for _i in range(6):\n"
+        "    view.color_range = (-1 + 0.1 * _i, 1 - 0.1 * _i)\n"
+        "    time.sleep(0.04)"
+    )
+    session.settle()
+    new = session.frames(index)
+    sizes = [(f["w"], f["h"]) for f in new]
+    assert sizes and sizes[-1] == (WIDTH, HEIGHT), sizes
+    close, mean, off = jpeg_close(image(new[-1]), session.screenshot(WIDTH, HEIGHT))
+    assert close, f"the last image is not the still: {mean:.2f}, {off:.2%}"
+    session.kernel.run('view.color_range = "auto"')
+    session.settle()
+
+
 def test_interactive_quality_and_ratio(session: Session) -> None:
     """Full quality throughout (100 at ratio 1): no reduced frame, neither after a change nor
     in a drag; a quarter-size ratio: quarter-size frames while dragging."""
