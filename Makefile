@@ -45,6 +45,7 @@ docs: python-deps
 bench: deps
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/transports.py
+	$(BIN)/python benchmarks/slurm.py
 	$(BIN)/python benchmarks/paraview.py
 	$(BIN)/python benchmarks/paraview_interaction.py
 	$(BIN)/python benchmarks/paraview_mpi.py

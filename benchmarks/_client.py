@@ -348,3 +348,38 @@ async def ws_echo(
         "messages": received,
         "seconds": elapsed,
     }
+
+
+def session_targets(server: Any, processes: dict[str, Any]) -> dict[str, Target]:
+    """Each started ``nbviz._process.Process`` directly (``"direct <name>"``: its socket or
+    address) and through nbviz's route in the Jupyter ``server`` (``"nbviz <name>"``)."""
+    auth = {"Authorization": f"token {server.token}"}
+    base = server.base_url.rstrip("/")
+    out: dict[str, Target] = {}
+    for name, proc in processes.items():
+        endpoint = proc.endpoint
+        out[f"direct {name}"] = (
+            Target(name, "", unix_socket=endpoint.unix_socket)
+            if endpoint.unix_socket
+            else Target(name, "", port=endpoint.port, host=endpoint.host)
+        )
+        out[f"nbviz {name}"] = Target(
+            name, f"{base}/nbviz/{proc.session_id}", port=server.port, headers=auth
+        )
+    return out
+
+
+async def load_rounds(targets: dict[str, Target], rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Per round, the targets taking turns: 1 KB replies with 4 keep-alive clients (req/s) and
+    10 MB bodies on one connection (MB/s). Samples by load, then by target."""
+    samples: dict[str, dict[str, list[float]]] = {"req_1k": {}, "body_10m": {}}
+    keys = list(targets)
+    for round_ in range(rounds):
+        print(f"round {round_ + 1}/{rounds} loads", flush=True)
+        shift = round_ % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            rate = await http_rate(targets[key], "/bytes/1024", clients=4, count=2000, budget=2.0)
+            bulk = await http_bulk(targets[key], 10 * 10**6, count=30, budget=2.0)
+            samples["req_1k"].setdefault(key, []).append(rate["value"])
+            samples["body_10m"].setdefault(key, []).append(bulk["value"])
+    return samples

@@ -60,7 +60,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from browser_helpers import CHROMIUM, CHROMIUM_ARGS, open_notebook  # noqa: E402
 from jupyter_helpers import JupyterServer, Kernel, wait_until  # noqa: E402
 
-from nbviz.desktop import _desktop, _launch  # noqa: E402
+from nbviz.desktop import _spec  # noqa: E402
+from nbviz.desktop.runtime import shared, xserver  # noqa: E402
 
 KEYS = 10
 LAB_ROUNDS = 3
@@ -70,7 +71,7 @@ MOVING = "bench-moving"
 #: The moving xterm's geometry and the screen row the page samples (inside its path).
 MOVING_Y, STRIP_Y = 300, 360
 TARGETS = {"start_s": 1.0, "key_ms": 50.0, "rss_mb": 200.0}
-BACKGROUND = _launch.BACKGROUND
+BACKGROUND = shared.BACKGROUND
 TYPING = "bench-typing"
 
 #: In the page: record keydown timestamps and the first frame after each whose canvas changed.
@@ -294,7 +295,7 @@ def label(proc: psutil.Process) -> str:
     """A short name for a process of a desktop (the launcher and websockify are both Python)."""
     argv = proc.cmdline()
     words = " ".join(argv[:4])
-    if "_launch" in words:
+    if "runtime/launcher.py" in words:
         return "nbviz launcher"
     if "websockify" in words:
         return "websockify"
@@ -463,7 +464,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def by_hand(backend: str, work: Path) -> Iterator[tuple[float, str, dict[str, str], list[Any]]]:
     """Start the stack by hand; (start time, page URL, X environment, processes)."""
-    port, display = free_port(), _launch.free_display(200)
+    port, display = free_port(), xserver.free_display(200)
     env = dict(os.environ, DISPLAY=f":{display}")
     procs: list[subprocess.Popen[bytes]] = []
     log = open(work / f"{backend}.log", "wb")  # noqa: SIM115
@@ -558,7 +559,7 @@ def by_hand(backend: str, work: Path) -> Iterator[tuple[float, str, dict[str, st
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
         # Xpra runs its Xvfb in a session of its own, which outlives a killed Xpra
-        owner = _launch.display_owner(display)
+        owner = xserver.display_owner(display)
         if owner is not None:
             with contextlib.suppress(OSError):
                 os.kill(owner, 9)
@@ -636,7 +637,7 @@ def main() -> int:
     timelines: list[list[str]] = []
     memory: list[list[str]] = []
     lab: list[list[str]] = []
-    backends = [b for b in ("xpra", "vnc") if _desktop.missing_backend(b) is None]
+    backends = [b for b in ("xpra", "vnc") if _spec.missing_backend(b) is None]
     root = Path(tempfile.mkdtemp(prefix="nbviz-bench-jupyter-"))
     server = JupyterServer(root=root).start()
     load = os.getloadavg()[0]

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import _client
-from _client import Target
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -54,7 +53,6 @@ helpers = _load("jupyter_helpers")
 netns = _load("netns_helpers")
 
 KINDS = {"unix": "local Unix", "ssh": "ssh forward", "host": "host= TCP"}
-MB = 10**6
 
 
 def spec_for(kind: str, node: Any, sshd: Any) -> Any:
@@ -67,38 +65,6 @@ def spec_for(kind: str, node: Any, sshd: Any) -> Any:
         return Spec.build([*backend, "--unix-socket", "{unix_socket}"], ssh=sshd.args, name=kind)
     command = node.exec(*backend, "--host", node.ip, "--port", "{port}")
     return Spec.build(command, host=node.ip, name=kind)
-
-
-def targets(server: Any, processes: dict[str, Any]) -> dict[str, Target]:
-    auth = {"Authorization": f"token {server.token}"}
-    base = server.base_url.rstrip("/")
-    out: dict[str, Target] = {}
-    for kind, proc in processes.items():
-        endpoint = proc.endpoint
-        out[f"direct {kind}"] = (
-            Target(kind, "", unix_socket=endpoint.unix_socket)
-            if endpoint.unix_socket
-            else Target(kind, "", port=endpoint.port, host=endpoint.host)
-        )
-        prefix = f"{base}/nbviz/{proc.session_id}"
-        out[f"nbviz {kind}"] = Target(kind, prefix, port=server.port, headers=auth)
-    return out
-
-
-async def loads(routes: dict[str, Target], rounds: int) -> dict[str, dict[str, list[float]]]:
-    samples: dict[str, dict[str, list[float]]] = {"req_1k": {}, "body_10m": {}}
-    keys = list(routes)
-    for round_ in range(rounds):
-        print(f"round {round_ + 1}/{rounds} loads", flush=True)
-        shift = round_ % len(keys)
-        for key in keys[shift:] + keys[:shift]:
-            rate = await _client.http_rate(
-                routes[key], "/bytes/1024", clients=4, count=2000, budget=2.0
-            )
-            bulk = await _client.http_bulk(routes[key], 10 * MB, count=30, budget=2.0)
-            samples["req_1k"].setdefault(key, []).append(rate["value"])
-            samples["body_10m"].setdefault(key, []).append(bulk["value"])
-    return samples
 
 
 def startups(node: Any, sshd: Any, rounds: int) -> dict[str, dict[str, list[float]]]:
@@ -142,7 +108,9 @@ def run(root: Path, rounds: int) -> dict[str, dict[str, list[float]]]:
                 processes[kind].start()
             for proc in processes.values():
                 proc.wait_ready(30)
-            samples = asyncio.run(loads(targets(server, processes), rounds))
+            samples = asyncio.run(
+                _client.load_rounds(_client.session_targets(server, processes), rounds)
+            )
         finally:
             for proc in processes.values():
                 proc.stop()

@@ -6,7 +6,8 @@
  * @typedef {{
  *   url: string, route: string, status: Status, message: string, error: string,
  *   height: number | string, title: string, page_title: string, path: string,
- *   started_at: number, timeout: number, frame_size: number[], serving: boolean
+ *   started_at: number, timeout: number, frame_size: number[], serving: boolean,
+ *   queue: {id?: string, state?: string, reason?: string, nodes?: string}
  * }} FrameState
  * @typedef {import("@anywidget/types").AnyModel<FrameState>} Model
  */
@@ -228,7 +229,20 @@ function render({ model, el: host }) {
     info.textContent = status === "ready" ? where : status;
   }
 
+  /** When the backend's Slurm job was first seen waiting in the queue (ms), or 0. */
+  let queuedSince = 0;
+
   function updateElapsed() {
+    const queue = model.get("queue") || {};
+    if (queue.state) {
+      // A job waiting for its node: queue time does not count toward the start timeout.
+      queuedSince = queuedSince || Date.now();
+      const waited = (Date.now() - queuedSince) / 1000;
+      progressFill.style.width = "0%";
+      panelText.textContent = `${model.get("message") || "waiting in Slurm's queue"}\nin the queue for ${waited.toFixed(0)} s`;
+      return;
+    }
+    queuedSince = 0;
     const started = model.get("started_at");
     const timeout = model.get("timeout") || 30;
     const elapsed = started ? Math.max(0, Date.now() / 1000 - started) : 0;
@@ -261,7 +275,10 @@ function render({ model, el: host }) {
         "Set NBVIZ_BASE_URL in the kernel's environment to the server's base URL (e.g. /user/alice/).";
     } else if (status === "starting") {
       if (!model.get("serving")) loadedRoot = null; // a page loading early stays
-      panelTitle.textContent = `Starting ${model.get("title") || "backend"}\u2026`;
+      const queued = Boolean((model.get("queue") || {}).state);
+      panelTitle.textContent = queued
+        ? `${model.get("title") || "The backend"} waits for a compute node\u2026`
+        : `Starting ${model.get("title") || "backend"}\u2026`;
       updateElapsed();
       ticker = setInterval(updateElapsed, 200);
     } else if (status === "crashed") {
@@ -307,6 +324,7 @@ function render({ model, el: host }) {
   model.on("change:error", onChange);
   model.on("change:height", onChange);
   model.on("change:message", onChange);
+  model.on("change:queue", onChange);
   model.on("change:serving", onChange);
   model.on("change:path", onPath);
   model.on("change:title", onTitle);

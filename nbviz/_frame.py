@@ -74,6 +74,11 @@ class Frame(anywidget.AnyWidget):
     error = t.Unicode("", help="Why the backend failed, with the last lines of its output.").tag(
         sync=True
     )
+    queue = t.Dict(
+        help="The backend's Slurm job while it is not running yet (slurm=): id, state, "
+        "reason, nodes; empty otherwise. The frame then counts time in the queue, not toward "
+        "the start timeout."
+    ).tag(sync=True)
     height = t.Union(
         [t.Int(), t.Unicode()], default_value=480, help="Height of the frame: pixels or CSS length."
     ).tag(sync=True)

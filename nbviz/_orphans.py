@@ -53,13 +53,18 @@ def _send(message: dict[str, object]) -> None:
             _pipe = None
 
 
-def guard(pid: int, paths: list[str], session: str | None = None) -> None:
+def guard(
+    pid: int, paths: list[str], session: str | None = None, end: list[list[str]] | None = None
+) -> None:
     """Have the watchdog kill ``pid`` (and its process tree) and remove ``paths`` if we die;
     with ``session``, also every process whose environment carries that session id (those
-    that daemonized away from the tree; see ``_process.SESSION_ENV_VAR``)."""
+    that daemonized away from the tree; see ``_process.SESSION_ENV_VAR``); then run the ``end``
+    commands (``scancel`` of a Slurm job)."""
     message: dict[str, object] = {"add": pid, "paths": paths}
     if session:
         message["session"] = session
+    if end:
+        message["end"] = end
     with _lock:
         _registered[pid] = message
         _send(message)

@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import http.client
+import dataclasses
+import functools
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import threading
 import time
@@ -22,9 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
-import psutil
-
-from . import _orphans, _paths, _registry, _transport
+from . import _orphans, _paths, _registry, _slurm, _transport
 from ._errors import (
     ArgumentTypeError,
     BackendExitedError,
@@ -33,154 +30,35 @@ from ._errors import (
     ReadyTimeoutError,
     TemplateError,
 )
+from ._http import http_answers
+from ._log import LOG_CHECK_INTERVAL, LOG_TAIL_LINES, BackendLog, tail
 from ._runtime import supervise
 from ._spec import SECRET_ENV_VAR, Endpoint, Spec, render_command
 from ._transport import Plan
+from ._tree import (
+    SESSION_ENV_VAR,
+    end_gently,
+    kill_tree,
+    process_name,
+    session_members,
+)
 
 Status = Literal["starting", "ready", "crashed", "stopped"]
 
 #: Environment variables that carry Jupyter/JupyterHub credentials: never handed to backends.
 SECRET_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTER_TOKEN", "JUPYTER_PASSWORD")
 
-LOG_TAIL_LINES = 30
 #: The line a program nbviz runs (a launcher, a runner) prints last to say why it ends, e.g.
 #: ``nbviz-exit: nbviz: Xvfb exited (signal SIGKILL); the desktop is gone, ...``: the lifecycle
 #: makes its text the first line of the error, which the frame shows. (Files run by path cannot
 #: import nbviz: they print the prefix as it is.)
 EXIT_REASON = "nbviz-exit: "
-#: Bytes of output the log may hold before its older part is dropped: an app that prints
-#: without end must not fill the runtime dir (a small tmpfs, or the home quota) nor the
-#: kernel's memory. ``logs()`` then returns between this and twice this much.
-LOG_LIMIT = 8 * 1024 * 1024
-#: Seconds between two looks at the log's size.
-LOG_CHECK_INTERVAL = 1.0
-LOG_DROPPED = "[nbviz: earlier output was dropped; the log keeps only the latest part]"
-PROBE_TIMEOUT = 2.0
-STOP_GRACE = 3.0
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """``http.client`` over a Unix socket."""
-
-    def __init__(self, path: str, timeout: float = PROBE_TIMEOUT) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._socket_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-def http_connection(
-    endpoint: Endpoint, timeout: float = PROBE_TIMEOUT
-) -> http.client.HTTPConnection:
-    if endpoint.unix_socket is not None:
-        return UnixHTTPConnection(endpoint.unix_socket, timeout=timeout)
-    host = endpoint.host or "127.0.0.1"
-    return http.client.HTTPConnection(host, endpoint.port, timeout=timeout)
-
-
-def http_answers(endpoint: Endpoint, path: str = "/") -> bool:
-    """True once the backend answers HTTP on ``path`` (any status but 502/503/504)."""
-    conn = http_connection(endpoint)
-    try:
-        conn.request("GET", path, headers={"User-Agent": "nbviz-probe"})
-        status = conn.getresponse().status
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
-    return status not in (502, 503, 504)
-
-
-def group_members(pgid: int) -> list[psutil.Process]:
-    members = []
-    for candidate in psutil.process_iter():
-        try:
-            if os.getpgid(candidate.pid) == pgid:
-                members.append(candidate)
-        except (OSError, psutil.Error):
-            continue
-    return members
-
-
-#: Environment variable that marks every process of a session, so that processes which left
-#: its process tree and group (a program that daemonizes: fork, setsid, fork) are found too.
-SESSION_ENV_VAR = "NBVIZ_SESSION_ID"
-
-
-def session_members(session_id: str) -> list[psutil.Process]:
-    """This user's processes whose environment carries ``session_id`` (see SESSION_ENV_VAR)."""
-    found = []
-    uid = os.getuid()
-    for candidate in psutil.process_iter():
-        try:
-            if candidate.uids().real == uid and (
-                candidate.environ().get(SESSION_ENV_VAR) == session_id
-            ):
-                found.append(candidate)
-        except psutil.Error:
-            continue
-    return found
-
-
-def kill_tree(
-    proc: subprocess.Popen[bytes], grace: float = STOP_GRACE, session_id: str | None = None
-) -> None:
-    """SIGTERM the process, its group and every descendant (and, with ``session_id``, every
-    process marked with it); SIGKILL what is left after ``grace``."""
-    try:
-        root = psutil.Process(proc.pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:  # the leader is gone: whatever is left of its process group
-        procs = group_members(proc.pid)
-    if session_id:
-        known = {p.pid for p in procs}
-        procs += [p for p in session_members(session_id) if p.pid not in known]
-
-    def signal_all(sig: int) -> None:
-        try:
-            os.killpg(proc.pid, sig)
-        except OSError:
-            pass
-        for p in procs:
-            try:
-                p.send_signal(sig)
-            except psutil.Error:
-                pass
-
-    signal_all(signal.SIGTERM)
-    _gone, alive = psutil.wait_procs(procs, timeout=grace)
-    if alive or proc.poll() is None:
-        signal_all(signal.SIGKILL)
-        psutil.wait_procs(alive, timeout=grace)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def _name(process: psutil.Process) -> str:
-    try:
-        return process.name()
-    except psutil.Error:
-        return "?"
 
 
 def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key not in SECRET_ENV}
     env.update(extra)
     return env
-
-
-def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 class Process:
@@ -234,12 +112,13 @@ class Process:
         self._wake = threading.Event()
         self._stopping = False
         self._monitor: threading.Thread | None = None
-        self._last_logs = ""
-        #: Held while the log is read or rotated (logs() from the kernel, rotation from the
-        #: lifecycle thread).
-        self._log_lock = threading.Lock()
-        self._log_dropped = False
-        self._log_checked = 0.0
+        self._log = BackendLog()
+        #: The Slurm job of the current start, once granted (``spec.slurm``).
+        self.allocation: _slurm.Allocation | None = None
+        #: The Slurm job while it waits in the queue (id, name, state, reason, nodes), else {}.
+        self.queue: dict[str, str] = {}
+        #: Extra pids handed to the orphan watchdog (salloc), released at stop.
+        self._guarded: list[int] = []
 
     # ----------------------------------------------------------------- queries
     @property
@@ -248,7 +127,7 @@ class Process:
 
     @property
     def log_path(self) -> Path | None:
-        return self.session_dir / "backend.log" if self.session_dir else None
+        return self._log.path
 
     def logs(self, lines: int | None = None) -> str:
         """What the backend printed (stdout and stderr), the last ``lines`` lines if given."""
@@ -256,52 +135,17 @@ class Process:
             raise ArgumentTypeError(f"lines= must be an int (or None), got {lines!r}")
         if lines is not None and lines < 0:
             raise TemplateError(f"lines= must be a number of lines (0 or more), got {lines}")
-        path = self.log_path
-        text = self._last_logs
-        if path is not None:
-            with self._log_lock:
-                try:
-                    older = path.with_name("backend.log.1")
-                    data = older.read_bytes() if older.exists() else b""
-                    data += path.read_bytes()
-                    text = data.decode(errors="replace")
-                    if self._log_dropped:
-                        text = f"{LOG_DROPPED}\n{text}"
-                except OSError:
-                    pass
+        text = self._log.read()
         return text if lines is None else tail(text, lines) if lines else ""
 
     def _cap_log(self) -> None:
-        """Keep the log under LOG_LIMIT: past it, its latest LOG_LIMIT bytes (from a line start)
-        become ``backend.log.1`` and the log starts empty again. The backend writes with
-        O_APPEND, so it goes on at the new end; what it writes between the copy and the
-        truncation (microseconds) is lost, as with logrotate's copytruncate."""
-        now = time.monotonic()
-        if now - self._log_checked < LOG_CHECK_INTERVAL:
-            return
-        self._log_checked = now
-        path = self.log_path
-        if path is None:
-            return
-        with self._log_lock, contextlib.suppress(OSError):
-            size = path.stat().st_size
-            if size <= LOG_LIMIT:
-                return
-            with open(path, "rb") as log:
-                log.seek(size - LOG_LIMIT)
-                kept = log.read()
-                os.truncate(path, 0)
-            start = kept.find(b"\n") + 1
-            fd = os.open(
-                path.with_name("backend.log.1"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
-            )
-            with os.fdopen(fd, "wb") as older:
-                older.write(kept[start:])
-            self._log_dropped = True
+        self._log.cap()
 
     # --------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        """Spawn the backend (idempotent while it is starting or ready)."""
+        """Spawn the backend (idempotent while it is starting or ready). With ``spec.slurm``,
+        submit its Slurm job: the backend starts once the job is granted (on the lifecycle
+        thread; until then ``message`` tells the job's state)."""
         with self._lock:
             if self.status in ("starting", "ready"):
                 return
@@ -310,34 +154,59 @@ class Process:
             self._wake.clear()
             self.error = None
             self.listen_addresses = set()
-            self._log_dropped = False
+            self.allocation = None
+            self.queue = {}
+            self.started_at = None
             self.session_id = _paths.new_session_id()
             session_dir = _paths.new_session_dir(self.session_id)
             try:
-                self._spawn(session_dir)
+                self._prepare(session_dir)
+                if self.spec.slurm is None:
+                    self._spawn(_transport.choose(self.spec, private_route=self.private_route))
+                else:
+                    _slurm.check_programs(self.spec.env)
+                    if self.template_values is not None:
+                        # The route, as far as it is known before the node is: nbviz's is by
+                        # session id; one by port is known once the backend starts (the
+                        # template values are asked again then).
+                        self.template_values(
+                            Endpoint(unix_socket=str(session_dir / "backend.sock"))
+                            if self.spec.uses_unix_socket
+                            else Endpoint(port=0),
+                            self.session_id,
+                        )
             except BaseException:
                 _paths.remove_tree(session_dir)
                 self._remove_extra_paths()
                 self.session_dir = None
                 raise
-            self._future = concurrent.futures.Future()
-            self._set("starting", f"starting {self.spec.name}")
+            future: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._future = future
+            lifecycle: Callable[[], None]
+            if self.spec.slurm is None:
+                assert self._proc is not None
+                lifecycle = functools.partial(self._run, self._proc, future)
+                self._set("starting", f"starting {self.spec.name}")
+            else:
+                lifecycle = functools.partial(self._run_in_slurm, future)
+                self._set("starting", f"submitting {self.spec.name} to Slurm")
             self._monitor = threading.Thread(
-                target=self._run,
-                args=(self._proc, self._future),
-                name=f"nbviz-{self.spec.name}",
-                daemon=True,
+                target=lifecycle, name=f"nbviz-{self.spec.name}", daemon=True
             )
             self._monitor.start()
 
-    def _spawn(self, session_dir: Path) -> None:
-        spec = self.spec
+    def _prepare(self, session_dir: Path) -> None:
+        """The private things of one start: its directories and its secret."""
         self.session_dir = session_dir
+        self._log.open(session_dir)
         self.socket_dir = _paths.socket_dir(session_dir)
         if self.socket_dir != session_dir:
             self._extra_paths.append(str(self.socket_dir))
         self.secret = secrets.token_urlsafe(24)
-        transport = _transport.choose(spec, private_route=self.private_route)
+
+    def _spawn(self, transport: _transport.Transport) -> None:
+        spec, session_dir = self.spec, self.session_dir
+        assert session_dir is not None and self.socket_dir is not None
         session = _transport.Session(self.session_id, session_dir, self.socket_dir, self.secret)
         plan = transport.plan(spec, session)
         values = dict(plan.values)
@@ -348,6 +217,65 @@ class Process:
         self.transport, self._plan = transport, plan
         self._launch(session_dir, argv, transport, plan)
         self.argv = transport.shown_argv(argv)
+
+    def _run_in_slurm(self, future: concurrent.futures.Future[None]) -> None:
+        """Allocate the job, then start the backend as a step of it and watch it (``_run``)."""
+        spec, name = self.spec, _slurm.job_name(self.session_id)
+        assert spec.slurm is not None and self.session_dir is not None
+        paths = [str(self.session_dir), *self._extra_paths]
+
+        def guard(pid: int) -> None:  # salloc: if the kernel dies, the watchdog cancels the job
+            _orphans.guard(pid, paths, session=self.session_id, end=[_slurm.cancel_argv(name)])
+            self._guarded.append(pid)
+
+        def on_state(text: str, job: _slurm.Job | None) -> None:
+            with self._lock:
+                if not self._stopping:
+                    waiting = job is not None and job.state not in ("RUNNING", "COMPLETING")
+                    self.queue = dataclasses.asdict(job) if job is not None and waiting else {}
+                    self._set("starting", text)
+
+        log_fd = self._log.writer()
+        allocation: _slurm.Allocation | None = None
+        try:
+            allocation = _slurm.allocate(
+                spec.slurm,
+                name,
+                env=clean_env({**spec.env, SESSION_ENV_VAR: self.session_id}),
+                log_fd=log_fd,
+                on_state=on_state,
+                stopping=lambda: self._stopping,
+                guard=guard,
+                wait=self._wake.wait,
+            )
+            with self._lock:
+                if allocation is None:
+                    return
+                if self._stopping:
+                    _slurm.cancel(allocation.job_id)
+                    return
+                self.allocation = allocation
+                self._spawn(_transport.on_node(spec, allocation, private_route=self.private_route))
+                proc = self._proc
+                # the step's srun is guarded now, with the job's scancel; salloc has exited, and
+                # its pid must not stay registered (it may name another process later)
+                for pid in self._guarded:
+                    _orphans.release(pid)
+                self._guarded = []
+        except NbvizError as exc:
+            if allocation is not None:
+                _slurm.cancel(allocation.job_id)
+            with self._lock:
+                if self._stopping:
+                    return
+                self.error = NbvizError(exc.message, log_tail=self.logs(LOG_TAIL_LINES))
+                self._set("crashed", self.error.message)
+            future.set_exception(self.error)
+            return
+        finally:
+            os.close(log_fd)
+        assert proc is not None
+        self._run(proc, future)
 
     def _launch(
         self, session_dir: Path, argv: list[str], transport: _transport.Transport, plan: Plan
@@ -360,9 +288,7 @@ class Process:
         if cwd is not None and not os.path.isdir(cwd):
             what = "is a file, not a directory" if os.path.exists(cwd) else "does not exist"
             raise NbvizError(f"nbviz: working directory {cwd} {what}")
-        log_fd = os.open(
-            session_dir / "backend.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600
-        )
+        log_fd = self._log.writer()
         try:
             self._proc = subprocess.Popen(
                 argv,
@@ -385,7 +311,10 @@ class Process:
                 self._proc.stdin.write(stdin)
                 self._proc.stdin.flush()
         _orphans.guard(
-            self._proc.pid, [str(session_dir), *self._extra_paths], session=self.session_id
+            self._proc.pid,
+            [str(session_dir), *self._extra_paths],
+            session=self.session_id,
+            end=transport.end_commands(plan),
         )
         _registry.write_entry(
             session_dir,
@@ -419,11 +348,15 @@ class Process:
                 return
             code = proc.poll()
             if code is not None:
-                left = [p for p in session_members(self.session_id) if p.pid != proc.pid]
+                left = [
+                    p
+                    for p in (session_members(self.session_id) if transport.local_tree else [])
+                    if p.pid != proc.pid
+                ]
                 daemon = (
-                    f", leaving pid {left[0].pid} ({_name(left[0])}) in the background, where "
-                    "nbviz cannot manage it (nbviz ended it); run the program in the foreground "
-                    "(an option such as --foreground or --no-daemon)"
+                    f", leaving pid {left[0].pid} ({process_name(left[0])}) in the background, "
+                    "where nbviz cannot manage it (nbviz ended it); run the program in the "
+                    "foreground (an option such as --foreground or --no-daemon)"
                     if left
                     else ""
                 )
@@ -431,7 +364,8 @@ class Process:
                 self._fail(
                     future,
                     BackendExitedError(
-                        exit_reason(log_tail)
+                        transport.end_reason(plan)
+                        or exit_reason(log_tail)
                         or f"nbviz: {spec.name} exited with {describe_exit(code)} before it was "
                         f"ready{daemon}",
                         log_tail=log_tail,
@@ -480,15 +414,18 @@ class Process:
                 break
             except subprocess.TimeoutExpired:
                 self._cap_log()
+        reason = transport.end_reason(plan)  # before the job is cancelled below
         if not self._stopping:
             # what it started (an X server, helpers) must not outlive it
             kill_tree(proc, session_id=self.session_id)
+            self._end_held(transport, plan)
         with self._lock:
             if self._stopping:
                 return
             log_tail = self.logs(LOG_TAIL_LINES)
             self.error = BackendExitedError(
-                exit_reason(log_tail)
+                reason
+                or exit_reason(log_tail)
                 or f"nbviz: {spec.name} exited with {describe_exit(code)}; restart() starts it "
                 "again",
                 log_tail=log_tail,
@@ -522,6 +459,8 @@ class Process:
         kill: subprocess.Popen[bytes],
     ) -> None:
         kill_tree(kill, session_id=self.session_id)
+        if self._plan is not None:
+            self._end_held(self.transport, self._plan)
         with self._lock:
             if self._stopping:
                 return
@@ -560,12 +499,20 @@ class Process:
             self._wake.set()
             proc = self._proc
         if proc is not None:
+            if self._plan is not None:
+                # a Slurm job first: its end ends the step and the local srun with it
+                self._end_held(self.transport, self._plan)
             if proc.stdin is not None:
                 end_gently(proc)
             kill_tree(proc, session_id=self.session_id)
             _orphans.release(proc.pid)
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(timeout=5)
+        if proc is None and self.spec.slurm is not None and self.session_id:
+            _slurm.cancel(_slurm.job_name(self.session_id))  # a job still waiting in the queue
+        for pid in self._guarded:
+            _orphans.release(pid)
+        self._guarded = []
         with self._lock:
             stopped = BackendStoppedError(
                 f"nbviz: {self.spec.name} was stopped; start() starts it again"
@@ -577,6 +524,7 @@ class Process:
                 self._future = failed(stopped)
             self._cleanup_files()
             self._proc = None
+            self.queue = {}
             if self.status != "stopped":
                 self._set("stopped", f"{self.spec.name} stopped")
 
@@ -584,9 +532,16 @@ class Process:
         self.stop()
         self.start()
 
+    @staticmethod
+    def _end_held(transport: _transport.Transport, plan: Plan) -> None:
+        """End what the start holds beyond its processes (its Slurm job)."""
+        for argv in transport.end_commands(plan):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(argv, capture_output=True, timeout=20, check=False)
+
     def _cleanup_files(self) -> None:
         if self.session_dir is not None:
-            self._last_logs = self.logs()
+            self._log.close()
             _paths.remove_tree(self.session_dir)
             self.session_dir = None
         self._remove_extra_paths()
@@ -609,16 +564,6 @@ def failed(error: BaseException) -> concurrent.futures.Future[None]:
     future.set_exception(error)
     future.exception()
     return future
-
-
-def end_gently(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
-    """Close the stdin of an ssh launcher and give it ``grace`` s to end the remote backend and
-    exit by itself (so the remote side is gone when stop() returns)."""
-    assert proc.stdin is not None
-    with contextlib.suppress(OSError):
-        proc.stdin.close()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
 
 
 def exit_reason(log: str) -> str | None:

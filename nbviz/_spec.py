@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import _remote
+from . import _remote, _slurm
 from ._errors import ArgumentTypeError, ProgramNotFoundError, TemplateError
 from ._paths import SOCKET_PATH_LIMIT
 
@@ -48,6 +48,8 @@ INSTALL_HINTS: Mapping[str, str] = {
     "xterm": "apt-get install xterm",
     "mpiexec": "apt-get install mpi-default-bin",
     "ssh": "apt-get install openssh-client",
+    "srun": "apt-get install slurm-client",
+    "salloc": "apt-get install slurm-client",
 }
 
 Probe = Callable[["Endpoint"], bool]
@@ -120,6 +122,9 @@ class Spec:
     ssh: tuple[str, ...] = ()
     #: Where a ``{port}`` app listens: see :data:`Network`.
     network: Network = "auto"
+    #: ``salloc`` options: run the backend as a Slurm job on a compute node (see
+    #: :mod:`nbviz._slurm`); None: here.
+    slurm: tuple[str, ...] | None = None
 
     @classmethod
     def build(
@@ -140,6 +145,7 @@ class Spec:
         host: str | None = None,
         ssh: str | Sequence[str] | None = None,
         network: Network = "auto",
+        slurm: Mapping[str, object] | bool | None = None,
     ) -> Spec:
         """Validate the arguments users pass and return a Spec (raises TemplateError)."""
         if isinstance(unix_socket, os.PathLike):
@@ -183,6 +189,11 @@ class Spec:
         if "port" in used and "unix_socket" in used:
             raise TemplateError("the command uses both {port} and {unix_socket}; use one")
         ssh_args = check_remote(used, host=host, ssh=ssh, unix_socket=unix_socket)
+        if slurm not in (None, False) and (ssh is not None or not _remote.is_loopback(host)):
+            raise TemplateError(
+                "nbviz: give slurm= (Slurm chooses the node) or host=/ssh= (you name the host), "
+                "not both"
+            )
         if _remote.is_loopback(host):
             host = None
         if "unix_socket" in used and not unix_socket:
@@ -249,6 +260,7 @@ class Spec:
             host=host,
             ssh=ssh_args,
             network=network,
+            slurm=_slurm.options_argv(slurm),
         )
 
     @property

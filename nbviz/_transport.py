@@ -28,22 +28,29 @@ calls :func:`choose` and the methods of :class:`Transport`.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import functools
-import ipaddress
 import os
 import random
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import psutil
-
-from . import _remote
+from . import _remote, _slurm
 from ._errors import NbvizError, PortInUseError
+from ._netinfo import (
+    ALL_INTERFACES,
+    listener_pids,
+    listens_elsewhere,
+    pick_port,
+    port_is_free,
+    remote_endpoint,
+    socket_in_use,
+    tree_listen_addresses,
+    tree_pids,
+)
 from ._spec import SECRET_ENV_VAR, Endpoint, Spec, find_program
 
 #: The private-network runner (standard library only, run by path).
@@ -58,8 +65,6 @@ OFF = ("0", "no", "off", "false")
 #: ephemeral range an app's own outgoing connections cannot hold one first.
 PRIVATE_PORTS = (20000, 32000)
 
-#: Listening on these, a backend is reachable from other hosts too.
-ALL_INTERFACES = ("0.0.0.0", "::")
 
 #: What an admin can do where user namespaces are off.
 ENABLE_USERNS = (
@@ -102,9 +107,9 @@ class Plan:
 class Transport:
     """How one start listens and is reached. Subclasses are stateless."""
 
-    name: ClassVar[str]
+    name: str
     #: No other local user can connect to what the backend listens on.
-    private: ClassVar[bool]
+    private: bool
 
     def plan(self, spec: Spec, session: Session) -> Plan:
         raise NotImplementedError
@@ -134,6 +139,19 @@ class Transport:
     def held_by_other(self, pid: int, plan: Plan) -> str:
         """A note when the endpoint is held by another process ("" if not)."""
         return ""
+
+    #: The backend's processes descend from the process nbviz starts (not so for a Slurm step:
+    #: slurmd starts them).
+    local_tree: ClassVar[bool] = True
+
+    def end_commands(self, plan: Plan) -> list[list[str]]:
+        """Commands that end what this start holds beyond its processes (a Slurm job): run at
+        stop, after a crash, and by the orphan watchdog when the kernel dies."""
+        return []
+
+    def end_reason(self, plan: Plan) -> str | None:
+        """Why the backend ended, when something outside it ended it (Slurm), or None."""
+        return None
 
 
 def _values(session: Session, *, port: int | str = "", unix_socket: str = "") -> dict[str, Any]:
@@ -283,7 +301,61 @@ class Ssh(Transport):
         )
 
 
+class SlurmStep(Transport):
+    """A step of a Slurm allocation (``srun --jobid``) on the allocation's first node, reached
+    through ``inner``: the transport the backend would get on that node (``unix``/``private``
+    when the node is this machine, ``host`` when it is another one). See :mod:`nbviz._slurm`."""
+
+    local_tree = False
+
+    def __init__(self, inner: Transport, allocation: _slurm.Allocation) -> None:
+        #: ``slurm/unix``, ``slurm/private``, ``slurm/host``...
+        self.name = f"slurm/{inner.name}"
+        self.inner = inner
+        self.allocation = allocation
+        self.private = inner.private
+
+    def plan(self, spec: Spec, session: Session) -> Plan:
+        if isinstance(self.inner, RemoteHost) and spec.host is None:
+            spec = dataclasses.replace(spec, host=self.allocation.address)
+        plan = self.inner.plan(spec, session)
+        plan.extra["slurm_job"] = self.allocation.job_id
+        return plan
+
+    def launch_argv(self, command: list[str], spec: Spec, plan: Plan) -> list[str]:
+        return [
+            find_program("srun", spec.env),
+            *_slurm.step_argv(self.allocation)[1:],
+            *self.inner.launch_argv(command, spec, plan),
+        ]
+
+    def shown_argv(self, argv: list[str]) -> list[str]:
+        return self.inner.shown_argv(argv[argv.index("--") + 1 :])
+
+    def end_commands(self, plan: Plan) -> list[list[str]]:
+        return [_slurm.cancel_argv(self.allocation.job_id)]
+
+    def end_reason(self, plan: Plan) -> str | None:
+        return _slurm.end_reason(self.allocation.job_id)
+
+    def advice(self, pid: int, plan: Plan) -> str:
+        return f" (Slurm job {self.allocation.job_id} on {self.allocation.node})"
+
+
 # ---------------------------------------------------------------------- the choice
+def on_node(spec: Spec, allocation: _slurm.Allocation, *, private_route: bool) -> Transport:
+    """The transport for one start of ``spec`` as a step of a Slurm ``allocation``."""
+    if allocation.local or spec.ssh or spec.host is not None:
+        return SlurmStep(choose(spec, private_route=private_route), allocation)
+    if spec.uses_unix_socket:
+        raise NbvizError(
+            f"nbviz: the Slurm job {allocation.job_id} runs on {allocation.node}, another host, "
+            f"and {spec.name} listens on a Unix socket, which does not reach across hosts; run "
+            "the kernel on that node's side, or use a backend on {port}"
+        )
+    return SlurmStep(RemoteHost(), allocation)
+
+
 def choose(spec: Spec, *, private_route: bool) -> Transport:
     """The transport for one start of ``spec``.
 
@@ -356,142 +428,4 @@ def private_network_problem() -> str:
     return reason.removeprefix("nbviz: ")
 
 
-# ------------------------------------------------------------- looking at the network
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def pick_port() -> int:
-    """A currently free loopback port (the readiness check verifies our process got it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def socket_in_use(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(path)
-        except OSError:
-            return False
-    return True
-
-
-def remote_endpoint(host: str, port: int | None) -> Endpoint:
-    """Where a backend on ``host`` will listen: ``port``, or a port nothing answers on there."""
-    if port is None:
-        return Endpoint(port=_remote.pick_remote_port(host), host=host)
-    if _remote.answers(host, port):
-        raise PortInUseError(
-            f"nbviz: something already listens on {host}:{port}; stop it or leave port= unset "
-            "to let nbviz pick a port"
-        )
-    return Endpoint(port=port, host=host)
-
-
-def listener_pids(port: int) -> set[int]:
-    """Pids (of this user's processes we can see) listening on 127.0.0.1/0.0.0.0:``port``."""
-    pids: set[int] = set()
-    try:
-        conns = psutil.net_connections(kind="tcp")
-    except (psutil.AccessDenied, OSError):
-        return pids
-    for conn in conns:
-        if (
-            conn.status == psutil.CONN_LISTEN
-            and conn.laddr
-            and conn.laddr.port == port
-            and conn.pid
-        ):
-            pids.add(conn.pid)
-    return pids
-
-
-def tree_pids(pid: int) -> set[int]:
-    try:
-        root = psutil.Process(pid)
-        return {pid} | {child.pid for child in root.children(recursive=True)}
-    except psutil.Error:
-        return set()
-
-
-def tree_listeners(pid: int) -> set[tuple[str, int]]:
-    """Every (address, port) on which ``pid`` or one of its descendants listens on TCP, each in
-    the network namespace it runs in (read from ``/proc/<pid>/net``: psutil reads the caller's
-    namespace, and would not see an app in a private one)."""
-    found: set[tuple[str, int]] = set()
-    for member in tree_pids(pid):
-        found |= proc_listeners(member)
-    return found
-
-
-def proc_listeners(pid: int) -> set[tuple[str, int]]:
-    """The TCP (address, port) pairs ``pid`` listens on, in its own network namespace."""
-    inodes = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-    except OSError:
-        return set()
-    found = set()
-    for table in ("tcp", "tcp6"):
-        try:
-            with open(f"/proc/{pid}/net/{table}") as file:
-                rows = [line.split() for line in file.readlines()[1:]]
-        except OSError:
-            continue
-        for row in rows:
-            if len(row) > 9 and row[3] == "0A" and row[9] in inodes:  # LISTEN, ours
-                found.add(_address(row[1]))
-    return found
-
-
-def _address(hex_address: str) -> tuple[str, int]:
-    """``0100007F:1F90`` -> ("127.0.0.1", 8080), as /proc/net/tcp{,6} write them."""
-    host, port = hex_address.split(":")
-    raw = bytes.fromhex(host)
-    if len(raw) == 4:
-        return str(ipaddress.IPv4Address(raw[::-1])), int(port, 16)
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-    return str(ipaddress.IPv6Address(words)), int(port, 16)
-
-
-def tree_listen_addresses(pid: int, port: int) -> set[str]:
-    """The addresses on which ``pid`` or one of its descendants listens on TCP ``port``."""
-    return {ip for ip, listened in tree_listeners(pid) if listened == port}
-
-
-def address(ip: str, port: int) -> str:
-    """``127.0.0.1:80`` or ``[::1]:80``."""
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
-def listens_elsewhere(pid: int, endpoint: Endpoint) -> str:
-    """Why a local app that never answered on ``endpoint`` may have missed it: where its process
-    tree listens instead (another port, or IPv6's ::1 only), as advice; "" if nothing is seen."""
-    listeners = tree_listeners(pid)
-    on_ours = sorted(ip for ip, port in listeners if port == endpoint.port)
-    if endpoint.port is not None and on_ours and not set(on_ours) & {"127.0.0.1", *ALL_INTERFACES}:
-        where = ", ".join(address(ip, endpoint.port) for ip in on_ours)
-        return (
-            f"; it listens on {where} instead, and nbviz reaches apps on 127.0.0.1: make it "
-            "listen on 127.0.0.1 (e.g. --bind 127.0.0.1 or --host 127.0.0.1, not localhost)"
-        )
-    elsewhere = sorted((port, ip) for ip, port in listeners if port != endpoint.port)
-    if not elsewhere:
-        return ""
-    where = ", ".join(address(ip, port) for port, ip in elsewhere)
-    if endpoint.port is None:
-        return f"; it listens on TCP {where} instead: give it {{unix_socket}}"
-    return (
-        f"; it listens on {where} instead: give it {{port}} (here {endpoint.port}) where it "
-        "takes its port, or pass port= for a program that always listens on one port"
-    )
+__all__ = ["ALL_INTERFACES", "Plan", "Session", "Transport", "choose", "on_node"]

@@ -8,7 +8,9 @@ registered backend with its whole process tree (SIGTERM, then SIGKILL), removes 
 directories and exits. No signal handler is installed in the kernel. The watchdog forks
 away from the process the kernel started, so the kernel holds no child for it.
 
-Lines: ``{"add": pid, "paths": [...], "session": id}`` and ``{"remove": pid}``. With a
+Lines: ``{"add": pid, "paths": [...], "session": id, "end": [argv, ...]}`` and
+``{"remove": pid}``. The ``end`` commands run after the processes are gone (``scancel`` of a
+Slurm job: its processes run under slurmd, out of the kernel's reach). With a
 session id, the cleanup also ends this user's processes whose environment carries
 ``NBVIZ_SESSION_ID=<id>``: a program that daemonized (fork, setsid, fork) left the tree and
 the process group before any scan could see it.
@@ -20,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -51,8 +54,16 @@ class Guard:
         self.known: dict[int, int] = {}
         #: registered root pid -> its session id
         self.sessions: dict[int, str] = {}
+        #: registered root pid -> commands to run at the end
+        self.ends: dict[int, list[list[str]]] = {}
 
-    def add(self, pid: int, paths: list[str], session: str | None = None) -> None:
+    def add(
+        self,
+        pid: int,
+        paths: list[str],
+        session: str | None = None,
+        end: list[list[str]] | None = None,
+    ) -> None:
         info = _stat(pid)
         with self.lock:
             self.roots[pid] = (info[1] if info else None, paths)
@@ -60,12 +71,15 @@ class Guard:
                 self.known[pid] = info[1]
             if session:
                 self.sessions[pid] = session
+            if end:
+                self.ends[pid] = end
 
     def remove(self, pid: int) -> None:
         with self.lock:
             self.roots.pop(pid, None)
             self.known.pop(pid, None)
             self.sessions.pop(pid, None)
+            self.ends.pop(pid, None)
 
     def adopt_marked(self) -> None:
         """Add this user's processes marked with a registered session id to the known ones."""
@@ -162,6 +176,15 @@ class Guard:
             self._signal_all(signal.SIGKILL)
         with self.lock:
             paths = [p for _start, ps in self.roots.values() for p in ps]
+            ends = [argv for argvs in self.ends.values() for argv in argvs]
+        for argv in ends:
+            try:
+                subprocess.run(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, timeout=20, check=False,
+                )  # fmt: skip
+            except (OSError, subprocess.SubprocessError):
+                pass
         for path in paths:
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
@@ -211,6 +234,7 @@ def main() -> None:
                         int(message["add"]),
                         [str(p) for p in message.get("paths", [])],
                         str(message["session"]) if message.get("session") else None,
+                        [[str(a) for a in argv] for argv in message.get("end", [])],
                     )
                 elif "remove" in message:
                     guard.remove(int(message["remove"]))

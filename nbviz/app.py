@@ -86,6 +86,11 @@ class WebApp(Frame):
     scheduler), takes ``network="host"``: it listens on the host's 127.0.0.1 behind the
     session secret. ``network="private"`` insists on the namespace (an error where the machine
     has none). See docs/routes.md, Transports.
+
+    On a cluster, ``slurm={"partition": "batch", "time": "01:00:00"}`` (salloc's options; True
+    for the defaults) runs the app as a Slurm job on a compute node: the frame shows the job's
+    queue state until it runs, and stopping the app (or the kernel's end) cancels the job. See
+    docs/slurm.md.
     """
 
     def __init__(
@@ -108,6 +113,7 @@ class WebApp(Frame):
         host: str | None = None,
         ssh: str | Sequence[str] | None = None,
         network: Network = "auto",
+        slurm: Mapping[str, object] | bool | None = None,
     ) -> None:
         spec = Spec.build(
             command,
@@ -122,6 +128,7 @@ class WebApp(Frame):
             host=host,
             ssh=ssh,
             network=network,
+            slurm=slurm,
         )
         self._init_backend(
             spec,
@@ -297,6 +304,15 @@ class WebApp(Frame):
         return self._process.endpoint
 
     @property
+    def job(self) -> dict[str, str] | None:
+        """The Slurm job of the current start (``slurm=``), once granted: its ``id``, the
+        ``node`` the backend runs on and that node's ``address``; None otherwise."""
+        allocation = self._process.allocation
+        if allocation is None:
+            return None
+        return {"id": allocation.job_id, "node": allocation.node, "address": allocation.address}
+
+    @property
     def transport(self) -> str:
         """How the backend listens and is reached: ``unix`` (a private Unix socket),
         ``private`` (a ``{port}`` app in a network namespace of its own, behind a private Unix
@@ -372,6 +388,13 @@ class WebApp(Frame):
             notice = self._notice if process.status == "ready" else ""
             self.message = notice or process.message
             self.error = process.error.full_message() if process.error else ""
+            self.queue = dict(process.queue) if process.status == "starting" else {}
+            if process.started_at and process.started_at != self.started_at:
+                self.started_at = process.started_at  # a Slurm job's backend starts late
+            route = self._route
+            if route is not None and route.url != self.url and process.status != "stopped":
+                # a route by port, known once a Slurm job's backend started
+                self.route, self.url = route.kind, route.url
             self.status = process.status
 
     def _check_exposure(self) -> None:

@@ -14,7 +14,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from . import __version__, _dashboard, _paths, _registry, _server, _transport
+from . import __version__, _dashboard, _paths, _registry, _server, _slurm, _transport
+from ._errors import NbvizError
 from ._process import Process
 from ._routes import NO_ROUTE_HINT, route_for
 from ._spec import INSTALL_HINTS, Spec
@@ -220,6 +221,41 @@ def check_private_network() -> None:
     )
 
 
+def check_slurm() -> None:
+    """Whether ``slurm=`` can place backends on compute nodes from here, and where this
+    process itself runs."""
+    print("Cluster (Slurm)")
+    missing = [p for p in _slurm.PROGRAMS if shutil.which(p) is None]
+    if missing:
+        _line(INFO, f"Slurm: {', '.join(missing)} not found; slurm= needs them: {_slurm.INSTALL}")
+    else:
+        try:
+            result = _slurm.run(["sinfo", "--noheader", "--format=%P %a %D %t"], timeout=10)
+        except NbvizError as exc:  # (a cluster is optional: information, not a failure)
+            _line(INFO, f"Slurm: slurm= cannot submit: {exc.message.removeprefix('nbviz: ')}")
+        else:
+            if result.returncode == 0 and result.stdout.strip():
+                partitions = "; ".join(
+                    f"{name} ({avail}, {nodes} node(s) {state})"
+                    for name, avail, nodes, state in (
+                        line.split()
+                        for line in result.stdout.splitlines()
+                        if len(line.split()) == 4
+                    )
+                )
+                _line(OK, f"Slurm: slurm= can submit here; partitions: {partitions}")
+            else:
+                why = (result.stderr.strip().splitlines() or ["no partitions"])[-1]
+                _line(
+                    INFO,
+                    f"Slurm: no cluster answers here ({why}): slurm= cannot submit; on a "
+                    "cluster, SLURM_CONF (or /etc/slurm/slurm.conf) must name it",
+                )
+    placement = _slurm.this_process()
+    if placement:
+        _line(INFO, placement)
+
+
 def _why(server: _server.ServerInfo, status: int) -> str:
     has_proxy = _server.server_has_proxy(server)
     if has_proxy is False:
@@ -293,6 +329,8 @@ def doctor(args: argparse.Namespace) -> int:
     failures = 0 if args.no_routes else check_routes(servers)
     print()
     missing = check_backends()
+    print()
+    check_slurm()
     print()
     print("Security")
     try:

@@ -3,9 +3,9 @@
 jupyter-server-proxy reads these through its ``jupyter_serverproxy_servers`` entry points when
 the Jupyter server starts, and serves them as named servers ``{base}nbviz-desktop/`` and
 ``{base}nbviz-paraview/``; the first click on a tile starts the process, later clicks open the
-same desktop. Each runs nbviz's desktop launcher (``nbviz.desktop._launch``: Xvfb, window
-manager, Xpra's HTML5 client) on a Unix socket; the ParaView tile starts ParaView's own GUI on
-that desktop, so every ParaView feature (file dialogs, filters, Python shell) is there.
+same desktop. Each runs nbviz's desktop launcher (``nbviz/desktop/runtime/launcher.py``: Xvfb,
+window manager, Xpra's HTML5 client) on a Unix socket; the ParaView tile starts ParaView's own
+GUI on that desktop, so every ParaView feature (file dialogs, filters, Python shell) is there.
 
 Security as with :class:`nbviz.RemoteDesktop`: no TCP port exists; the socket lives in a 0700
 directory that jupyter-server-proxy creates (``unix_socket: True``); the X server takes only
@@ -103,17 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     # jupyter-server-proxy made this directory (0700); after a restart (it restarts a failed
     # server) we made it go away: re-create it, refusing one that is not private to us.
     _paths.private_dir(socket.parent)
-    from .desktop import _launch
+    from .desktop.runtime import launcher, shared
 
     try:
-        return _launch.main(
+        return launcher.main(
             [
                 *("--backend", "xpra", "--socket", str(socket), "--size", SIZE),
                 *("--start", TILES[args.tile][1]),
             ]
         )
     finally:
-        shutil.rmtree(_launch.state_dir_for(str(socket)), ignore_errors=True)
+        shutil.rmtree(shared.state_dir_for(str(socket)), ignore_errors=True)
         socket.unlink(missing_ok=True)
         try:
             socket.parent.rmdir()  # only when empty: nothing else of ours was in it

@@ -24,7 +24,7 @@ from typing import Literal
 
 from . import _orphans
 from ._errors import NbvizError, ProgramNotFoundError
-from ._process import SESSION_ENV_VAR, kill_tree
+from ._tree import SESSION_ENV_VAR, kill_tree
 
 __all__ = ["Solver"]
 

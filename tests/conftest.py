@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from jupyter_helpers import JupyterServer, Kernel
+from slurm_helpers import Cluster, NoCluster, slurm_cluster
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +46,17 @@ def lab_without_nbviz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupy
     root = Path(tmp_path_factory.mktemp("lab-nonbviz"))
     with JupyterServer(root=root, extra_args=WITHOUT_NBVIZ) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[Cluster]:
+    """A real one-node Slurm cluster (munged, slurmctld, slurmd) for the run; clients find it
+    through ``slurm.env`` (SLURM_CONF)."""
+    try:
+        with slurm_cluster() as started:
+            yield started
+    except NoCluster as exc:
+        pytest.skip(str(exc))
 
 
 def pytest_configure(config: pytest.Config) -> None:

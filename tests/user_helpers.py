@@ -15,7 +15,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
+
+#: Marks every process of an nbviz session (nbviz._process.SESSION_ENV_VAR).
+SESSION_ENV_VAR = "NBVIZ_SESSION_ID"
 
 OTHER_USER = "nbviz-test-other"
 #: Users the tests created (removed at the end of the run).
@@ -148,3 +152,78 @@ def run_as(user: str, code: str, *args: str, timeout: float = 120) -> Any:
 def probe_as(user: str, targets: list[tuple[str, str]]) -> list[str]:
     """Try to connect to each ``(kind, where)`` as ``user``; one result per target."""
     return list(run_as(user, PROBE, json.dumps(targets)))
+
+
+def session_pids(pid: int, session: str) -> set[int]:
+    """The backend's process tree and every process marked with its session id."""
+    pids = set()
+    try:
+        pids = {pid} | {c.pid for c in psutil.Process(pid).children(recursive=True)}
+    except psutil.Error:
+        pass
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(SESSION_ENV_VAR) == session:
+                pids.add(proc.pid)
+        except psutil.Error:
+            continue
+    return pids
+
+
+def session_listeners(pid: int, session: str) -> list[tuple[str, str, str]]:
+    found = set()
+    for member in session_pids(pid, session):
+        found |= {(kind, str(where), netns) for kind, where, netns in listeners(member)}
+    return sorted(found)
+
+
+def targets_of(found: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """What the other user tries: each socket, an X server's by its display (X's own auth)."""
+    targets = []
+    for kind, where, _netns in found:
+        x = X_SOCKET.match(where) if kind == "unix" else None
+        targets.append(("x11", f":{x.group(1)}") if x else (kind, where))
+    return sorted(set(targets))
+
+
+#: Run as the other user: connect to each TCP ``host:port``, speak HTTP, say what came back.
+HTTP_PROBE = r"""
+import json, socket, sys
+results = []
+for where in json.loads(sys.argv[1]):
+    host, _, port = where.rpartition(":")
+    host = "127.0.0.1" if host in ("0.0.0.0", "[::]") else host.strip("[]")
+    try:
+        s = socket.create_connection((host, int(port)), timeout=3)
+    except OSError as e:
+        results.append(type(e).__name__)
+        continue
+    try:
+        s.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        answer = s.recv(64)
+        results.append("http" if answer.startswith(b"HTTP/") else "no http")
+    except OSError as e:
+        results.append("no http")
+    finally:
+        s.close()
+print(json.dumps(results))
+"""
+
+
+def http_probe_as(user: str, addresses: list[str]) -> list[str]:
+    """As ``user``, send an HTTP request to each TCP address: ``"http"`` when one answers."""
+    return list(run_as(user, HTTP_PROBE, json.dumps(addresses)))
+
+
+def listeners_by_program(pid: int, session: str) -> dict[str, list[tuple[str, str, str]]]:
+    """The session's listeners, grouped by the name of the program that holds them."""
+    found: dict[str, set[tuple[str, str, str]]] = {}
+    for member in session_pids(pid, session):
+        try:
+            name = psutil.Process(member).name()
+        except psutil.Error:
+            continue
+        found.setdefault(name, set()).update(
+            (kind, str(where), netns) for kind, where, netns in listeners(member)
+        )
+    return {name: sorted(items) for name, items in found.items() if items}

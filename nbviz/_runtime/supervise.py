@@ -1,6 +1,6 @@
 """One supervisor for what nbviz runs outside the kernel (standard library only).
 
-A launcher (the desktop's; more to come) starts the pieces of a session as children of one
+A launcher (the desktop's, NEST Desktop's) starts the pieces of a session as children of one
 :class:`Supervisor`:
 
 - **essential** children: when one ends, the session is over. :meth:`Supervisor.watch` returns
@@ -109,6 +109,8 @@ class Child:
     restart: Callable[[], object] | None = None
     #: How many more times it may be started again.
     restarts: int = 0
+    #: Says more about an essential child's end (" (ValueError: ...)", from its output), or None.
+    detail: Callable[[], str] | None = None
 
 
 class Supervisor:
@@ -135,12 +137,24 @@ class Supervisor:
         pass_fds: tuple[int, ...] = (),
         restart: Callable[[], object] | None = None,
         restarts: int = 0,
+        stdout: int | None = None,
+        stderr: int | None = None,
+        detail: Callable[[], str] | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start a child. ``restart`` (with ``restarts`` > 0) starts it again when it ends;
-        a child of the same ``name`` started again keeps the count of restarts left."""
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env, pass_fds=pass_fds)
+        a child of the same ``name`` started again keeps the count of restarts left.
+        ``stdout``/``stderr`` as for :class:`subprocess.Popen` (default: the launcher's own);
+        ``detail`` adds to the reason an essential child's end gives (see :meth:`watch`)."""
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+            pass_fds=pass_fds,
+        )
         left = self._restarts.setdefault(name, restarts)
-        self.children[proc.pid] = Child(name, proc, essential, restart, left)
+        self.children[proc.pid] = Child(name, proc, essential, restart, left, detail)
         return proc
 
     def forget(self, proc: subprocess.Popen[bytes]) -> None:
@@ -169,7 +183,8 @@ class Supervisor:
             child.proc.returncode = os.waitstatus_to_exitcode(status)
             how = describe(child.proc.returncode)
             if child.essential:
-                self.why_we_end(f"nbviz: {child.name} exited ({how}); {self.gone}")
+                more = child.detail() if child.detail is not None else ""
+                self.why_we_end(f"nbviz: {child.name} exited ({how}){more}; {self.gone}")
                 return 1
             self.say(f"{child.name} exited ({how})")
             left = self._restarts.get(child.name, 0)

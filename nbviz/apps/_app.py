@@ -41,6 +41,7 @@ class App(WebApp):
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         start: bool = True,
+        slurm: Mapping[str, object] | bool | None = None,
         **args: Any,
     ) -> None:
         chosen = _preset.get(preset) if isinstance(preset, str) else preset
@@ -70,6 +71,7 @@ class App(WebApp):
                 tcp_command=tcp_command,
                 secret_param=chosen.secret_param,
                 network=chosen.network,
+                slurm=slurm,
             )
         except TemplateError as exc:
             raise chosen.error(exc.message.removeprefix("nbviz: ")) from None

@@ -9,12 +9,12 @@ from ._preset import Preset
 
 
 def _beside(name: str) -> str:
-    """A file next to this one, as a command item (braces kept literal)."""
-    return str(Path(__file__).with_name(name)).replace("{", "{{").replace("}", "}}")
+    """A file under this one's folder, as a command item (braces kept literal)."""
+    return str(Path(__file__).parent / name).replace("{", "{{").replace("}", "}}")
 
 
 #: Run by path, not with -m: importing the nbviz package (widgets) would slow every start.
-_NEST_LAUNCHER = _beside("_nest_launch.py")
+_NEST_LAUNCHER = _beside("runtime/nest.py")
 
 
 def _nest_launch(*listen: str) -> tuple[str, ...]:
@@ -63,7 +63,7 @@ NEST_DESKTOP = Preset(
 )
 
 #: Bokeh's auth hook, by path (Bokeh imports it in its own process).
-_BOKEH_AUTH = _beside("_bokeh_auth.py")
+_BOKEH_AUTH = _beside("runtime/bokeh_auth.py")
 
 
 def _bokeh_serve(*listen: str) -> tuple[str, ...]:

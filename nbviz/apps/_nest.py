@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 from .._errors import BackendStoppedError, NbvizError
-from .._process import UnixHTTPConnection
+from .._http import UnixHTTPConnection
 from .._routes import RouteChoice, url_join
 from ._app import App
 from ._builtin import NEST_DESKTOP
-from ._nest_launch import SERVER_PATH
+from .runtime.nest import SERVER_PATH
 
 #: How long one call to NEST Server may take by default (a simulation can be long).
 CALL_TIMEOUT = 300.0

@@ -11,7 +11,7 @@ import os
 import secrets
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,9 @@ from ._files import write_pvd, write_vti
 __all__ = ["DataError", "Filter", "ParaViewSession", "Screenshot", "write_pvd", "write_vti"]
 
 REPRESENTATIONS = ["Surface", "Surface With Edges", "Wireframe", "Points", "Volume", "Outline"]
+DEFAULT_LAUNCHER = "mpiexec -n {ranks}"
+#: How ranks start inside a Slurm job (``slurm=``): a step sharing the allocation's CPUs.
+SLURM_LAUNCHER = "srun --overlap -n {ranks}"
 #: Launchers that start the ranks on this machine: their sessions get a network of their own.
 LOCAL_LAUNCHERS = ("mpiexec", "mpirun", "orterun")
 #: Traits mirrored in the backend, in the order they are applied after a (re)start.
@@ -197,7 +200,7 @@ class ParaViewSession(WebApp):
         origin: Sequence[float] = (0.0, 0.0, 0.0),
         array_name: str = "values",
         ranks: int | None = None,
-        launcher: str = "mpiexec -n {ranks}",
+        launcher: str = DEFAULT_LAUNCHER,
         regions: Sequence[str] | None = None,
         case_type: str = "auto",
         follow: bool = False,
@@ -205,8 +208,18 @@ class ParaViewSession(WebApp):
         settle: float = 0.5,
         route: Any = "auto",
         start: bool = True,
+        slurm: Mapping[str, object] | bool | None = None,
     ) -> None:
         check_arguments(size=size, spacing=spacing, origin=origin, ranks=ranks, regions=regions)
+        if slurm not in (None, False) and ranks is not None:
+            # the job holds pvpython and the ranks; the ranks are a step of it (srun), which
+            # starts them with the site's MPI plugin (MpiDefault) and never on the login node
+            options = {} if slurm is True else dict(slurm)  # type: ignore[arg-type]
+            options.setdefault("ntasks", int(ranks) + 1)
+            options.setdefault("nodes", 1)  # the ranks connect back to pvpython on localhost
+            slurm = options
+            if launcher == DEFAULT_LAUNCHER:
+                launcher = SLURM_LAUNCHER
         for name, value in (("follow_interval", follow_interval), ("settle", settle)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ArgumentTypeError(f"{name}= must be a number of seconds >= 0, got {value!r}")
@@ -331,6 +344,7 @@ class ParaViewSession(WebApp):
                 "{port}",
                 *command[at + 1 :],
             ],
+            slurm=slurm,
         )
         self._apply_from_backend({"follow": bool(follow)})  # (not a setting to send)
         pending = {"field": field, "time": time, "colormap": colormap}

@@ -31,11 +31,12 @@ from jupyter_helpers import JupyterServer
 from PIL import Image
 from playwright.sync_api import Browser, Locator, expect, sync_playwright
 
-from nbviz.desktop import _desktop, _launch
+from nbviz.desktop import _spec
+from nbviz.desktop.runtime import shared
 
 pytestmark = [pytest.mark.browser, pytest.mark.jupyter, pytest.mark.timeout(90)]
 
-BACKGROUND = hex_rgb(_launch.BACKGROUND)  # the root window's colour, set by nbviz's launcher
+BACKGROUND = hex_rgb(shared.BACKGROUND)  # the root window's colour, set by nbviz's launcher
 TITLE = "nbviz-typing"
 #: The xterm the test types into: its own title, a known place on the X screen (1280x800).
 XTERM = ["xterm", "-T", TITLE, "-geometry", "60x12+80+80", "-e", "sh"]
@@ -96,7 +97,7 @@ def type_into_xterm(nb: Notebook, iframe: Locator, text: str) -> None:
 def test_type_into_the_desktop_and_reload(
     backend: str, jupyter_server: JupyterServer, browser: Browser, tmp_path: Path
 ) -> None:
-    problem = _desktop.missing_backend(backend)  # type: ignore[arg-type]
+    problem = _spec.missing_backend(backend)  # type: ignore[arg-type]
     if problem:
         pytest.skip(f"{backend}: {problem}")
     tmp_path.chmod(0o755)
@@ -156,7 +157,7 @@ def test_type_into_the_desktop_through_jupyter_server_proxy(
 ) -> None:
     """Without nbviz's route the desktop's page is on a loopback port behind
     jupyter-server-proxy: the frame holds the session secret and works; without it, 403."""
-    problem = _desktop.missing_backend(backend)  # type: ignore[arg-type]
+    problem = _spec.missing_backend(backend)  # type: ignore[arg-type]
     if problem:
         pytest.skip(f"{backend}: {problem}")
     tmp_path.chmod(0o755)
@@ -175,7 +176,7 @@ def test_type_into_the_desktop_through_jupyter_server_proxy(
         )
         nb.pids.extend(info["pids"])
         assert info["route"] == "proxy"
-        page = _desktop.CLIENT_PAGE[backend].lstrip("/")
+        page = _spec.CLIENT_PAGE[backend].lstrip("/")
         # Another local user straight to the port, or a request without the secret (and with
         # Jupyter's token, not the browser's cookies) through the proxy: refused.
         with pytest.raises(urllib.error.HTTPError) as refused:
@@ -200,7 +201,7 @@ def test_the_page_loads_while_the_desktop_starts(
     Meanwhile the user clicks into the next cell: the page, connecting, must not take the
     keyboard focus from it.
     """
-    problem = _desktop.missing_backend(backend)  # type: ignore[arg-type]
+    problem = _spec.missing_backend(backend)  # type: ignore[arg-type]
     if problem:
         pytest.skip(f"{backend}: {problem}")
     slow_wm = tmp_path / "slow-wm"

@@ -31,7 +31,7 @@ from jupyter_helpers import JupyterServer, wait_until
 from playwright.sync_api import Browser, FrameLocator, Page, expect, sync_playwright
 
 from nbviz import launchers
-from nbviz.desktop import _launch
+from nbviz.desktop.runtime import shared
 
 pytestmark = [pytest.mark.browser, pytest.mark.jupyter, pytest.mark.timeout(120)]
 
@@ -88,7 +88,7 @@ def desktop_env(process: psutil.Process) -> dict[str, str]:
     """DISPLAY and XAUTHORITY of the desktop a launcher process runs (from its state file)."""
     argv = process.cmdline()
     socket = argv[argv.index("--socket") + 1]
-    info_path = _launch.state_dir_for(socket) / "desktop.json"
+    info_path = shared.state_dir_for(socket) / "desktop.json"
     wait_until(info_path.exists, timeout=20, what=f"{info_path}")
     info = json.loads(info_path.read_text())
     return {**os.environ, "DISPLAY": info["display"], "XAUTHORITY": info["xauthority"]}
@@ -169,7 +169,7 @@ def test_desktop_tile_opens_a_working_desktop(
         wait_until(target.exists, timeout=15, what="the file the xterm's shell writes")
         assert target.read_text().strip() == "typed-in-a-lab-tab"
         shot = save_screenshot(page.locator("#jp-main-dock-panel"), "launcher-desktop")
-        background = tuple(int(_launch.BACKGROUND[i : i + 2], 16) for i in (1, 3, 5))
+        background = tuple(int(shared.BACKGROUND[i : i + 2], 16) for i in (1, 3, 5))
         assert colour_fraction(shot, background, tolerance=12) > 0.2  # type: ignore[arg-type]
     finally:
         page.screenshot(path=ARTIFACTS / "launcher-desktop-page.png")

@@ -205,7 +205,7 @@ def test_nest_desktop_runs_simulations_and_stops_everything() -> None:
         assert desk.route == "none" and desk.path == "/nbviz.html"
         pids = tree(desk.pid)
         names = " ".join(" ".join(psutil.Process(pid).cmdline()) for pid in pids)
-        assert "gunicorn" in names and "_nest_launch" in names
+        assert "gunicorn" in names and "apps/runtime/nest.py" in names
         assert desk.version.startswith("3.")
         assert desk.kernel_status("biological_time") == {"biological_time": 0.0}
         result = desk.exec(SIMULATION, returns="result")
@@ -258,8 +258,8 @@ def test_nest_server_dying_stops_the_ui_with_one_error() -> None:
         gunicorn.kill()
         wait_until(lambda: desk.status == "crashed", what="the app to report the crash")
         assert desk.error.splitlines()[0] == (
-            "nbviz: NEST Server exited with code -9; NEST Desktop stopped too, restart() starts "
-            "both again"
+            "nbviz: NEST Server exited (signal SIGKILL); NEST Desktop stopped too, restart() "
+            "starts both again"
         )
         wait_until(lambda: all_gone(pids), what="the UI and NEST Server's worker to exit")
     finally:

@@ -31,7 +31,8 @@ from PIL import Image, ImageChops
 from user_helpers import OTHER_USER, other_user
 
 from nbviz import NbvizError, NbvizWarning, PortInUseError, ProgramNotFoundError, RemoteDesktop
-from nbviz.desktop import _desktop, _launch
+from nbviz.desktop import Screenshot, _spec
+from nbviz.desktop.runtime import launcher, pages, shared, webserver, xserver
 
 BACKENDS = ["xpra", "vnc"]
 
@@ -39,7 +40,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def need(backend: str) -> None:
-    problem = _desktop.missing_backend(backend)  # type: ignore[arg-type]
+    problem = _spec.missing_backend(backend)  # type: ignore[arg-type]
     if problem is None and shutil.which("xdotool"):
         return
     problem = problem or "xdotool is not installed (apt-get install xdotool)"
@@ -96,7 +97,7 @@ def x_run(desk: RemoteDesktop, *argv: str) -> str:
     ).stdout
 
 
-def pixels(shot: _desktop.Screenshot) -> Image.Image:
+def pixels(shot: Screenshot) -> Image.Image:
     return Image.open(io.BytesIO(shot.data)).convert("RGB")
 
 
@@ -107,16 +108,16 @@ def changed_pixels(a: Image.Image, b: Image.Image) -> int:
 
 # ------------------------------------------------------------------ pure logic
 def test_sizes_are_validated() -> None:
-    assert _desktop._valid_size((800, 600)) == (800, 600)
+    assert _spec.valid_size((800, 600)) == (800, 600)
     for bad in ((10, 600), (800,), "big", (800, 100_000)):
         with pytest.raises(NbvizError, match=r"^nbviz: size must be"):
-            _desktop._valid_size(bad)  # type: ignore[arg-type]
-    assert _launch.parse_size("1024x768") == (1024, 768)
+            _spec.valid_size(bad)  # type: ignore[arg-type]
+    assert launcher.parse_size("1024x768") == (1024, 768)
 
 
 def test_state_dir_is_next_to_the_socket() -> None:
-    assert _launch.state_dir_for("/r/nbviz/abc/backend.sock") == Path("/r/nbviz/abc/backend.d")
-    assert _launch.state_dir_for("/tmp/nbviz-0/abc-backend.sock") == Path(
+    assert shared.state_dir_for("/r/nbviz/abc/backend.sock") == Path("/r/nbviz/abc/backend.d")
+    assert shared.state_dir_for("/tmp/nbviz-0/abc-backend.sock") == Path(
         "/tmp/nbviz-0/abc-backend.d"
     )
 
@@ -124,15 +125,15 @@ def test_state_dir_is_next_to_the_socket() -> None:
 def test_credentials_come_from_the_session_secret() -> None:
     """The launcher and the kernel derive the same VNC password and AES key from the session
     secret, so the page's URL is known before the desktop is up; nothing else is derivable."""
-    password = _launch.credential("secret-1", "vnc-password", 8)
-    assert password == _launch.credential("secret-1", "vnc-password", 8)
+    password = shared.credential("secret-1", "vnc-password", 8)
+    assert password == shared.credential("secret-1", "vnc-password", 8)
     assert len(password) == 8 and password.isascii()
-    assert password != _launch.credential("secret-2", "vnc-password", 8)
-    key = _launch.credential("secret-1", "xpra-key", 32)
+    assert password != shared.credential("secret-2", "vnc-password", 8)
+    key = shared.credential("secret-1", "xpra-key", 32)
     assert len(key) == 32 and not key.startswith(password)
     assert "secret-1" not in key
     # Without a secret (the launcher run by hand): random each time.
-    assert _launch.credential("", "xpra-key", 32) != _launch.credential("", "xpra-key", 32)
+    assert shared.credential("", "xpra-key", 32) != shared.credential("", "xpra-key", 32)
 
 
 def test_a_websocket_opened_while_the_desktop_starts_waits_for_it(tmp_path: Path) -> None:
@@ -140,7 +141,7 @@ def test_a_websocket_opened_while_the_desktop_starts_waits_for_it(tmp_path: Path
     listens waits (and then reaches it), one opened after a failed start gets 502."""
     upstream = str(tmp_path / "xpra.sock")
     (tmp_path / "www").mkdir()
-    server = _launch.WebServer(str(tmp_path / "web.sock"), tmp_path / "www", upstream)
+    server = webserver.WebServer(str(tmp_path / "web.sock"), tmp_path / "www", upstream)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
     try:
@@ -179,7 +180,7 @@ def test_a_websocket_opened_while_the_desktop_starts_waits_for_it(tmp_path: Path
 def test_a_leftover_x_socket_does_not_hold_its_display() -> None:
     """A socket file of an X server that was killed (nobody listens) leaves its number free;
     one that answers, or a live lock owner, holds it."""
-    number = _launch.free_display(400)
+    number = xserver.free_display(400)
     path = Path(f"/tmp/.X11-unix/X{number}")
     if not path.parent.is_dir():
         path.parent.mkdir(parents=True)
@@ -188,12 +189,12 @@ def test_a_leftover_x_socket_does_not_hold_its_display() -> None:
     try:
         server.bind(str(path))
         server.listen()
-        assert _launch.display_in_use(number)  # an X server listens there
+        assert xserver.display_in_use(number)  # an X server listens there
         server.close()  # killed: the file stays, nobody listens
-        assert path.exists() and not _launch.display_in_use(number)
-        assert _launch.free_display(number) == number
+        assert path.exists() and not xserver.display_in_use(number)
+        assert xserver.free_display(number) == number
         Path(f"/tmp/.X{number}-lock").write_text(f"{os.getpid():>10}\n")  # a live lock owner
-        assert _launch.display_in_use(number)
+        assert xserver.display_in_use(number)
     finally:
         server.close()
         path.unlink(missing_ok=True)
@@ -225,7 +226,7 @@ def test_missing_backend_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -
     def which(name: str, *args: Any, **kwargs: Any) -> str | None:
         return None if name == "xpra" else real(name, path=os.defpath + ":/usr/bin")
 
-    monkeypatch.setattr(_desktop.shutil, "which", which)
+    monkeypatch.setattr(_spec.shutil, "which", which)
     with pytest.raises(ProgramNotFoundError, match=r"use RemoteDesktop\(backend='vnc'\)"):
         RemoteDesktop("xpra")
 
@@ -239,7 +240,7 @@ def test_desktop_has_a_window_manager_and_an_xterm(desk: RemoteDesktop) -> None:
     shot = desk.screenshot()
     assert shot.size == (1280, 800)
     image = pixels(shot)
-    background = _launch.BACKGROUND.lstrip("#")
+    background = shared.BACKGROUND.lstrip("#")
     rgb = tuple(int(background[i : i + 2], 16) for i in (0, 2, 4))
     assert image.getpixel((1270, 790)) == rgb  # nbviz's background, not a black root window
     colours = image.getcolors(maxcolors=1 << 16) or []
@@ -453,13 +454,13 @@ def test_stop_leaves_no_process(backend: str) -> None:
     expected = {"xterm", "openbox", "xclip"} | ({"xpra", "Xvfb"} if backend == "xpra" else {"Xvnc"})
     assert {n[:15] for n in expected} <= {n[:15] for n in names(pids)}, names(pids)
     display = desk.display
-    state = _launch.state_dir_for(desk.endpoint.unix_socket)  # type: ignore[union-attr, arg-type]
+    state = shared.state_dir_for(desk.endpoint.unix_socket)  # type: ignore[union-attr, arg-type]
     desk.stop()
     assert alive(pids) == set(), names(alive(pids))
     assert not state.exists()
     assert desk.status == "stopped" and desk.display == "" and desk.windows == []
     number = int(display[1:])
-    if _launch.display_in_use(number):  # taken again at once, by another session's X server?
+    if xserver.display_in_use(number):  # taken again at once, by another session's X server?
         lock = Path(f"/tmp/.X{number}-lock")
         with contextlib.suppress(FileNotFoundError):  # (that server is replacing a stale lock)
             assert int(lock.read_text().strip()) not in pids, f"our X server still holds :{number}"
@@ -525,14 +526,14 @@ def test_xpra_display_taken_before_xvfb_starts(tmp_path: Path) -> None:
         sock = tmp_path / "backend.sock"
         code = (
             "import runpy, sys\n"
-            f"launcher = runpy.run_path({str(Path(_launch.__file__))!r}, run_name='launcher')\n"
+            f"launcher = runpy.run_path({str(Path(launcher.__file__))!r}, run_name='launcher')\n"
             f"launcher['main'].__globals__['free_display'] = lambda: {taken}  # a stale pick\n"
             f"sys.exit(launcher['main'](['--socket', {str(sock)!r}, '--start', 'xterm']))\n"
         )
         log = open(tmp_path / "launcher.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
         try:
-            info_path = _launch.state_dir_for(str(sock)) / "desktop.json"
+            info_path = shared.state_dir_for(str(sock)) / "desktop.json"
             wait_until(info_path.exists, what="the desktop", timeout=30)
             info = json.loads(info_path.read_text())
             assert info["display"] != f":{taken}"
@@ -547,7 +548,7 @@ def test_xpra_display_taken_before_xvfb_starts(tmp_path: Path) -> None:
                 what="the xterm on the new display",
             )
             with socket.socket(socket.AF_UNIX) as probe:  # Xpra, attached to it, listens
-                probe.connect(str(_launch.state_dir_for(str(sock)) / "xpra.sock"))
+                probe.connect(str(shared.state_dir_for(str(sock)) / "xpra.sock"))
             pids = tree(proc.pid)
             assert {"Xvfb", "xpra", "xterm"} <= names(pids)
         finally:
@@ -711,7 +712,7 @@ def test_keys_typed_in_the_page_reach_the_xterm(
             assert path.startswith("/#encryption=AES&key=")
             key = path.split("key=")[1]
             keyfile = Path(kernel.run("print(desk.endpoint.unix_socket)").strip())
-            keyfile = _launch.state_dir_for(str(keyfile)) / "aes.key"
+            keyfile = shared.state_dir_for(str(keyfile)) / "aes.key"
             assert keyfile.read_text() == key and keyfile.stat().st_mode & 0o777 == 0o600
         kernel.run(
             "subprocess.run(['xdotool', 'search', '--sync', '--name', 'browser-typing',"
@@ -768,7 +769,7 @@ class Hop:
             upstream.connect(self.unix_socket)
             self.live += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_launch.pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=webserver.pump, args=(a, b), daemon=True).start()
 
     def cut(self) -> None:
         """Drop every open connection (new ones are still accepted)."""
@@ -866,13 +867,13 @@ def test_xpra_web_root_has_nbviz_pages(tmp_path: Path, monkeypatch: pytest.Monke
     """Xpra's client files are symlinks with gzipped copies beside them; index.html (with
     nbviz's script) and connect.html (where the client goes when its connection ends: a page
     that loads nothing else) are nbviz's own, with no gzipped copy of Xpra's versions."""
-    if not (_launch.XPRA_WWW_DIR / "index.html").exists():
+    if not (pages.XPRA_WWW_DIR / "index.html").exists():
         pytest.skip("Xpra's HTML5 client is not installed")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     state = tmp_path / "state"
     state.mkdir()
-    web = _launch.xpra_web_root(state)
-    _launch.link_gzipped(web)
+    web = pages.xpra_web_root(state)
+    pages.link_gzipped(web)
     assert (web / "js" / "Client.js").is_symlink()
     assert (web / "js" / "Client.js.gz").is_symlink()
     for page in ("index.html", "connect.html"):

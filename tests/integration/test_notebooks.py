@@ -14,8 +14,16 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent.parent / "notebooks")
 
 @pytest.mark.jupyter
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_tutorial_runs(notebook: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tutorial_runs(
+    notebook: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
     monkeypatch.setenv("NBVIZ_TUTORIAL_VOLUME", "64")  # 07-large-data: 64³, not 512³
+    if "slurm" in notebook.stem:  # 09-slurm: a real one-node cluster to submit to
+        for key, value in request.getfixturevalue("slurm").env.items():
+            monkeypatch.setenv(key, value)
     shutil.copy(notebook, tmp_path)
     nb = nbformat.read(tmp_path / notebook.name, as_version=4)
     NotebookClient(

@@ -24,11 +24,11 @@ import psutil
 import pytest
 from jupyter_helpers import BACKEND, JupyterServer, Kernel, wait_until
 from paraview_data import heat_series
-from user_helpers import X_SOCKET, listeners, other_user, probe_as
+from user_helpers import other_user, probe_as, session_listeners, targets_of
 
 from nbviz import _transport
 from nbviz._errors import ReadyTimeoutError
-from nbviz._process import SESSION_ENV_VAR, Process
+from nbviz._process import Process
 from nbviz._spec import Spec
 from nbviz.serverext import netns_socket
 
@@ -61,38 +61,6 @@ for o in objects.values():
 print(json.dumps({{name: {{"pid": o.pid, "session": o._process.session_id, "url": o.url,
                          "transport": o.transport}} for name, o in objects.items()}}))
 """
-
-
-def session_pids(pid: int, session: str) -> set[int]:
-    """The backend's process tree and every process marked with its session id."""
-    pids = set()
-    try:
-        pids = {pid} | {c.pid for c in psutil.Process(pid).children(recursive=True)}
-    except psutil.Error:
-        pass
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(SESSION_ENV_VAR) == session:
-                pids.add(proc.pid)
-        except psutil.Error:
-            continue
-    return pids
-
-
-def session_listeners(pid: int, session: str) -> list[tuple[str, str, str]]:
-    found = set()
-    for member in session_pids(pid, session):
-        found |= {(kind, str(where), netns) for kind, where, netns in listeners(member)}
-    return sorted(found)
-
-
-def targets_of(found: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
-    """What the other user tries: each socket, an X server's by its display (X's own auth)."""
-    targets = []
-    for kind, where, _netns in found:
-        x = X_SOCKET.match(where) if kind == "unix" else None
-        targets.append(("x11", f":{x.group(1)}") if x else (kind, where))
-    return sorted(set(targets))
 
 
 @pytest.fixture

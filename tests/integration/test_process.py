@@ -32,6 +32,7 @@ from nbviz import (
     ReadyTimeoutError,
     TemplateError,
     WebApp,
+    _log,
     _process,
     _spec,
 )
@@ -362,7 +363,7 @@ def test_a_flood_of_output_is_capped(apps: list[WebApp], monkeypatch: pytest.Mon
     """An app that prints without end does not fill the disk (the runtime dir may be a small
     tmpfs or the home quota) nor the kernel's memory: the log keeps its latest part, logs()
     says that earlier output was dropped, and the last lines are all there."""
-    monkeypatch.setattr(_process, "LOG_LIMIT", 256 * 1024)
+    monkeypatch.setattr(_log, "LOG_LIMIT", 256 * 1024)
     flood = textwrap.dedent(
         """
         import sys, http.server

@@ -1,4 +1,4 @@
-"""nbviz._pump: byte pumps between real sockets (socket pairs), without Jupyter."""
+"""nbviz.server.pump: byte pumps between real sockets (socket pairs), without Jupyter."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import os
 import socket
 
-from nbviz import _pump
+from nbviz.server import pump as _pump
 
 
 def pair() -> tuple[socket.socket, socket.socket]:

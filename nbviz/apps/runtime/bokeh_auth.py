@@ -18,7 +18,7 @@ from typing import Any
 
 from tornado.web import HTTPError
 
-GATE = SimpleNamespace(**runpy.run_path(str(Path(__file__).resolve().parents[1] / "_gate.py")))
+GATE = SimpleNamespace(**runpy.run_path(str(Path(__file__).resolve().parents[2] / "_gate.py")))
 SECRET = os.environ.get("NBVIZ_SECRET", "")
 
 

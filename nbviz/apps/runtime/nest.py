@@ -1,8 +1,8 @@
 """The backend process of NestDesktop: NEST Server (gunicorn) and the NEST Desktop UI as one.
 
-Run by :class:`nbviz.apps.NestDesktop` as its backend command::
+Run by :class:`nbviz.apps.NestDesktop` as its backend command, by path::
 
-    python -m nbviz.apps._nest_launch (--socket S | --port P) --state DIR [--modules M] ...
+    python nbviz/apps/runtime/nest.py (--socket S | --port P) --state DIR [--modules M] ...
 
 1. Writes a per-session access token to ``DIR/nest.json`` (0600) and starts NEST Server with
    it (``NEST_SERVER_ACCESS_TOKEN``: auth stays on) under gunicorn, on a private Unix socket
@@ -15,7 +15,10 @@ Run by :class:`nbviz.apps.NestDesktop` as its backend command::
    ``--prefix``), a start page ``nbviz.html`` that hands NEST Desktop the server's full URL
    (``nest_server_url``), no service worker, and ``/nestserver/...`` proxied to NEST Server
    with the token added (Jupyter's login guards the route; the browser never needs the token).
-4. Watches NEST Server: if it exits, ends the UI and exits 1 (nbviz reports the crash).
+4. Watches NEST Server, an essential child of nbviz's one supervisor
+   (``nbviz/_runtime/supervise.py``): if it exits, the supervisor prints the agreed last line
+   (``nbviz-exit: nbviz: NEST Server exited (<how>); ...``), the UI stops and whatever
+   gunicorn left behind (its worker) is ended; nbviz reports the crash with that line.
 
 With ``--port`` (nbviz's route missing: the page comes through jupyter-server-proxy) the UI is
 served on 127.0.0.1 instead, where every local user can connect; it then admits only the page
@@ -26,6 +29,13 @@ Only the standard library is used here (gunicorn and NEST run in their own proce
 """
 
 from __future__ import annotations
+
+if not __package__:  # run by path: plain relative imports all the same (see the file named)
+    import runpy
+    from pathlib import Path
+
+    _bypath = Path(__file__).resolve().parents[2] / "_runtime" / "bypath.py"
+    __package__ = runpy.run_path(str(_bypath))["package"](__file__)
 
 import argparse
 import http.client
@@ -45,6 +55,8 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
+
+from ..._runtime import supervise
 
 #: The URL path (under the app's root) where the browser reaches NEST Server.
 SERVER_PATH = "nestserver"
@@ -73,7 +85,7 @@ SERVER_START_TIMEOUT = 60.0
 HEADERS_TO_SERVER = ("Content-Type", "Accept", "Content-Length")
 HEADERS_FROM_SERVER = ("Content-Type",)
 #: The secret gate of TCP mode (run by path: this process must not import the nbviz package).
-GATE = SimpleNamespace(**runpy.run_path(str(Path(__file__).resolve().parents[1] / "_gate.py")))
+GATE = SimpleNamespace(**runpy.run_path(str(Path(__file__).resolve().parents[2] / "_gate.py")))
 
 
 def say(message: str) -> None:
@@ -142,7 +154,14 @@ def build_web_root(state: Path, prefix: str) -> Path:
 class Server:
     """NEST Server under gunicorn, its output copied to ours with the token redacted."""
 
-    def __init__(self, state: Path, token: str, modules: str, restricted: bool) -> None:
+    def __init__(
+        self,
+        supervisor: supervise.Supervisor,
+        state: Path,
+        token: str,
+        modules: str,
+        restricted: bool,
+    ) -> None:
         self.socket = str(state / "nest-server.sock")
         self.token = token
         env = dict(os.environ)
@@ -172,12 +191,16 @@ class Server:
             "2",
             *(["--no-control-socket"] if gunicorn_has_control_socket() else []),
         ]
-        self.proc = subprocess.Popen(
+        # Essential: when it ends, the session is over (the supervisor says why, with the most
+        # telling line of its output, and ends the rest).
+        self.proc = supervisor.spawn(
+            "NEST Server",
             argv,
+            essential=True,
             env=env,
-            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            detail=self.reason,
         )
         self.lines: list[str] = []
         self._copier = threading.Thread(target=self._copy_output, daemon=True)
@@ -207,8 +230,8 @@ class Server:
             if self.proc.poll() is not None:
                 self._copier.join(timeout=2)
                 raise SystemExit(
-                    f"nbviz: NEST Server exited with code {self.proc.returncode} while starting"
-                    f"{self.reason()}; the NEST Desktop UI was not started"
+                    f"nbviz: NEST Server exited ({supervise.describe(self.proc.returncode)}) "
+                    f"while starting{self.reason()}; the NEST Desktop UI was not started"
                 )
             if time.monotonic() > deadline:
                 raise SystemExit(
@@ -254,15 +277,6 @@ class Server:
             if text.split(":")[0].endswith(("Error", "Exception")):
                 return f" ({text})"
         return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 def gunicorn_has_control_socket() -> bool:
@@ -364,7 +378,7 @@ class LoopbackHTTPServer(http.server.ThreadingHTTPServer):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nbviz.apps._nest_launch")
+    parser = argparse.ArgumentParser(prog="nbviz/apps/runtime/nest.py")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--socket", help="Unix socket the UI is served on")
     where.add_argument("--port", type=int, help="serve on 127.0.0.1:PORT; needs NBVIZ_SECRET")
@@ -380,11 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     secret = os.environ.get("NBVIZ_SECRET", "")
     if args.port is not None and not secret:
-        print("nbviz-exit: nbviz: --port needs the session secret in NBVIZ_SECRET", flush=True)
+        say(f"{supervise.EXIT_REASON}nbviz: --port needs the session secret in NBVIZ_SECRET")
         return 2
     state = Path(args.state)
     token = secrets.token_urlsafe(24)
-    server: Server | None = None
+    supervisor = supervise.Supervisor(
+        say, gone="NEST Desktop stopped too, restart() starts both again"
+    )
     httpd: socketserver.BaseServer | None = None
 
     def terminate(signum: int, _frame: object) -> None:
@@ -394,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, terminate)
     try:
         web = build_web_root(state, args.prefix)
-        server = Server(state, token, args.modules, restricted=args.restricted == "yes")
+        server = Server(supervisor, state, token, args.modules, restricted=args.restricted == "yes")
         server.wait(SERVER_START_TIMEOUT)
         server.check_modules(args.modules)
         os.chmod(server.socket, 0o600)  # in a 0700 directory already; as nbviz's own sockets
@@ -410,22 +426,17 @@ def main(argv: list[str] | None = None) -> int:
             os.chmod(args.socket, 0o600)
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         say(f"NEST Server (pid {server.proc.pid}) and NEST Desktop are up")
-        code = server.proc.wait()
-        raise SystemExit(
-            f"nbviz: NEST Server exited with code {code}{server.reason()}; NEST Desktop stopped "
-            "too, restart() starts both again"
-        )
+        return supervisor.watch()
     except SystemExit as exc:
         if isinstance(exc.code, str):  # the agreed last line: nbviz shows it as the error
-            print(f"nbviz-exit: {exc.code}", flush=True)
+            supervisor.why_we_end(exc.code)
             return 1
         return int(exc.code or 0)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if httpd is not None:
             httpd.server_close()
-        if server is not None:
-            server.stop()
+        supervisor.end_all()
 
 
 if __name__ == "__main__":

@@ -1,132 +1,36 @@
-"""``RemoteDesktop``: an X11 desktop (Xpra or TigerVNC + noVNC) shown in a notebook cell."""
+"""``RemoteDesktop``: the widget (traits, lifecycle hooks, the kernel's API) of an X11 desktop
+(Xpra or TigerVNC + noVNC) shown in a notebook cell.
+
+Kernel side. What it starts is built in ``_spec.py``; the X tools it runs on the display are in
+``_display.py``; the desktop itself runs in another interpreter (``runtime/launcher.py``).
+"""
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import importlib.util
-import json
 import os
 import shlex
-import shutil
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import traitlets as t
 
-from .. import _gate, _orphans, _routes
-from .._errors import BackendStoppedError, NbvizError, PortInUseError, ProgramNotFoundError
-from .._process import Process, kill_tree, tail
+from .. import _orphans, _routes
+from .._errors import BackendStoppedError, NbvizError, PortInUseError
+from .._process import Process
 from .._routes import RouteChoice
 from .._screenshot import Screenshot
-from .._spec import Endpoint, Spec, find_program
-from ..app import LogText, WebApp, warn
-from . import _launch
-
-Backend = Literal["xpra", "vnc"]
+from .._spec import Endpoint, find_program
+from ..app import WebApp, warn
+from . import _display, _spec
+from ._display import Program
+from ._spec import Backend
+from .runtime import xserver
 
 #: How often the kernel looks at the desktop's clipboard and window list (seconds).
 POLL_INTERVAL = 1.0
-#: How long setting ``clipboard`` waits for the desktop to see the new text (seconds).
-CLIPBOARD_TIMEOUT = 3.0
-#: Programs each backend needs, with what to install.
-REQUIREMENTS: Mapping[str, Mapping[str, str]] = {
-    "xpra": {"xpra": "apt-get install xpra", "Xvfb": "apt-get install xvfb"},
-    "vnc": {
-        "Xvnc": "apt-get install tigervnc-standalone-server",
-        "vncpasswd": "apt-get install tigervnc-tools",
-    },
-}
-#: Tools nbviz runs on the desktop's display (Debian packages in parentheses).
-TOOLS: Mapping[str, str] = {
-    "xdpyinfo": "x11-utils",
-    "xprop": "x11-utils",
-    "wmctrl": "wmctrl",
-    "xclip": "xclip",
-    "xrandr": "x11-xserver-utils",
-    "import": "imagemagick",
-    "xauth": "xauth",
-}
-#: Programs known to abort on a display without OpenGL (GLX): launch() refuses them when
-#: the desktop was started with ``gl=False``.
-NEEDS_GL = frozenset({"paraview"})
-#: Start page of each backend's HTML5 client (relative to the backend's root).
-CLIENT_PAGE: Mapping[str, str] = {"xpra": "/", "vnc": "/nbviz.html"}
-
-
-def missing_backend(backend: Backend) -> str | None:
-    """Why ``backend`` cannot run here (what to install), or None when it can."""
-    for program, install in REQUIREMENTS[backend].items():
-        if shutil.which(program) is None:
-            return f"{program} is not installed ({install})"
-    if backend == "vnc":
-        if importlib.util.find_spec("websockify") is None:
-            return "websockify is not installed (pip install 'websockify>=0.13')"
-        if not _launch.NOVNC_DIR.is_dir():
-            return "noVNC is not installed (apt-get install novnc)"
-    for program, package in TOOLS.items():
-        if shutil.which(program) is None:
-            return f"{program} is not installed (apt-get install {package})"
-    return None
-
-
-def _must_exist(program: str, argument: str) -> None:
-    try:
-        find_program(program)
-    except ProgramNotFoundError as exc:
-        extra = " ('' for none)" if argument == "window_manager=" else ""
-        raise ProgramNotFoundError(
-            f"nbviz: RemoteDesktop({argument}...){extra}: {exc.message.removeprefix('nbviz: ')}"
-        ) from None
-
-
-class Program:
-    """A program started on the desktop by :meth:`RemoteDesktop.launch`."""
-
-    def __init__(
-        self, argv: list[str], proc: subprocess.Popen[bytes], log_path: Path | None = None
-    ) -> None:
-        self.argv = argv
-        self._proc = proc
-        self._log_path = log_path
-
-    def logs(self, lines: int | None = None) -> LogText:
-        """What the program printed (stdout and stderr), or its last ``lines`` lines; kept
-        until the desktop stops."""
-        text = ""
-        if self._log_path is not None:
-            with contextlib.suppress(OSError):
-                text = self._log_path.read_text(errors="replace")
-        return LogText(tail(text, lines) if lines else text)
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self._proc.poll() is None
-
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.poll()
-
-    def wait(self, timeout: float | None = None) -> int:
-        return self._proc.wait(timeout)
-
-    def stop(self) -> None:
-        """End the program (and whatever it started)."""
-        kill_tree(self._proc)  # also reaches what it started in its process group
-        _orphans.release(self._proc.pid)
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else f"exited with {self.returncode}"
-        return f"<Program {shlex.join(self.argv)!r} pid={self.pid} {state}>"
 
 
 class RemoteDesktop(WebApp):
@@ -178,80 +82,32 @@ class RemoteDesktop(WebApp):
         autostart: bool = True,
         encryption: Literal["AES"] | None = None,
         gl: bool = True,
+        slurm: Mapping[str, object] | bool | None = None,
     ) -> None:
-        if backend not in ("xpra", "vnc"):
-            raise NbvizError(f"nbviz: backend must be 'xpra' or 'vnc', not {backend!r}")
-        if encryption not in (None, "AES"):
-            raise NbvizError(f"nbviz: encryption must be 'AES' or None, not {encryption!r}")
-        if encryption and backend != "xpra":
-            raise NbvizError(
-                "nbviz: encryption='AES' is for the xpra backend (noVNC has no such option); "
-                "use RemoteDesktop('xpra', encryption='AES')"
-            )
-        problem = missing_backend(backend)
-        if problem:
-            other: Backend = "vnc" if backend == "xpra" else "xpra"
-            offer = (
-                f", or use RemoteDesktop(backend={other!r})"
-                if missing_backend(other) is None
-                else ""
-            )
-            raise ProgramNotFoundError(
-                f"nbviz: the {backend} desktop cannot start: {problem}; install it{offer}"
-            )
-        start = _start_commands(start)
+        _spec.check_backend(backend, encryption)
+        start = _spec.start_commands(start)
         window_manager = window_manager or ""  # None: none, as ""
         if window_manager.strip():  # a command line, like the start= entries
-            _must_exist(shlex.split(window_manager)[0], "window_manager=")
+            _spec.must_exist(shlex.split(window_manager)[0], "window_manager=")
         # No size given: the X screen follows the frame in the page (1280x800 until it reports).
         self._follow_frame = size is None
-        width, height_px = _valid_size(size or (1280, 800))
+        width, height_px = _spec.valid_size(size or (1280, 800))
         if display is not None:
-            display = _display_number(display)
-        if display is not None and _launch.display_in_use(display):
+            display = _spec.display_number(display)
+        if display is not None and xserver.display_in_use(display):
             raise PortInUseError(
                 f"nbviz: X display :{display} is in use; pick another or leave display= unset"
             )
-        command = [
-            sys.executable,
-            str(Path(_launch.__file__).resolve()),
-            "--backend",
+        command = _spec.launcher_command(
             backend,
-            "--socket",
-            "{unix_socket}",
-            "--size",
-            f"{width}x{height_px}",
-            "--wm",
-            window_manager,
-        ]
-        if display is not None:
-            command += ["--display", str(display)]
-        for program in start:
-            command += ["--start", program]
-        if encryption:
-            command += ["--encryption", encryption]
-        if not gl:
-            command.append("--no-gl")
-        at = command.index("{unix_socket}")
-        spec = Spec.build(
-            command,
-            unix_socket=True,
-            ready_path=CLIENT_PAGE[backend],
-            timeout=timeout,
-            probe=self._desktop_is_up,
-            name=f"{backend} desktop",
-            # Without nbviz's route the page reaches the desktop on a loopback port, where every
-            # local user could connect: the launcher then admits only the session secret's
-            # holder (Xpra and Xvnc themselves stay on private Unix sockets behind it).
-            secret_param=_gate.PARAM,
-            tcp_command=[
-                *command[:at],
-                "{socket_dir}/backend.sock",
-                "--port",
-                "{port}",
-                *command[at + 1 :],
-            ],
+            size=(width, height_px),
+            window_manager=window_manager,
+            display=display,
+            start=start,
+            encryption=encryption,
+            gl=gl,
         )
+        spec = _spec.desktop_spec(backend, command, timeout, self._desktop_is_up, slurm=slurm)
         self._launched: list[Program] = []
         self._info: dict[str, Any] = {}
         self._poller: threading.Thread | None = None
@@ -267,7 +123,7 @@ class RemoteDesktop(WebApp):
             route=route,
             height=height,
             title=title or ("Desktop (Xpra)" if backend == "xpra" else "Desktop (VNC)"),
-            path=CLIENT_PAGE[backend],
+            path=_spec.CLIENT_PAGE[backend],
             start=False,
         )
         self.set_trait("backend", backend)
@@ -281,14 +137,7 @@ class RemoteDesktop(WebApp):
     # --------------------------------------------------------------- lifecycle
     def _read_info(self) -> dict[str, Any]:
         """What the launcher wrote once the desktop was usable (display, Xauthority, ...)."""
-        socket_dir = self._process.socket_dir
-        if socket_dir is None:
-            return {}
-        path = _launch.state_dir_for(str(socket_dir / "backend.sock")) / "desktop.json"
-        try:
-            return dict(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            return {}
+        return _spec.read_info(self._process.socket_dir)
 
     def _desktop_is_up(self, _endpoint: Endpoint) -> bool:
         """Readiness: the web client answers and the launcher has the desktop running.
@@ -302,23 +151,8 @@ class RemoteDesktop(WebApp):
         return bool(self._read_info())
 
     def _client_page(self, secret: str) -> str:
-        """The client's start page for the start whose session secret is ``secret``.
-
-        The VNC password and the AES key go in the fragment, which browsers never send to a
-        server. They are derived from the secret as the launcher derives them
-        (:func:`_launch.credential`), so the page is known before the desktop is up.
-        """
-        if self.backend == "vnc":
-            password = _launch.credential(secret, "vnc-password", _launch.VNC_PASSWORD_LENGTH)
-            return (
-                f"{CLIENT_PAGE['vnc']}#autoconnect=true&reconnect=true&resize=scale"
-                f"&password={password}"
-            )
-        if self._encryption:
-            # nbviz's script in Xpra's page reads parameters from the fragment.
-            key = _launch.credential(secret, "xpra-key", _launch.XPRA_KEY_LENGTH)
-            return f"{CLIENT_PAGE['xpra']}#encryption={self._encryption}&key={key}"
-        return CLIENT_PAGE["xpra"]
+        """The client's start page for the start whose session secret is ``secret``."""
+        return _spec.client_page(self.backend, secret, self._encryption)
 
     def _on_process_change(self, process: Process) -> None:
         # (Why the launcher ended, which piece and what to do, is its last "nbviz-exit:" line:
@@ -337,7 +171,7 @@ class RemoteDesktop(WebApp):
         self.set_trait("display", str(self._info.get("display", "")))
         if tuple(self.size) != self._launch_size:  # resized while stopped
             with contextlib.suppress(RuntimeError):
-                _launch.set_screen_size(self.x_env, *self.size)
+                xserver.set_screen_size(self.x_env, *self.size)
         if self.clipboard:  # set while it started (or before a restart): the desktop gets it
             with contextlib.suppress(NbvizError, OSError):  # not a reason to fail the start
                 self._copy_to_desktop(self.clipboard)
@@ -388,20 +222,7 @@ class RemoteDesktop(WebApp):
 
     def _x(self, argv: list[str], *, input: bytes | None = None, timeout: float = 10) -> bytes:
         """Run an X tool on the desktop; raises NbvizError with its message when it fails."""
-        env = self.x_env
-        program = find_program(argv[0], env)
-        try:
-            result = subprocess.run(
-                [program, *argv[1:]], env=env, input=input, capture_output=True, timeout=timeout
-            )
-        except subprocess.TimeoutExpired:
-            raise NbvizError(f"nbviz: {argv[0]} did not finish in {timeout:g} s") from None
-        if result.returncode != 0:
-            raise NbvizError(
-                f"nbviz: {shlex.join(argv)} failed on {env['DISPLAY']}: "
-                f"{result.stderr.decode(errors='replace').strip()}"
-            )
-        return result.stdout
+        return _display.run_x(self.x_env, argv, input=input, timeout=timeout)
 
     def launch(
         self,
@@ -422,7 +243,7 @@ class RemoteDesktop(WebApp):
             raise NbvizError("nbviz: launch() needs a program, e.g. desk.launch('xterm')")
         full_env = self.x_env
         full_env.update({str(k): str(v) for k, v in (env or {}).items()})
-        if os.path.basename(argv[0]) in NEEDS_GL and not self._gl:
+        if os.path.basename(argv[0]) in _spec.NEEDS_GL and not self._gl:
             raise NbvizError(
                 f"nbviz: {os.path.basename(argv[0])} needs OpenGL (GLX), and this desktop was "
                 "started with gl=False; use RemoteDesktop(gl=True) (the default) for it"
@@ -473,55 +294,10 @@ class RemoteDesktop(WebApp):
                     self.clipboard = text
 
     def _read_windows(self) -> list[str]:
-        try:
-            listing = self._x(["wmctrl", "-l"])
-        except NbvizError as exc:
-            # No window manager (yet, or window_manager=""): nothing publishes the list.
-            if "Cannot get client list" in str(exc):
-                return []
-            raise
-        lines = listing.decode(errors="replace").splitlines()
-        titles = []
-        for line in lines:
-            parts = line.split(None, 3)
-            title = parts[3] if len(parts) == 4 else ""
-            if title == "N/A":  # wmctrl reads WM_NAME only as Latin-1 text (xterm -T 'Grüße')
-                title = self._window_title(parts[0])
-            titles.append(title)
-        return titles
-
-    def _window_title(self, window: str) -> str:
-        """The title of ``window`` (an X window id), read with xprop, which decodes WM_NAME in
-        every encoding (COMPOUND_TEXT, UTF-8); "" for a window without one."""
-        env = dict(self.x_env, LC_ALL="C.UTF-8")  # xprop prints the text, not octal escapes
-        result = subprocess.run(
-            [find_program("xprop", env), "-id", window, "_NET_WM_NAME", "WM_NAME"],
-            env=env,
-            capture_output=True,
-            timeout=5,
-        )
-        for line in result.stdout.decode(errors="replace").splitlines():
-            _name, found, value = line.partition(" = ")
-            if found and value.startswith('"'):
-                with contextlib.suppress(ValueError, SyntaxError):
-                    return str(ast.literal_eval(value))  # "..." with C escapes, as xprop quotes
-                return value.strip('"')
-        return ""
+        return _display.read_windows(self.x_env)
 
     def _read_clipboard(self) -> str | None:
-        env = self.x_env
-        try:
-            result = subprocess.run(
-                [find_program("xclip", env), "-selection", "clipboard", "-o"],
-                env=env,
-                capture_output=True,
-                timeout=5,
-            )
-        except subprocess.TimeoutExpired:
-            return None
-        if result.returncode != 0:  # nothing copied yet
-            return None
-        return result.stdout.decode(errors="replace")
+        return _display.read_clipboard(self.x_env)
 
     def _poll(self) -> None:
         while not self._poll_stop.wait(POLL_INTERVAL):
@@ -539,27 +315,10 @@ class RemoteDesktop(WebApp):
         """Make ``text`` the desktop's clipboard; returns once the desktop sees it."""
         env = self.x_env
         old = self._clipboard_owner
-        # xclip keeps running (-quiet: in the foreground) as the selection's owner until
-        # something else is copied.
-        proc = subprocess.Popen(
-            [find_program("xclip", env), "-selection", "clipboard", "-i", "-quiet"],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        _orphans.guard(proc.pid, [])
-        assert proc.stdin is not None
-        proc.stdin.write(text.encode())
-        proc.stdin.close()
-        self._clipboard_owner = proc
+        self._clipboard_owner = _display.own_clipboard(env, text)
         if old is not None:
             Program([], old).stop()
-        # Return once the desktop sees the text (xclip takes the selection asynchronously).
-        deadline = time.monotonic() + CLIPBOARD_TIMEOUT
-        while self._read_clipboard() != text and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _display.wait_for_clipboard(env, text)
 
     def _on_frame_size(self, change: dict[str, Any]) -> None:
         if not self._follow_frame or len(change["new"]) != 2:
@@ -577,20 +336,14 @@ class RemoteDesktop(WebApp):
                 self._resizing_for_frame = False
 
     def _size_limit(self) -> tuple[int, int]:
-        """The largest X screen this desktop can have: under Xpra, the framebuffer its Xvfb
-        started with (the launcher's, or the size given to the constructor if larger)."""
-        if self.backend != "xpra":
-            return (8192, 8192)
-        return (
-            max(self._launch_size[0], _launch.MIN_FRAMEBUFFER[0]),
-            max(self._launch_size[1], _launch.MIN_FRAMEBUFFER[1]),
-        )
+        """The largest X screen this desktop can have (see :func:`_spec.size_limit`)."""
+        return _spec.size_limit(self.backend, self._launch_size)
 
     @t.validate("size")
     def _check_size(self, proposal: dict[str, Any]) -> tuple[int, int]:
         """A size the desktop cannot take is refused before it becomes the trait's value (it
         stayed, and the screen kept its old size)."""
-        width, height = _valid_size(proposal["value"])
+        width, height = _spec.valid_size(proposal["value"])
         most = self._size_limit()
         if width > most[0] or height > most[1]:
             raise NbvizError(
@@ -607,7 +360,7 @@ class RemoteDesktop(WebApp):
         if self._process.status != "ready":
             return  # applied when the desktop is ready
         try:
-            _launch.set_screen_size(self.x_env, width, height)
+            xserver.set_screen_size(self.x_env, width, height)
         except RuntimeError as exc:
             raise NbvizError(
                 f"nbviz: could not resize the desktop to {width}x{height}: {exc}"
@@ -616,51 +369,3 @@ class RemoteDesktop(WebApp):
     def __repr__(self) -> str:
         where = f" on {self.display}" if self.display else ""
         return f"<RemoteDesktop {self.backend} {self.status}{where}>"
-
-
-def _start_commands(start: str | Sequence[str | Sequence[str]] | None) -> list[str]:
-    """``start=`` as command lines (what the launcher takes), each checked now: the launcher
-    would skip a missing program, saying so in its log only. An entry is a command line
-    (``"xterm -T 'my title'"``) or a list of arguments, as for :meth:`RemoteDesktop.launch`;
-    None is none."""
-    if start is None:
-        return []
-    if isinstance(start, str):  # one command, not its letters
-        start = (start,)
-    commands = []
-    for item in start:
-        if isinstance(item, str):
-            argv = shlex.split(item)
-        elif isinstance(item, Sequence):
-            argv = [str(arg) for arg in item]
-        else:
-            raise NbvizError(
-                "nbviz: start= takes commands, each a string ('xterm -T notes') or a list "
-                f"(['xterm', '-T', 'notes']), not {item!r}"
-            )
-        if not argv:
-            raise NbvizError(f"nbviz: start= has an empty command: {list(start)!r}")
-        _must_exist(argv[0], "start=")
-        commands.append(item if isinstance(item, str) else shlex.join(argv))
-    return commands
-
-
-def _display_number(display: int | str) -> int:
-    """The number of an X display given as ``5`` or ``":5"``."""
-    text = display.removeprefix(":") if isinstance(display, str) else display
-    if isinstance(text, bool) or not (isinstance(text, int) or text.isdigit()) or int(text) < 0:
-        raise NbvizError(
-            f"nbviz: display= must be a display number (5 or ':5'), not {display!r}; "
-            "leave it unset for the first free one"
-        )
-    return int(text)
-
-
-def _valid_size(size: Sequence[int]) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise NbvizError(f"nbviz: size must be (width, height), not {size!r}") from None
-    if not (64 <= width <= 8192 and 64 <= height <= 8192):
-        raise NbvizError(f"nbviz: size must be between 64 and 8192 pixels, not {size!r}")
-    return width, height

@@ -1,0 +1,97 @@
+"""A start's log: what the backend printed (stdout and stderr, one file), read back, and kept
+under a size limit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from pathlib import Path
+
+LOG_TAIL_LINES = 30
+#: Bytes of output the log may hold before its older part is dropped: an app that prints
+#: without end must not fill the runtime dir (a small tmpfs, or the home quota) nor the
+#: kernel's memory. ``read()`` then returns between this and twice this much.
+LOG_LIMIT = 8 * 1024 * 1024
+#: Seconds between two looks at the log's size.
+LOG_CHECK_INTERVAL = 1.0
+LOG_DROPPED = "[nbviz: earlier output was dropped; the log keeps only the latest part]"
+
+
+def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class BackendLog:
+    """``backend.log`` in a start's session directory (and ``backend.log.1``, its older part).
+    Once the session's files are gone, :meth:`read` returns what it held last."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self._last = ""
+        #: Held while the log is read or rotated (from the kernel and the lifecycle thread).
+        self._lock = threading.Lock()
+        self._dropped = False
+        self._checked = 0.0
+
+    def open(self, session_dir: Path) -> None:
+        """A new start's (empty) log."""
+        self.path = session_dir / "backend.log"
+        self._dropped = False
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+
+    def writer(self) -> int:
+        """A file descriptor that appends to the log (for a process's stdout/stderr)."""
+        assert self.path is not None
+        return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def close(self) -> None:
+        """The session's files go: remember what the log says."""
+        self._last = self.read()
+        self.path = None
+
+    def read(self) -> str:
+        path = self.path
+        text = self._last
+        if path is not None:
+            with self._lock:
+                try:
+                    older = path.with_name("backend.log.1")
+                    data = older.read_bytes() if older.exists() else b""
+                    data += path.read_bytes()
+                    text = data.decode(errors="replace")
+                    if self._dropped:
+                        text = f"{LOG_DROPPED}\n{text}"
+                except OSError:
+                    pass
+        return text
+
+    def cap(self) -> None:
+        """Keep the log under LOG_LIMIT: past it, its latest LOG_LIMIT bytes (from a line start)
+        become ``backend.log.1`` and the log starts empty again. The backend writes with
+        O_APPEND, so it goes on at the new end; what it writes between the copy and the
+        truncation (microseconds) is lost, as with logrotate's copytruncate."""
+        now = time.monotonic()
+        if now - self._checked < LOG_CHECK_INTERVAL:
+            return
+        self._checked = now
+        path = self.path
+        if path is None:
+            return
+        with self._lock, contextlib.suppress(OSError):
+            size = path.stat().st_size
+            if size <= LOG_LIMIT:
+                return
+            with open(path, "rb") as log:
+                log.seek(size - LOG_LIMIT)
+                kept = log.read()
+                os.truncate(path, 0)
+            start = kept.find(b"\n") + 1
+            fd = os.open(
+                path.with_name("backend.log.1"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
+            )
+            with os.fdopen(fd, "wb") as older:
+                older.write(kept[start:])
+            self._dropped = True
