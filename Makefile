@@ -47,6 +47,7 @@ bench: deps
 	$(BIN)/python benchmarks/transports.py
 	$(BIN)/python benchmarks/slurm.py
 	$(BIN)/python benchmarks/paraview.py
+	$(BIN)/python benchmarks/paraview_interaction.py
 	$(BIN)/python benchmarks/paraview_mpi.py
 	$(BIN)/python benchmarks/paraview_follow.py
 	$(BIN)/python benchmarks/desktop.py

@@ -54,7 +54,6 @@ import random
 import shutil
 import signal
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -65,7 +64,6 @@ from pathlib import Path
 from typing import Any
 
 import _common
-import numpy as np
 import psutil
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -78,6 +76,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import browser_helpers  # noqa: E402
 import jupyter_helpers  # noqa: E402
+from paraview_data import write_surface  # noqa: E402
 
 from nbviz.paraview import find_pvpython, trame_site  # noqa: E402
 
@@ -127,61 +126,6 @@ document.addEventListener("load", (event) => {
   window.__frames.push({ t, w: img.naturalWidth, h: img.naturalHeight, drawn: drawn / 2560, sig });
 }, true);
 """
-
-
-# ------------------------------------------------------------------ data
-def write_surface(path: Path, nu: int = 1000, nv: int = 500) -> dict[str, Any]:
-    """A bumpy torus of ``2 * nu * nv`` triangles with two point arrays, as a .vtp file."""
-    u = np.linspace(0, 2 * np.pi, nu, endpoint=False)
-    v = np.linspace(0, 2 * np.pi, nv, endpoint=False)
-    uu, vv = np.meshgrid(u, v, indexing="ij")
-    r = 0.35 * (1 + 0.08 * np.sin(12 * uu) * np.cos(9 * vv))
-    xyz = np.stack(
-        [(1 + r * np.cos(vv)) * np.cos(uu), (1 + r * np.cos(vv)) * np.sin(uu), r * np.sin(vv)],
-        axis=-1,
-    )
-    arrays = {
-        "pressure": np.cos(5 * uu + vv).astype(np.float32),
-        "temperature": (np.sin(3 * uu) * np.cos(2 * vv)).astype(np.float32),
-    }
-    i, j = np.meshgrid(np.arange(nu), np.arange(nv), indexing="ij")
-    a, b = i * nv + j, (i + 1) % nu * nv + j
-    c, d = (i + 1) % nu * nv + (j + 1) % nv, i * nv + (j + 1) % nv
-    triangles = np.stack([np.stack([a, b, c], -1), np.stack([a, c, d], -1)], axis=2)
-    connectivity = triangles.reshape(-1).astype(np.int32)
-    cells = connectivity.size // 3
-    blocks = [
-        ("Points", "Float32", 3, xyz.reshape(-1, 3).astype(np.float32)),
-        *((name, "Float32", 1, values.reshape(-1)) for name, values in arrays.items()),
-        ("connectivity", "Int32", 1, connectivity),
-        ("offsets", "Int32", 1, np.arange(3, 3 * cells + 1, 3, dtype=np.int32)),
-    ]
-    tags: dict[str, str] = {}
-    payload: list[bytes] = []
-    offset = 0
-    for name, kind, components, values in blocks:
-        raw = np.ascontiguousarray(values).tobytes()
-        tags[name] = (
-            f'<DataArray type="{kind}" Name="{name}" NumberOfComponents="{components}" '
-            f'format="appended" offset="{offset}"/>'
-        )
-        payload.append(struct.pack("<Q", len(raw)) + raw)
-        offset += 8 + len(raw)
-    head = (
-        '<?xml version="1.0"?>\n'
-        '<VTKFile type="PolyData" version="1.0" byte_order="LittleEndian" header_type="UInt64">\n'
-        f'<PolyData><Piece NumberOfPoints="{nu * nv}" NumberOfPolys="{cells}">\n'
-        f'<PointData Scalars="pressure">{tags["pressure"]}{tags["temperature"]}</PointData>\n'
-        f"<Points>{tags['Points']}</Points>\n"
-        f"<Polys>{tags['connectivity']}{tags['offsets']}</Polys>\n"
-        '</Piece></PolyData>\n<AppendedData encoding="raw">\n_'
-    )
-    with open(path, "wb") as f:
-        f.write(head.encode())
-        for block in payload:
-            f.write(block)
-        f.write(b"\n</AppendedData>\n</VTKFile>\n")
-    return {"file": path.name, "cells": cells, "points": nu * nv, "bytes": path.stat().st_size}
 
 
 # ------------------------------------------------------------------ processes
@@ -508,10 +452,11 @@ def measure_changes(frames: Frames, count: int, trigger: Trigger, cpu: list[int]
         reference = [before]
 
         def accept(frame: dict[str, Any], reference: list[Any] = reference) -> bool:
+            if differs(frame, reference[0]):  # (a reduced frame first counts: a new picture)
+                return True
             if reference[0] and (frame["w"], frame["h"]) != (reference[0]["w"], reference[0]["h"]):
                 reference[0] = frame  # the page resized the view: compare with this from now on
-                return False
-            return differs(frame, reference[0])
+            return False
 
         try:
             frame, _count = frames.wait(index, accept, CHANGE_TIMEOUT)

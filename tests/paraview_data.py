@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,3 +76,59 @@ def heat_grid(directory: Path, n: int = 24, t: float = 0.0) -> Path:
         "</Cells></Piece></UnstructuredGrid>\n</VTKFile>\n"
     )
     return path
+
+
+def write_surface(path: Path, nu: int = 1000, nv: int = 500) -> dict[str, Any]:
+    """A bumpy torus of ``2 * nu * nv`` triangles with two point arrays, ``pressure`` and
+    ``temperature``, as VTK XML PolyData (raw appended binary): the benchmarks' 1M-triangle
+    surface by default."""
+    u = np.linspace(0, 2 * np.pi, nu, endpoint=False)
+    v = np.linspace(0, 2 * np.pi, nv, endpoint=False)
+    uu, vv = np.meshgrid(u, v, indexing="ij")
+    r = 0.35 * (1 + 0.08 * np.sin(12 * uu) * np.cos(9 * vv))
+    xyz = np.stack(
+        [(1 + r * np.cos(vv)) * np.cos(uu), (1 + r * np.cos(vv)) * np.sin(uu), r * np.sin(vv)],
+        axis=-1,
+    )
+    arrays = {
+        "pressure": np.cos(5 * uu + vv).astype(np.float32),
+        "temperature": (np.sin(3 * uu) * np.cos(2 * vv)).astype(np.float32),
+    }
+    i, j = np.meshgrid(np.arange(nu), np.arange(nv), indexing="ij")
+    a, b = i * nv + j, (i + 1) % nu * nv + j
+    c, d = (i + 1) % nu * nv + (j + 1) % nv, i * nv + (j + 1) % nv
+    triangles = np.stack([np.stack([a, b, c], -1), np.stack([a, c, d], -1)], axis=2)
+    connectivity = triangles.reshape(-1).astype(np.int32)
+    cells = connectivity.size // 3
+    blocks = [
+        ("Points", "Float32", 3, xyz.reshape(-1, 3).astype(np.float32)),
+        *((name, "Float32", 1, values.reshape(-1)) for name, values in arrays.items()),
+        ("connectivity", "Int32", 1, connectivity),
+        ("offsets", "Int32", 1, np.arange(3, 3 * cells + 1, 3, dtype=np.int32)),
+    ]
+    tags: dict[str, str] = {}
+    payload: list[bytes] = []
+    offset = 0
+    for name, kind, components, values in blocks:
+        raw = np.ascontiguousarray(values).tobytes()
+        tags[name] = (
+            f'<DataArray type="{kind}" Name="{name}" NumberOfComponents="{components}" '
+            f'format="appended" offset="{offset}"/>'
+        )
+        payload.append(struct.pack("<Q", len(raw)) + raw)
+        offset += 8 + len(raw)
+    head = (
+        '<?xml version="1.0"?>\n'
+        '<VTKFile type="PolyData" version="1.0" byte_order="LittleEndian" header_type="UInt64">\n'
+        f'<PolyData><Piece NumberOfPoints="{nu * nv}" NumberOfPolys="{cells}">\n'
+        f'<PointData Scalars="pressure">{tags["pressure"]}{tags["temperature"]}</PointData>\n'
+        f"<Points>{tags['Points']}</Points>\n"
+        f"<Polys>{tags['connectivity']}{tags['offsets']}</Polys>\n"
+        '</Piece></PolyData>\n<AppendedData encoding="raw">\n_'
+    )
+    with open(path, "wb") as f:
+        f.write(head.encode())
+        for block in payload:
+            f.write(block)
+        f.write(b"\n</AppendedData>\n</VTKFile>\n")
+    return {"file": path.name, "cells": cells, "points": nu * nv, "bytes": path.stat().st_size}

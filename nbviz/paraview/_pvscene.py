@@ -1,0 +1,666 @@
+"""The scene of nbviz's ParaView app: the ParaView pipeline and view of one session, and its values.
+
+Runs *inside pvpython* (imported by ``_app.py``, whose directory is ``sys.path[0]``); imports
+nothing of nbviz.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, NamedTuple
+
+import _pvdata
+from _pvargs import ARGS, Fail, log
+from _pvdata import (
+    block_paths,
+    default_field,
+    open_data,
+    openfoam_reader,
+    process_ids,
+    reader_times,
+    set_regions,
+)
+from _pvfollow import complete
+from paraview import servermanager, simple
+
+REPRESENTATIONS = ["Surface", "Surface With Edges", "Wireframe", "Points", "Volume", "Outline"]
+
+
+class DerivedFilter(NamedTuple):
+    """One of ParaView's filters for derived fields, and the names of its properties."""
+
+    paraview: str  # in paraview.simple
+    engine: str  # in messages
+    expression: str
+    result: str
+    association: str
+
+
+#: ``calculator``: ParaView's Calculator (its own expression language); any other kind
+#: (``python_calculator``): the Python Calculator (numpy).
+DERIVED_FILTERS = {
+    "calculator": DerivedFilter(
+        "Calculator", "Calculator", "Function", "ResultArrayName", "AttributeType"
+    ),
+    "python": DerivedFilter(
+        "PythonCalculator", "Python Calculator", "Expression", "ArrayName", "ArrayAssociation"
+    ),
+}
+
+
+def derived_filter(kind: str) -> DerivedFilter:
+    return DERIVED_FILTERS["calculator" if kind == "calculator" else "python"]
+
+
+def preset_names() -> list[str]:
+    presets = servermanager.vtkSMTransferFunctionPresets.GetInstance()
+    return sorted({presets.GetPresetName(i) for i in range(presets.GetNumberOfPresets())})
+
+
+class Scene:
+    """The ParaView objects of one session and the state the kernel sees."""
+
+    def __init__(self, paths: list[str]) -> None:
+        if ARGS.follow and ARGS.glob:  # a run may be writing its last step right now
+            now = time.time()
+            complete_ones = []
+            for path in paths:
+                if not complete(path, now):
+                    break
+                complete_ones.append(path)
+            paths = complete_ones or paths[:1]
+        self.paths = list(paths)  # the files opened
+        self.frames: Any = None  # what sends the page its images (_pvframes.Frames)
+        self.reader = open_data(paths)
+        self.source = self.reader  # what is shown and filtered (pieces() looks at it)
+        self.source = self.spread(self.reader)
+        self.read = self.source  # the data as read (and spread over the ranks)
+        self.base = self.source  # the data shown: the blocks chosen; derived fields follow
+        self.blocks = [] if openfoam_reader(self.reader) else block_paths(self.read)
+        self.extract: Any = None  # an ExtractBlock when some blocks of a multiblock are chosen
+        #: derived fields (calculators), in pipeline order: key -> (kind, proxy)
+        self.derived: dict[str, tuple[str, Any]] = {}
+        self.view = simple.GetActiveViewOrCreate("RenderView")
+        self.view.ViewSize = [ARGS.width, ARGS.height]
+        self.view.OrientationAxesVisibility = 1
+        if ARGS.ranks:  # the ranks render their pieces and composite them; pvpython gets
+            self.view.RemoteRenderThreshold = 0  # images, never the (large) geometry
+        self.display = simple.Show(self.source, self.view)
+        self.filters: dict[str, Any] = {}
+        self.next_filter = 0
+        self.times = reader_times(self.reader)
+        self.at_latest = False  # the view shows the last step, and moves on with new ones
+        self.animation = simple.GetAnimationScene()
+        self.animation.UpdateAnimationUsingDataTimeSteps()
+        self.presets = preset_names()
+        self.values: dict[str, Any] = {
+            "regions": list(self.reader.MeshRegions)
+            if openfoam_reader(self.reader)
+            else [b for b in self.blocks if "/" not in b],
+            "field": "",
+            "association": "auto",
+            "component": "magnitude",
+            "time": 0,
+            "colormap": "Cool to Warm",
+            "color_range": "auto",
+            "representation": "Surface",
+            "opacity": 1.0,
+            "follow": bool(ARGS.follow),
+            "interactive_quality": ARGS.interactive_quality,
+            "interactive_ratio": ARGS.interactive_ratio,
+        }
+        cloud = self.reader.GetXMLName() == "TableToPolyData"  # a table's (CSV's) points
+        if cloud:
+            self.display.PointSize = 3
+        self.set_representation("Points" if cloud else "Surface")
+        field = default_field(self.source, self.fields())
+        # "": ParaView would colour by the active scalars, e.g. STL's constant solid label
+        self.set_field(field)
+        if ARGS.regions and self.blocks:
+            self.set_regions(ARGS.regions)
+        elif ARGS.regions and not openfoam_reader(self.reader):
+            self.set_regions(ARGS.regions)  # (says why not)
+        if ARGS.follow and self.times:  # following a run: its latest step
+            self.set_time(len(self.times) - 1)
+        simple.ResetCamera(self.view)  # no render here: the page asks for its first image
+
+    # what there is
+    def fields(self, source: Any = None) -> list[str]:
+        names: list[str] = []
+        for assoc in ("PointData", "CellData"):
+            arrays = getattr(source if source is not None else self.source, assoc)
+            for name in arrays.keys():  # noqa: SIM118 - ParaView's arrays are no dict
+                if name not in names and not name.startswith("vtk"):
+                    names.append(name)
+        return names
+
+    def association(self, field: str, wanted: str | None = None) -> str:
+        """POINTS or CELLS: where ``field`` is taken from (``wanted``: the view's choice)."""
+        wanted = wanted or self.values["association"]
+        points = field in self.source.PointData.keys()  # noqa: SIM118
+        cells = field in self.source.CellData.keys()  # noqa: SIM118
+        if not (points or cells):
+            raise Fail(f"no field {field!r}; fields: {', '.join(self.fields()) or 'none'}")
+        if (wanted == "cells" and cells) or (wanted != "points" and not points):
+            return "CELLS"
+        return "POINTS"
+
+    def describe(self) -> dict[str, Any]:
+        bounds = self.source.GetDataInformation().GetBounds()
+        foam = openfoam_reader(self.reader)
+        return {
+            "all_regions": list(foam.GetProperty("MeshRegions").GetAvailable())
+            if foam
+            else self.blocks,
+            "case_type": _pvdata.opened_case_type or None,
+            "fields": self.fields(),
+            "times": self.times,
+            "colormaps": self.presets,
+            "representations": REPRESENTATIONS,
+            "bounds": list(bounds),
+            "values": dict(self.values, camera=self.camera()),
+            "sources": self.sources(),
+            "ranks": servermanager.ActiveConnection.GetNumberOfDataPartitions(),
+            "remote_rendering": self.remote_rendering(),
+        }
+
+    def pieces(self) -> list[int]:
+        """Points each MPI rank holds (index = rank), counted where the data lives: the
+        ranks tag their points with their id and a histogram of the ids is reduced to us."""
+        ranks = servermanager.ActiveConnection.GetNumberOfDataPartitions()
+        ids = simple.ProcessIdScalars(Input=self.source)
+        histogram = simple.Histogram(Input=ids)
+        histogram.SelectInputArray = ["POINTS", "ProcessId"]
+        histogram.BinCount = ranks
+        histogram.UseCustomBinRanges = 1
+        histogram.CustomBinRanges = [-0.5, ranks - 0.5]
+        try:
+            table = servermanager.Fetch(histogram)
+            counts = table.GetColumnByName("bin_values")
+            return [int(counts.GetValue(i)) for i in range(counts.GetNumberOfTuples())]
+        finally:
+            simple.Delete(histogram)
+            simple.Delete(ids)
+
+    def spread(self, reader: Any) -> Any:
+        """The data spread over all ranks: readers of files in one piece (.vtu, .vtp, ...)
+        give it all to rank 0; then a RedistributeDataSet filter hands every rank a share
+        (rank 0 still reads it all). Files in pieces, and image data, are read in parallel."""
+        ranks = servermanager.ActiveConnection.GetNumberOfDataPartitions()
+        if ranks < 2 or len(self.partitions()) == ranks:
+            return reader
+        try:
+            spread = simple.RedistributeDataSet(Input=reader)
+            spread.UpdatePipeline()
+        except Exception as exc:  # a data type the filter does not take: leave it on rank 0
+            log("data stays on rank 0; RedistributeDataSet failed:", exc)
+            return reader
+        log("the data is in one piece: redistributed over the ranks")
+        return spread
+
+    def remote_rendering(self) -> bool:
+        """Whether the last frame was rendered on the pvserver ranks (and composited)."""
+        return bool(self.view.GetClientSideObject().GetUseDistributedRenderingForRender())
+
+    def partitions(self) -> list[int]:
+        """The MPI ranks that hold a piece of the data, found cheaply: each rank keeps one
+        of its points (if it has any), tagged with its id, and those points come to us."""
+        sample = simple.MaskPoints(Input=self.source)
+        sample.OnRatio, sample.MaximumNumberofPoints, sample.GenerateVertices = 1, 1, 1
+        ids = simple.ProcessIdScalars(Input=sample)
+        try:
+            return sorted(set(process_ids(servermanager.Fetch(ids))))
+        finally:
+            simple.Delete(ids)
+            simple.Delete(sample)
+
+    def sources(self) -> list[dict[str, Any]]:
+        out = [{"id": "data", "kind": "reader", "name": type(self.reader).__name__}]
+        out += [{"id": key, "kind": kind} for key, (kind, _proxy) in self.derived.items()]
+        out += [{"id": key, "kind": kind} for key, (kind, _proxy, _disp) in self.filters.items()]
+        return out
+
+    # changes
+    def set_field(self, field: str) -> None:
+        if not field:  # one plain colour
+            for display in self.displays():
+                display.SetScalarBarVisibility(self.view, False)
+                if display.ColorArrayName[1]:  # (data without arrays: never coloured)
+                    simple.ColorBy(display, None)
+            self.values["field"] = ""
+            return
+        assoc = self.association(field)
+        for display in self.displays():  # one scalar bar: the old field's goes
+            display.SetScalarBarVisibility(self.view, False)
+        simple.ColorBy(self.display, (assoc, field))
+        self.values["field"] = field
+        for _kind, _proxy, display in self.filters.values():
+            self.color_filter(display)
+        self.apply_component(self.values["component"], strict=False)
+        self.apply_colormap(self.values["colormap"])
+        self.apply_range(self.values["color_range"])
+        self.display.SetScalarBarVisibility(self.view, True)
+
+    def set_association(self, value: str) -> None:
+        if value not in ("auto", "points", "cells"):
+            raise Fail(f'association is "auto", "points" or "cells", not {value!r}')
+        field = self.values["field"]
+        if field and value != "auto" and self.association(field, value) != value.upper():
+            raise Fail(f"field {field!r} has no {value[:-1]} values")
+        self.values["association"] = value
+        if field:
+            self.set_field(field)
+
+    def components(self, field: str) -> int:
+        if not field:
+            return 1
+        arrays = (
+            self.source.PointData if self.association(field) == "POINTS" else self.source.CellData
+        )
+        return int(arrays[field].GetNumberOfComponents())
+
+    def apply_component(self, value: str, strict: bool = True) -> None:
+        """Colour a vector field by its magnitude or one component ("x", "y", "z", "0", ...)."""
+        value = str(value).lower()
+        index = {"x": 0, "y": 1, "z": 2}.get(value, int(value) if value.isdigit() else None)
+        if value != "magnitude" and index is None:
+            raise Fail(f'component is "magnitude", "x", "y", "z" or an index, not {value!r}')
+        count = self.components(self.values["field"])
+        if index is not None and count > 1 and index >= count:
+            if strict:
+                raise Fail(
+                    f"field {self.values['field']!r} has {count} components; "
+                    f"component {value!r} does not exist"
+                )
+            value, index = "magnitude", None
+        self.values["component"] = value
+        lut = self.lut()
+        if lut is None or count == 1:
+            return
+        if index is None:
+            lut.VectorMode = "Magnitude"
+        else:
+            lut.VectorMode, lut.VectorComponent = "Component", index
+        title = "Magnitude" if index is None else ("X", "Y", "Z")[index] if count == 3 else value
+        bar = simple.GetScalarBar(lut, self.view)
+        bar.Title, bar.ComponentTitle = self.values["field"], title
+
+    def set_component(self, value: str) -> None:
+        self.apply_component(value)
+        self.apply_range(self.values["color_range"])
+
+    def set_regions(self, names: list[str]) -> None:
+        foam = openfoam_reader(self.reader)
+        if foam is None:
+            self.set_blocks(list(names))
+            return
+        self.values["regions"] = set_regions(foam, list(names))
+        foam.UpdatePipeline(self.view.ViewTime)
+        field = self.values["field"]
+        self.set_field(
+            field if field in self.fields() else default_field(self.source, self.fields())
+        )
+
+    def set_blocks(self, names: list[str]) -> None:
+        """Show these blocks of a multiblock data set (``internal``, ``boundary/inlet``, or a
+        name that ends one path only: ``inlet``), through an ExtractBlock filter."""
+        if not self.blocks:
+            raise Fail(
+                "regions choose the parts of an OpenFOAM case or the blocks of a multiblock "
+                "data set (.vtm); this data has none"
+            )
+        chosen = []
+        for name in names:
+            path = name.strip("/")
+            if path not in self.blocks:
+                ends = [b for b in self.blocks if b.split("/")[-1] == path]
+                if len(ends) != 1:
+                    raise Fail(f"no region {name!r}; regions: {', '.join(self.blocks)}")
+                path = ends[0]
+            chosen.append(path)
+        if not chosen:
+            raise Fail(f"regions needs at least one of: {', '.join(self.blocks)}")
+        if self.extract is None:
+            self.extract = simple.ExtractBlock(Input=self.read)
+            self.base = self.extract
+        self.extract.Selectors = [f"/Root/{path}" for path in chosen]
+        self.values["regions"] = chosen
+        self.rewire()
+
+    def displays(self) -> list[Any]:
+        return [self.display, *(display for _k, _p, display in self.filters.values())]
+
+    def color_filter(self, display: Any) -> None:
+        field = self.values["field"]
+        if not field:
+            return
+        try:
+            simple.ColorBy(display, (self.association(field), field))
+        except Exception:  # the filter's output lacks the field (a contour of another one)
+            pass
+        display.SetScalarBarVisibility(self.view, False)
+
+    def lut(self) -> Any:
+        field = self.values["field"]
+        return simple.GetColorTransferFunction(field) if field else None
+
+    def apply_colormap(self, name: str) -> None:
+        if name not in self.presets:
+            raise Fail(
+                f"unknown colormap {name!r}; see view.colormaps for the {len(self.presets)} names"
+            )
+        lut = self.lut()
+        if lut is not None:
+            lut.ApplyPreset(name, True)
+        self.values["colormap"] = name
+
+    def apply_range(self, value: Any) -> None:
+        lut = self.lut()
+        if value == "auto" or value is None:
+            if lut is not None:
+                self.display.RescaleTransferFunctionToDataRange(False, True)
+            self.values["color_range"] = "auto"
+            return
+        low, high = (float(v) for v in value)
+        if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+            raise Fail(f"color_range must be (low, high) with low < high, got {value!r}")
+        if lut is not None:
+            lut.RescaleTransferFunction(low, high)
+            opacity = simple.GetOpacityTransferFunction(self.values["field"])
+            opacity.RescaleTransferFunction(low, high)
+        self.values["color_range"] = [low, high]
+
+    def set_time(self, index: int) -> None:
+        if not self.times:
+            if index != 0:
+                raise Fail("this data has no time steps")
+            return
+        if not (0 <= int(index) < len(self.times)):
+            last = len(self.times) - 1
+            raise Fail(f"time step {index} does not exist; there are {last + 1} (0..{last})")
+        self.animation.AnimationTime = self.times[int(index)]
+        self.view.ViewTime = self.times[int(index)]
+        self.values["time"] = int(index)
+        self.at_latest = int(index) == len(self.times) - 1
+        if self.values["color_range"] == "auto" and self.values["field"]:
+            self.apply_range("auto")
+
+    def set_follow(self, value: bool) -> None:
+        self.values["follow"] = bool(value)
+
+    def set_representation(self, name: str) -> None:
+        if name not in REPRESENTATIONS:
+            raise Fail(f"unknown representation {name!r}; one of {', '.join(REPRESENTATIONS)}")
+        self.values["representation"] = name
+        if not self.filters:
+            self.display.SetRepresentationType(name)
+
+    def set_opacity(self, value: float) -> None:
+        value = float(value)
+        if not 0 <= value <= 1:
+            raise Fail(f"opacity must be between 0 and 1, got {value}")
+        self.display.Opacity = value
+        self.values["opacity"] = value
+
+    def set_interactive_quality(self, value: Any) -> None:
+        frames = self.frames
+        try:
+            frames.configure(quality=value)
+        except ValueError as exc:
+            raise Fail(str(exc)) from None
+        self.values["interactive_quality"] = frames.quality
+
+    def set_interactive_ratio(self, value: Any) -> None:
+        frames = self.frames
+        try:
+            frames.configure(ratio=value)
+        except ValueError as exc:
+            raise Fail(str(exc)) from None
+        self.values["interactive_ratio"] = frames.ratio
+
+    def camera(self) -> dict[str, Any]:
+        v = self.view
+        return {
+            "position": [float(x) for x in v.CameraPosition],
+            "focal_point": [float(x) for x in v.CameraFocalPoint],
+            "view_up": [float(x) for x in v.CameraViewUp],
+            "view_angle": float(v.CameraViewAngle),
+        }
+
+    def set_camera(self, camera: dict[str, Any]) -> None:
+        v = self.view
+        if "position" in camera:
+            v.CameraPosition = list(camera["position"])
+        if "focal_point" in camera:
+            v.CameraFocalPoint = list(camera["focal_point"])
+        if "view_up" in camera:
+            v.CameraViewUp = list(camera["view_up"])
+        if "view_angle" in camera:
+            v.CameraViewAngle = float(camera["view_angle"])
+
+    def set(self, key: str, value: Any) -> None:
+        setters = {
+            "follow": self.set_follow,
+            "regions": self.set_regions,
+            "association": self.set_association,
+            "component": self.set_component,
+            "field": self.set_field,
+            "time": self.set_time,
+            "colormap": self.apply_colormap,
+            "color_range": self.apply_range,
+            "representation": self.set_representation,
+            "opacity": self.set_opacity,
+            "camera": self.set_camera,
+            "interactive_quality": self.set_interactive_quality,
+            "interactive_ratio": self.set_interactive_ratio,
+        }
+        if key not in setters:
+            raise Fail(f"unknown setting {key!r}")
+        setters[key](value)
+
+    # filters
+    def center(self) -> list[float]:
+        b = self.source.GetDataInformation().GetBounds()
+        return [(b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2]
+
+    def field_range(self, field: str, component: str | None = None) -> tuple[float, float]:
+        """The range of ``field`` at the time shown: of its magnitude, or of a component."""
+        self.source.UpdatePipeline(self.view.ViewTime)  # (its information: of the last update)
+        arrays = (
+            self.source.PointData if self.association(field) == "POINTS" else self.source.CellData
+        )
+        index = {"x": 0, "y": 1, "z": 2}.get(str(component).lower(), -1)
+        if str(component).isdigit():
+            index = int(str(component))
+        if arrays[field].GetNumberOfComponents() == 1:
+            index = 0
+        low, high = arrays[field].GetRange(index)
+        return float(low), float(high)
+
+    # derived fields
+    def add_derived(self, kind: str, args: dict[str, Any]) -> str:
+        """A new field computed from the others by ParaView's Calculator (its expression
+        language: ``mag(U)``, ``U_X*p``) or Python Calculator (numpy: ``mag(U)``,
+        ``U[:, 0] * p``, ``gradient(p)``), on every time step. It goes into the pipeline before
+        what is shown and filtered, so it can be coloured by, contoured, thresholded."""
+        proxy = getattr(simple, derived_filter(kind).paraview)(Input=self.source)
+        self.next_filter += 1
+        key = f"{kind}-{self.next_filter}"
+        try:
+            args = {"name": "result", "association": "points", **args}
+            self.configure_derived(kind, proxy, self.source, args)
+        except Exception:
+            simple.Delete(proxy)
+            raise
+        self.derived[key] = (kind, proxy)
+        self.rewire()
+        return key
+
+    def configure_derived(self, kind: str, proxy: Any, upstream: Any, args: dict[str, Any]) -> None:
+        expression, name = args.get("expression"), args.get("name")
+        where = args.get("association")
+        if where is not None and where not in ("points", "cells"):
+            raise Fail(f'association is "points" or "cells", not {where!r}')
+        if name is not None:
+            name = str(name).strip()
+            if not name:
+                raise Fail("a derived field needs a name")
+            taken = [f for f in self.fields(upstream) if f != self.derived_name(proxy)]
+            if name in taken:
+                raise Fail(f"a field named {name!r} exists already; choose another name=")
+        association = {"points": "Point Data", "cells": "Cell Data"}
+        kinds = derived_filter(kind)
+        if expression is not None:
+            setattr(proxy, kinds.expression, str(expression))
+        if name is not None:
+            setattr(proxy, kinds.result, name)
+        if where is not None:
+            setattr(proxy, kinds.association, association[where])
+        shown = getattr(proxy, kinds.expression)
+        if not str(shown).strip():
+            raise Fail(f"{kind} needs an expression")
+        proxy.UpdatePipeline(self.view.ViewTime)
+        made = self.derived_name(proxy)
+        if made not in self.fields(proxy):
+            raise Fail(
+                f"ParaView's {kinds.engine} could not compute {str(shown)!r} (view.logs() has its "
+                f"message); fields it can use: {', '.join(self.fields(upstream)) or 'none'}"
+            )
+
+    @staticmethod
+    def derived_name(proxy: Any) -> str:
+        name = proxy.ResultArrayName if hasattr(proxy, "ResultArrayName") else proxy.ArrayName
+        return str(name)
+
+    def set_derived(self, key: str, args: dict[str, Any]) -> None:
+        kind, proxy = self.derived[key]
+        keys = list(self.derived)
+        index = keys.index(key)
+        upstream = self.derived[keys[index - 1]][1] if index else self.base
+        self.configure_derived(kind, proxy, upstream, args)
+        self.rewire()
+
+    def remove_derived(self, key: str) -> None:
+        _kind, proxy = self.derived.pop(key)
+        self.rewire()
+        simple.Delete(proxy)
+
+    def rewire(self) -> None:
+        """Chain the data, the derived fields and what is shown: the last derived field's
+        output is what the view shows and the filters take."""
+        upstream = self.base
+        for _kind, proxy in self.derived.values():
+            proxy.Input = upstream
+            upstream = proxy
+        upstream.UpdatePipeline(self.view.ViewTime)
+        if upstream is not self.source:
+            old = self.display
+            simple.Hide(self.source, self.view)
+            self.source = upstream
+            self.display = simple.Show(upstream, self.view)
+            self.display.Opacity = old.Opacity
+            self.display.PointSize = old.PointSize
+            for _kind, proxy, _display in self.filters.values():
+                proxy.Input = upstream
+        field = self.values["field"]
+        fields = self.fields()
+        self.set_field(field if field in fields else default_field(self.source, fields))
+        self.update_input_visibility()
+
+    def add_filter(self, kind: str, args: dict[str, Any]) -> str:
+        if kind in ("calculator", "python_calculator"):
+            return self.add_derived(kind, args)
+        makers = {
+            "slice": simple.Slice,
+            "clip": simple.Clip,
+            "contour": simple.Contour,
+            "threshold": simple.Threshold,
+        }
+        if kind not in makers:
+            raise Fail(f"unknown filter {kind!r}; one of {', '.join(makers)}")
+        proxy = makers[kind](Input=self.source)
+        self.next_filter += 1
+        key = f"{kind}-{self.next_filter}"
+        display = simple.Show(proxy, self.view)
+        self.filters[key] = (kind, proxy, display)
+        try:
+            self.set_filter(key, {"origin": None, "normal": None, **args})
+        except Exception:
+            self.remove_filter(key)
+            raise
+        return key
+
+    def set_filter(self, key: str, args: dict[str, Any]) -> None:
+        if key in self.derived:
+            self.set_derived(key, args)
+            return
+        if key not in self.filters:
+            raise Fail(f"no filter {key!r} (removed?)")
+        kind, proxy, display = self.filters[key]
+        field = args.get("field") or self.values["field"]
+        if kind in ("slice", "clip"):
+            plane = proxy.SliceType if kind == "slice" else proxy.ClipType
+            if kind == "clip":
+                proxy.Invert = 0  # keep the side the normal points to
+            if "origin" in args:
+                plane.Origin = list(args["origin"] or self.center())
+            if "normal" in args:
+                plane.Normal = list(args["normal"] or ((0, 0, 1) if kind == "slice" else (1, 0, 0)))
+        elif kind == "contour":
+            if not field:
+                raise Fail("contour needs a field")
+            if self.association(field, "points") != "POINTS":
+                raise Fail(f"contour needs a point field; {field!r} is a cell field")
+            proxy.ContourBy = ["POINTS", field]
+            if self.components(field) > 1:
+                raise Fail(f"contour needs a field of one component; {field!r} has more")
+            values = args.get("values")
+            if values is None and not list(proxy.Isosurfaces):
+                low, high = self.field_range(field)
+                values = [(low + high) / 2]
+            if values is not None:
+                values = values if isinstance(values, (list, tuple)) else [values]
+                proxy.Isosurfaces = [float(v) for v in values]
+        elif kind == "threshold":
+            if not field:
+                raise Fail("threshold needs a field")
+            proxy.Scalars = [self.association(field), field]
+            low, high = args.get("range") or self.field_range(field)
+            proxy.LowerThreshold, proxy.UpperThreshold = float(low), float(high)
+        proxy.UpdatePipeline(self.view.ViewTime)
+        self.color_filter(display)
+        self.apply_range(self.values["color_range"])  # ColorBy rescaled to the filter's range
+        self.update_input_visibility()
+
+    def update_input_visibility(self) -> None:
+        """While filters exist the data itself shows as an outline, for context."""
+        if self.filters:
+            self.display.SetRepresentationType("Outline")
+        else:
+            self.display.SetRepresentationType(self.values["representation"])
+        self.display.SetScalarBarVisibility(self.view, bool(self.values["field"]))
+
+    def remove_filter(self, key: str) -> None:
+        if key in self.derived:
+            self.remove_derived(key)
+            return
+        if key not in self.filters:
+            raise Fail(f"no filter {key!r}")
+        _kind, proxy, _display = self.filters.pop(key)
+        simple.Hide(proxy, self.view)
+        simple.Delete(proxy)
+        self.update_input_visibility()
+
+    def screenshot(self, path: str, width: int, height: int) -> str:
+        """A full-quality render, also while a drag or a reduced frame has ParaView's level of
+        detail on for images (UseInteractiveRenderingForScreenshots)."""
+        reduced = int(getattr(self.view, "UseInteractiveRenderingForScreenshots", 0) or 0)
+        if reduced:
+            self.view.UseInteractiveRenderingForScreenshots = 0
+        try:
+            simple.SaveScreenshot(path, self.view, ImageResolution=[int(width), int(height)])
+        finally:
+            if reduced:
+                self.view.UseInteractiveRenderingForScreenshots = reduced
+        return path
