@@ -145,13 +145,37 @@ def test_webapp_runs_as_a_job_and_stop_ends_it(
     assert info(kernel)["status"] == "stopped"
 
 
-def test_kernel_killed_cancels_the_job(server: JupyterServer, cluster: Cluster) -> None:
+#: Each kind of object, as a Slurm job (the issue's three).
+OBJECTS = {
+    "webapp": "WebApp([sys.executable, BACKEND, '--port', '{{port}}'], slurm={{'time': '10'}})",
+    "paraview-2-ranks": (
+        "ParaViewSession({data!r}, ranks=2, size=(200, 150), slurm={{'time': '10'}})"
+    ),
+    "desktop": "RemoteDesktop('xpra', slurm={{'time': '10'}})",
+}
+
+
+def start_object(kernel: Kernel, kind: str, tmp_path: Path) -> dict:
+    data = heat_series(tmp_path / "heat", n=12, steps=2) if "paraview" in kind else ""
+    kernel.run(
+        "from nbviz import ParaViewSession, RemoteDesktop, WebApp\n"
+        "objects = globals().setdefault('objects', {})\n"
+        f"objects['app'] = {OBJECTS[kind].format(data=str(data))}\n"
+        "objects['app'].wait_ready(150)\n",
+        timeout=200,
+    )
+    return info(kernel)
+
+
+@pytest.mark.parametrize("kind", list(OBJECTS))
+def test_kernel_killed_cancels_the_job(
+    server: JupyterServer, cluster: Cluster, kind: str, tmp_path: Path
+) -> None:
     kernel = Kernel(server)
     try:
-        kernel.run(f"import sys, json\nfrom nbviz import WebApp\nBACKEND = {str(BACKEND)!r}")
-        start_webapp(kernel, "port")
-        kernel.run("objects['app'].wait_ready(90)", timeout=120)
-        state = info(kernel)
+        kernel.run(f"import sys, json\nBACKEND = {str(BACKEND)!r}")
+        state = start_object(kernel, kind, tmp_path)
+        assert state["transport"].startswith("slurm/"), state
         assert cluster.jobs(name=f"nbviz-{state['session']}"), "the job is not listed"
         members = session_pids(state["pid"], state["session"])
         os.kill(kernel.pid, signal.SIGKILL)
@@ -186,22 +210,22 @@ def test_kernel_killed_while_the_job_waits_withdraws_it(
         cluster.run("scancel", blocker, check=False)
 
 
+@pytest.mark.parametrize("kind", list(OBJECTS))
 def test_job_cancelled_from_outside_turns_the_object_crashed(
-    kernel: Kernel, cluster: Cluster
+    kernel: Kernel, cluster: Cluster, kind: str, tmp_path: Path
 ) -> None:
-    start_webapp(kernel, "unix")
-    kernel.run("objects['app'].wait_ready(90)", timeout=120)
-    job = info(kernel)["job"]
+    job = start_object(kernel, kind, tmp_path)["job"]
     cluster.run("scancel", job["id"])
     wait_until(lambda: info(kernel)["status"] == "crashed", timeout=30, what="crashed")
     state = info(kernel)
     first = state["error"].splitlines()[0]
     assert first.startswith(f"nbviz: Slurm job {job['id']} was cancelled"), state["error"]
     assert "restart() submits a new job" in first
-    # restart() submits again
-    kernel.run("objects['app'].restart(); objects['app'].wait_ready(90)", timeout=120)
-    again = info(kernel)
-    assert again["status"] == "ready" and again["job"]["id"] != job["id"], again
+    assert cluster.wait_no_jobs(timeout=JOB_GONE) == []
+    if kind == "webapp":  # restart() submits again
+        kernel.run("objects['app'].restart(); objects['app'].wait_ready(90)", timeout=120)
+        again = info(kernel)
+        assert again["status"] == "ready" and again["job"]["id"] != job["id"], again
 
 
 def test_pending_job_shows_its_queue_state_and_stop_withdraws_it(
