@@ -115,7 +115,7 @@ for kind, where in json.loads(sys.argv[1]):
                            env={"XAUTHORITY": "/nonexistent"})
         results.append("connected" if x.returncode == 0 else "refused by X")
         continue
-    if kind == "tcp":
+    if kind in ("tcp", "http"):  # http: connect, then send a request and see what answers
         host, _, port = where.rpartition(":")
         host = host.strip("[]")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -128,9 +128,18 @@ for kind, where in json.loads(sys.argv[1]):
     s.settimeout(3)
     try:
         s.connect(address)
-        results.append("connected")
     except OSError as e:
         results.append(type(e).__name__)
+        s.close()
+        continue
+    try:
+        if kind == "http":
+            s.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            results.append("http" if s.recv(64).startswith(b"HTTP/") else "no http")
+        else:
+            results.append("connected")
+    except OSError:
+        results.append("no http")
     finally:
         s.close()
 print(json.dumps(results))
@@ -186,33 +195,9 @@ def targets_of(found: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
     return sorted(set(targets))
 
 
-#: Run as the other user: connect to each TCP ``host:port``, speak HTTP, say what came back.
-HTTP_PROBE = r"""
-import json, socket, sys
-results = []
-for where in json.loads(sys.argv[1]):
-    host, _, port = where.rpartition(":")
-    host = "127.0.0.1" if host in ("0.0.0.0", "[::]") else host.strip("[]")
-    try:
-        s = socket.create_connection((host, int(port)), timeout=3)
-    except OSError as e:
-        results.append(type(e).__name__)
-        continue
-    try:
-        s.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        answer = s.recv(64)
-        results.append("http" if answer.startswith(b"HTTP/") else "no http")
-    except OSError as e:
-        results.append("no http")
-    finally:
-        s.close()
-print(json.dumps(results))
-"""
-
-
 def http_probe_as(user: str, addresses: list[str]) -> list[str]:
     """As ``user``, send an HTTP request to each TCP address: ``"http"`` when one answers."""
-    return list(run_as(user, HTTP_PROBE, json.dumps(addresses)))
+    return probe_as(user, [("http", address) for address in addresses])
 
 
 def listeners_by_program(pid: int, session: str) -> dict[str, list[tuple[str, str, str]]]:
