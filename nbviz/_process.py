@@ -138,9 +138,6 @@ class Process:
         text = self._log.read()
         return text if lines is None else tail(text, lines) if lines else ""
 
-    def _cap_log(self) -> None:
-        self._log.cap()
-
     # --------------------------------------------------------------- lifecycle
     def start(self) -> None:
         """Spawn the backend (idempotent while it is starting or ready). With ``spec.slurm``,
@@ -232,7 +229,7 @@ class Process:
             with self._lock:
                 if not self._stopping:
                     waiting = job is not None and job.state not in ("RUNNING", "COMPLETING")
-                    self.queue = dataclasses.asdict(job) if job is not None and waiting else {}
+                    self.queue = dataclasses.asdict(job) if waiting and job else {}
                     self._set("starting", text)
 
         log_fd = self._log.writer()
@@ -374,7 +371,7 @@ class Process:
                 )
                 return
             attempts += 1
-            self._cap_log()
+            self._log.cap()
             if self._probe(proc, endpoint):
                 break
             now = time.monotonic()
@@ -413,7 +410,7 @@ class Process:
                 code = proc.wait(timeout=LOG_CHECK_INTERVAL)
                 break
             except subprocess.TimeoutExpired:
-                self._cap_log()
+                self._log.cap()
         reason = transport.end_reason(plan)  # before the job is cancelled below
         if not self._stopping:
             # what it started (an X server, helpers) must not outlive it

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -269,10 +270,10 @@ def allocate(
     return Allocation(job.id, name, node, address, is_this_machine(node, address))
 
 
-def step_argv(allocation: Allocation) -> list[str]:
+def step_argv(allocation: Allocation, srun: str = "srun") -> list[str]:
     """The ``srun`` that runs a backend in ``allocation`` (followed by the backend's argv)."""
     return [
-        "srun",
+        srun,
         f"--jobid={allocation.job_id}",
         f"--nodelist={allocation.node}",
         "--nodes=1",
@@ -335,8 +336,6 @@ def end_reason(job_id: str, env: Mapping[str, str] | None = None) -> str | None:
 
 def check_programs(env: Mapping[str, str] | None = None) -> None:
     """Raise a clear error when Slurm's client programs are missing."""
-    import shutil
-
     path = (env or {}).get("PATH", os.environ.get("PATH"))
     missing = [p for p in PROGRAMS if shutil.which(p, path=path) is None]
     if missing:

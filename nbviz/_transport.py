@@ -323,9 +323,9 @@ class SlurmStep(Transport):
         return plan
 
     def launch_argv(self, command: list[str], spec: Spec, plan: Plan) -> list[str]:
+        srun = find_program("srun", spec.env)
         return [
-            find_program("srun", spec.env),
-            *_slurm.step_argv(self.allocation)[1:],
+            *_slurm.step_argv(self.allocation, srun),
             *self.inner.launch_argv(command, spec, plan),
         ]
 
