@@ -43,7 +43,6 @@ import datetime
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,10 +76,7 @@ TARGETS = [
 ]
 
 
-def median(values: list[float]) -> float:
-    return float(statistics.median(values)) if values else float("nan")
-
-
+median = pvbench.median
 p95 = pvbench.p95
 
 
