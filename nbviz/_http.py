@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import socket
 
+from ._registry import GATE_HEADER
 from ._spec import Endpoint
 
 PROBE_TIMEOUT = 2.0
@@ -42,7 +43,10 @@ def http_answers(endpoint: Endpoint, path: str = "/") -> bool:
     """True once the backend answers HTTP on ``path`` (any status but 502/503/504)."""
     conn = http_connection(endpoint)
     try:
-        conn.request("GET", path, headers={"User-Agent": "nbviz-probe"})
+        headers = {"User-Agent": "nbviz-probe"}
+        if endpoint.gate:
+            headers[GATE_HEADER] = endpoint.gate
+        conn.request("GET", path, headers=headers)
         status = conn.getresponse().status
     except (OSError, http.client.HTTPException):
         return False

@@ -34,6 +34,28 @@ def pick_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def pick_port_on(address: str) -> int:
+    """A currently free port on this machine's ``address``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((address, 0))
+        return int(sock.getsockname()[1])
+
+
+def address_toward(addresses: list[str]) -> str | None:
+    """This machine's address that traffic to one of ``addresses`` leaves from (so the other
+    side can connect back to it), or None when none of them can be reached."""
+    for address in addresses:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.connect((address, 9))  # UDP: picks a route, sends nothing
+            except OSError:
+                continue
+            own = str(sock.getsockname()[0])
+        if not own.startswith("127.") and own != "0.0.0.0":
+            return own
+    return None
+
+
 def socket_in_use(path: str) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:

@@ -80,14 +80,18 @@ class Process:
         on_change: Callable[[Process], None] | None = None,
         template_values: Callable[[Endpoint, str], Mapping[str, str]] | None = None,
         private_route: bool = False,
+        away: str | None = None,
     ) -> None:
         self.spec = spec
         #: The browser reaches the backend through nbviz's route (Unix sockets): a ``{port}``
         #: backend may then run in a private network namespace (see :mod:`nbviz._transport`).
         self.private_route = private_route
+        #: This kernel's address that the Jupyter server reaches, when the server runs on
+        #: another host (a host gate then stands in front of each backend).
+        self.away = away
         #: How the current (or last) start listens and is reached; before the first start, how
         #: it would.
-        self.transport = _transport.choose(spec, private_route=private_route)
+        self.transport = _transport.choose(spec, private_route=private_route, away=away)
         self._plan: Plan | None = None
         self.on_change = on_change
         self.template_values = template_values
@@ -159,7 +163,11 @@ class Process:
             try:
                 self._prepare(session_dir)
                 if self.spec.slurm is None:
-                    self._spawn(_transport.choose(self.spec, private_route=self.private_route))
+                    self._spawn(
+                        _transport.choose(
+                            self.spec, private_route=self.private_route, away=self.away
+                        )
+                    )
                 else:
                     _slurm.check_programs(self.spec.env)
                     if self.template_values is not None:
@@ -212,6 +220,9 @@ class Process:
         command = render_command(spec.command, values)
         argv = transport.launch_argv(command, spec, plan)
         self.transport, self._plan = transport, plan
+        if plan.socket_dir is not None:
+            self.socket_dir = plan.socket_dir
+            self._extra_paths.append(str(plan.socket_dir))
         self._launch(session_dir, argv, transport, plan)
         self.argv = transport.shown_argv(argv)
 
@@ -252,7 +263,11 @@ class Process:
                     _slurm.cancel(allocation.job_id)
                     return
                 self.allocation = allocation
-                self._spawn(_transport.on_node(spec, allocation, private_route=self.private_route))
+                self._spawn(
+                    _transport.on_node(
+                        spec, allocation, private_route=self.private_route, away=self.away
+                    )
+                )
                 proc = self._proc
                 # the step's srun is guarded now, with the job's scancel; salloc has exited, and
                 # its pid must not stay registered (it may name another process later)
@@ -327,6 +342,8 @@ class Process:
                 secret=self.secret if spec.secret_param else None,
                 transport=transport.name,
                 broker=plan.broker,
+                machine=_registry.this_machine(),
+                gate=endpoint.gate,
             ),
         )
         self.endpoint = endpoint

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import stat
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from . import _paths
 
 SESSION_ID = re.compile(r"^[0-9a-f]{12}$")
 ENDPOINT_FILE = "endpoint.json"
+#: The request header in which the server (and the kernel's probe) show a host gate the
+#: session's secret (``nbviz/_runtime/hostgate.py``).
+GATE_HEADER = "X-Nbviz-Gate"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,12 @@ class Entry:
     #: A Unix socket that hands out sockets of the backend's private network namespace: the
     #: server connects them to 127.0.0.1:``port`` (see ``nbviz/_runtime/netns.py``).
     broker: str | None = None
+    #: The machine the session's kernel runs on (:func:`this_machine`): only that machine can
+    #: tell whether the kernel and backend still live.
+    machine: str | None = None
+    #: The secret a host gate in front of the backend wants (``X-Nbviz-Gate``; see
+    #: ``nbviz/_runtime/hostgate.py``), when the backend runs on another host than the server.
+    gate: str | None = None
 
     @property
     def absolute(self) -> bool:
@@ -65,6 +75,8 @@ def write_entry(session_dir: Path, entry: Entry) -> None:
         "host": entry.host,
         "transport": entry.transport,
         "broker": entry.broker,
+        "machine": entry.machine,
+        "gate": entry.gate,
     }
     _paths.write_private(session_dir / ENDPOINT_FILE, json.dumps(data))
 
@@ -125,6 +137,8 @@ def read_entry(session_id: str, root: Path | None = None) -> Entry | None:
         host=data.get("host"),
         transport=data.get("transport"),
         broker=data.get("broker"),
+        machine=data.get("machine"),
+        gate=data.get("gate"),
     )
     _parsed[path] = (version, entry)
     return entry
@@ -160,6 +174,8 @@ def sweep_stale(root: Path | None = None) -> list[str]:
                 continue
             if not old:
                 continue
+        elif entry.machine not in (None, this_machine()):
+            continue  # its kernel runs on another machine, which ends it (the orphan watchdog)
         elif _alive(entry.owner_pid) or _alive(entry.pid):
             continue
         _paths.remove_tree(path)
@@ -176,7 +192,7 @@ def sweep_stale(root: Path | None = None) -> list[str]:
     servers = root / "servers"
     if servers.is_dir():
         for marker in servers.glob("*.json"):
-            if marker.stem.isdigit() and not _alive(int(marker.stem)):
+            if marker.stem.isdigit() and _here(marker) and not _alive(int(marker.stem)):
                 marker.unlink(missing_ok=True)
     return removed
 
@@ -204,5 +220,56 @@ def server_info(pid: int | None) -> dict[str, Any]:
 
 
 def server_has_route(pid: int | None) -> bool:
-    """True when the Jupyter server ``pid`` has nbviz's server extension loaded."""
-    return bool(pid) and server_marker(int(pid)).exists() and _alive(pid)  # type: ignore[arg-type]
+    """True when the Jupyter server ``pid`` has nbviz's server extension loaded (a server on
+    another machine is taken at its word: its pid cannot be checked from here)."""
+    if not pid or not server_marker(int(pid)).exists():
+        return False
+    return _alive(pid) or not _here(server_marker(int(pid)))
+
+
+def server_elsewhere(pid: int) -> bool:
+    """Server ``pid`` announced itself from another machine (its pid means nothing here)."""
+    marker = server_marker(pid)
+    return marker.exists() and not _here(marker)
+
+
+def _here(marker: Path) -> bool:
+    """The server marker was written on this machine (or says nothing of where)."""
+    try:
+        machine = json.loads(marker.read_text()).get("machine")
+    except (OSError, ValueError, AttributeError):
+        return True
+    return machine in (None, this_machine())
+
+
+def this_machine() -> str:
+    """What tells this machine's network apart from another's: the kernel's boot id, and the
+    network namespace (two namespaces of one kernel have separate loopbacks and ports, as two
+    hosts do). Kernel and server compare it to know whether they share 127.0.0.1."""
+    global _machine
+    if _machine is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+                boot = file.read().strip()
+        except OSError:
+            boot = socket.gethostname()
+        try:
+            network = str(os.stat("/proc/self/ns/net").st_ino)
+        except OSError:
+            network = ""
+        _machine = f"{boot}/{network}"
+    return _machine
+
+
+_machine: str | None = None
+
+
+def this_host_addresses() -> list[str]:
+    """This machine's IPv4 addresses other than loopback (a server announces them: a kernel on
+    another host picks its own address that reaches one of them)."""
+    found = []
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                found.append(address.address)
+    return found

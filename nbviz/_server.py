@@ -19,6 +19,9 @@ from typing import Literal
 
 import psutil
 
+from . import _netinfo, _registry
+from ._errors import NbvizError
+
 Source = Literal["override", "jupyter-server", "jupyterhub"]
 
 
@@ -33,10 +36,22 @@ class ServerInfo:
     token: str = ""
     pid: int | None = None
     root_dir: str = ""
+    #: What nbviz's server extension announced of the server's machine
+    #: (:func:`nbviz._registry.this_machine`) and its addresses; empty without the extension.
+    machine: str = ""
+    addresses: tuple[str, ...] = ()
+
+    @property
+    def elsewhere(self) -> bool:
+        """The server runs on another machine than this kernel (another host, or another
+        network namespace): they share no 127.0.0.1."""
+        return bool(self.machine) and self.machine != _registry.this_machine()
 
     def describe(self) -> str:
         where = self.url or self.base_url
-        return f"{where} (found via {self.source}{f', pid {self.pid}' if self.pid else ''})"
+        pid = f", pid {self.pid}" if self.pid else ""
+        host = ", on another host" if self.elsewhere else ""
+        return f"{where} (found via {self.source}{pid}{host})"
 
 
 def normalize_base_url(base_url: str) -> str:
@@ -68,7 +83,8 @@ def running_servers() -> list[dict[str, object]]:
             except (OSError, ValueError):
                 continue
             pid = info.get("pid")
-            if isinstance(pid, int) and psutil.pid_exists(pid):
+            # a server on another machine (a kernel on a compute node) is taken at its word
+            if isinstance(pid, int) and (psutil.pid_exists(pid) or _registry.server_elsewhere(pid)):
                 servers.append(info)
     return servers
 
@@ -78,6 +94,22 @@ def _ancestors(pid: int) -> list[int]:
         return [p.pid for p in psutil.Process(pid).parents()]
     except psutil.Error:
         return []
+
+
+def server_from(info: Mapping[str, object]) -> ServerInfo:
+    """A server as its ``jpserver-*.json`` file (and nbviz's marker, if any) describe it."""
+    pid = info.get("pid")
+    announced = _registry.server_info(pid if isinstance(pid, int) else None)
+    return ServerInfo(
+        base_url=normalize_base_url(str(info.get("base_url") or "/")),
+        source="jupyter-server",
+        url=str(info.get("url") or ""),
+        token=str(info.get("token") or ""),
+        pid=pid if isinstance(pid, int) else None,
+        root_dir=str(info.get("root_dir") or info.get("notebook_dir") or ""),
+        machine=str(announced.get("machine") or ""),
+        addresses=tuple(str(a) for a in announced.get("addresses") or ()),
+    )
 
 
 def find_server(env: Mapping[str, str] | None = None) -> ServerInfo | None:
@@ -93,18 +125,37 @@ def find_server(env: Mapping[str, str] | None = None) -> ServerInfo | None:
     if candidates:
         for info in running_servers():
             if info.get("pid") in candidates:
-                return ServerInfo(
-                    base_url=normalize_base_url(str(info.get("base_url") or "/")),
-                    source="jupyter-server",
-                    url=str(info.get("url") or ""),
-                    token=str(info.get("token") or ""),
-                    pid=int(info["pid"]),  # type: ignore[call-overload]
-                    root_dir=str(info.get("root_dir") or info.get("notebook_dir") or ""),
-                )
+                return server_from(info)
     prefix = env.get("JUPYTERHUB_SERVICE_PREFIX")
     if prefix:
         return ServerInfo(base_url=normalize_base_url(prefix), source="jupyterhub")
     return None
+
+
+#: The address of this host that the Jupyter server reaches, where nbviz cannot tell (the
+#: server announces its addresses; the kernel takes its own address on the way to them).
+HOST_ADDRESS_ENV = "NBVIZ_HOST_ADDRESS"
+
+
+def away_address(server: ServerInfo | None, env: Mapping[str, str] | None = None) -> str | None:
+    """When this kernel runs on another host than its Jupyter server (a kernel on a compute
+    node, the server on the login node): this host's address that the server reaches, where a
+    backend's host gate listens. None when kernel and server share a machine."""
+    if server is None or not server.elsewhere:
+        return None
+    env = os.environ if env is None else env
+    override = env.get(HOST_ADDRESS_ENV, "").strip()
+    if override:
+        return override
+    address = _netinfo.address_toward(list(server.addresses))
+    if address is None:
+        raise NbvizError(
+            f"nbviz: this kernel runs on another host than its Jupyter server, and none of the "
+            f"server's addresses ({', '.join(server.addresses) or 'none announced'}) can be "
+            f"reached from here; set {HOST_ADDRESS_ENV} to this host's address that the server "
+            "can connect to"
+        )
+    return address
 
 
 def launched_by_jupyter(env: Mapping[str, str] | None = None) -> bool:

@@ -351,7 +351,6 @@ def this_process() -> str:
     node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
     return (
         f"this process runs inside Slurm job {job} on {node}: backends it starts run there "
-        "too; when the Jupyter server runs on another host (a login node), its route reaches "
-        "them only over the network: use host= with the server's allow-list, or ssh= (see "
-        "docs/slurm.md)"
+        "too (when the Jupyter server runs on another host, a login node, each gets a host "
+        "gate that its route reaches: see docs/slurm.md)"
     )

@@ -72,6 +72,9 @@ class Endpoint:
     port: int | None = None
     unix_socket: str | None = None
     host: str | None = None
+    #: The session's secret, when a host gate stands in front of the backend (the gate admits
+    #: requests that show it: see :class:`nbviz._transport.HostGate`).
+    gate: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.port is None) == (self.unix_socket is None):
@@ -125,6 +128,9 @@ class Spec:
     #: ``salloc`` options: run the backend as a Slurm job on a compute node (see
     #: :mod:`nbviz._slurm`); None: here.
     slurm: tuple[str, ...] | None = None
+    #: The kernel reaches the backend through its socket directory too (a control channel, an
+    #: X display, files): the backend must run on the kernel's host, not on another node.
+    near_kernel: bool = False
 
     @classmethod
     def build(
@@ -146,6 +152,7 @@ class Spec:
         ssh: str | Sequence[str] | None = None,
         network: Network = "auto",
         slurm: Mapping[str, object] | bool | None = None,
+        near_kernel: bool = False,
     ) -> Spec:
         """Validate the arguments users pass and return a Spec (raises TemplateError)."""
         if isinstance(unix_socket, os.PathLike):
@@ -261,6 +268,7 @@ class Spec:
             ssh=ssh_args,
             network=network,
             slurm=_slurm.options_argv(slurm),
+            near_kernel=near_kernel,
         )
 
     @property

@@ -20,6 +20,10 @@ transport          the backend listens on                               other lo
 ``host``           ``<host>:<port>`` on another machine                 (the cluster's
                                                                         network)
 ``ssh``            a Unix socket on another machine, forwarded by ssh   cannot connect
+``gate/<inner>``   as ``<inner>``, on a host that is not the Jupyter    cannot pass the
+                   server's (a kernel on a compute node, a Slurm job    gate (403)
+                   on another node); a gate on the host's address
+                   admits only requests with the session's secret
 =================  ===================================================  ==================
 
 Adding a transport is one class here (and its tests); :class:`~nbviz._process.Process` only
@@ -34,6 +38,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,6 +50,7 @@ from ._netinfo import (
     listener_pids,
     listens_elsewhere,
     pick_port,
+    pick_port_on,
     port_is_free,
     remote_endpoint,
     socket_in_use,
@@ -53,8 +59,9 @@ from ._netinfo import (
 )
 from ._spec import SECRET_ENV_VAR, Endpoint, Spec, find_program
 
-#: The private-network runner (standard library only, run by path).
+#: The private-network runner and the host gate (standard library only, run by path).
 NETNS_RUNNER = Path(__file__).with_name("_runtime") / "netns.py"
+HOSTGATE = Path(__file__).with_name("_runtime") / "hostgate.py"
 
 #: ``NBVIZ_PRIVATE_NETWORK=no`` turns private network namespaces off (apps on ``{port}`` then
 #: listen on the host's loopback, behind the session secret, as on machines without them).
@@ -101,6 +108,9 @@ class Plan:
     #: A Unix socket that hands out sockets of the backend's private network (``private``):
     #: the server extension connects them to ``inner_port`` itself, with no relay between.
     broker: str | None = None
+    #: The start's socket directory (``{socket_dir}``) when it is not the session's, on this
+    #: machine (``HostGate``): the kernel finds the backend's sockets there, and removes it.
+    socket_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -301,6 +311,68 @@ class Ssh(Transport):
         )
 
 
+class HostGate(Transport):
+    """A backend on a host that is not the Jupyter server's: it listens as ``inner`` has it
+    there (a Unix socket, or 127.0.0.1 in a private network), and a gate
+    (``_runtime/hostgate.py``) listens on ``address:<port>``, where the server connects. The gate
+    admits a connection only when its first request carries the session's secret (the server's
+    route adds it to every request); anyone else, on any host, gets 403. Used when the kernel
+    runs on a compute node while the server stays on the login node, and for a Slurm job on
+    another node. ``local``: the kernel runs on the gate's host (it can check ports there)."""
+
+    def __init__(self, inner: Transport, address: str, *, local: bool = True) -> None:
+        #: ``gate/unix``, ``gate/private``
+        self.name = f"gate/{inner.name}"
+        self.inner = inner
+        self.address = address
+        self.local = local
+        self.private = inner.private
+
+    def plan(self, spec: Spec, session: Session) -> Plan:
+        # The backend's sockets go to a directory on its own host (the session directory may be
+        # on a shared file system): the gate makes it, and removes it with the backend.
+        here = Path(tempfile.gettempdir()) / f"nbviz-{os.getuid()}" / f"{session.session_id}-gate"
+        inner = self.inner.plan(spec, dataclasses.replace(session, socket_dir=here))
+        pick = pick_port_on if self.local else _remote.pick_remote_port
+        port = pick(self.address)
+        endpoint = Endpoint(host=self.address, port=port, gate=session.secret)
+        values = {**inner.values, "socket_dir": str(here)}
+        return Plan(
+            endpoint,
+            values,
+            stdin=inner.stdin,
+            socket_dir=here if self.local else None,
+            extra={"inner": inner, "dir": str(here)},
+        )
+
+    def launch_argv(self, command: list[str], spec: Spec, plan: Plan) -> list[str]:
+        inner: Plan = plan.extra["inner"]
+        if inner.endpoint.unix_socket is not None:
+            target = ["--socket", inner.endpoint.unix_socket]
+        else:  # an app on the host's 127.0.0.1 (where private networks are off)
+            target = ["--port", str(inner.endpoint.port)]
+        where = f"{self.address}:{plan.endpoint.port}"
+        gate = [sys.executable, "-S", str(HOSTGATE), "--listen", where, *target]
+        gate += ["--dir", plan.extra["dir"], "--"]
+        return [*gate, *self.inner.launch_argv(command, spec, inner)]
+
+    def shown_argv(self, argv: list[str]) -> list[str]:
+        return self.inner.shown_argv(argv[argv.index("--") + 1 :])
+
+    @property
+    def local_cwd(self) -> bool:
+        return self.inner.local_cwd
+
+    def owns(self, pid: int, plan: Plan) -> set[str] | None:
+        if not self.local:
+            return None
+        assert plan.endpoint.port is not None
+        return tree_listen_addresses(pid, plan.endpoint.port)
+
+    def advice(self, pid: int, plan: Plan) -> str:
+        return self.inner.advice(pid, plan.extra["inner"])
+
+
 class SlurmStep(Transport):
     """A step of a Slurm allocation (``srun --jobid``) on the allocation's first node, reached
     through ``inner``: the transport the backend would get on that node (``unix``/``private``
@@ -343,21 +415,40 @@ class SlurmStep(Transport):
 
 
 # ---------------------------------------------------------------------- the choice
-def on_node(spec: Spec, allocation: _slurm.Allocation, *, private_route: bool) -> Transport:
-    """The transport for one start of ``spec`` as a step of a Slurm ``allocation``."""
+def on_node(
+    spec: Spec, allocation: _slurm.Allocation, *, private_route: bool, away: str | None = None
+) -> Transport:
+    """The transport for one start of ``spec`` as a step of a Slurm ``allocation``: on this
+    machine's node, what :func:`choose` gives; on another node, a host gate there (through
+    nbviz's route), or else the node's ``host:port`` behind the session secret."""
     if allocation.local or spec.ssh or spec.host is not None:
-        return SlurmStep(choose(spec, private_route=private_route), allocation)
+        return SlurmStep(choose(spec, private_route=private_route, away=away), allocation)
+    if spec.near_kernel:
+        raise NbvizError(
+            f"nbviz: the Slurm job {allocation.job_id} runs on {allocation.node}, another host "
+            f"than this kernel, and {spec.name} works with the kernel through files and sockets "
+            "on its own host: ask for a partition of the kernel's host, or run the kernel itself "
+            "on the compute node (docs/slurm.md)"
+        )
+    if private_route:
+        inner = choose(spec, private_route=True)
+        return SlurmStep(HostGate(inner, allocation.address, local=False), allocation)
     if spec.uses_unix_socket:
         raise NbvizError(
             f"nbviz: the Slurm job {allocation.job_id} runs on {allocation.node}, another host, "
-            f"and {spec.name} listens on a Unix socket, which does not reach across hosts; run "
-            "the kernel on that node's side, or use a backend on {port}"
+            f"and {spec.name} listens on a Unix socket, which only nbviz's route reaches across "
+            "hosts (through a host gate on the node): use route='auto' or 'nbviz' on a server "
+            "with nbviz's extension, or a backend on {port}"
         )
     return SlurmStep(RemoteHost(), allocation)
 
 
-def choose(spec: Spec, *, private_route: bool) -> Transport:
+def choose(spec: Spec, *, private_route: bool, away: str | None = None) -> Transport:
     """The transport for one start of ``spec``.
+
+    ``away``: this kernel runs on another host than the Jupyter server, which reaches this
+    host at ``away`` (see :func:`nbviz._server.kernel_elsewhere`): the backend gets a host gate
+    there, in front of the transport it would get on the server's host.
 
     ``private_route``: the browser reaches the backend through nbviz's route, which connects to
     Unix sockets; a ``{port}`` app then runs in a private network namespace where this machine
@@ -369,6 +460,15 @@ def choose(spec: Spec, *, private_route: bool) -> Transport:
         return Ssh()
     if spec.host is not None:
         return RemoteHost()
+    if away is not None:
+        if not private_route:
+            raise NbvizError(
+                f"nbviz: this kernel runs on another host ({away}) than the Jupyter server, "
+                "which reaches a backend here only through nbviz's route: enable nbviz's server "
+                "extension there (jupyter server extension enable nbviz) and use route='auto' or "
+                "'nbviz'"
+            )
+        return HostGate(choose(spec, private_route=True), away)
     if spec.uses_unix_socket:
         return UnixSocket()
     if spec.network == "host":

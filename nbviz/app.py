@@ -189,6 +189,8 @@ class WebApp(Frame):
             private_route=route in ("auto", "nbviz")
             and self._nbviz_route
             and self._server is not None,
+            # a kernel on a compute node, its server on the login node: a host gate per backend
+            away=_server.away_address(self._server),
         )
         if start:
             self.start()

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from . import __version__, _dashboard, _paths, _registry, _server, _slurm, _transport
+from . import __version__, _dashboard, _paths, _registry, _remote, _server, _slurm, _transport
 from ._errors import NbvizError
 from ._process import Process
 from ._routes import NO_ROUTE_HINT, route_for
@@ -141,7 +141,7 @@ def check_routes(servers: list[_server.ServerInfo]) -> int:
         failures += status != 200
         _line(OK if status == 200 else NO, f"direct {endpoint.http_url}: HTTP {status}")
         for server in servers:
-            if not server.url:
+            if not server.url or server.elsewhere:
                 _line(INFO, f"{server.describe()}: not reachable from here, skipped")
                 continue
             origin = (
@@ -193,6 +193,34 @@ def check_routes(servers: list[_server.ServerInfo]) -> int:
         for process in processes:
             process.stop()
     return failures
+
+
+def check_away(server: _server.ServerInfo) -> None:
+    """A kernel here runs on another host than its Jupyter server (a compute node): how its
+    backends are reached, and whether the server's allow-list lets its route do so."""
+    try:
+        address = _server.away_address(server)
+    except NbvizError as exc:
+        _line(NO, exc.message.removeprefix("nbviz: "))
+        return
+    _line(
+        INFO,
+        "a kernel here runs on another host than the Jupyter server: each backend it starts "
+        f"gets a host gate on {address} (the server's route connects there; only its "
+        "requests, which carry the session's secret, pass)",
+    )
+    allowlist = _registry.server_info(server.pid).get("host_allowlist")
+    if allowlist == "callable":
+        _line(INFO, f"the server's allow-list is a function: it decides on {address}")
+    elif isinstance(allowlist, list) and _remote.host_allowed(str(address), allowlist):
+        _line(OK, f"{address} is in the server's allow-list (c.NbvizRoute.host_allowlist)")
+    else:
+        _line(
+            NO,
+            f"{address} is not in the server's allow-list: add it, or a pattern for the "
+            "compute nodes, to c.NbvizRoute.host_allowlist in the server's "
+            "jupyter_server_config.py (see docs/slurm.md)",
+        )
 
 
 def check_private_network() -> None:
@@ -295,16 +323,9 @@ def doctor(args: argparse.Namespace) -> int:
         _line(
             INFO, "not inside a Jupyter kernel or terminal: kernels use the server that starts them"
         )
-    servers = [
-        _server.ServerInfo(
-            base_url=_server.normalize_base_url(str(info.get("base_url") or "/")),
-            source="jupyter-server",
-            url=str(info.get("url") or ""),
-            token=str(info.get("token") or ""),
-            pid=info.get("pid") if isinstance(info.get("pid"), int) else None,  # type: ignore[arg-type]
-        )
-        for info in _server.running_servers()
-    ]
+    if found is not None and found.elsewhere:
+        check_away(found)
+    servers = [_server.server_from(info) for info in _server.running_servers()]
     if not servers:
         _line(
             INFO,

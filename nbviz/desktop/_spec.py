@@ -164,6 +164,7 @@ def desktop_spec(
             *command[at + 1 :],
         ],
         slurm=slurm,
+        near_kernel=True,  # its state file, and X tools on its display (launch(), screenshot)
     )
 
 

@@ -70,6 +70,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
             "version": __version__,
             "base_url": base,
             "host_allowlist": route_config.describe_allowlist(),
+            "machine": _registry.this_machine(),
+            "addresses": _registry.this_host_addresses(),
         },
     )
     ioloop.PeriodicCallback(pool.sweep, SWEEP_SECONDS * 1000).start()

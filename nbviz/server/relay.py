@@ -165,6 +165,12 @@ class RouteHandler(ProxyHandler):
             kept = strip_jupyter_cookies(cookie, self.cookie_name)
             if kept:
                 headers["Cookie"] = kept
+        # The secret for a backend's host gate: only the server may show it (the browser's is
+        # dropped).
+        headers.pop(_registry.GATE_HEADER, None)
+        entry = self.entry
+        if entry is not None and entry.gate:
+            headers[_registry.GATE_HEADER] = entry.gate
         return headers
 
     def get_client_uri(self, protocol: str, host: str, port: int, proxied_path: str) -> str:
