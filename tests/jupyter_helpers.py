@@ -203,6 +203,17 @@ class JupyterServer:
         self.stop()
 
 
+def assert_route_answers(server: JupyterServer, url: str) -> None:
+    """The backend's page answers through the route (trame and the desktops redirect to
+    their client page first, within the route)."""
+    status, body, headers = server.get(url)
+    if status == 302:
+        location = headers.get("Location") or headers.get("location", "")
+        assert location.startswith((url, "./", "index.html")) or "/" not in location, headers
+        status, body, _ = server.get(url + location.removeprefix(url).removeprefix("./"))
+    assert status == 200, (status, body[:300])
+
+
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -232,9 +243,9 @@ def pid_running(pid: int) -> bool:
 class Kernel:
     """A kernel started by the Jupyter server (as the notebook UI would), driven over ZMQ."""
 
-    def __init__(self, server: JupyterServer) -> None:
+    def __init__(self, server: JupyterServer, name: str = "python3") -> None:
         self.server = server
-        status, body, _ = server.post("api/kernels", {"name": "python3"})
+        status, body, _ = server.post("api/kernels", {"name": name})
         assert status == 201, body
         self.id = json.loads(body)["id"]
         connection = Path(server.root / "runtime" / f"kernel-{self.id}.json")

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jupyter_helpers import JupyterServer
 from netns_helpers import Node
 
 #: Programs the cluster needs, and the Debian packages that have them.
@@ -279,3 +280,34 @@ def slurm_cluster(partition: str = "debug", second: Node | None = None) -> Itera
         for proc in reversed(procs):
             _end(proc)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def jupyter_for(
+    cluster: Cluster, config: str = "", env: dict[str, str] | None = None
+) -> Iterator[JupyterServer]:
+    """A Jupyter server whose kernels find ``cluster`` (with ``env`` added to its environment),
+    in a world-traversable directory (not pytest's 0700 temp dirs: the privacy probe runs as
+    another user)."""
+    root = Path(tempfile.mkdtemp(prefix="nbviz-slurm-jupyter-", dir="/tmp"))
+    root.chmod(0o755)
+    (root / "config").mkdir()
+    (root / "config" / "jupyter_server_config.py").write_text(config)
+    added = {**cluster.env, **(env or {})}  # the server and its kernels find the cluster
+    saved = {key: os.environ.get(key) for key in added}
+    try:
+        os.environ.update(added)
+        try:
+            started = JupyterServer(root=root).start()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        try:
+            yield started
+        finally:
+            started.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

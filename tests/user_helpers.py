@@ -115,7 +115,7 @@ for kind, where in json.loads(sys.argv[1]):
                            env={"XAUTHORITY": "/nonexistent"})
         results.append("connected" if x.returncode == 0 else "refused by X")
         continue
-    if kind in ("tcp", "http"):  # http: connect, then send a request and see what answers
+    if kind in ("tcp", "http", "status"):  # http, status: send a request, see what answers
         host, _, port = where.rpartition(":")
         host = host.strip("[]")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -133,9 +133,13 @@ for kind, where in json.loads(sys.argv[1]):
         s.close()
         continue
     try:
-        if kind == "http":
+        if kind in ("http", "status"):
             s.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            results.append("http" if s.recv(64).startswith(b"HTTP/") else "no http")
+            line = s.recv(64).split(b"\r\n")[0].decode("latin-1")
+            if not line.startswith("HTTP/"):
+                results.append("no http")
+            else:
+                results.append("http" if kind == "http" else line.split(" ")[1])
         else:
             results.append("connected")
     except OSError:
@@ -198,6 +202,12 @@ def targets_of(found: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
 def http_probe_as(user: str, addresses: list[str]) -> list[str]:
     """As ``user``, send an HTTP request to each TCP address: ``"http"`` when one answers."""
     return probe_as(user, [("http", address) for address in addresses])
+
+
+def http_status_as(user: str, addresses: list[str]) -> list[str]:
+    """As ``user``, send ``GET /`` to each TCP address: the status code that answers (or
+    ``"no http"``, or the connection's error)."""
+    return probe_as(user, [("status", address) for address in addresses])
 
 
 def listeners_by_program(pid: int, session: str) -> dict[str, list[tuple[str, str, str]]]:

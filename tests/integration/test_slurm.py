@@ -8,22 +8,21 @@ object ``crashed`` with Slurm's reason; a job that waits in the queue says so.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from jupyter_helpers import BACKEND, JupyterServer, Kernel, wait_until
+from jupyter_helpers import BACKEND, JupyterServer, Kernel, assert_route_answers, wait_until
 from netns_helpers import Node, NoNamespace, network_namespace
 from paraview_data import heat_series
-from slurm_helpers import SECOND_NODE_NAME, Cluster, NoCluster, slurm_cluster
+from slurm_helpers import SECOND_NODE_NAME, Cluster, NoCluster, jupyter_for, slurm_cluster
 from user_helpers import (
     http_probe_as,
     listeners_by_program,
@@ -41,27 +40,6 @@ JOB_GONE = 15.0
 @pytest.fixture(scope="module")
 def cluster(slurm: Cluster) -> Cluster:
     return slurm
-
-
-@contextlib.contextmanager
-def jupyter_for(cluster: Cluster, config: str = "") -> Iterator[JupyterServer]:
-    """A Jupyter server whose kernels find ``cluster``, in a world-traversable directory (not
-    pytest's 0700 temp dirs: the privacy probe runs as another user)."""
-    root = Path(tempfile.mkdtemp(prefix="nbviz-slurm-jupyter-", dir="/tmp"))
-    root.chmod(0o755)
-    (root / "config").mkdir()
-    (root / "config" / "jupyter_server_config.py").write_text(config)
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in cluster.env.items():
-                patch.setenv(key, value)  # the Jupyter server and its kernels find the cluster
-            started = JupyterServer(root=root).start()
-        try:
-            yield started
-        finally:
-            started.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -94,17 +72,6 @@ def info(kernel: Kernel, name: str = "app") -> dict:
         " 'session': o._process.session_id}))"
     )
     return dict(json.loads(out.strip().splitlines()[-1]))
-
-
-def assert_route_answers(server: JupyterServer, url: str) -> None:
-    """The backend's page answers through the route (trame and the desktops redirect to
-    their client page first, within the route)."""
-    status, body, headers = server.get(url)
-    if status == 302:
-        location = headers.get("Location") or headers.get("location", "")
-        assert location.startswith((url, "./", "index.html")) or "/" not in location, headers
-        status, body, _ = server.get(url + location.removeprefix(url).removeprefix("./"))
-    assert status == 200, (status, body[:300])
 
 
 WEBAPP = (
@@ -377,47 +344,75 @@ def two_nodes() -> Iterator[tuple[Cluster, Node]]:
 @pytest.fixture(scope="module")
 def two_node_server(two_nodes: tuple[Cluster, Node]) -> Iterator[JupyterServer]:
     cluster, node = two_nodes
-    with jupyter_for(cluster, f"c.NbvizRoute.host_allowlist = [{node.ip!r}]\n") as started:
+    allow = "".join(
+        f"c.{route}.host_allowlist = [{node.ip!r}]\n" for route in ("NbvizRoute", "ServerProxy")
+    )
+    with jupyter_for(cluster, allow) as started:
         yield started
 
 
 def test_a_job_on_another_node_is_reached_across_hosts(
     two_nodes: tuple[Cluster, Node], two_node_server: JupyterServer
 ) -> None:
+    """On another node, a host gate stands in front of the backend: the route passes it (the
+    server shows it the session's secret), nobody else on the network does."""
     cluster, node = two_nodes
     kernel = Kernel(two_node_server)
+    remote = {"partition": "remote", "time": "10"}
     try:
         kernel.run(f"import json, sys\nfrom nbviz import WebApp\nBACKEND = {str(BACKEND)!r}")
         baseline = node.pids()
         kernel.run(
             "objects = {}\n"
-            "objects['app'] = WebApp([sys.executable, BACKEND, '--host', '0.0.0.0', '--port',"
-            " '{port}', '--heading', 'on the second node', '--require-secret', 'key'],"
-            " secret_param='key', slurm={'partition': 'remote', 'time': '10'}, timeout=60)\n"
+            "objects['app'] = WebApp([sys.executable, BACKEND, '--port', '{port}', '--heading',"
+            " 'on the second node', '--require-secret', 'key'], secret_param='key',"
+            f" slurm={remote!r}, timeout=60)\n"
             "objects['app'].wait_ready(90)\n",
             timeout=120,
         )
         state = info(kernel)
-        assert state["transport"] == "slurm/host", state
+        assert state["transport"] == "slurm/gate/private", state
         assert state["job"]["node"] == SECOND_NODE_NAME and state["job"]["address"] == node.ip
-        host, _port = state["endpoint"]
+        host, port = state["endpoint"]
         assert host == node.ip, state
         # the backend runs on the node (in its network), started there by its slurmd
         assert node.pids() - baseline, "nothing runs on the second node"
         # through Jupyter's route, across the "hosts"; the page holds the session secret
         status, body, _ = two_node_server.get(state["url"] + state["path"].lstrip("/"))
         assert status == 200 and b"on the second node" in body, (status, body[:300])
-        # anyone on the cluster network reaches node:port; without the secret the app says no
-        assert two_node_server.get(state["url"])[0] == 403
+        assert two_node_server.get(state["url"])[0] == 403  # the app's own check, behind the gate
+        # anyone on the cluster network reaches the node's port: the gate, which says no
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://{host}:{port}/", timeout=10)
+        assert refused.value.code == 403 and b"gate" in refused.value.read()
         kernel.run("objects['app'].stop()", timeout=60)
         assert cluster.wait_no_jobs(timeout=JOB_GONE) == []
         wait_until(lambda: node.pids() == baseline, timeout=JOB_GONE, what="node2 to be empty")
 
-        # a backend on a Unix socket cannot be reached from another host: a clear error, and
-        # its job is cancelled
-        start_webapp(kernel, "unix", slurm={"partition": "remote", "time": "10"})
-        wait_until(lambda: info(kernel)["status"] == "crashed", timeout=30, what="crashed")
-        assert "does not reach across hosts" in info(kernel)["error"]
+        # a backend on a Unix socket there: behind the gate too
+        start_webapp(kernel, "unix", slurm=remote)
+        kernel.run("objects['app'].wait_ready(90)", timeout=120)
+        state = info(kernel)
+        assert state["transport"] == "slurm/gate/unix", state
+        assert_route_answers(two_node_server, state["url"])
+        kernel.run("objects['app'].stop()", timeout=60)
+        assert cluster.wait_no_jobs(timeout=JOB_GONE) == []
+
+        # without nbviz's route (jupyter-server-proxy's by port: it cannot show a gate the
+        # secret): the node's host:port, where the app itself checks the secret
+        kernel.run(
+            "objects['app'] = WebApp([sys.executable, BACKEND, '--host', '0.0.0.0', '--port',"
+            " '{port}', '--heading', 'by port', '--require-secret', 'key'], secret_param='key',"
+            f" route='proxy', slurm={remote!r}, timeout=60)\n"
+            "objects['app'].wait_ready(90)\n",
+            timeout=120,
+        )
+        state = info(kernel)
+        assert state["transport"] == "slurm/host", state
+        assert state["url"].endswith(f"proxy/{node.ip}:{state['endpoint'][1]}/"), state
+        status, body, _ = two_node_server.get(state["url"] + state["path"].lstrip("/"))
+        assert status == 200 and b"by port" in body, (status, body[:300])
+        kernel.run("objects['app'].stop()", timeout=60)
         assert cluster.wait_no_jobs(timeout=JOB_GONE) == []
     finally:
         kernel.close()

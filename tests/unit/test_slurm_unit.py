@@ -59,14 +59,27 @@ def test_the_node_decides_the_transport(monkeypatch: pytest.MonkeyPatch) -> None
     assert _transport.on_node(PORT_APP, HERE, private_route=True).name == "slurm/private"
     assert _transport.on_node(UNIX_APP, HERE, private_route=True).name == "slurm/unix"
     assert _transport.on_node(PORT_APP, HERE, private_route=False).name == "slurm/loopback"
-    # another host: its address and a port there; a Unix socket cannot cross
-    remote = _transport.on_node(PORT_APP, ELSEWHERE, private_route=True)
+    # another host, through nbviz's route: a host gate on the node's address, in front of the
+    # transport the backend would get here
+    gated = _transport.on_node(UNIX_APP, ELSEWHERE, private_route=True)
+    assert gated.name == "slurm/gate/unix" and gated.private
+    assert _transport.on_node(PORT_APP, ELSEWHERE, private_route=True).name == "slurm/gate/private"
+    plan = gated.plan(UNIX_APP, SESSION)
+    assert plan.endpoint.host == "10.1.0.7" and plan.endpoint.gate == SESSION.secret
+    assert plan.socket_dir is None  # the gate's directory is on the node, not here
+    assert plan.extra["slurm_job"] == "13"
+    # without nbviz's route: its address and a port there; a Unix socket cannot cross
+    remote = _transport.on_node(PORT_APP, ELSEWHERE, private_route=False)
     assert remote.name == "slurm/host" and not remote.private
     plan = remote.plan(PORT_APP, SESSION)
     assert plan.endpoint.host == "10.1.0.7" and plan.endpoint.port
-    assert plan.extra["slurm_job"] == "13"
-    with pytest.raises(NbvizError, match="does not reach across hosts"):
-        _transport.on_node(UNIX_APP, ELSEWHERE, private_route=True)
+    with pytest.raises(NbvizError, match="only nbviz's route reaches across hosts"):
+        _transport.on_node(UNIX_APP, ELSEWHERE, private_route=False)
+    # a backend the kernel works with through its own host's files: not on another node
+    near = Spec.build(["app", "{unix_socket}"], near_kernel=True)
+    with pytest.raises(NbvizError, match="another host than this kernel"):
+        _transport.on_node(near, ELSEWHERE, private_route=True)
+    assert _transport.on_node(near, HERE, private_route=True).name == "slurm/unix"
 
 
 def test_the_step_runs_in_the_allocation_and_ends_with_it() -> None:
