@@ -358,10 +358,12 @@ def session_targets(server: Any, processes: dict[str, Any]) -> dict[str, Target]
     out: dict[str, Target] = {}
     for name, proc in processes.items():
         endpoint = proc.endpoint
+        # a backend behind a host gate: "direct" is through the gate, showing it the secret
+        gate = {"X-Nbviz-Gate": endpoint.gate} if endpoint.gate else {}
         out[f"direct {name}"] = (
             Target(name, "", unix_socket=endpoint.unix_socket)
             if endpoint.unix_socket
-            else Target(name, "", port=endpoint.port, host=endpoint.host)
+            else Target(name, "", port=endpoint.port, host=endpoint.host, headers=gate)
         )
         out[f"nbviz {name}"] = Target(
             name, f"{base}/nbviz/{proc.session_id}", port=server.port, headers=auth

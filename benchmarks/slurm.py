@@ -9,11 +9,17 @@ runs with ``nbviz._process.Process``:
   start() -> ready, the placements taking turns:
     here     {port} in its private network namespace, as without slurm=
     slurm    the same as a Slurm job: salloc, then a srun step (slurm/private)
+    node 2   the same as a job on the second node, behind its host gate (slurm/gate/private)
   loads (1 KB req/s with 4 keep-alive clients; 10 MB bodies, MB/s), each backend directly and
   through nbviz's route in a real JupyterLab, routes taking turns each round:
     local Unix        here, on a Unix socket (the baseline of the ratios)
     job, this node    slurm/unix
-    job, node 2       slurm/host: <node 2 address>:<port>, in the server's allow-list
+    node 2, gate      slurm/gate/unix: the host gate on <node 2 address>:<port>, in front of the
+                      backend's Unix socket there ("direct" is through the gate, with the secret)
+    node 2, gate, port  slurm/gate/private: the same for a {port} app, in its private network
+                      there (the gate connects into it with a socket from its broker)
+    node 2, by port   slurm/host: the backend itself on <node 2 address>:<port> (what nbviz
+                      does without its route), in the server's allow-list
 
 Every number is a median over the rounds. The queue is empty: this is the cost of Slurm
 itself, not of waiting for a node. Never asserted in tests.
@@ -59,12 +65,16 @@ def cluster_with_second_node() -> Iterator[tuple[Cluster, Node | None]]:
         yield cluster, None
 
 
-def startups(rounds: int) -> dict[str, list[float]]:
+def startups(rounds: int, node: Node | None) -> dict[str, list[float]]:
     from nbviz._process import Process
     from nbviz._spec import Spec
 
     kinds: dict[str, Any] = {"here": None, "slurm": {"time": "5", "ntasks": 1}}
-    samples: dict[str, list[float]] = {"here": [], "slurm": [], "granted": [], "stop": []}
+    if node is not None:
+        kinds["node 2"] = {"time": "5", "ntasks": 1, "partition": "remote"}
+    samples: dict[str, list[float]] = {kind: [] for kind in kinds}
+    samples.update(granted=[], stop=[])
+    transports = {"slurm": "slurm/private", "node 2": "slurm/gate/private"}
     for round_ in range(rounds):
         for kind in list(kinds) if round_ % 2 == 0 else list(reversed(kinds)):
             spec = Spec.build(
@@ -77,8 +87,9 @@ def startups(rounds: int) -> dict[str, list[float]]:
             samples[kind].append(time.perf_counter() - started)
             stopping = time.perf_counter()
             process.stop()
+            if kind in transports:
+                assert process.transport.name == transports[kind], process.transport.name
             if kind == "slurm":
-                assert process.transport.name == "slurm/private", process.transport.name
                 assert process.started_at is not None
                 samples["granted"].append(process.started_at - wall)  # the step's launch
                 samples["stop"].append(time.perf_counter() - stopping)
@@ -105,7 +116,13 @@ def route_loads(
         ),
     }
     if node is not None:
-        specs["job, node 2"] = Spec.build(
+        specs["node 2, gate"] = Spec.build(
+            [*backend, "--unix-socket", "{unix_socket}"], slurm={"partition": "remote"}
+        )
+        specs["node 2, gate, port"] = Spec.build(
+            [*backend, "--port", "{port}"], slurm={"partition": "remote"}
+        )
+        specs["node 2, by port"] = Spec.build(
             [*backend, "--host", "0.0.0.0", "--port", "{port}"], slurm={"partition": "remote"}
         )
     processes: dict[str, Any] = {}
@@ -113,7 +130,9 @@ def route_loads(
         server.start()
         os.environ["NBVIZ_RUNTIME_DIR"] = str(root / "runtime" / "nbviz")
         for name, spec in specs.items():
-            processes[name] = Process(spec, private_route=True)
+            # without nbviz's route (jupyter-server-proxy's), a job on another node is reached
+            # by its port; the route reaches it that way too
+            processes[name] = Process(spec, private_route=name != "node 2, by port")
             processes[name].start()
         for process in processes.values():
             process.wait_ready(90)
@@ -137,7 +156,7 @@ def main() -> int:
         ):
             os.environ.update(cluster.env)
             os.environ["NBVIZ_RUNTIME_DIR"] = str(Path(tmp) / "nbviz")
-            start = startups(args.rounds)
+            start = startups(args.rounds, node)
             load = route_loads(cluster, node, Path(tmp) / "jupyter", args.load_rounds)
             left = [f"job {j['id']}" for j in cluster.jobs()]
     except NoCluster as exc:
@@ -157,12 +176,13 @@ def main() -> int:
         f"start() -> ready, test backend on {{port}}, {args.rounds} rounds:",
         line("here (private network namespace)", start["here"], ratio=True),
         line("slurm= (salloc + srun step)", start["slurm"], ratio=True),
+        *([line("slurm= on node 2 (+ host gate)", start["node 2"], ratio=True)] if node else []),
         line("  of which: until the step started", start["granted"]),
         line("stop() of the slurm= one", start["stop"]),
         "",
         f"loads, median of {args.load_rounds} rounds (ratio to the local Unix backend, "
         "direct to direct, route to route):",
-        f"  {'backend':18s} {'via':7s} {'1 KB req/s':>18s} {'10 MB body MB/s':>20s}",
+        f"  {'backend':20s} {'via':7s} {'1 KB req/s':>18s} {'10 MB body MB/s':>20s}",
     ]
     names = list(dict.fromkeys(key.split(" ", 1)[1] for key in load["req_1k"]))
     for via in ("direct", "nbviz"):
@@ -173,7 +193,7 @@ def main() -> int:
                 ref = statistics.median(load[metric][f"{via} local Unix"])
                 cells.append(f"{value:10,.0f} ({value / ref:.2f}x)")
             lines.append(
-                f"  {name:18s} {via.replace('nbviz', 'route'):7s} {cells[0]:>18s} {cells[1]:>20s}"
+                f"  {name:20s} {via.replace('nbviz', 'route'):7s} {cells[0]:>18s} {cells[1]:>20s}"
             )
     show(f"nbviz on Slurm, load {os.getloadavg()[0]:.1f}", lines, left=left)
     return 0

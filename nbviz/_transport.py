@@ -347,7 +347,9 @@ class HostGate(Transport):
 
     def launch_argv(self, command: list[str], spec: Spec, plan: Plan) -> list[str]:
         inner: Plan = plan.extra["inner"]
-        if inner.endpoint.unix_socket is not None:
+        if inner.broker is not None:  # straight into the app's private network
+            target = ["--broker", inner.broker, "--port", str(inner.inner_port)]
+        elif inner.endpoint.unix_socket is not None:
             target = ["--socket", inner.endpoint.unix_socket]
         else:  # an app on the host's 127.0.0.1 (where private networks are off)
             target = ["--port", str(inner.endpoint.port)]

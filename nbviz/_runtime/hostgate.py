@@ -1,6 +1,7 @@
-"""A gate on a host's network in front of a backend's Unix socket, for a Jupyter server elsewhere.
+"""A gate on a host's network in front of a backend, for a Jupyter server on another host.
 
-    python -S hostgate.py --listen ADDRESS:PORT (--socket PATH | --port N) [--dir DIR] -- COMMAND...
+    python -S hostgate.py --listen ADDRESS:PORT (--socket PATH | [--broker PATH] --port N)
+                          [--dir DIR] -- COMMAND...
 
 When the backend runs on another host than the Jupyter server (the kernel runs on a compute
 node, or a Slurm job landed on another node), the server's route cannot reach a Unix socket or
@@ -9,9 +10,11 @@ reaches) and admits a connection only when the first request on it carries the s
 secret (``NBVIZ_SECRET`` in the environment) in the ``X-Nbviz-Gate`` header: nbviz's server
 extension adds it to every request it relays, so the browser still passes Jupyter's auth first.
 The header is taken out of that request; the connection is then relayed, byte for byte, to the
-backend: its Unix socket ``PATH`` (which the gate's host alone can reach), or with ``--port``
-``127.0.0.1:N`` of the gate's host. Any other client, of any user, on any host, gets ``403`` and
-the connection closed, without reaching the backend.
+backend: its Unix socket ``PATH`` (which the gate's host alone can reach); with ``--port``,
+``127.0.0.1:N`` of the gate's host; with ``--broker`` and ``--port``, ``127.0.0.1:N`` in the
+app's private network namespace (a socket made there by its broker, see ``netns.py``). Any
+other client, of any user, on any host, gets ``403`` and the connection closed, without
+reaching the backend.
 
 With ``--dir DIR`` the gate first creates ``DIR`` (0700, in a 0700 parent of this user's) for
 the backend's sockets on this host, and removes it when the backend ends.
@@ -42,7 +45,12 @@ import threading
 import time
 from typing import NoReturn
 
-from .netns import PR_SET_PDEATHSIG, end_because, pump
+from .netns import PR_SET_PDEATHSIG, end_because, from_broker, pump
+
+#: Where the gate connects: a Unix socket's path, a port of 127.0.0.1, or (a private network's
+#: broker, a port there): a socket made in the namespace, connected to its 127.0.0.1 (the app
+#: directly, with no second relay between).
+Target = str | int | tuple[str, int]
 
 #: The request header that carries the session's secret (lower case, as compared).
 HEADER = b"x-nbviz-gate"
@@ -100,29 +108,39 @@ def admit(data: bytes, secret: bytes) -> bytes | None:
     return b"\r\n".join(kept) + separator + rest if admitted else None
 
 
-def connect_backend(target: str | int, hold: float = HOLD) -> socket.socket | None:
-    """A connection to the backend (a Unix socket's path, or a port of 127.0.0.1); while it does
-    not listen yet, tried again for up to ``hold`` seconds (a request that comes early is
-    answered as soon as it listens)."""
+def connect_once(target: Target) -> socket.socket:
+    """A connection to the backend at ``target`` (OSError when it does not listen)."""
+    address: tuple[str, int] | str
+    if isinstance(target, tuple):
+        sock, address = from_broker(target[0]), ("127.0.0.1", target[1])
+    elif isinstance(target, int):
+        sock, address = socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("127.0.0.1", target)
+    else:
+        sock, address = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), target
+    try:
+        sock.connect(address)
+    except OSError:
+        sock.close()
+        raise
+    if sock.family == socket.AF_INET:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def connect_backend(target: Target, hold: float = HOLD) -> socket.socket | None:
+    """A connection to the backend; while it does not listen yet, tried again for up to
+    ``hold`` seconds (a request that comes early is answered as soon as it listens)."""
     deadline = time.monotonic() + hold
     while True:
-        address: tuple[str, int] | str = (
-            ("127.0.0.1", target) if isinstance(target, int) else target
-        )
-        family = socket.AF_INET if isinstance(target, int) else socket.AF_UNIX
-        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.connect(address)
+            return connect_once(target)
         except OSError:
-            sock.close()
             if time.monotonic() >= deadline:
                 return None
             time.sleep(RETRY)
-            continue
-        return sock
 
 
-def relay(client: socket.socket, target: str | int, secret: bytes) -> None:
+def relay(client: socket.socket, target: Target, secret: bytes) -> None:
     """One connection: admitted (then relayed to the backend) or refused."""
     with client:
         data = read_head(client)
@@ -153,7 +171,7 @@ def relay(client: socket.socket, target: str | int, secret: bytes) -> None:
             upstream.join()
 
 
-def serve(listener: socket.socket, target: str | int, secret: bytes) -> None:
+def serve(listener: socket.socket, target: Target, secret: bytes) -> None:
     while True:
         try:
             client, _ = listener.accept()
@@ -194,8 +212,8 @@ def listen_tcp(address: str, port: int) -> socket.socket:
 
 
 USAGE = (
-    "usage: hostgate.py --listen ADDRESS:PORT (--socket PATH | --port N) [--dir DIR] -- "
-    "PROGRAM ARGS..."
+    "usage: hostgate.py --listen ADDRESS:PORT (--socket PATH | [--broker PATH] --port N) "
+    "[--dir DIR] -- PROGRAM ARGS..."
 )
 
 
@@ -205,7 +223,7 @@ def parse(argv: list[str]) -> dict[str, str | list[str]]:
     rest = list(argv)
     while rest and rest[0] != "--":
         name = rest.pop(0)
-        if name in ("--listen", "--socket", "--port", "--dir") and rest:
+        if name in ("--listen", "--socket", "--port", "--broker", "--dir") and rest:
             options[name[2:]] = rest.pop(0)
         else:
             sys.exit(f"nbviz: hostgate.py: unknown argument {name!r}\n{USAGE}")
@@ -219,11 +237,12 @@ def main() -> None:
     path, port = options.get("socket"), options.get("port")
     if not (isinstance(command, list) and command and isinstance(where, str)):
         sys.exit(USAGE)
-    target: str | int
+    target: Target
+    broker = options.get("broker")
     if isinstance(path, str):
         target = path
     elif isinstance(port, str) and port.isdigit():
-        target = int(port)
+        target = (broker, int(port)) if isinstance(broker, str) else int(port)
     else:
         sys.exit(USAGE)
     secret = os.environ.get("NBVIZ_SECRET", "").encode()
@@ -245,7 +264,7 @@ def main() -> None:
 
 
 def relay_forever(
-    listener: socket.socket, target: str | int, secret: bytes, app: int, directory: str
+    listener: socket.socket, target: Target, secret: bytes, app: int, directory: str
 ) -> NoReturn:
     """The gate's process: serve the port as long as the app lives, then remove ``directory``."""
 

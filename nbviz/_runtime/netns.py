@@ -44,8 +44,9 @@ from typing import NoReturn
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-#: Bytes moved per splice (or recv) call.
+#: Bytes moved per splice (or recv) call, and the pipe's size between the two splices.
 CHUNK = 256 * 1024
+F_SETPIPE_SZ = 1031
 #: Seconds a connection waits for an app that does not listen yet (below the kernel's 2 s
 #: probe timeout), and between two tries meanwhile.
 HOLD, RETRY = 1.0, 0.005
@@ -125,6 +126,7 @@ def pump_splice(source: socket.socket, sink: socket.socket) -> None:
     """Kernel to kernel, through a pipe: the bytes never enter this process."""
     read_end, write_end = os.pipe()
     try:
+        fcntl.fcntl(write_end, F_SETPIPE_SZ, CHUNK)
         while True:
             moved = os.splice(source.fileno(), write_end, CHUNK)
             if moved == 0:
@@ -188,6 +190,19 @@ def hand_out(broker: socket.socket) -> None:
                     socket.send_fds(client, [b"s"], [fresh.fileno()])
             except OSError:
                 continue
+
+
+def from_broker(broker: str, timeout: float = 2.0) -> socket.socket:
+    """A new, unconnected TCP socket (IPv4) of the namespace, from its broker (the client's end
+    of :func:`hand_out`). Raises OSError when the broker is not there (yet) or hands out none."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(timeout)
+        client.connect(broker)
+        client.sendall(b"4")
+        _data, fds, _flags, _address = socket.recv_fds(client, 1, 1)
+    if not fds:
+        raise OSError(f"nbviz: {broker} handed out no socket")
+    return socket.socket(fileno=fds[0])
 
 
 def listen(path: str) -> socket.socket:

@@ -116,8 +116,15 @@ def test_the_gate_ends_with_its_backend_and_removes_its_directory(
     proc.terminate()  # the backend (the gate became it); the relay ends with it
     proc.wait(10)
     wait_until(lambda: not directory.exists(), timeout=10, what="the gate's directory to go")
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        except OSError:
+            return True
+        return False
+
+    wait_until(refused, timeout=10, what="the gate's port to close")
 
 
 def test_a_port_in_use_and_a_target_on_tcp(tmp_path: Path) -> None:
