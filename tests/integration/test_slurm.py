@@ -398,6 +398,16 @@ def test_a_job_on_another_node_is_reached_across_hosts(
         kernel.run("objects['app'].stop()", timeout=60)
         assert cluster.wait_no_jobs(timeout=JOB_GONE) == []
 
+        # a desktop works with its kernel through its own host's files (X tools, its state):
+        # not on another node; a clear error, and its job is cancelled
+        kernel.run(
+            "from nbviz import RemoteDesktop\n"
+            f"objects['desk'] = RemoteDesktop('xpra', slurm={remote!r})"
+        )
+        wait_until(lambda: info(kernel, "desk")["status"] == "crashed", timeout=30, what="crashed")
+        assert "another host than this kernel" in info(kernel, "desk")["error"]
+        assert cluster.wait_no_jobs(timeout=JOB_GONE) == []
+
         # without nbviz's route (jupyter-server-proxy's by port: it cannot show a gate the
         # secret): the node's host:port, where the app itself checks the secret
         kernel.run(
