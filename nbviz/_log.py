@@ -95,3 +95,20 @@ class BackendLog:
             with os.fdopen(fd, "wb") as older:
                 older.write(kept[start:])
             self._dropped = True
+
+
+#: The line a program nbviz runs (a launcher, a runner) prints last to say why it ends, e.g.
+#: ``nbviz-exit: nbviz: Xvfb exited (signal SIGKILL); the desktop is gone, ...``: the lifecycle
+#: makes its text the first line of the error, which the frame shows. (Files run by path cannot
+#: import nbviz: they print the prefix as it is.)
+EXIT_REASON = "nbviz-exit: "
+
+
+def exit_reason(log: str) -> str | None:
+    """The reason the backend's own supervisor gave for its end: the text of its last
+    :data:`EXIT_REASON` line (anywhere in a line: a launcher may prefix its lines), or None."""
+    for line in reversed(log.splitlines()):
+        _before, found, reason = line.partition(EXIT_REASON)
+        if found and reason.strip():
+            return reason.strip()
+    return None

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
-from . import _orphans, _paths, _registry, _slurm, _transport
+from . import _orphans, _paths, _slurm, _transport
 from ._errors import (
     ArgumentTypeError,
     BackendExitedError,
@@ -31,9 +31,10 @@ from ._errors import (
     TemplateError,
 )
 from ._http import http_answers
-from ._log import LOG_CHECK_INTERVAL, LOG_TAIL_LINES, BackendLog, tail
+from ._log import LOG_CHECK_INTERVAL, LOG_TAIL_LINES, BackendLog, exit_reason, tail
 from ._runtime import supervise
-from ._spec import SECRET_ENV_VAR, Endpoint, Spec, render_command
+from ._spawn import clean_env, spawn
+from ._spec import Endpoint, Spec, render_command
 from ._transport import Plan
 from ._tree import (
     SESSION_ENV_VAR,
@@ -44,21 +45,6 @@ from ._tree import (
 )
 
 Status = Literal["starting", "ready", "crashed", "stopped"]
-
-#: Environment variables that carry Jupyter/JupyterHub credentials: never handed to backends.
-SECRET_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTER_TOKEN", "JUPYTER_PASSWORD")
-
-#: The line a program nbviz runs (a launcher, a runner) prints last to say why it ends, e.g.
-#: ``nbviz-exit: nbviz: Xvfb exited (signal SIGKILL); the desktop is gone, ...``: the lifecycle
-#: makes its text the first line of the error, which the frame shows. (Files run by path cannot
-#: import nbviz: they print the prefix as it is.)
-EXIT_REASON = "nbviz-exit: "
-
-
-def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in SECRET_ENV}
-    env.update(extra)
-    return env
 
 
 class Process:
@@ -292,61 +278,19 @@ class Process:
     def _launch(
         self, session_dir: Path, argv: list[str], transport: _transport.Transport, plan: Plan
     ) -> None:
-        """Start ``argv`` here: the backend, a wrapper around it, or an ssh that runs it
-        elsewhere (``plan.stdin`` then goes to its stdin, which stays open)."""
-        spec = self.spec
-        endpoint, stdin = plan.endpoint, plan.stdin
-        cwd = spec.cwd if transport.local_cwd else None  # over ssh, cwd is a directory there
-        if cwd is not None and not os.path.isdir(cwd):
-            what = "is a file, not a directory" if os.path.exists(cwd) else "does not exist"
-            raise NbvizError(f"nbviz: working directory {cwd} {what}")
-        log_fd = self._log.writer()
-        try:
-            self._proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                stdout=log_fd,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env=clean_env(
-                    {**spec.env, SECRET_ENV_VAR: self.secret, SESSION_ENV_VAR: self.session_id}
-                ),
-                start_new_session=True,  # its own process group: stop() reaches its children
-                close_fds=True,
-            )
-        except OSError as exc:
-            raise NbvizError(f"nbviz: could not start {argv[0]}: {exc.strerror or exc}") from None
-        finally:
-            os.close(log_fd)
-        if stdin is not None and self._proc.stdin is not None:
-            with contextlib.suppress(OSError):  # ssh already exited: its log says why
-                self._proc.stdin.write(stdin)
-                self._proc.stdin.flush()
-        _orphans.guard(
-            self._proc.pid,
-            [str(session_dir), *self._extra_paths],
-            session=self.session_id,
-            end=transport.end_commands(plan),
+        """Start ``argv`` here (see :func:`nbviz._spawn.spawn`)."""
+        self._proc = spawn(
+            argv,
+            spec=self.spec,
+            transport=transport,
+            plan=plan,
+            session_dir=session_dir,
+            session_id=self.session_id,
+            secret=self.secret,
+            log=self._log,
+            paths=self._extra_paths,
         )
-        _registry.write_entry(
-            session_dir,
-            _registry.Entry(
-                session_id=self.session_id,
-                unix_socket=endpoint.unix_socket,
-                port=endpoint.port if plan.inner_port is None else plan.inner_port,
-                host=endpoint.host,
-                pid=self._proc.pid,
-                owner_pid=os.getpid(),
-                options=dict(spec.route_options),
-                secret_param=spec.secret_param,
-                secret=self.secret if spec.secret_param else None,
-                transport=transport.name,
-                broker=plan.broker,
-                machine=_registry.this_machine(),
-                gate=endpoint.gate,
-            ),
-        )
-        self.endpoint = endpoint
+        self.endpoint = plan.endpoint
         self.started_at = time.time()
 
     def _run(self, proc: subprocess.Popen[bytes], future: concurrent.futures.Future[None]) -> None:
@@ -578,16 +522,6 @@ def failed(error: BaseException) -> concurrent.futures.Future[None]:
     future.set_exception(error)
     future.exception()
     return future
-
-
-def exit_reason(log: str) -> str | None:
-    """The reason the backend's own supervisor gave for its end: the text of its last
-    :data:`EXIT_REASON` line (anywhere in a line: a launcher may prefix its lines), or None."""
-    for line in reversed(log.splitlines()):
-        _before, found, reason = line.partition(EXIT_REASON)
-        if found and reason.strip():
-            return reason.strip()
-    return None
 
 
 #: An exit status as people say it (``code 1``, ``signal SIGKILL``): the runtime's one function.

@@ -5,7 +5,7 @@ A launcher (the desktop's, NEST Desktop's) starts the pieces of a session as chi
 
 - **essential** children: when one ends, the session is over. :meth:`Supervisor.watch` returns
   1 after printing the agreed last line, ``nbviz-exit: nbviz: <name> exited (<how>); <what
-  then>``, which the kernel's lifecycle (``nbviz._process.EXIT_REASON``) makes the first line
+  then>``, which the kernel's lifecycle (``nbviz._log.EXIT_REASON``) makes the first line
   of the error the user sees;
 - the others: their end is logged, and a child given ``restarts=N`` and a ``restart`` callback
   is started again (up to N times) by calling it.

@@ -35,7 +35,7 @@ from nbviz.serverext import netns_socket
 pytestmark = pytest.mark.jupyter
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
-NETNS = Path(_transport.__file__).with_name("_runtime") / "netns.py"
+NETNS = _transport.NETNS_RUNNER
 
 START_ALL = """
 import json, os, sys

@@ -157,6 +157,30 @@ def test_kernel_killed_cancels_the_job(
         server.delete(f"api/kernels/{kernel.id}")
 
 
+def test_closing_the_widget_and_the_kernels_shutdown_end_the_job(
+    server: JupyterServer, cluster: Cluster
+) -> None:
+    kernel = Kernel(server)
+    try:
+        kernel.run(f"import sys, json\nfrom nbviz import WebApp\nBACKEND = {str(BACKEND)!r}")
+        start_webapp(kernel, "unix", name="closed")
+        start_webapp(kernel, "unix", name="kept")
+        kernel.run("[o.wait_ready(90) for o in objects.values()]", timeout=200)
+        closed, kept = info(kernel, "closed"), info(kernel, "kept")
+        assert cluster.jobs(name=f"nbviz-{closed['session']}")
+        kernel.run("objects['closed'].close()")  # the widget closed (as a deleted cell's)
+        wait_until(
+            lambda: not cluster.jobs(name=f"nbviz-{closed['session']}"),
+            timeout=JOB_GONE,
+            what="the closed widget's job to end",
+        )
+        assert cluster.jobs(name=f"nbviz-{kept['session']}"), "the other job ended too"
+    finally:
+        kernel.client.stop_channels()
+        server.delete(f"api/kernels/{kernel.id}")  # the kernel's own shutdown, as the UI does
+    assert cluster.wait_no_jobs(timeout=JOB_GONE) == [], "the job outlived the kernel's shutdown"
+
+
 def test_kernel_killed_while_the_job_waits_withdraws_it(
     server: JupyterServer, cluster: Cluster
 ) -> None:

@@ -90,7 +90,7 @@ WM_RESTARTS = 10
 
 def say_why_we_end(reason: str) -> None:
     """The launcher's last line: why the desktop ends. nbviz makes it the first line of the
-    error (``nbviz._process.EXIT_REASON``, the agreed prefix)."""
+    error (``nbviz._log.EXIT_REASON``, the agreed prefix)."""
     say(f"nbviz-exit: {reason}")
 
 
