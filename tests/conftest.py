@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from jupyter_helpers import JupyterServer, Kernel
+from netns_helpers import Node, NoNamespace, network_namespace
 from slurm_helpers import Cluster, NoCluster, slurm_cluster
 
 
@@ -56,6 +57,17 @@ def slurm() -> Iterator[Cluster]:
         with slurm_cluster() as started:
             yield started
     except NoCluster as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> Iterator[tuple[Cluster, Node]]:
+    """A real cluster whose second node (``nbviz-node2``, partition ``remote``) is a network
+    namespace: another host as far as the network goes (one per test module)."""
+    try:
+        with network_namespace() as node, slurm_cluster(second=node) as cluster:
+            yield cluster, node
+    except (NoNamespace, NoCluster) as exc:
         pytest.skip(str(exc))
 
 

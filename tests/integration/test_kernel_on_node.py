@@ -29,9 +29,9 @@ from jupyter_helpers import (
     pid_running,
     wait_until,
 )
-from netns_helpers import Node, NoNamespace, network_namespace
+from netns_helpers import Node
 from paraview_data import heat_series
-from slurm_helpers import SECOND_NODE_NAME, Cluster, NoCluster, jupyter_for, slurm_cluster
+from slurm_helpers import SECOND_NODE_NAME, Cluster, jupyter_for
 from user_helpers import http_status_as, other_user, probe_as, session_listeners, targets_of
 
 from nbviz import _registry
@@ -40,15 +40,6 @@ pytestmark = pytest.mark.jupyter
 
 GONE = 15.0
 PROVISIONER = RESOURCES / "provisioner"
-
-
-@pytest.fixture(scope="module")
-def two_nodes() -> Iterator[tuple[Cluster, Node]]:
-    try:
-        with network_namespace() as node, slurm_cluster(second=node) as cluster:
-            yield cluster, node
-    except (NoNamespace, NoCluster) as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")

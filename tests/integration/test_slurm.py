@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 from jupyter_helpers import BACKEND, JupyterServer, Kernel, assert_route_answers, wait_until
-from netns_helpers import Node, NoNamespace, network_namespace
+from netns_helpers import Node
 from paraview_data import heat_series
-from slurm_helpers import SECOND_NODE_NAME, Cluster, NoCluster, jupyter_for, slurm_cluster
+from slurm_helpers import SECOND_NODE_NAME, Cluster, jupyter_for
 from user_helpers import (
     http_probe_as,
     listeners_by_program,
@@ -354,17 +354,6 @@ def test_doctor_sees_the_cluster_and_a_kernel_inside_a_job(cluster: Cluster) -> 
 
 
 # ----------------------------------------------------- a second node, on another "host"
-@pytest.fixture(scope="module")
-def two_nodes() -> Iterator[tuple[Cluster, Node]]:
-    """A cluster whose second node (partition ``remote``) is a network namespace: another
-    host as far as the network goes."""
-    try:
-        with network_namespace() as node, slurm_cluster(second=node) as cluster:
-            yield cluster, node
-    except (NoNamespace, NoCluster) as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.fixture(scope="module")
 def two_node_server(two_nodes: tuple[Cluster, Node]) -> Iterator[JupyterServer]:
     cluster, node = two_nodes
