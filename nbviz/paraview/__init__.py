@@ -1,8 +1,9 @@
 """``ParaViewSession``: a live ParaView view of simulation output in a notebook cell.
 
 The kernel side. The backend is ParaView's ``pvpython`` running nbviz's trame app
-(``_app.py``) under a private Xvfb; the kernel drives it over a control channel (a Unix
-socket), the browser shows trame's remote view through nbviz's route.
+(``runtime/pvapp.py``) under a private Xvfb, both started by ``runtime/launcher.py``; the
+kernel drives it over a control channel (a Unix socket), the browser shows trame's remote view
+through nbviz's route.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ VIEW_TRAITS = (
     "time",
     "camera",
 )
+#: The session's backend process, run by path in another interpreter (standard library only).
+LAUNCHER = Path(__file__).resolve().with_name("runtime") / "launcher.py"
 #: How the data of an OpenFOAM case is read (ParaView's OpenFOAM reader's "CaseType").
 CASE_TYPES = ("auto", "reconstructed", "decomposed")
 
@@ -281,7 +284,7 @@ class ParaViewSession(WebApp):
         command = [
             sys.executable,
             "-S",  # the launcher needs only the standard library: start it fast
-            _literal(str(Path(__file__).with_name("_launch.py"))),
+            _literal(str(LAUNCHER)),
             "--pvpython",
             _literal(pvpython),
             "--pythonpath",

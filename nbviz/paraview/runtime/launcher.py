@@ -1,9 +1,9 @@
 """Start pvpython with nbviz's app, under a private Xvfb when there is no usable display.
 
-    python -S nbviz/paraview/_launch.py --pvpython PATH [--xvfb --xauthority F] -- APP_ARGS...
+    python -S nbviz/paraview/runtime/launcher.py --pvpython PATH [--xvfb --xauthority F] -- ARGS...
 
 Run by the kernel as the backend command, by path. It starts ``Xvfb -displayfd`` on a free
-random display, then pvpython with nbviz's app (``_app.py``), both as essential children of
+random display, then pvpython with nbviz's app (``pvapp.py``), both as essential children of
 nbviz's one supervisor (``nbviz/_runtime/supervise.py``): when either ends, the launcher prints
 the agreed last line (``nbviz-exit: nbviz: Xvfb exited (signal SIGKILL); the ParaView session
 is gone, ...``), which nbviz makes the first line of the error, and ends the other. On SIGTERM,
@@ -19,10 +19,17 @@ the namespace no other process on the host, of any user, can reach them. The bro
 kernel reach the session through Unix sockets, which are files and work across network
 namespaces.
 
-Standard library only (nbviz's other runtime files beside it; nbviz itself is not imported).
+Standard library only (nbviz's other runtime files; the nbviz package is not imported).
 """
 
 from __future__ import annotations
+
+if not __package__:  # run by path: plain relative imports all the same (see the file named)
+    import runpy
+    from pathlib import Path
+
+    _bypath = Path(__file__).resolve().parents[2] / "_runtime" / "bypath.py"
+    __package__ = runpy.run_path(str(_bypath))["package"](__file__)
 
 import argparse
 import os
@@ -33,12 +40,11 @@ import struct
 import sys
 from pathlib import Path
 
-APP = Path(__file__).with_name("_app.py")
-# nbviz's other runtime files (standard library only, like this one): run by path, nbviz itself
-# is not importable here.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_runtime"))
-import supervise  # noqa: E402
-from netns import enter_private_network  # noqa: E402
+from ..._runtime import supervise
+from ..._runtime.netns import enter_private_network
+
+#: nbviz's app, run by pvpython by path.
+APP = Path(__file__).resolve().with_name("pvapp.py")
 
 #: What an essential child's end means (the end of the reason the launcher's last line gives).
 GONE = "the ParaView session is gone, restart() starts a new one"
@@ -110,7 +116,7 @@ def start_xvfb(
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="nbviz/paraview/_launch.py")
+    parser = argparse.ArgumentParser(prog="nbviz/paraview/runtime/launcher.py")
     parser.add_argument("--pvpython", required=True)
     parser.add_argument("--xvfb", action="store_true", help="start a private Xvfb")
     parser.add_argument("--screen", default="1920x1200")

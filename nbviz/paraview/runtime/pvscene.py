@@ -1,7 +1,7 @@
 """The scene of nbviz's ParaView app: the ParaView pipeline and view of one session, and its values.
 
-Runs *inside pvpython* (imported by ``_app.py``, whose directory is ``sys.path[0]``); imports
-nothing of nbviz.
+Runs *inside pvpython* (a part of ``pvapp.py``, imported relatively); imports nothing of the
+nbviz package.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import math
 import time
 from typing import Any, NamedTuple
 
-import _pvdata
-from _pvargs import ARGS, Fail, log
-from _pvdata import (
+from paraview import servermanager, simple
+
+from . import pvdata
+from .pvargs import ARGS, Fail, log
+from .pvdata import (
     block_paths,
     default_field,
     open_data,
@@ -21,8 +23,7 @@ from _pvdata import (
     reader_times,
     set_regions,
 )
-from _pvfollow import complete
-from paraview import servermanager, simple
+from .pvfollow import complete
 
 REPRESENTATIONS = ["Surface", "Surface With Edges", "Wireframe", "Points", "Volume", "Outline"]
 
@@ -71,7 +72,7 @@ class Scene:
                 complete_ones.append(path)
             paths = complete_ones or paths[:1]
         self.paths = list(paths)  # the files opened
-        self.frames: Any = None  # what sends the page its images (_pvframes.Frames)
+        self.frames: Any = None  # what sends the page its images (pvframes.Frames)
         self.reader = open_data(paths)
         self.source = self.reader  # what is shown and filtered (pieces() looks at it)
         self.source = self.spread(self.reader)
@@ -153,7 +154,7 @@ class Scene:
             "all_regions": list(foam.GetProperty("MeshRegions").GetAvailable())
             if foam
             else self.blocks,
-            "case_type": _pvdata.opened_case_type or None,
+            "case_type": pvdata.opened_case_type or None,
             "fields": self.fields(),
             "times": self.times,
             "colormaps": self.presets,
