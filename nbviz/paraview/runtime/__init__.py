@@ -6,8 +6,9 @@
   (``nbviz/_runtime/supervise.py``);
 - ``pv*.py``: inside pvpython (ParaView's own Python), run by path too: ``pvapp.py`` (the trame
   app: UI, control channel, server) and its parts, ``pvargs.py`` (its command line, ``Fail``,
-  ``log``), ``pvdata.py`` (opening the data), ``pvscene.py`` (the pipeline and view of a
-  session), ``pvfollow.py`` (new time steps of a running solver), ``pvframes.py`` (the
+  ``log``), ``pvdata.py`` (opening the data), ``pvscene.py`` and ``pvfilters.py`` (the
+  pipeline and view of a session; its filters and derived fields), ``pvui.py`` (the page's
+  toolbar and view), ``pvfollow.py`` (new time steps of a running solver), ``pvframes.py`` (the
   frames sent to the page, reduced then still), ``pvnumpy.py`` (VTK's numpy).
 
 The kernel side (the folder above) imports nothing from here; it starts ``launcher.py`` by path.

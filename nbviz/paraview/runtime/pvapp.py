@@ -46,13 +46,10 @@ NUMPY = import_numpy_of_vtk()
 
 from paraview import servermanager, simple  # noqa: E402
 from trame.app import get_server  # noqa: E402
-from trame.ui.vuetify3 import SinglePageLayout  # noqa: E402
-from trame.widgets import html  # noqa: E402
-from trame.widgets import paraview as pv_widgets  # noqa: E402
-from trame.widgets import vuetify3 as v3  # noqa: E402
 
 from .pvfollow import Follower  # noqa: E402
 from .pvscene import Scene  # noqa: E402
+from .pvui import page  # noqa: E402
 
 CAMERA_DEBOUNCE = 0.15
 
@@ -467,52 +464,7 @@ state.field = scene.values["field"] if scene else ""
 state.time_index = scene.values["time"] if scene else 0
 state.startup_error = startup_error
 
-with SinglePageLayout(server, full_height=True) as layout:
-    layout.title.set_text(ARGS.title)  # the browser tab's title; the cell's bar shows it already
-    layout.title.hide()
-    layout.icon.hide()
-    with layout.toolbar as toolbar:
-        toolbar.density = "compact"
-        v3.VSpacer()
-        v3.VSelect(
-            v_model=("field",),
-            items=("fields",),
-            label="Field",
-            density="compact",
-            hide_details=True,
-            variant="outlined",
-            style="max-width: 220px",
-            classes="mx-2 nbviz-field",
-        )
-        v3.VSlider(
-            v_if="times.length > 1",
-            v_model=("time_index",),
-            min=0,
-            max=("times.length - 1",),
-            step=1,
-            hide_details=True,
-            density="compact",
-            thumb_label=True,
-            style="max-width: 260px",
-            classes="mx-2 nbviz-time",
-        )
-        html.Span(
-            "{{ times.length > 1 ? `t = ${times[time_index].toPrecision(4)}"
-            " (${time_index + 1}/${times.length})` : '' }}",
-            classes="text-caption mx-2 nbviz-time-label",
-        )
-        v3.VBtn(icon="mdi-crop-free", click=reset_camera, density="compact", classes="nbviz-reset")
-    with layout.content, v3.VContainer(fluid=True, classes="pa-0 fill-height"):
-        if scene is not None:
-            view_widget = pv_widgets.VtkRemoteView(  # (frames while the mouse moves)
-                scene.view,
-                interactive_ratio=("interactive_ratio",),
-                interactive_quality=("interactive_quality",),
-            )
-            ctrl.view_update = view_widget.update
-        else:
-            v3.VAlert(type="error", text=("startup_error",))
-    layout.footer.hide()
+page(server, ARGS.title, scene, reset_camera)  # (pvui.py)
 
 if __name__ == "__main__":
     if ARGS.port is not None and not SECRET:
