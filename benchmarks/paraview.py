@@ -577,9 +577,12 @@ def run_nbviz(
             return sent, finish
 
         result["changes"] = measure_changes(frames, changes, trigger, pids)
-        xvfb = [pid for pid in pids[1:] if psutil.Process(pid).name() == "Xvfb"]
+        # pvpython and its Xvfb, found by name (view.pid is the backend's process)
+        names = {pid: psutil.Process(pid).name() for pid in pids}
+        pvpython = [pid for pid, name in names.items() if name == "pvpython"]
+        xvfb = [pid for pid, name in names.items() if name == "Xvfb"]
         result["memory"] = {
-            "pvpython": memory(info["pid"]),
+            "pvpython": memory(pvpython[0] if pvpython else None),
             "xvfb": memory(xvfb[0] if xvfb else None),
             "kernel": memory(kernel.pid),
             "watchdog": memory(find_watchdog(server.root / "runtime")),

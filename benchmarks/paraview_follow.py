@@ -223,7 +223,10 @@ class Series:
 
 
 def pvpython_cpu(pid: int) -> float:
-    return pvbench.cpu_seconds([pid])
+    """CPU time of the session's pvpython (``pid``, the backend's process, or below it)."""
+    root = psutil.Process(pid)
+    tree = [root, *root.children(recursive=True)]
+    return pvbench.cpu_seconds([p.pid for p in tree if p.name() == "pvpython"])
 
 
 def growth(root: Path, kind: str, sizes: list[int], repeats: int) -> dict[str, Any]:

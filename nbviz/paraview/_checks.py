@@ -2,8 +2,8 @@
 data (files, globs, arrays), the arguments, the programs (pvpython, trame), and a startup
 failure's message.
 
-Runs in the kernel (the user's Python); the files named ``_pv*.py`` beside it run inside
-pvpython.
+Runs in the kernel (the user's Python); the files in ``runtime/`` run outside it (the
+launcher, and the app inside pvpython).
 """
 
 from __future__ import annotations

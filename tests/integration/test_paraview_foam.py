@@ -583,7 +583,7 @@ PROGRAMMABLE = """
 import sys
 if sys.argv[1] == "fix":
     sys.path.insert(0, sys.argv[2])
-    from _pvnumpy import import_numpy_of_vtk
+    from pvnumpy import import_numpy_of_vtk
     import_numpy_of_vtk()
 from paraview import simple
 sphere = simple.Sphere(Radius=0.5)
@@ -604,12 +604,12 @@ print("radius", None if radius is None else list(radius.GetRange()))
 def test_programmable_filter_and_numpy_interface_in_pvpython(tmp_path: Path) -> None:
     """ParaView's ProgrammableFilter with VTK's numpy_interface, in pvpython as nbviz runs it
     (the kernel's site-packages, with its numpy 2, first on the path): it works with the fix
-    nbviz's app applies first (_pvnumpy), and fails without it."""
+    nbviz's app applies first (runtime/pvnumpy.py), and fails without it."""
     import nbviz.paraview as paraview
 
     script = tmp_path / "programmable.py"
     script.write_text(PROGRAMMABLE)
-    here = str(Path(paraview.__file__).parent)
+    here = str(Path(paraview.__file__).parent / "runtime")
     env = {**os.environ, "PYTHONPATH": paraview.trame_site()}
 
     def run(mode: str) -> str:

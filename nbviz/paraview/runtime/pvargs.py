@@ -1,7 +1,7 @@
 """nbviz's ParaView app: its command line, and what all its parts share (Fail, log).
 
-Runs *inside pvpython* (imported by ``_app.py``, whose directory is ``sys.path[0]``); imports
-nothing of nbviz.
+Runs *inside pvpython* (a part of ``pvapp.py``, imported relatively); imports nothing of the
+nbviz package.
 """
 
 from __future__ import annotations

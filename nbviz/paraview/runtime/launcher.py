@@ -1,12 +1,12 @@
 """Start pvpython with nbviz's app, under a private Xvfb when there is no usable display.
 
-    python -m nbviz.paraview._launch --pvpython PATH [--xvfb] -- APP_ARGS...
+    python -S nbviz/paraview/runtime/launcher.py --pvpython PATH [--xvfb] -- APP_ARGS...
 
-Run by the kernel as the backend command. It starts ``Xvfb -displayfd`` (which picks a free
-display number itself: no racing for display numbers), then replaces itself with pvpython
-(``exec``), so Xvfb is a child of pvpython in the session's process group: stopping the session
-(or the orphan watchdog) ends both. The Debian ParaView build is GLX-only and needs an X server
-even for offscreen rendering.
+Run by the kernel as the backend command, by path. It starts ``Xvfb -displayfd`` (which picks
+a free display number itself: no racing for display numbers), then replaces itself with
+pvpython running nbviz's app (``pvapp.py``; ``exec``), so Xvfb is a child of pvpython in the
+session's process group: stopping the session (or the orphan watchdog) ends both. The Debian
+ParaView build is GLX-only and needs an X server even for offscreen rendering.
 
 With ``--private-network`` (sessions with MPI ranks started by a local ``mpiexec``) the launcher
 first moves itself into a network namespace of its own, which has nothing but a loopback
@@ -14,9 +14,21 @@ device: OpenMPI's ``mpiexec`` opens TCP listeners on every interface (they canno
 loopback), and pvserver's reverse connection is TCP too; in the namespace no other process on
 the host, of any user, can reach them. The browser and the kernel reach the session through
 Unix sockets, which are files and work across network namespaces.
+
+Standard library only (nbviz's other runtime files; the nbviz package is not imported). It does
+not use nbviz's one supervisor (``nbviz/_runtime/supervise.py``) yet: with pvpython as a child
+instead of ``exec``, the browser's view of a session with MPI ranks stopped following the mouse
+(tests/browser/test_paraview_browser.py), for a reason not found yet.
 """
 
 from __future__ import annotations
+
+if not __package__:  # run by path: plain relative imports all the same (see the file named)
+    import runpy
+    from pathlib import Path
+
+    _bypath = Path(__file__).resolve().parents[2] / "_runtime" / "bypath.py"
+    __package__ = runpy.run_path(str(_bypath))["package"](__file__)
 
 import argparse
 import os
@@ -27,11 +39,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-APP = Path(__file__).with_name("_app.py")
-# nbviz's other runtime files (standard library only, like this one): run by path, nbviz itself
-# is not importable here.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_runtime"))
-from netns import end_because, enter_private_network  # noqa: E402
+from ..._runtime.netns import end_because, enter_private_network
+
+#: nbviz's app, run by pvpython by path.
+APP = Path(__file__).resolve().with_name("pvapp.py")
 
 
 def write_xauthority(path: str) -> None:
@@ -93,7 +104,7 @@ def start_xvfb(width: int, height: int, xauthority: str, attempts: int = 8) -> s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(prog="nbviz/paraview/runtime/launcher.py")
     parser.add_argument("--pvpython", required=True)
     parser.add_argument("--xvfb", action="store_true", help="start a private Xvfb")
     parser.add_argument("--screen", default="1920x1200")

@@ -1,7 +1,7 @@
 """The data of nbviz's ParaView app: opening files, arrays and OpenFOAM cases, and what they hold.
 
-Runs *inside pvpython* (imported by ``_app.py``, whose directory is ``sys.path[0]``); imports
-nothing of nbviz.
+Runs *inside pvpython* (a part of ``pvapp.py``, imported relatively); imports nothing of the
+nbviz package.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import fnmatch
 import os
 from typing import Any
 
-from _pvargs import ARGS, Fail, log
 from paraview import servermanager, simple
+
+from .pvargs import ARGS, Fail, log
 
 
 def open_array(path: str) -> Any:

@@ -1,7 +1,7 @@
 """Inside pvpython: the numpy ParaView's VTK was built with, before anything imports another.
 
-Run by pvpython with nbviz's app (``_app.py`` imports it from beside itself); standard library
-only, nothing of nbviz.
+Run by pvpython with nbviz's app (``pvapp.py`` imports it first); standard library only,
+nothing of nbviz.
 """
 
 from __future__ import annotations

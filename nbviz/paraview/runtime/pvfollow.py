@@ -1,7 +1,7 @@
 """Following a running solver in nbviz's ParaView app: new time steps, once complete.
 
-Runs *inside pvpython* (imported by ``_app.py``, whose directory is ``sys.path[0]``); imports
-nothing of nbviz.
+Runs *inside pvpython* (a part of ``pvapp.py``, imported relatively); imports nothing of the
+nbviz package.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-import _pvdata
-from _pvargs import ARGS, log
-from _pvdata import openfoam_reader, reader_times
 from paraview import simple
 
+from . import pvdata
+from .pvargs import ARGS, log
+from .pvdata import openfoam_reader, reader_times
+
 if TYPE_CHECKING:
-    from _pvscene import Scene
+    from .pvscene import Scene
 
 #: How files of a format end once written (a VTK XML file; an OpenFOAM field's end divider).
 VTK_XML = (".vtu", ".vti", ".vtp", ".vts", ".vtr", ".vtm", ".pvd", ".pvtu", ".pvti", ".pvtp")
@@ -164,7 +165,7 @@ class Follower:
     # OpenFOAM
     def time_dirs(self) -> list[str]:
         """The directories time steps are written to: the case's, or each processor's."""
-        if _pvdata.opened_case_type == "decomposed":
+        if pvdata.opened_case_type == "decomposed":
             found = [d for d in os.listdir(self.case) if d.startswith("processor")]
             return [os.path.join(self.case, d) for d in found if d[9:].isdigit()]
         return [self.case]

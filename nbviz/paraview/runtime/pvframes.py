@@ -1,4 +1,4 @@
-"""The frames nbviz's ParaView app sends the page: runs *inside pvpython*, imported by _app.py.
+"""The frames nbviz's ParaView app sends the page: runs *inside pvpython*, a part of pvapp.py.
 
 After a change (from the kernel or from the app's own menus) the page gets a *reduced* frame
 first -- ParaView's decimated level-of-detail (LOD) geometry, a smaller image, a lower JPEG

@@ -1,6 +1,6 @@
 """nbviz's ParaView app: runs *inside pvpython*, serves a trame UI and a control channel.
 
-    pvpython --force-offscreen-rendering _app.py --socket S --control C --data FILE [FILE ...]
+    pvpython --force-offscreen-rendering pvapp.py --socket S --control C --data FILE [FILE ...]
 
 - The browser reaches the trame UI (a live ``VtkRemoteView`` with a field menu and a time
   slider) over the Unix socket ``S`` (0600), through nbviz's Jupyter route.
@@ -10,10 +10,19 @@
   and unsolicited ``{"op": "changed", "values": {...}}`` when the user changes the view in the
   browser (camera, field, time step).
 
-This file imports nothing from nbviz (pvpython has its own Python); keep it standalone.
+Started by the launcher beside it (``launcher.py``), by path. It and its parts (the
+``pv*.py`` files beside it) import each other with plain relative imports (see
+``nbviz/_runtime/bypath.py``) and nothing of the nbviz package (pvpython has its own Python).
 """
 
 from __future__ import annotations
+
+if not __package__:  # run by path: plain relative imports all the same (see the file named)
+    import runpy
+    from pathlib import Path
+
+    _bypath = Path(__file__).resolve().parents[2] / "_runtime" / "bypath.py"
+    __package__ = runpy.run_path(str(_bypath))["package"](__file__)
 
 import asyncio
 import json
@@ -28,22 +37,19 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-# ParaView parses sys.argv on import: _pvargs parses ours first, then hides them.
-# (the _pv*.py files are beside this file, which pvpython runs by path: sys.path[0])
-from _pvargs import ARGS, Fail, log
-from _pvframes import FRAME_SETTINGS, KEEPS_GEOMETRY, Frames
-from _pvnumpy import import_numpy_of_vtk
+# ParaView parses sys.argv on import: pvargs parses ours first, then hides them.
+from .pvargs import ARGS, Fail, log
+from .pvframes import FRAME_SETTINGS, KEEPS_GEOMETRY, Frames
+from .pvnumpy import import_numpy_of_vtk
 
 NUMPY = import_numpy_of_vtk()
 
-from _pvfollow import Follower  # noqa: E402
-from _pvscene import Scene  # noqa: E402
 from paraview import servermanager, simple  # noqa: E402
 from trame.app import get_server  # noqa: E402
-from trame.ui.vuetify3 import SinglePageLayout  # noqa: E402
-from trame.widgets import html  # noqa: E402
-from trame.widgets import paraview as pv_widgets  # noqa: E402
-from trame.widgets import vuetify3 as v3  # noqa: E402
+
+from .pvfollow import Follower  # noqa: E402
+from .pvscene import Scene  # noqa: E402
+from .pvui import page  # noqa: E402
 
 CAMERA_DEBOUNCE = 0.15
 
@@ -194,7 +200,7 @@ def broadcast(message: dict[str, Any]) -> None:
 
 def push_image(keeps_geometry: bool = False) -> None:
     """Send the page the new picture: soon, after the changes pause; a reduced frame first
-    when the geometry is the same (see _pvframes.py)."""
+    when the geometry is the same (see pvframes.py)."""
     if frames is not None:
         frames.changed(keeps_geometry)
 
@@ -373,7 +379,7 @@ def send_stale_images_promptly() -> Any:
 #: TCP mode: the session secret, handed over once in the URL, then kept in a cookie (nbviz's
 #: one rule for such gates, run by path: this interpreter must not import the nbviz package).
 SECRET = os.environ.get("NBVIZ_SECRET", "")
-GATE = SimpleNamespace(**runpy.run_path(str(Path(__file__).resolve().parents[1] / "_gate.py")))
+GATE = SimpleNamespace(**runpy.run_path(str(Path(__file__).resolve().parents[2] / "_gate.py")))
 
 
 @ctrl.add("on_server_bind")
@@ -458,52 +464,7 @@ state.field = scene.values["field"] if scene else ""
 state.time_index = scene.values["time"] if scene else 0
 state.startup_error = startup_error
 
-with SinglePageLayout(server, full_height=True) as layout:
-    layout.title.set_text(ARGS.title)  # the browser tab's title; the cell's bar shows it already
-    layout.title.hide()
-    layout.icon.hide()
-    with layout.toolbar as toolbar:
-        toolbar.density = "compact"
-        v3.VSpacer()
-        v3.VSelect(
-            v_model=("field",),
-            items=("fields",),
-            label="Field",
-            density="compact",
-            hide_details=True,
-            variant="outlined",
-            style="max-width: 220px",
-            classes="mx-2 nbviz-field",
-        )
-        v3.VSlider(
-            v_if="times.length > 1",
-            v_model=("time_index",),
-            min=0,
-            max=("times.length - 1",),
-            step=1,
-            hide_details=True,
-            density="compact",
-            thumb_label=True,
-            style="max-width: 260px",
-            classes="mx-2 nbviz-time",
-        )
-        html.Span(
-            "{{ times.length > 1 ? `t = ${times[time_index].toPrecision(4)}"
-            " (${time_index + 1}/${times.length})` : '' }}",
-            classes="text-caption mx-2 nbviz-time-label",
-        )
-        v3.VBtn(icon="mdi-crop-free", click=reset_camera, density="compact", classes="nbviz-reset")
-    with layout.content, v3.VContainer(fluid=True, classes="pa-0 fill-height"):
-        if scene is not None:
-            view_widget = pv_widgets.VtkRemoteView(  # (frames while the mouse moves)
-                scene.view,
-                interactive_ratio=("interactive_ratio",),
-                interactive_quality=("interactive_quality",),
-            )
-            ctrl.view_update = view_widget.update
-        else:
-            v3.VAlert(type="error", text=("startup_error",))
-    layout.footer.hide()
+page(server, ARGS.title, scene, reset_camera)  # (pvui.py)
 
 if __name__ == "__main__":
     if ARGS.port is not None and not SECRET:
