@@ -202,6 +202,7 @@ def session_spec(
             *command[at + 1 :],
         ],
         slurm=slurm,
+        near_kernel=True,  # the control channel: a Unix socket in the session's socket dir
     )
     return SessionSpec(spec, title, array)
 

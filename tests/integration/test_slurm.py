@@ -365,7 +365,7 @@ def two_node_server(two_nodes: tuple[Cluster, Node]) -> Iterator[JupyterServer]:
 
 
 def test_a_job_on_another_node_is_reached_across_hosts(
-    two_nodes: tuple[Cluster, Node], two_node_server: JupyterServer
+    two_nodes: tuple[Cluster, Node], two_node_server: JupyterServer, tmp_path: Path
 ) -> None:
     """On another node, a host gate stands in front of the backend: the route passes it (the
     server shows it the session's secret), nobody else on the network does."""
@@ -411,14 +411,18 @@ def test_a_job_on_another_node_is_reached_across_hosts(
         kernel.run("objects['app'].stop()", timeout=60)
         assert cluster.wait_no_jobs(timeout=JOB_GONE) == []
 
-        # a desktop works with its kernel through its own host's files (X tools, its state):
-        # not on another node; a clear error, and its job is cancelled
+        # a desktop and a ParaView session work with their kernel through their own host's
+        # files (X tools, the control channel): not on another node; a clear error, and their
+        # jobs are cancelled
+        data = heat_series(tmp_path / "heat", n=8, steps=1)
         kernel.run(
-            "from nbviz import RemoteDesktop\n"
-            f"objects['desk'] = RemoteDesktop('xpra', slurm={remote!r})"
+            "from nbviz import ParaViewSession, RemoteDesktop\n"
+            f"objects['desk'] = RemoteDesktop('xpra', slurm={remote!r})\n"
+            f"objects['view'] = ParaViewSession({str(data)!r}, slurm={remote!r})"
         )
-        wait_until(lambda: info(kernel, "desk")["status"] == "crashed", timeout=30, what="crashed")
-        assert "another host than this kernel" in info(kernel, "desk")["error"]
+        for name in ("desk", "view"):
+            wait_until(lambda n=name: info(kernel, n)["status"] == "crashed", timeout=30, what=name)
+            assert "another host than this kernel" in info(kernel, name)["error"]
         assert cluster.wait_no_jobs(timeout=JOB_GONE) == []
 
         # without nbviz's route (jupyter-server-proxy's by port: it cannot show a gate the
