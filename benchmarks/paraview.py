@@ -577,8 +577,8 @@ def run_nbviz(
             return sent, finish
 
         result["changes"] = measure_changes(frames, changes, trigger, pids)
-        # pvpython and its Xvfb, found by name (view.pid is the backend's process)
-        names = {pid: psutil.Process(pid).name() for pid in pids}
+        # view.pid is the launcher; pvpython and Xvfb are its children
+        names = {pid: psutil.Process(pid).name() for pid in pids[1:]}
         pvpython = [pid for pid, name in names.items() if name == "pvpython"]
         xvfb = [pid for pid, name in names.items() if name == "Xvfb"]
         result["memory"] = {

@@ -223,7 +223,7 @@ class Series:
 
 
 def pvpython_cpu(pid: int) -> float:
-    """CPU time of the session's pvpython (``pid``, the backend's process, or below it)."""
+    """CPU time of the session's pvpython (a child of its launcher, ``pid``)."""
     root = psutil.Process(pid)
     tree = [root, *root.children(recursive=True)]
     return pvbench.cpu_seconds([p.pid for p in tree if p.name() == "pvpython"])

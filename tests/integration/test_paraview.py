@@ -177,7 +177,8 @@ def test_bad_values_are_clear_errors(view: ParaViewSession) -> None:
 def test_no_tcp_port_is_open(view: ParaViewSession) -> None:
     """On a shared login node nothing of a session may listen on TCP (pvpython's MPI would)."""
     procs = tree(view.pid)  # type: ignore[arg-type]
-    assert {p.name() for p in procs} == {"pvpython", "Xvfb"}
+    _launcher, *children = procs  # nbviz's launcher (the supervisor), its pvpython and Xvfb
+    assert {p.name() for p in children} == {"pvpython", "Xvfb"}
     listening = [
         (p.name(), c.laddr)
         for p in procs
@@ -232,11 +233,16 @@ def test_crash_then_restart_restores_the_view(data: Path) -> None:
         assert applied["field"] == "pressure" and applied["colormap"] == "Viridis (matplotlib)"
         assert "time step 99" in session.message
         session.time = 2
-        pids = [p.pid for p in tree(session.pid)]  # type: ignore[arg-type]
-        assert len(pids) >= 2  # pvpython and its private Xvfb
-        os.kill(session.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        procs = tree(session.pid)  # type: ignore[arg-type]
+        pids = [p.pid for p in procs]
+        assert len(pids) >= 3  # the launcher, pvpython and its private Xvfb
+        pvpython = next(p for p in procs if p.name() == "pvpython")
+        os.kill(pvpython.pid, signal.SIGKILL)
         wait_until(lambda: session.status == "crashed", timeout=10, what="crash detection")
-        assert "exited with signal SIGKILL" in session.error
+        # the launcher's last line says why, as the error's first line
+        assert session.error.startswith(
+            "nbviz: pvpython exited (signal SIGKILL); the ParaView session is gone"
+        ), session.error
         wait_until(lambda: not any(pid_running(p) for p in pids), timeout=10, what="Xvfb too")
         with pytest.raises(NbvizError, match=r"crashed; restart\(\) it"):
             session.screenshot()
@@ -244,6 +250,26 @@ def test_crash_then_restart_restores_the_view(data: Path) -> None:
         session.wait_ready(120)
         assert (session.field, session.time) == ("pressure", 2)  # the view came back as it was
         assert session.request("list")["values"]["time"] == 2
+    finally:
+        session.stop()
+
+
+def test_xvfb_gone_ends_the_session_with_the_reason(data: Path) -> None:
+    """The private Xvfb is an essential child of the launcher, as pvpython is: when it dies
+    the launcher ends pvpython, and the error's first line is the launcher's reason."""
+    session = ParaViewSession(data, size=(300, 200))
+    try:
+        session.wait_ready(120)
+        procs = tree(session.pid)  # type: ignore[arg-type]
+        xvfb = next(p for p in procs if p.name() == "Xvfb")
+        os.kill(xvfb.pid, signal.SIGKILL)
+        wait_until(lambda: session.status == "crashed", timeout=10, what="crash detection")
+        assert session.error.startswith(
+            "nbviz: Xvfb exited (signal SIGKILL); the ParaView session is gone"
+        ), session.error
+        wait_until(
+            lambda: not any(pid_running(p.pid) for p in procs), timeout=10, what="pvpython too"
+        )
     finally:
         session.stop()
 

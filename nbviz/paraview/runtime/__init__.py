@@ -2,7 +2,8 @@
 
 - ``launcher.py``: the session's backend process, started by the kernel by path (``python -S
   .../launcher.py``; see ``nbviz/_runtime/bypath.py`` for how its imports work there), standard
-  library only: a private Xvfb, then it becomes pvpython (``exec``);
+  library only: a private Xvfb and pvpython as children of nbviz's one supervisor
+  (``nbviz/_runtime/supervise.py``);
 - ``pv*.py``: inside pvpython (ParaView's own Python), run by path too: ``pvapp.py`` (the trame
   app: UI, control channel, server) and its parts, ``pvargs.py`` (its command line, ``Fail``,
   ``log``), ``pvdata.py`` (opening the data), ``pvscene.py`` and ``pvfilters.py`` (the

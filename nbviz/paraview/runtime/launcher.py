@@ -1,24 +1,25 @@
 """Start pvpython with nbviz's app, under a private Xvfb when there is no usable display.
 
-    python -S nbviz/paraview/runtime/launcher.py --pvpython PATH [--xvfb] -- APP_ARGS...
+    python -S nbviz/paraview/runtime/launcher.py --pvpython PATH [--xvfb --xauthority F] -- ARGS...
 
-Run by the kernel as the backend command, by path. It starts ``Xvfb -displayfd`` (which picks
-a free display number itself: no racing for display numbers), then replaces itself with
-pvpython running nbviz's app (``pvapp.py``; ``exec``), so Xvfb is a child of pvpython in the
-session's process group: stopping the session (or the orphan watchdog) ends both. The Debian
-ParaView build is GLX-only and needs an X server even for offscreen rendering.
+Run by the kernel as the backend command, by path. It starts ``Xvfb -displayfd`` on a free
+random display, then pvpython with nbviz's app (``pvapp.py``), both as essential children of
+nbviz's one supervisor (``nbviz/_runtime/supervise.py``): when either ends, the launcher prints
+the agreed last line (``nbviz-exit: nbviz: Xvfb exited (signal SIGKILL); the ParaView session
+is gone, ...``), which nbviz makes the first line of the error, and ends the other. On SIGTERM,
+SIGINT or SIGHUP it ends both; what they leave behind (pvpython's ``mpiexec``, whose parent
+died first) comes to it as the children's subreaper and is ended too. The Debian ParaView build
+is GLX-only and needs an X server even for offscreen rendering.
 
 With ``--private-network`` (sessions with MPI ranks started by a local ``mpiexec``) the launcher
 first moves itself into a network namespace of its own, which has nothing but a loopback
-device: OpenMPI's ``mpiexec`` opens TCP listeners on every interface (they cannot be bound to
-loopback), and pvserver's reverse connection is TCP too; in the namespace no other process on
-the host, of any user, can reach them. The browser and the kernel reach the session through
-Unix sockets, which are files and work across network namespaces.
+device, and starts its children there: OpenMPI's ``mpiexec`` opens TCP listeners on every
+interface (they cannot be bound to loopback), and pvserver's reverse connection is TCP too; in
+the namespace no other process on the host, of any user, can reach them. The browser and the
+kernel reach the session through Unix sockets, which are files and work across network
+namespaces.
 
-Standard library only (nbviz's other runtime files; the nbviz package is not imported). It does
-not use nbviz's one supervisor (``nbviz/_runtime/supervise.py``) yet: with pvpython as a child
-instead of ``exec``, the browser's view of a session with MPI ranks stopped following the mouse
-(tests/browser/test_paraview_browser.py), for a reason not found yet.
+Standard library only (nbviz's other runtime files; the nbviz package is not imported).
 """
 
 from __future__ import annotations
@@ -34,15 +35,23 @@ import argparse
 import os
 import random
 import secrets
+import signal
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
-from ..._runtime.netns import end_because, enter_private_network
+from ..._runtime import supervise
+from ..._runtime.netns import enter_private_network
 
 #: nbviz's app, run by pvpython by path.
 APP = Path(__file__).resolve().with_name("pvapp.py")
+
+#: What an essential child's end means (the end of the reason the launcher's last line gives).
+GONE = "the ParaView session is gone, restart() starts a new one"
+
+
+def say(message: str) -> None:
+    print(f"nbviz-launcher: {message}", flush=True)
 
 
 def write_xauthority(path: str) -> None:
@@ -59,7 +68,9 @@ def write_xauthority(path: str) -> None:
         f.write(entry)
 
 
-def start_xvfb(width: int, height: int, xauthority: str, attempts: int = 8) -> str:
+def start_xvfb(
+    supervisor: supervise.Supervisor, width: int, height: int, xauthority: str, attempts: int = 8
+) -> str:
     """Start Xvfb on a free random high display number; return ``:N`` once it accepts clients.
 
     Random high numbers keep clear of the low ones other X servers (and other users) pick;
@@ -72,7 +83,8 @@ def start_xvfb(width: int, height: int, xauthority: str, attempts: int = 8) -> s
             continue
         read_end, write_end = os.pipe()
         try:
-            server = subprocess.Popen(
+            server = supervisor.spawn(
+                "Xvfb",
                 [
                     "Xvfb",
                     f":{number}",
@@ -89,8 +101,8 @@ def start_xvfb(width: int, height: int, xauthority: str, attempts: int = 8) -> s
                     "-auth",
                     xauthority,
                 ],
+                essential=True,
                 pass_fds=(write_end,),
-                stdin=subprocess.DEVNULL,
             )
         finally:
             os.close(write_end)
@@ -99,11 +111,11 @@ def start_xvfb(width: int, height: int, xauthority: str, attempts: int = 8) -> s
         if reported and server.poll() is None:
             return f":{reported}"
         server.wait()
-    end_because("nbviz: could not start Xvfb for pvpython (see the lines above)")
-    raise AssertionError("not reached")  # end_because exits (mypy sees it as Any here)
+        supervisor.forget(server)
+    raise SystemExit("nbviz: could not start Xvfb for pvpython (see the lines above)")
 
 
-def main() -> None:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="nbviz/paraview/runtime/launcher.py")
     parser.add_argument("--pvpython", required=True)
     parser.add_argument("--xvfb", action="store_true", help="start a private Xvfb")
@@ -117,38 +129,18 @@ def main() -> None:
         "--private-network", action="store_true", help="run in a network namespace of our own"
     )
     parser.add_argument("app_args", nargs=argparse.REMAINDER)
-    args = parser.parse_args()
-    env = dict(os.environ)
-    if args.private_network:
-        try:
-            enter_private_network()
-            print("nbviz: private network namespace (loopback only) for the MPI ranks", flush=True)
-        except OSError as exc:  # (one half set up: the ranks would find no network)
-            print(
-                f"nbviz: warning: no private network namespace ({exc}); mpiexec's TCP "
-                "listeners are on the host's network",
-                flush=True,
-            )
-    if args.xvfb:
-        width, height = (int(v) for v in args.screen.split("x"))
-        if not args.xauthority:
-            end_because("nbviz: --xvfb needs --xauthority PATH (a private file to create)")
-        xauthority = args.xauthority
-        write_xauthority(xauthority)
-        env["XAUTHORITY"] = xauthority
-        env["DISPLAY"] = start_xvfb(width, height, xauthority)
-        print(f"nbviz: private Xvfb on display {env['DISPLAY']}", flush=True)
-    if args.pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (args.pythonpath, env.get("PYTHONPATH")) if p
-        )
+    return parser.parse_args(argv)
+
+
+def pvpython_command(args: argparse.Namespace) -> list[str]:
+    """pvpython running nbviz's app with the kernel's arguments (``APP_ARGS``)."""
     app_args = args.app_args[1:] if args.app_args[:1] == ["--"] else args.app_args
     # --no-mpi: Debian's pvpython would otherwise start MPI, whose runtime (orted, in a
     # session of its own) listens on TCP on every interface.
     options = [f"--connect-id={args.connect_id}"] if args.connect_id else []
     if args.connect_id:
         app_args = [*app_args, "--connect-id", str(args.connect_id)]
-    command = [
+    return [
         args.pvpython,
         "--no-mpi",
         "--force-offscreen-rendering",
@@ -156,9 +148,57 @@ def main() -> None:
         str(APP),
         *app_args,
     ]
-    sys.stdout.flush()
-    os.execvpe(command[0], command, env)
+
+
+def run(args: argparse.Namespace, supervisor: supervise.Supervisor) -> int:
+    env = dict(os.environ)
+    if args.private_network:
+        try:
+            enter_private_network()
+            say("private network namespace (loopback only) for the MPI ranks")
+        except OSError as exc:  # (one half set up: the ranks would find no network)
+            say(
+                f"warning: no private network namespace ({exc}); mpiexec's TCP "
+                "listeners are on the host's network"
+            )
+    if args.xvfb:
+        width, height = (int(v) for v in args.screen.split("x"))
+        if not args.xauthority:
+            raise SystemExit("nbviz: --xvfb needs --xauthority PATH (a private file to create)")
+        xauthority = args.xauthority
+        write_xauthority(xauthority)
+        env["XAUTHORITY"] = xauthority
+        env["DISPLAY"] = start_xvfb(supervisor, width, height, xauthority)
+        say(f"private Xvfb on display {env['DISPLAY']}")
+    if args.pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (args.pythonpath, env.get("PYTHONPATH")) if p
+        )
+    supervisor.spawn("pvpython", pvpython_command(args), essential=True, env=env)
+    return supervisor.watch()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    supervisor = supervise.Supervisor(say, gone=GONE)
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, terminate)
+    try:
+        return run(args, supervisor)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # the agreed last line: nbviz shows it as the error
+            supervisor.why_we_end(exc.code)
+            return 1
+        return int(exc.code or 0)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        supervisor.end_all()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
