@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import stat
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +58,9 @@ class Entry:
     #: The secret a host gate in front of the backend wants (``X-Nbviz-Gate``; see
     #: ``nbviz/_runtime/hostgate.py``), when the backend runs on another host than the server.
     gate: str | None = None
+    #: The Slurm job the kernel runs in (``SLURM_JOB_ID``), if any: for a kernel on another
+    #: machine, the server's sweep asks Slurm whether it still runs (its pids mean nothing here).
+    kernel_job: str | None = None
 
     @property
     def absolute(self) -> bool:
@@ -77,6 +82,7 @@ def write_entry(session_dir: Path, entry: Entry) -> None:
         "broker": entry.broker,
         "machine": entry.machine,
         "gate": entry.gate,
+        "kernel_job": entry.kernel_job,
     }
     _paths.write_private(session_dir / ENDPOINT_FILE, json.dumps(data))
 
@@ -139,6 +145,7 @@ def read_entry(session_id: str, root: Path | None = None) -> Entry | None:
         broker=data.get("broker"),
         machine=data.get("machine"),
         gate=data.get("gate"),
+        kernel_job=data.get("kernel_job"),
     )
     _parsed[path] = (version, entry)
     return entry
@@ -162,6 +169,8 @@ def sweep_stale(root: Path | None = None) -> list[str]:
     removed: list[str] = []
     if not root.is_dir():
         return removed
+    #: sessions of kernels on another machine that run in a Slurm job: gone with the job
+    in_jobs: list[tuple[Path, Entry]] = []
     for path in root.iterdir():
         if not SESSION_ID.match(path.name) or not _is_private(path, directory=True):
             continue
@@ -175,7 +184,11 @@ def sweep_stale(root: Path | None = None) -> list[str]:
             if not old:
                 continue
         elif entry.machine not in (None, this_machine()):
-            continue  # its kernel runs on another machine, which ends it (the orphan watchdog)
+            # its kernel runs on another machine, whose orphan watchdog ends it; if that died
+            # with the kernel (Slurm ends a job's processes together), the job's end says so
+            if entry.kernel_job:
+                in_jobs.append((path, entry))
+            continue
         elif _alive(entry.owner_pid) or _alive(entry.pid):
             continue
         _paths.remove_tree(path)
@@ -189,12 +202,32 @@ def sweep_stale(root: Path | None = None) -> list[str]:
                 except OSError:
                     pass
         removed.append(path.name)
+    running = running_jobs() if in_jobs else None
+    if running is not None:
+        for path, entry in in_jobs:
+            if entry.kernel_job not in running:
+                _paths.remove_tree(path)
+                removed.append(path.name)
     servers = root / "servers"
     if servers.is_dir():
         for marker in servers.glob("*.json"):
             if marker.stem.isdigit() and _here(marker) and not _alive(int(marker.stem)):
                 marker.unlink(missing_ok=True)
     return removed
+
+
+def running_jobs() -> set[str] | None:
+    """Ids of this user's Slurm jobs that are not over (pending, running, completing), or None
+    when Slurm cannot be asked here."""
+    squeue = shutil.which("squeue")
+    if squeue is None:
+        return None
+    argv = [squeue, "--noheader", "--format=%A", f"--user={os.getuid()}"]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return set(result.stdout.split()) if result.returncode == 0 else None
 
 
 def server_marker(pid: int, root: Path | None = None) -> Path:

@@ -95,6 +95,7 @@ def spawn(
             broker=plan.broker,
             machine=_registry.this_machine(),
             gate=endpoint.gate,
+            kernel_job=os.environ.get("SLURM_JOB_ID"),
         ),
     )
     return proc

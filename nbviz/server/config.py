@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from traitlets import Callable, List, Unicode, Union
+from traitlets import Callable, Float, List, Unicode, Union
 from traitlets.config import Configurable
 
 
@@ -17,6 +17,12 @@ class NbvizRoute(Configurable):
         (``["node*.cluster", "10.200.0.*"]``), or a callable ``f(handler, host) -> bool`` (the
         same shape as ``c.ServerProxy.host_allowlist``). Loopback is always allowed; the
         default (empty) allows nothing else. A session whose host is not allowed gets 403.""",
+    ).tag(config=True)
+
+    sweep_seconds = Float(
+        60.0,
+        help="""Seconds between two sweeps of stale sessions (their kernel and backend gone; for
+        a kernel on another machine, inside a Slurm job: the job gone).""",
     ).tag(config=True)
 
     def describe_allowlist(self) -> list[str] | str:

@@ -17,8 +17,6 @@ from . import pool
 from .config import NbvizRoute
 from .relay import RouteHandler
 
-SWEEP_SECONDS = 60
-
 
 class SessionsHandler(JupyterHandler):
     """``{base}nbviz/api/sessions``: this user's registered sessions (for doctor and tests)."""
@@ -74,5 +72,5 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
             "addresses": _registry.this_host_addresses(),
         },
     )
-    ioloop.PeriodicCallback(pool.sweep, SWEEP_SECONDS * 1000).start()
+    ioloop.PeriodicCallback(pool.sweep, route_config.sweep_seconds * 1000).start()
     serverapp.log.info("nbviz: route %snbviz/<session>/ enabled", base)

@@ -10,6 +10,7 @@ the browser's way in is still the server's route, behind Jupyter's auth.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from jupyter_helpers import (
     BACKEND,
@@ -32,7 +34,14 @@ from jupyter_helpers import (
 from netns_helpers import Node
 from paraview_data import heat_series
 from slurm_helpers import SECOND_NODE_NAME, Cluster, jupyter_for
-from user_helpers import http_status_as, other_user, probe_as, session_listeners, targets_of
+from user_helpers import (
+    http_status_as,
+    other_user,
+    probe_as,
+    session_listeners,
+    session_pids,
+    targets_of,
+)
 
 from nbviz import _registry
 
@@ -47,7 +56,7 @@ def login_node(two_nodes: tuple[Cluster, Node]) -> Iterator[JupyterServer]:
     """The Jupyter server, here (the login node), with a kernel spec whose kernels run on the
     second node."""
     cluster, node = two_nodes
-    config = f"c.NbvizRoute.host_allowlist = [{node.ip!r}]\n"
+    config = f"c.NbvizRoute.host_allowlist = [{node.ip!r}]\nc.NbvizRoute.sweep_seconds = 1\n"
     with jupyter_for(cluster, config, env={"PYTHONPATH": str(PROVISIONER)}) as server:
         spec = server.root / "data" / "kernels" / "node2"
         spec.mkdir(parents=True)
@@ -209,6 +218,36 @@ def test_killing_the_kernel_on_the_node_ends_its_backends(
     wait_until(lambda: not os.path.exists(app["socket_dir"]), timeout=GONE, what="gate's dir")
     wait_until(lambda: not os.path.exists(app["session_dir"]), timeout=GONE, what="session dir")
     assert kernel_pid not in node.pids()
+
+
+def test_a_session_whose_kernel_died_with_its_watchdog_goes_with_its_job(
+    node_kernel: Kernel, two_nodes: tuple[Cluster, Node]
+) -> None:
+    """Slurm ends a job's processes together (cgroup tracking): the kernel and its orphan
+    watchdog can die at once, and nobody on the node removes the session's directory. The
+    server cannot judge another machine's pids; it asks Slurm, and removes the session once
+    the kernel's job is over."""
+    cluster, _node = two_nodes
+    app = start(node_kernel, "app", "unix", "left behind")
+    job, kernel_pid = node_kernel.run("print(os.environ['SLURM_JOB_ID'], os.getpid())").split()
+    watchdogs = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            watchdog = any("_watchdog.py" in part for part in proc.info["cmdline"] or ())
+            if watchdog and proc.environ().get("SLURM_JOB_ID") == job:
+                watchdogs.append(proc.pid)
+    assert watchdogs, "the kernel's watchdog was not found"
+    everything = [*watchdogs, int(kernel_pid), *session_pids(app["pid"], app["session"])]
+    for pid in everything:  # as the job's end does: all at once, the watchdog first
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    node_kernel.killed = True  # type: ignore[attr-defined]
+    wait_until(lambda: not cluster.jobs(f"kernel-{node_kernel.id}"), timeout=GONE, what="job end")
+    wait_until(
+        lambda: not os.path.exists(app["session_dir"]),
+        timeout=GONE,
+        what="the server's sweep to remove the session",
+    )
 
 
 def test_doctor_in_a_kernel_on_a_compute_node_says_how_backends_are_reached(

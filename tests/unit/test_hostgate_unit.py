@@ -90,6 +90,24 @@ def test_sessions_of_kernels_elsewhere_are_left_to_their_machine(runtime: Path) 
     assert entry is not None and entry.machine == "another-boot/123"
 
 
+@pytest.mark.parametrize(
+    ("running", "kept"),
+    [({"12", "13"}, True), ({"13"}, False), (None, True)],
+    ids=["job-runs", "job-over", "slurm-unknown"],
+)
+def test_a_session_of_a_kernel_elsewhere_in_a_slurm_job_goes_with_the_job(
+    runtime: Path, monkeypatch: pytest.MonkeyPatch, running: set[str] | None, kept: bool
+) -> None:
+    monkeypatch.setattr(_registry, "running_jobs", lambda: running)
+    directory = _paths.private_dir(_paths.runtime_root() / "dddddddddddd")
+    entry = _registry.Entry(
+        "dddddddddddd", port=1, pid=DEAD_PID, owner_pid=DEAD_PID, machine="other/1", kernel_job="12"
+    )
+    _registry.write_entry(directory, entry)
+    assert _registry.sweep_stale() == ([] if kept else ["dddddddddddd"])
+    assert directory.exists() == kept
+
+
 def server(machine: str, addresses: tuple[str, ...] = ("127.0.0.1",)) -> _server.ServerInfo:
     return _server.ServerInfo("/", "jupyter-server", machine=machine, addresses=addresses)
 
