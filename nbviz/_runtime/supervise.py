@@ -198,3 +198,34 @@ class Supervisor:
         end_processes([child.proc for child in self.children.values()], grace)
         self.children.clear()
         end_adopted(grace)
+
+
+def run_launcher(
+    body: Callable[[], int],
+    *,
+    why: Callable[[str], None],
+    end: Callable[[], None],
+    signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP),
+) -> int:
+    """A launcher's main frame: run ``body`` (which starts the children and usually ends in
+    :meth:`Supervisor.watch`) and return its exit status. A signal in ``signals`` ends it (status
+    128 + the signal's number); a ``SystemExit`` with a text is the agreed last line (``why``
+    prints it: nbviz shows it as the error); ``end`` ends the children whatever happened, with
+    ``signals`` ignored meanwhile."""
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for number in signals:
+        signal.signal(number, terminate)
+    try:
+        return body()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            why(exc.code)
+            return 1
+        return int(exc.code or 0)
+    finally:
+        for number in signals:
+            signal.signal(number, signal.SIG_IGN)
+        end()

@@ -401,14 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     supervisor = supervise.Supervisor(
         say, gone="NEST Desktop stopped too, restart() starts both again"
     )
-    httpd: socketserver.BaseServer | None = None
+    servers: list[socketserver.BaseServer] = []  # the page's web server, once it runs
 
-    def terminate(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGHUP, terminate)
-    try:
+    def serve() -> int:
         web = build_web_root(state, args.prefix)
         server = Server(supervisor, state, token, args.modules, restricted=args.restricted == "yes")
         server.wait(SERVER_START_TIMEOUT)
@@ -419,24 +414,25 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({"server_socket": server.socket, "token": token, "pid": os.getpid()}),
         )
         os.replace(state / ".nest.json", state / "nest.json")
+        httpd: socketserver.BaseServer
         if args.port is not None:
             httpd = LoopbackHTTPServer(("127.0.0.1", args.port), make_handler(web, server, secret))
         else:
             httpd = UnixHTTPServer(args.socket, make_handler(web, server))
             os.chmod(args.socket, 0o600)
+        servers.append(httpd)
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         say(f"NEST Server (pid {server.proc.pid}) and NEST Desktop are up")
         return supervisor.watch()
-    except SystemExit as exc:
-        if isinstance(exc.code, str):  # the agreed last line: nbviz shows it as the error
-            supervisor.why_we_end(exc.code)
-            return 1
-        return int(exc.code or 0)
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if httpd is not None:
+
+    def end() -> None:
+        for httpd in servers:
             httpd.server_close()
         supervisor.end_all()
+
+    return supervise.run_launcher(
+        serve, why=supervisor.why_we_end, end=end, signals=(signal.SIGTERM, signal.SIGHUP)
+    )
 
 
 if __name__ == "__main__":

@@ -478,22 +478,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     launcher = Launcher(args)
-
-    def terminate(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGHUP, terminate)
-    try:
-        return launcher.run()
-    except SystemExit as exc:
-        if isinstance(exc.code, str):
-            say_why_we_end(exc.code)
-            return 1
-        return int(exc.code or 0)
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        launcher.end_children()
+    return supervise.run_launcher(
+        launcher.run,
+        why=say_why_we_end,
+        end=launcher.end_children,
+        signals=(signal.SIGTERM, signal.SIGHUP),
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ import argparse
 import os
 import random
 import secrets
-import signal
 import struct
 import sys
 from pathlib import Path
@@ -181,23 +180,9 @@ def run(args: argparse.Namespace, supervisor: supervise.Supervisor) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     supervisor = supervise.Supervisor(say, gone=GONE)
-
-    def terminate(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, terminate)
-    try:
-        return run(args, supervisor)
-    except SystemExit as exc:
-        if isinstance(exc.code, str):  # the agreed last line: nbviz shows it as the error
-            supervisor.why_we_end(exc.code)
-            return 1
-        return int(exc.code or 0)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
-        supervisor.end_all()
+    return supervise.run_launcher(
+        lambda: run(args, supervisor), why=supervisor.why_we_end, end=supervisor.end_all
+    )
 
 
 if __name__ == "__main__":
