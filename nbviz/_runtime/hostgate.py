@@ -42,10 +42,9 @@ import socket
 import stat
 import sys
 import threading
-import time
 from typing import NoReturn
 
-from .netns import PR_SET_PDEATHSIG, end_because, from_broker, pump
+from .netns import PR_SET_PDEATHSIG, connect_held, connect_loopback, end_because, from_broker, pump
 
 #: Where the gate connects: a Unix socket's path, a port of 127.0.0.1, or (a private network's
 #: broker, a port there): a socket made in the namespace, connected to its 127.0.0.1 (the app
@@ -57,8 +56,6 @@ HEADER = b"x-nbviz-gate"
 #: The longest request head read before judging it, and how long a client may take to send it.
 HEAD_LIMIT = 64 * 1024
 HEAD_SECONDS = 10.0
-#: Seconds a connection waits for a backend that does not listen yet, and between two tries.
-HOLD, RETRY = 1.0, 0.005
 
 
 def answer(status: str, text: str) -> bytes:
@@ -110,11 +107,11 @@ def admit(data: bytes, secret: bytes) -> bytes | None:
 
 def connect_once(target: Target) -> socket.socket:
     """A connection to the backend at ``target`` (OSError when it does not listen)."""
+    if isinstance(target, int):
+        return connect_loopback(target)
     address: tuple[str, int] | str
     if isinstance(target, tuple):
         sock, address = from_broker(target[0]), ("127.0.0.1", target[1])
-    elif isinstance(target, int):
-        sock, address = socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("127.0.0.1", target)
     else:
         sock, address = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), target
     try:
@@ -125,19 +122,6 @@ def connect_once(target: Target) -> socket.socket:
     if sock.family == socket.AF_INET:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
-
-
-def connect_backend(target: Target, hold: float = HOLD) -> socket.socket | None:
-    """A connection to the backend; while it does not listen yet, tried again for up to
-    ``hold`` seconds (a request that comes early is answered as soon as it listens)."""
-    deadline = time.monotonic() + hold
-    while True:
-        try:
-            return connect_once(target)
-        except OSError:
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(RETRY)
 
 
 def relay(client: socket.socket, target: Target, secret: bytes) -> None:
@@ -153,7 +137,7 @@ def relay(client: socket.socket, target: Target, secret: bytes) -> None:
             except OSError:
                 pass
             return
-        backend = connect_backend(target)
+        backend = connect_held(lambda: connect_once(target))  # held while it starts
         if backend is None:
             try:
                 client.sendall(NOT_YET)

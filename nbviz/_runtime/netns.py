@@ -39,6 +39,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import NoReturn
 
 CLONE_NEWUSER = 0x10000000
@@ -88,26 +89,37 @@ def enter_private_network() -> None:
 
 def connect_inside(port: int, hold: float = HOLD) -> socket.socket | None:
     """A connection to the app on 127.0.0.1 (where nbviz's route connects too: an app that
-    listens on ::1 only gets the kernel's advice to listen on 127.0.0.1, as on the host).
+    listens on ::1 only gets the kernel's advice to listen on 127.0.0.1, as on the host),
+    held while the app does not listen yet (:func:`connect_held`)."""
+    return connect_held(lambda: connect_loopback(port), hold)
 
-    While the app does not listen yet, the client is held and the app tried again every few
-    milliseconds, for up to ``hold`` seconds: a request that comes early (the kernel's
-    readiness probe, a page loaded while the app starts) is answered as soon as the app
-    listens, instead of failing and waiting for the next try.
-    """
+
+def connect_loopback(port: int) -> socket.socket:
+    """A connection to 127.0.0.1:``port`` without Nagle's delay (OSError if nothing listens)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.connect(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def connect_held(connect: Callable[[], socket.socket], hold: float = HOLD) -> socket.socket | None:
+    """``connect()``'s connection, or None. While it fails (the app does not listen yet), the
+    client is held and the app tried again every few milliseconds, for up to ``hold`` seconds:
+    a request that comes early (the kernel's readiness probe, a page loaded while the app
+    starts) is answered as soon as the app listens, instead of failing and waiting for the next
+    try."""
     deadline = time.monotonic() + hold
     while True:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            sock.connect(("127.0.0.1", port))
+            return connect()
         except OSError:
-            sock.close()
             if time.monotonic() >= deadline:
                 return None
             time.sleep(RETRY)
-            continue
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
 
 
 def pump(source: socket.socket, sink: socket.socket) -> None:
@@ -192,13 +204,14 @@ def hand_out(broker: socket.socket) -> None:
                 continue
 
 
-def from_broker(broker: str, timeout: float = 2.0) -> socket.socket:
-    """A new, unconnected TCP socket (IPv4) of the namespace, from its broker (the client's end
-    of :func:`hand_out`). Raises OSError when the broker is not there (yet) or hands out none."""
+def from_broker(broker: str, family: int = socket.AF_INET, timeout: float = 2.0) -> socket.socket:
+    """A new, unconnected TCP socket of ``family`` made in the namespace, from its broker (the
+    client's end of :func:`hand_out`). Raises OSError when the broker is not there (yet) or
+    hands out none; ``timeout`` bounds a hung one."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         client.settimeout(timeout)
         client.connect(broker)
-        client.sendall(b"4")
+        client.sendall(b"6" if family == socket.AF_INET6 else b"4")
         _data, fds, _flags, _address = socket.recv_fds(client, 1, 1)
     if not fds:
         raise OSError(f"nbviz: {broker} handed out no socket")

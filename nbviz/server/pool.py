@@ -8,6 +8,7 @@ import socket
 import aiohttp
 
 from .. import _registry
+from .._runtime import netns
 
 #: Seconds an idle backend connection is kept (below gunicorn's 2 s and most servers' limits,
 #: so the backend rarely closes one as it is reused).
@@ -32,14 +33,7 @@ def netns_socket(broker: str, family: int) -> socket.socket:
     its broker (``nbviz/_runtime/netns.py``): connected to 127.0.0.1:<port>, it reaches the
     backend there directly. The broker is a 0600 socket in the session's 0700 directory and
     answers at once; the timeout bounds a hung one."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        client.settimeout(BROKER_SECONDS)
-        client.connect(broker)
-        client.sendall(b"6" if family == socket.AF_INET6 else b"4")
-        _data, fds, _flags, _address = socket.recv_fds(client, 1, 1)
-    if not fds:
-        raise OSError(f"nbviz: {broker} handed out no socket")
-    return socket.socket(fileno=fds[0])
+    return netns.from_broker(broker, family, BROKER_SECONDS)
 
 
 def backend_session(entry: _registry.Entry) -> aiohttp.ClientSession:
