@@ -24,7 +24,13 @@ def _runtime_root() -> Path:
 
         return Path(jupyter_runtime_dir()) / "nbviz"
     except Exception:  # jupyter_core missing or broken: fall back to the temp dir
-        return Path(tempfile.gettempdir()) / f"nbviz-{os.getuid()}"
+        return temp_root()
+
+
+def temp_root() -> Path:
+    """This user's directory in this machine's temp dir (made by whoever needs it): short
+    socket paths, and what must stay on this host."""
+    return Path(tempfile.gettempdir()) / f"nbviz-{os.getuid()}"
 
 
 def private_dir(path: Path) -> Path:
@@ -57,7 +63,7 @@ def socket_dir(session_dir: Path, longest_name: int = 24) -> Path:
     under /tmp when socket paths there would exceed the limit (deep home directories)."""
     if len(os.fsencode(session_dir)) + 1 + longest_name <= MAX_SOCKET_PATH:  # bytes, not chars
         return session_dir
-    return private_dir(Path(tempfile.gettempdir()) / f"nbviz-{os.getuid()}" / session_dir.name)
+    return private_dir(temp_root() / session_dir.name)
 
 
 def new_session_id() -> str:

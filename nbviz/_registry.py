@@ -9,6 +9,7 @@ else is shared. A server with the extension loaded writes
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -211,7 +212,8 @@ def sweep_stale(root: Path | None = None) -> list[str]:
     servers = root / "servers"
     if servers.is_dir():
         for marker in servers.glob("*.json"):
-            if marker.stem.isdigit() and _here(marker) and not _alive(int(marker.stem)):
+            here = marker.stem.isdigit() and not _elsewhere(_announced(marker))
+            if here and not _alive(int(marker.stem)):
                 marker.unlink(missing_ok=True)
     return removed
 
@@ -243,13 +245,22 @@ def announce_server(pid: int, info: dict[str, Any]) -> Path:
 
 
 def server_info(pid: int | None) -> dict[str, Any]:
-    """What server ``pid`` announced (version, base URL, host allow-list); {} if unknown."""
-    if not pid:
-        return {}
+    """What server ``pid`` announced (version, base URL, host allow-list, its machine); {} if
+    unknown."""
+    return _announced(server_marker(int(pid))) if pid else {}
+
+
+def _announced(marker: Path) -> dict[str, Any]:
     try:
-        return dict(json.loads(server_marker(int(pid)).read_text()))
+        return dict(json.loads(marker.read_text()))
     except (OSError, ValueError, TypeError):
         return {}
+
+
+def _elsewhere(announced: dict[str, Any]) -> bool:
+    """The server announced itself from another machine (a marker that says nothing of where
+    is this machine's)."""
+    return announced.get("machine") not in (None, this_machine())
 
 
 def server_has_route(pid: int | None) -> bool:
@@ -257,44 +268,29 @@ def server_has_route(pid: int | None) -> bool:
     another machine is taken at its word: its pid cannot be checked from here)."""
     if not pid or not server_marker(int(pid)).exists():
         return False
-    return _alive(pid) or not _here(server_marker(int(pid)))
+    return _alive(pid) or _elsewhere(server_info(pid))
 
 
 def server_elsewhere(pid: int) -> bool:
     """Server ``pid`` announced itself from another machine (its pid means nothing here)."""
-    marker = server_marker(pid)
-    return marker.exists() and not _here(marker)
+    return _elsewhere(server_info(pid))
 
 
-def _here(marker: Path) -> bool:
-    """The server marker was written on this machine (or says nothing of where)."""
-    try:
-        machine = json.loads(marker.read_text()).get("machine")
-    except (OSError, ValueError, AttributeError):
-        return True
-    return machine in (None, this_machine())
-
-
+@functools.lru_cache(maxsize=1)
 def this_machine() -> str:
     """What tells this machine's network apart from another's: the kernel's boot id, and the
     network namespace (two namespaces of one kernel have separate loopbacks and ports, as two
     hosts do). Kernel and server compare it to know whether they share 127.0.0.1."""
-    global _machine
-    if _machine is None:
-        try:
-            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
-                boot = file.read().strip()
-        except OSError:
-            boot = socket.gethostname()
-        try:
-            network = str(os.stat("/proc/self/ns/net").st_ino)
-        except OSError:
-            network = ""
-        _machine = f"{boot}/{network}"
-    return _machine
-
-
-_machine: str | None = None
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+            boot = file.read().strip()
+    except OSError:
+        boot = socket.gethostname()
+    try:
+        network = str(os.stat("/proc/self/ns/net").st_ino)
+    except OSError:
+        network = ""
+    return f"{boot}/{network}"
 
 
 def this_host_addresses() -> list[str]:

@@ -34,8 +34,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import psutil
-
+from . import _registry
 from ._errors import NbvizError, TemplateError
 
 #: Programs of Slurm's client that nbviz runs.
@@ -192,13 +191,7 @@ def is_this_machine(node: str, address: str) -> bool:
         resolved = socket.gethostbyname(address)
         if resolved.startswith("127."):
             return True
-        mine = {
-            a.address
-            for addresses in psutil.net_if_addrs().values()
-            for a in addresses
-            if a.family == socket.AF_INET
-        }
-        return resolved in mine
+        return resolved in _registry.this_host_addresses()
     return False
 
 

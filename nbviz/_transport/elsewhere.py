@@ -5,12 +5,9 @@ Slurm job (wrapping the transport its node gets)."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
-import tempfile
-from pathlib import Path
 
-from .. import _remote, _slurm
+from .. import _paths, _remote, _slurm
 from .._netinfo import pick_port_on, remote_endpoint, tree_listen_addresses
 from .._spec import SECRET_ENV_VAR, Endpoint, Spec, find_program
 from .base import HOSTGATE, Plan, Session, Transport, _values
@@ -84,15 +81,14 @@ class HostGate(Transport):
     def plan(self, spec: Spec, session: Session) -> Plan:
         # The backend's sockets go to a directory on its own host (the session directory may be
         # on a shared file system): the gate makes it, and removes it with the backend.
-        here = Path(tempfile.gettempdir()) / f"nbviz-{os.getuid()}" / f"{session.session_id}-gate"
+        here = _paths.temp_root() / f"{session.session_id}-gate"
         inner = self.inner.plan(spec, dataclasses.replace(session, socket_dir=here))
         pick = pick_port_on if self.local else _remote.pick_remote_port
         port = pick(self.address)
         endpoint = Endpoint(host=self.address, port=port, gate=session.secret)
-        values = {**inner.values, "socket_dir": str(here)}
         return Plan(
             endpoint,
-            values,
+            inner.values,  # {socket_dir} is ``here``: the inner plan was made with it
             stdin=inner.stdin,
             socket_dir=here if self.local else None,
             extra={"inner": inner, "dir": str(here)},
