@@ -687,6 +687,34 @@ print(json.dumps([desk.url, desk.path]))
 """
 
 
+#: Where the browser tests' xterm is on the X screen (``-geometry 50x8+100+100``): a point inside.
+XTERM_POINT = (160, 140)
+
+
+def click_into_xterm(page: Any, backend: str) -> None:
+    """Click the point of the client's canvas that shows :data:`XTERM_POINT` of the X screen:
+    noVNC draws the screen on one canvas, Xpra's page the desktop (``start-desktop``) as one
+    window's canvas (either maybe scaled)."""
+    selector = "#noVNC_container canvas" if backend == "vnc" else "#screen canvas"
+    canvas = page.locator(selector).first
+    box = canvas.bounding_box()
+    assert box is not None, "the client's canvas is not shown"
+    width = canvas.evaluate("c => c.width")
+    scale = box["width"] / width if width else 1.0
+    page.mouse.click(box["x"] + XTERM_POINT[0] * scale, box["y"] + XTERM_POINT[1] * scale)
+    page.wait_for_timeout(300)
+
+
+def focus(page: Any, kernel: Kernel) -> str:
+    """What had the focus when keys were lost: the page's element and X's window."""
+    active = page.evaluate("document.activeElement && document.activeElement.tagName")
+    x_focus = kernel.run(
+        "print(subprocess.run(['xdotool', 'getwindowfocus', 'getwindowname'], env=desk.x_env,"
+        " capture_output=True, text=True, timeout=10).stdout.strip())"
+    ).strip()
+    return f"the page's focus was on {active}, X's on the window {x_focus!r}"
+
+
 @pytest.mark.browser
 @pytest.mark.jupyter
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -726,19 +754,24 @@ def test_keys_typed_in_the_page_reach_the_xterm(
                 page.wait_for_selector("#noVNC_status.noVNC_status_normal", timeout=15_000)
             else:
                 page.wait_for_selector("#screen canvas", state="attached", timeout=15_000)
-            page.wait_for_timeout(1500)
-            page.mouse.move(650, 700)
-            # On a loaded machine the client may not take keys yet when its page says it is
-            # connected (noVNC focuses its canvas a moment later): what was typed then is lost,
-            # so type again (after a click, which gives the canvas the focus), up to three times.
+            # Like a user: click into the xterm (which gives the client's canvas the page's
+            # focus and the xterm X's focus), then type. On a loaded machine the client may
+            # not take keys yet when its page says it is connected: what was typed then is lost,
+            # so click and type again, up to three times.
             for attempt in range(3):
-                if attempt:
-                    page.mouse.click(650, 700)
+                click_into_xterm(page, backend)
+                if attempt:  # the terminal's kill character: drops what arrived of a line
+                    page.keyboard.press("Control+u")
                 page.keyboard.type(f"echo typed-in-chromium > {target}\n", delay=25)
                 with contextlib.suppress(AssertionError):
                     wait_until(target.exists, what="the xterm's file", timeout=8)
                     break
-            assert target.exists(), "the keys typed in the page never reached the xterm"
+            if not target.exists():
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=ARTIFACTS / f"desktop-{backend}-keys-lost.png")
+                pytest.fail(
+                    f"the keys typed in the page never reached the xterm: {focus(page, kernel)}"
+                )
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=ARTIFACTS / f"desktop-{backend}.png")
             if encryption:  # the same page without the key (no fragment): refused
