@@ -81,6 +81,12 @@ def session_spec(
         options = {} if slurm is True else dict(slurm)  # type: ignore[arg-type]
         options.setdefault("ntasks", int(ranks) + 1)
         options.setdefault("nodes", 1)  # the ranks connect back to pvpython on localhost
+        if str(options["nodes"]).strip() not in ("1", "1-1"):
+            raise ArgumentTypeError(
+                f"nbviz: ParaView's ranks run on pvpython's node (they connect to it on "
+                f"localhost and talk through shared memory): slurm={{'nodes': "
+                f"{options['nodes']!r}}} is not supported; leave nodes out or give nodes=1"
+            )
         slurm = options
         if launcher == DEFAULT_LAUNCHER:
             launcher = SLURM_LAUNCHER

@@ -427,6 +427,10 @@ def test_names_with_xml_characters(tmp_path: Path) -> None:
         ({"origin": "0,0,0"}, r"origin= must be three numbers \(x, y, z\), got '0,0,0'"),
         ({"ranks": "2"}, r"ranks= must be an int \(or None\), got '2'"),
         ({"ranks": 0}, r"ranks must be 1 or more, got 0"),
+        (
+            {"ranks": 2, "slurm": {"nodes": 2}},
+            r"ParaView's ranks run on pvpython's node .*slurm=\{'nodes': 2\} is not supported",
+        ),
     ],
 )
 def test_wrong_arguments_are_named(data: Path, kwargs: dict[str, object], message: str) -> None:
