@@ -174,6 +174,25 @@ def node_address(node: str, env: Mapping[str, str] | None = None) -> str:
     return match.group(1) if match else node
 
 
+def node_trouble(nodes: str, env: Mapping[str, str] | None = None) -> str:
+    """What Slurm says of the nodes of a job that lost one: ``node7 DOWN: fan broken`` (each
+    node that is not up: its state, and the reason an admin or slurmctld gave without the
+    ``[who@when]`` stamp), "" if none or unknown."""
+    try:
+        out = run(["scontrol", "--oneliner", "show", "node", nodes], env).stdout
+    except NbvizError:
+        return ""
+    troubles = []
+    for line in out.splitlines():
+        name = re.search(r"\bNodeName=(\S+)", line)
+        state = re.search(r"\bState=(\S+)", line)
+        if not name or not state or not re.search(r"DOWN|FAIL|DRAIN|NOT_RESPONDING|\*", state[1]):
+            continue
+        reason = re.search(r"\bReason=(.*?)(?:\s+\[[^\]]*@[^\]]*\])?\s*$", line.strip())
+        troubles.append(f"{name[1]} {state[1]}" + (f": {reason[1].strip()}" if reason else ""))
+    return "; ".join(troubles)
+
+
 def first_node(nodes: str, env: Mapping[str, str] | None = None) -> str:
     """The first host of a Slurm node list (``node[3-5]`` -> ``node3``)."""
     if not re.search(r"[\[,]", nodes):
@@ -310,10 +329,13 @@ def end_reason(job_id: str, env: Mapping[str, str] | None = None) -> str | None:
     if not state or state in ("RUNNING", "COMPLETED"):
         return None
     reason = info.get("Reason", "None")
+    nodes = info.get("NodeList", "?")
+    if state == "NODE_FAIL":
+        nodes = (node_trouble(nodes, env) if nodes != "?" else "") or nodes
     what = {
         "CANCELLED": "was cancelled (scancel)",
         "TIMEOUT": f"reached its time limit ({info.get('TimeLimit', '?')})",
-        "NODE_FAIL": f"lost its node ({info.get('NodeList', '?')})",
+        "NODE_FAIL": f"lost its node ({nodes})",
         "PREEMPTED": "was preempted",
         "OUT_OF_MEMORY": "ran out of memory",
         "FAILED": "failed",

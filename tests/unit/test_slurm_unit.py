@@ -116,6 +116,19 @@ def test_why_slurm_ended_a_job(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_scontrol(monkeypatch, ["NODE_FAIL"], reason="NodeDown")
     text = _slurm.end_reason("12") or ""
     assert "lost its node (node7)" in text and "Slurm's reason: NodeDown" in text
+    # what slurmctld says of the node, when asked (scontrol's own line, shortened)
+    node_line = (
+        "NodeName=node7 Arch=x86_64 CPUAlloc=0 NodeAddr=10.0.0.7 State=DOWN+NOT_RESPONDING "
+        "Partitions=remote LastBusyTime=2026-12-07T03:33:23 Reason=fan broken, see ticket 42 "
+        "[root@2026-12-07T03:33:24]\n"
+        "NodeName=node8 Arch=x86_64 State=ALLOCATED Partitions=remote\n"
+    )
+    monkeypatch.setattr(
+        _slurm, "run", lambda argv, env=None: subprocess.CompletedProcess(argv, 0, node_line, "")
+    )
+    assert (
+        _slurm.node_trouble("node[7-8]") == "node7 DOWN+NOT_RESPONDING: fan broken, see ticket 42"
+    )
     # the backend exited by itself: the job still runs, and that is no reason of Slurm's
     fake_scontrol(monkeypatch, ["RUNNING"])
     assert _slurm.end_reason("12") is None
