@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import random
+import stat
 import sys
 
-from .._errors import PortInUseError
+from .._errors import PortInUseError, TemplateError
 from .._netinfo import (
     listener_pids,
     listens_elsewhere,
@@ -32,7 +33,21 @@ class UnixSocket(Transport):
             path = spec.unix_socket
         else:
             path = str(session.socket_dir / "backend.sock")
-        if os.path.exists(path):
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None:
+            if not stat.S_ISSOCK(mode):  # the user's file, never ours to remove
+                kind = (
+                    "a directory"
+                    if stat.S_ISDIR(mode)
+                    else ("a symlink" if stat.S_ISLNK(mode) else "a file")
+                )
+                raise TemplateError(
+                    f"nbviz: unix_socket={path!r} is {kind}, not a socket; nbviz removes only a "
+                    "stale socket there: give the path of a socket (or of nothing yet)"
+                )
             if socket_in_use(path):
                 raise PortInUseError(f"nbviz: socket {path} is already in use by another process")
             os.unlink(path)  # a stale socket from a dead backend

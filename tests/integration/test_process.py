@@ -258,6 +258,31 @@ def test_port_in_use() -> None:
     assert session_dirs() == []
 
 
+UNIX_BACKEND = [PY, str(BACKEND), "--unix-socket", "{unix_socket}"]
+
+
+def test_a_socket_path_that_is_not_a_socket_is_left_alone(tmp_path: Path) -> None:
+    """``unix_socket=`` naming a file, a symlink or a directory: refused, and the thing stays (a
+    stale socket there is removed, a live one is in use)."""
+    data = tmp_path / "results.txt"
+    data.write_text("important")
+    link = tmp_path / "link.sock"
+    link.symlink_to(data)
+    for path, kind in ((data, "a file"), (link, "a symlink"), (tmp_path, "a directory")):
+        with pytest.raises(TemplateError, match=rf"unix_socket='{path}' is {kind}, not a socket"):
+            WebApp(UNIX_BACKEND, unix_socket=path, route="nbviz")
+    assert data.read_text() == "important" and link.is_symlink()
+    stale = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as dead:
+        dead.bind(str(stale))  # never listened: nobody answers there
+    with WebApp(UNIX_BACKEND, unix_socket=stale, route="nbviz") as app:
+        app.wait_ready(20)
+        assert stat.S_ISSOCK(stale.stat().st_mode)
+        with pytest.raises(PortInUseError, match=f"socket {stale} is already in use"):
+            WebApp(UNIX_BACKEND, unix_socket=stale, route="nbviz")
+    assert session_dirs() == []
+
+
 def test_exits_before_ready_shows_output(apps: list[WebApp]) -> None:
     app = WebApp([PY, "-c", "import sys; print('boom: no config'); sys.exit(3)", "{port}"])
     apps.append(app)
