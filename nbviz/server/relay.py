@@ -231,11 +231,13 @@ class RouteHandler(ProxyHandler):
         # request headers, record activity. Its request builder makes the backend URL and the
         # X-Forwarded-* headers; the fetch itself goes through a pooled keep-alive client
         # (jupyter-server-proxy opens a new connection per request and caps bodies).
-        for name in HOP_BY_HOP_REQUEST:
-            self.request.headers.pop(name, None)
         self._record_activity()
         body = b"" if self._upload is not None or self.request.method in ("POST", "PUT") else None
         request = self._build_proxy_request(host, port, proxied_path, body)
+        # From the copy the backend gets: tornado still reads the browser's body by the
+        # request's own headers (without Transfer-Encoding it took a chunked body for none).
+        for name in HOP_BY_HOP_REQUEST:
+            request.headers.pop(name, None)
         data = self._upload.pieces() if self._upload is not None else None
         await self._fetch_streaming(request, host, port, proxied_path, data)
 

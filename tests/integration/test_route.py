@@ -184,6 +184,23 @@ def test_a_600_mib_upload_streams_with_bounded_server_memory(
         conn.close()
 
 
+def test_a_chunked_upload_arrives_whole(app: dict[str, Any], jupyter_server: JupyterServer) -> None:
+    """A body without Content-Length (``Transfer-Encoding: chunked``, as a generator or a
+    browser's stream gives): every byte reaches the backend, small and large."""
+    auth = {"Authorization": f"token {jupyter_server.token}"}
+    conn = http.client.HTTPConnection("127.0.0.1", jupyter_server.port, timeout=60)
+    try:
+        for pieces in ([b"hello-", b"chunked-", b"body"], [os.urandom(1 << 20)] * 5):
+            conn.request("POST", app["url"] + "upload", body=iter(pieces), headers=auth)
+            response = conn.getresponse()
+            answer = json.loads(response.read())
+            whole = b"".join(pieces)
+            assert response.status == 200, answer
+            assert answer == {"length": len(whole), "sha256": hashlib.sha256(whole).hexdigest()}
+    finally:
+        conn.close()
+
+
 def test_an_upload_cut_off_by_the_browser_is_cut_off_at_the_backend(
     app: dict[str, Any], jupyter_server: JupyterServer
 ) -> None:
