@@ -14,8 +14,10 @@ LOG_TAIL_LINES = 30
 #: without end must not fill the runtime dir (a small tmpfs, or the home quota) nor the
 #: kernel's memory. ``read()`` then returns between this and twice this much.
 LOG_LIMIT = 8 * 1024 * 1024
-#: Seconds between two looks at the log's size.
-LOG_CHECK_INTERVAL = 1.0
+#: Seconds between two looks at the log's size (a stat): a backend printing faster than
+#: LOG_LIMIT per look holds more on disk for that moment; ``read()`` still returns at most
+#: twice LOG_LIMIT.
+LOG_CHECK_INTERVAL = 0.2
 LOG_DROPPED = "[nbviz: earlier output was dropped; the log keeps only the latest part]"
 
 
@@ -58,11 +60,17 @@ class BackendLog:
         if path is not None:
             with self._lock:
                 try:
+                    # The latest 2 * LOG_LIMIT bytes at most, however fast the backend writes
+                    # between two looks (cap): the kernel's memory stays bounded.
+                    data, cut = _tail_bytes(path, 2 * LOG_LIMIT)
                     older = path.with_name("backend.log.1")
-                    data = older.read_bytes() if older.exists() else b""
-                    data += path.read_bytes()
+                    if not cut and older.exists():
+                        data_older, cut = _tail_bytes(older, 2 * LOG_LIMIT - len(data))
+                        data = data_older + data
+                    if cut:  # from a line's start
+                        data = data[data.find(b"\n") + 1 :]
                     text = data.decode(errors="replace")
-                    if self._dropped:
+                    if self._dropped or cut:
                         text = f"{LOG_DROPPED}\n{text}"
                 except OSError:
                     pass
@@ -112,3 +120,12 @@ def exit_reason(log: str) -> str | None:
         if found and reason.strip():
             return reason.strip()
     return None
+
+
+def _tail_bytes(path: Path, limit: int) -> tuple[bytes, bool]:
+    """The last ``limit`` bytes of ``path``, and whether there was more before them."""
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size > limit:
+            file.seek(size - limit)
+        return file.read(limit), size > limit
