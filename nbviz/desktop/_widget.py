@@ -23,6 +23,7 @@ from .._process import Process
 from .._routes import RouteChoice
 from .._screenshot import Screenshot
 from .._spec import Endpoint, find_program
+from .._tree import SESSION_ENV_VAR
 from ..app import WebApp, warn
 from . import _display, _spec
 from ._display import Program
@@ -243,6 +244,9 @@ class RemoteDesktop(WebApp):
             raise NbvizError("nbviz: launch() needs a program, e.g. desk.launch('xterm')")
         full_env = self.x_env
         full_env.update({str(k): str(v) for k, v in (env or {}).items()})
+        # marked as the desktop's: what it starts and detaches (setsid, a double fork) still
+        # ends with the desktop's stop() and with the kernel (the watchdog ends the session)
+        full_env[SESSION_ENV_VAR] = self._process.session_id
         if os.path.basename(argv[0]) in _spec.NEEDS_GL and not self._gl:
             raise NbvizError(
                 f"nbviz: {os.path.basename(argv[0])} needs OpenGL (GLX), and this desktop was "
@@ -272,7 +276,7 @@ class RemoteDesktop(WebApp):
             raise NbvizError(f"nbviz: could not start {argv[0]}: {exc.strerror or exc}") from None
         finally:
             os.close(log)
-        _orphans.guard(proc.pid, [])
+        _orphans.guard(proc.pid, [], session=self._process.session_id)
         handle = Program(argv, proc, log_path)
         self._launched.append(handle)
         return handle

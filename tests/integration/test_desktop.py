@@ -91,6 +91,20 @@ def names(pids: set[int]) -> set[str]:
     return found
 
 
+def detached_sleep(seconds: int) -> str:
+    """A command line whose program leaves its process tree and group (``setsid``) at once."""
+    return f"sh -c 'setsid sleep {seconds} </dev/null >/dev/null 2>&1 & exit 0'"
+
+
+def sleeping(seconds: int) -> set[int]:
+    """Pids of ``sleep <seconds>`` processes (seconds: a number only one test uses)."""
+    found = set()
+    for proc in psutil.process_iter(["cmdline"]):
+        if proc.info["cmdline"] == ["sleep", str(seconds)]:
+            found.add(proc.pid)
+    return found
+
+
 def x_run(desk: RemoteDesktop, *argv: str) -> str:
     return subprocess.run(
         argv, env=desk.x_env, capture_output=True, text=True, check=True, timeout=20
@@ -447,10 +461,13 @@ def test_stop_leaves_no_process(backend: str) -> None:
     # a command line, quoted, and a list of arguments (was an AttributeError)
     desk = new_desktop(backend, start=["xterm -T 'two words'", ["xterm", "-T", "a list"]])
     program = desk.launch("xterm -T extra")
+    desk.launch(detached_sleep(7781))  # it left the program's tree and group
     desk.clipboard = "owned by an xclip"
     titles = {"extra", "two words", "a list"}
     wait_until(lambda: desk.refresh() or titles <= set(desk.windows), what="all three")
+    wait_until(lambda: sleeping(7781), what="the detached program")
     pids = tree(desk.pid) | tree(program.pid) | tree(desk._clipboard_owner.pid)  # type: ignore[union-attr]
+    pids |= sleeping(7781)
     expected = {"xterm", "openbox", "xclip"} | ({"xpra", "Xvfb"} if backend == "xpra" else {"Xvnc"})
     assert {n[:15] for n in expected} <= {n[:15] for n in names(pids)}, names(pids)
     display = desk.display
@@ -571,6 +588,7 @@ from nbviz import RemoteDesktop
 desk = RemoteDesktop({backend!r})
 desk.wait_ready(30)
 term = desk.launch("xterm -T from-the-kernel")
+desk.launch("sh -c 'setsid sleep 7782 </dev/null >/dev/null 2>&1 & exit 0'")
 print(json.dumps({{"url": desk.url, "route": desk.route, "path": desk.path, "pid": desk.pid,
                    "program": term.pid}}))
 """
@@ -614,8 +632,9 @@ def test_through_the_jupyter_route(backend: str, jupyter_server: JupyterServer) 
             ws_connect(jupyter_server, info["url"], subprotocols=["binary"]).close()
         assert jupyter_server.get(info["url"], auth=False)[0] in (302, 401, 403)
         # SIGKILL of the kernel: the desktop and its programs end
-        pids = tree(info["pid"]) | {info["program"]}
-        assert len(alive(pids)) >= 5
+        wait_until(lambda: sleeping(7782), what="the detached program")
+        pids = tree(info["pid"]) | {info["program"]} | sleeping(7782)
+        assert len(alive(pids)) >= 6
         os.kill(kernel.pid, signal.SIGKILL)
         wait_until(lambda: not alive(pids), timeout=15, what="the desktop to end")
     finally:
