@@ -46,6 +46,7 @@ INSTALL_HINTS: Mapping[str, str] = {
     "Xvfb": "apt-get install xvfb",
     "websockify": "pip install websockify",
     "xterm": "apt-get install xterm",
+    "openbox": "apt-get install openbox",
     "mpiexec": "apt-get install mpi-default-bin",
     "ssh": "apt-get install openssh-client",
     "srun": "apt-get install slurm-client",

@@ -19,6 +19,7 @@ from ._errors import NbvizError
 from ._process import Process
 from ._routes import NO_ROUTE_HINT, route_for
 from ._spec import INSTALL_HINTS, Spec
+from .desktop._spec import TOOLS as DESKTOP_TOOLS
 
 OK, NO, INFO = "ok  ", "MISS", "    "
 
@@ -33,6 +34,8 @@ BACKENDS: list[tuple[str, list[str], str, str]] = [
     ("websockify", ["websockify"], "RemoteDesktop", "backend='vnc'"),
     ("noVNC", ["/usr/share/novnc/vnc.html"], "RemoteDesktop", "backend='vnc'"),
     ("xterm", ["xterm"], "RemoteDesktop", "default terminal"),
+    ("openbox", ["openbox"], "RemoteDesktop", "default window manager"),
+    ("X tools", list(DESKTOP_TOOLS), "RemoteDesktop", "windows, clipboard, screenshot()"),
     ("OpenSSH client (ssh)", ["ssh"], "WebApp", "ssh= backends on another host"),
     ("OpenFOAM (icoFoam)", ["icoFoam"], "Solver", "OpenFOAM runs, tutorial 08"),
     (
@@ -46,6 +49,7 @@ BACKENDS: list[tuple[str, list[str], str, str]] = [
 
 INSTALL = {
     **INSTALL_HINTS,
+    **{tool: f"apt-get install {package}" for tool, package in DESKTOP_TOOLS.items()},
     "/usr/share/novnc/vnc.html": "apt-get install novnc",
     "chromium": "apt-get install chromium",
     "icoFoam": "apt-get install openfoam",

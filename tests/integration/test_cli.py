@@ -122,3 +122,25 @@ def test_doctor_says_when_private_namespaces_are_not_allowed() -> None:
         env={**os.environ, "NBVIZ_PRIVATE_NETWORK": "no"},
     ).stdout
     assert "private network namespaces turned off (NBVIZ_PRIVATE_NETWORK=no)" in turned_off
+
+
+def test_doctor_names_the_desktops_tools_and_how_to_install_them(tmp_path: Path) -> None:
+    """RemoteDesktop needs its X tools and window manager too: without them on PATH, doctor
+    says so, with the Debian package (it said "0 backend(s) missing")."""
+    server = JupyterServer(root=tmp_path)  # not started: only its isolated env is used
+    (tmp_path / "runtime").mkdir()
+    bin_dir = tmp_path / "bin"  # /usr/bin without wmctrl, xclip and openbox
+    bin_dir.mkdir()
+    for program in Path("/usr/bin").iterdir():
+        if program.name not in ("wmctrl", "xclip", "openbox"):
+            (bin_dir / program.name).symlink_to(program)
+    out = subprocess.run(
+        [sys.executable, "-m", "nbviz.cli", "doctor", "--no-routes"],
+        env={**server.env, "PATH": f"{Path(sys.executable).parent}:{bin_dir}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    openbox = "[MISS] openbox: not found (for RemoteDesktop, default window manager); "
+    assert openbox + "apt-get install openbox" in out, out
+    assert "apt-get install wmctrl; apt-get install xclip" in out, out
