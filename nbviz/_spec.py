@@ -173,7 +173,7 @@ class Spec:
             os.fspath(item).replace("{", "{{").replace("}", "}}")
             if isinstance(item, os.PathLike)
             else item
-            for item in (shlex.split(command) if isinstance(command, str) else command)
+            for item in (split_command(command) if isinstance(command, str) else command)
         )
         if not items:
             raise TemplateError("the command is empty; give a program and its arguments")
@@ -181,7 +181,7 @@ class Spec:
             raise TemplateError(f"every command item must be a str or path, got {list(items)!r}")
         for index, item in enumerate(items):
             if "\0" in item:
-                raise TemplateError(f"command item {index} contains a NUL character: {item!r}")
+                raise TemplateError(f"command[{index}] contains a NUL character: {item!r}")
         for key, value in (env or {}).items():
             if not isinstance(key, str) or not key or "=" in key or "\0" in key:
                 raise TemplateError(
@@ -193,7 +193,7 @@ class Spec:
                 )
         used = set()
         for index, item in enumerate(items):
-            used |= template_fields(item, where=f"command item {index} {item!r}")
+            used |= template_fields(item, where=f"command[{index}] {item!r}")
         if "port" in used and "unix_socket" in used:
             raise TemplateError("the command uses both {port} and {unix_socket}; use one")
         ssh_args = check_remote(used, host=host, ssh=ssh, unix_socket=unix_socket)
@@ -235,7 +235,7 @@ class Spec:
             tcp_items = tuple(tcp_command)
             tcp_used = set()
             for index, item in enumerate(tcp_items):
-                tcp_used |= template_fields(item, where=f"tcp_command item {index} {item!r}")
+                tcp_used |= template_fields(item, where=f"tcp_command[{index}] {item!r}")
             if "port" not in tcp_used:
                 raise TemplateError("tcp_command must contain {port}")
         if not ready_path.startswith("/"):
@@ -410,6 +410,17 @@ def default_name(command: Sequence[str]) -> str:
         if not command[1].startswith("-"):
             return os.path.basename(command[1])
     return program
+
+
+def split_command(line: str, what: str = "the command") -> list[str]:
+    """A command line as a shell would split it (no shell runs it), or a clear error."""
+    try:
+        return shlex.split(line)
+    except ValueError as exc:  # "No closing quotation", "No escaped character"
+        raise TemplateError(
+            f"{what} {line!r} cannot be split into arguments ({str(exc).lower()}): close its "
+            "quotes, or give a list of arguments"
+        ) from None
 
 
 def find_program(program: str, env: Mapping[str, str] | None = None, cwd: str | None = None) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ from typing import Literal
 
 from . import _orphans
 from ._errors import NbvizError, ProgramNotFoundError
+from ._spec import split_command
 from ._tree import SESSION_ENV_VAR, kill_tree
 
 __all__ = ["Solver"]
@@ -53,7 +53,11 @@ class Solver:
         env: Mapping[str, str] | None = None,
         log: str | os.PathLike[str] | None = None,
     ) -> None:
-        argv = shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+        argv = (
+            split_command(command, "Solver")
+            if isinstance(command, str)
+            else [str(c) for c in command]
+        )
         if not argv:
             raise NbvizError("nbviz: Solver needs a command, e.g. Solver('icoFoam', cwd=case)")
         self.cwd = Path(cwd).resolve()

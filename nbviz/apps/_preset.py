@@ -115,7 +115,7 @@ class Preset:
                 raise self.error("its tcp_command must be a non-empty list of str")
             object.__setattr__(self, "tcp_command", tuple(self.tcp_command))
             for index, item in enumerate(self.tcp_command):
-                self.check_template(item, f"tcp_command item {index} {item!r}")
+                self.check_template(item, f"tcp_command[{index}] {item!r}")
             if not any("port" in fields_of(item, self.name) for item in self.tcp_command):
                 raise self.error("its tcp_command must contain {port}")
         object.__setattr__(self, "files", tuple(self.files))
@@ -124,7 +124,7 @@ class Preset:
         if clash:
             raise self.error(f"its args {clash} shadow nbviz's own template fields; rename them")
         for index, item in enumerate(self.command):
-            self.check_template(item, f"command item {index} {item!r}")
+            self.check_template(item, f"command[{index}] {item!r}")
         for key, value in self.env.items():
             self.check_template(value, f"env {key}={value!r}", nbviz_fields=False)
         self.check_template(self.path, f"path {self.path!r}", nbviz_fields=False)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from .. import _gate
 from .._errors import NbvizError, ProgramNotFoundError
-from .._spec import Endpoint, Spec, find_program
+from .._spec import Endpoint, Spec, find_program, split_command
 from .runtime import shared
 
 Backend = Literal["xpra", "vnc"]
@@ -221,7 +221,7 @@ def start_commands(start: str | Sequence[str | Sequence[str]] | None) -> list[st
     commands = []
     for item in start:
         if isinstance(item, str):
-            argv = shlex.split(item)
+            argv = split_command(item, "start=")
         elif isinstance(item, Sequence):
             argv = [str(arg) for arg in item]
         else:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,7 @@ from .._errors import BackendStoppedError, NbvizError, PortInUseError
 from .._process import Process
 from .._routes import RouteChoice
 from .._screenshot import Screenshot
-from .._spec import Endpoint, find_program
+from .._spec import Endpoint, find_program, split_command
 from .._tree import SESSION_ENV_VAR
 from ..app import WebApp, warn
 from . import _display, _spec
@@ -89,7 +88,7 @@ class RemoteDesktop(WebApp):
         start = _spec.start_commands(start)
         window_manager = window_manager or ""  # None: none, as ""
         if window_manager.strip():  # a command line, like the start= entries
-            _spec.must_exist(shlex.split(window_manager)[0], "window_manager=")
+            _spec.must_exist(split_command(window_manager, "window_manager=")[0], "window_manager=")
         # No size given: the X screen follows the frame in the page (1280x800 until it reports).
         self._follow_frame = size is None
         width, height_px = _spec.valid_size(size or (1280, 800))
@@ -239,7 +238,11 @@ class RemoteDesktop(WebApp):
         WebApp's)."""
         if isinstance(program, os.PathLike):  # a path to the program (it was iterated)
             program = [program]
-        argv = shlex.split(program) if isinstance(program, str) else [str(a) for a in program]
+        argv = (
+            split_command(program, "launch()")
+            if isinstance(program, str)
+            else [str(a) for a in program]
+        )
         if not argv:
             raise NbvizError("nbviz: launch() needs a program, e.g. desk.launch('xterm')")
         full_env = self.x_env

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,23 @@ def test_unknown_field_names_the_item_and_known_fields() -> None:
         Spec.build(["srv", "--port", "{prot}"])
     message = str(info.value)
     assert message.startswith("nbviz:")
-    assert "{prot}" in message and "command item 2" in message and "{port}" in message
+    assert "{prot}" in message and "command[2]" in message and "{port}" in message
+
+
+def test_a_command_line_with_unbalanced_quotes_is_a_template_error() -> None:
+    """A string command is split as a shell would: a quote left open is said so, with the
+    line (it was shlex's bare ValueError)."""
+    from nbviz import Solver
+    from nbviz.desktop._spec import start_commands
+
+    said = "cannot be split into arguments (no closing quotation): close its quotes"
+    for what, build, line in (
+        ("the command", Spec.build, "python -m http.server '{port}"),
+        ("start=", start_commands, "xterm -T 'x"),
+        ("Solver", Solver, "icoFoam '"),
+    ):
+        with pytest.raises(TemplateError, match=re.escape(f"nbviz: {what} {line!r} {said}")):
+            build(line)
 
 
 @pytest.mark.parametrize("item", ["{port", "port}", "{port!r}", "{port:5d}", "{0}", "{}"])
@@ -142,7 +159,7 @@ def test_wrong_ssh_and_command_types_are_named() -> None:
         Spec.build(["srv", "{unix_socket}"], ssh=5)  # type: ignore[arg-type]
     with pytest.raises(TemplateError, match=r"command must be a list of str .*got None"):
         Spec.build(None)  # type: ignore[arg-type]
-    with pytest.raises(TemplateError, match=r"command item 1 contains a NUL character"):
+    with pytest.raises(TemplateError, match=r"command\[1\] contains a NUL character"):
         Spec.build(["srv", "a\0b", "{port}"])
 
 
