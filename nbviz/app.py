@@ -225,6 +225,11 @@ class WebApp(Frame):
     # --------------------------------------------------------------- lifecycle
     def start(self) -> None:
         """Start the backend (does nothing while it is starting or running). Returns at once."""
+        if getattr(self, "_closed", False):
+            raise NbvizError(
+                f"nbviz: this {type(self).__name__} was closed (close() closes its widget too, "
+                "for good); make a new one"
+            )
         if self._process.status not in ("starting", "ready"):
             self._notice = ""
         self._process.start()
@@ -276,6 +281,7 @@ class WebApp(Frame):
         # the interpreter exits (modules half torn down; the watchdog ends the app then).
         if getattr(self, "_process", None) is not None and not sys.is_finalizing():
             self.stop()
+        self._closed = True
         super().close()
 
     def restart(self) -> None:

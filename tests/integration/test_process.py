@@ -143,6 +143,11 @@ def test_closing_the_widget_stops_its_app(apps: list[WebApp]) -> None:
     app.close()
     assert app.status == "stopped" and app.comm is None
     wait_until(lambda: not psutil.pid_exists(pid) or not running(psutil.Process(pid)))
+    # and it stays closed: no backend starts again that nothing could show (it did, silently)
+    for again in (app.start, app.restart):
+        with pytest.raises(NbvizError, match=r"^nbviz: this WebApp was closed .* make a new one"):
+            again()
+    assert app.status == "stopped" and app.pid is None
 
 
 def test_missing_program() -> None:
