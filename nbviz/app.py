@@ -250,6 +250,11 @@ class WebApp(Frame):
                 f"nbviz: the frame loads {route.url} directly, which works only in a browser on "
                 f"this machine: {STANDALONE_VOILA_HINT}"
             )
+        elif route.kind == "direct" and self._server is not None:  # route="direct" asked for
+            warn(
+                f"nbviz: route='direct': the frame loads {route.url} directly, not through the "
+                "Jupyter server, which works only in a browser on this machine"
+            )
         elif route.kind == "direct":
             warn(
                 f"nbviz: no Jupyter server found behind this kernel; the frame loads {route.url} "

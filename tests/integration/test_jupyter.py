@@ -66,6 +66,23 @@ def test_kernel_computes_the_url_and_it_works(
         assert jupyter_server.get(info["url"])[0] == 404
 
 
+def test_route_direct_asked_for_in_a_server_kernel_says_so(kernel: Kernel) -> None:
+    """route='direct' behind a Jupyter server: the warning says the frame bypasses the server
+    as asked (it said that no Jupyter server was found behind the kernel)."""
+    out = kernel.run(
+        "import sys, warnings\n"
+        "from nbviz import WebApp\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        f"    direct = WebApp([sys.executable, {str(BACKEND)!r}, '--port', '{{port}}'],"
+        " route='direct')\n"
+        "direct.stop()\n"
+        "print([str(w.message) for w in caught])"
+    )
+    assert "route='direct': the frame loads http://127.0.0.1:" in out, out
+    assert "no Jupyter server found" not in out, out
+
+
 @pytest.mark.parametrize("route", list(ROUTES))
 def test_unauthenticated_requests_are_refused(
     route: str, kernel: Kernel, jupyter_server: JupyterServer
