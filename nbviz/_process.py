@@ -390,6 +390,7 @@ class Process:
             )
             # Whoever waits for readiness from now on learns of the crash.
             self._future = failed(self.error)
+            self._cleanup_files()
             self._set("crashed", self.error.message)
 
     def _probe(self, proc: subprocess.Popen[bytes], endpoint: Endpoint) -> bool:
@@ -423,6 +424,7 @@ class Process:
             if self._stopping:
                 return
             self.error = error
+            self._cleanup_files()  # nothing of a failed start stays behind; logs() still reads
             self._set("crashed", error.message)
         future.set_exception(error)
 

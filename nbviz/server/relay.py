@@ -111,7 +111,9 @@ class RouteHandler(ProxyHandler):
     def _lookup(self, session_id: str) -> _registry.Entry:
         entry = _registry.read_entry(session_id)
         if entry is None:
-            raise web.HTTPError(404, f"nbviz: no session {session_id} (stopped, or never started)")
+            raise web.HTTPError(
+                404, f"nbviz: no session {session_id} (stopped, crashed, or never started)"
+            )
         self.session_id = session_id
         self.entry = entry
         self.unix_socket = entry.unix_socket

@@ -297,6 +297,9 @@ def test_exits_before_ready_shows_output(apps: list[WebApp]) -> None:
     assert "boom: no config" in info.value.log_tail
     assert app.status == "crashed"
     assert "boom: no config" in app.error  # the widget shows the same error
+    # nothing of the failed start stays behind (its session directory, the route's entry);
+    # what it printed is still there
+    assert session_dirs() == [] and "boom: no config" in app.logs()
 
 
 def test_programs_that_daemonize_are_found_and_ended(apps: list[WebApp]) -> None:
@@ -434,6 +437,7 @@ def test_crash_while_running_then_restart(apps: list[WebApp]) -> None:
     fetch(app, "/exit")
     wait_until(lambda: app.status == "crashed", what="crash detection")
     assert "exited with code 7" in app.error and "listening" in app.error
+    assert session_dirs() == [] and "listening" in app.logs()
     # Waiting for an app that has crashed since it was ready raises the crash, as the widget
     # shows it, instead of returning as if it were ready.
     with pytest.raises(BackendExitedError, match="exited with code 7"):

@@ -376,11 +376,19 @@ def test_sessions_api_lists_the_session(app: dict[str, Any], jupyter_server: Jup
     assert jupyter_server.get("nbviz/api/sessions", auth=False)[0] in (302, 403)
 
 
-def test_stopped_backend_gives_a_clear_502(kernel: Kernel, jupyter_server: JupyterServer) -> None:
+def test_a_backend_that_does_not_answer_gives_a_clear_502_and_a_crashed_one_404(
+    kernel: Kernel, jupyter_server: JupyterServer
+) -> None:
     info = start_app(kernel, "nbviz-unix")
-    kernel.run("import os, signal; os.kill(app.pid, signal.SIGKILL); import time; time.sleep(0.5)")
+    # still running, but nothing answers on its socket any more
+    kernel.run("import os, signal; os.unlink(app.endpoint.unix_socket)")
     status, body, _ = jupyter_server.get(info["url"])
     assert status == 502 and b"does not answer" in body
+    # crashed: its session is gone from the route with it
+    kernel.run("os.kill(app.pid, signal.SIGKILL)")
+    wait_until(lambda: kernel.run("print(app.status)").strip() == "crashed", what="crashed")
+    status, body, _ = jupyter_server.get(info["url"])
+    assert status == 404 and b"(stopped, crashed, or never started)" in body
     kernel.run("app.stop()")
 
 
