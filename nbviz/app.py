@@ -44,10 +44,14 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def warn(message: str) -> None:
-    """Warn, attributed to the first caller outside nbviz (the user's cell)."""
+    """Warn, attributed to the first caller outside nbviz (the user's cell); on a thread of
+    nbviz's own (a backend that became ready), to the nbviz line that warns, not to Python's
+    ``threading.py``."""
     frame, level = sys._getframe(1), 2
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
+    if frame.f_code.co_filename == threading.__file__:
+        level = 2
     warnings.warn(message, NbvizWarning, stacklevel=level)
 
 
