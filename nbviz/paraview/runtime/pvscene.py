@@ -94,6 +94,9 @@ class Scene(Filters):
         field = default_field(self.source, self.fields())
         # "": ParaView would colour by the active scalars, e.g. STL's constant solid label
         self.set_field(field)
+        #: the user chose the field (or "" for one plain colour): new arrays do not change it
+        self.field_chosen = False
+        self.known_fields = self.fields()  # (what the kernel was told: see update_fields)
         if ARGS.regions and self.blocks:
             self.set_regions(ARGS.regions)
         elif ARGS.regions and not openfoam_reader(self.reader):
@@ -111,6 +114,22 @@ class Scene(Filters):
                 if name not in names and not name.startswith("vtk"):
                     names.append(name)
         return names
+
+    def update_fields(self) -> bool:
+        """The arrays of the step shown, read again: a new step (a solver's first one, or one
+        writing more arrays) may bring arrays the first did not have. When no field was chosen
+        yet and nothing was coloured, the first choice is shown as at the start. Returns
+        whether the list of fields changed (the kernel and the page must be told)."""
+        self.source.UpdatePipeline(self.view.ViewTime)
+        fields = self.fields()
+        if fields == self.known_fields:
+            return False
+        self.known_fields = fields
+        if not self.values["field"] and not self.field_chosen:
+            field = default_field(self.source, fields)
+            if field:
+                self.set_field(field)
+        return True
 
     def association(self, field: str, wanted: str | None = None) -> str:
         """POINTS or CELLS: where ``field`` is taken from (``wanted``: the view's choice)."""
@@ -360,6 +379,7 @@ class Scene(Filters):
         self.view.ViewTime = self.times[int(index)]
         self.values["time"] = int(index)
         self.at_latest = int(index) == len(self.times) - 1
+        self.update_fields()  # (this step may hold other arrays; a first field may come)
         if self.values["color_range"] == "auto" and self.values["field"]:
             self.apply_range("auto")
 
@@ -435,6 +455,8 @@ class Scene(Filters):
         if key not in setters:
             raise Fail(f"unknown setting {key!r}")
         setters[key](value)
+        if key == "field":
+            self.field_chosen = True
 
     # ranges
     def field_range(self, field: str, component: str | None = None) -> tuple[float, float]:
