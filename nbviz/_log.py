@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -17,6 +18,15 @@ LOG_LIMIT = 8 * 1024 * 1024
 #: Seconds between two looks at the log's size.
 LOG_CHECK_INTERVAL = 1.0
 LOG_DROPPED = "[nbviz: earlier output was dropped; the log keeps only the latest part]"
+
+
+#: Terminal control sequences (colours: ParaView's log prints "\x1b[0m\x1b[31m(...) ERR|"):
+#: noise in an error message, a frame or ``logs()``.
+ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI_ESCAPE.sub("", text)
 
 
 def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
@@ -61,7 +71,7 @@ class BackendLog:
                     older = path.with_name("backend.log.1")
                     data = older.read_bytes() if older.exists() else b""
                     data += path.read_bytes()
-                    text = data.decode(errors="replace")
+                    text = strip_ansi(data.decode(errors="replace"))
                     if self._dropped:
                         text = f"{LOG_DROPPED}\n{text}"
                 except OSError:

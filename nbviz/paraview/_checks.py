@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._errors import ArgumentTypeError, BackendExitedError, NbvizError, ProgramNotFoundError
+from .._errors import ArgumentTypeError, NbvizError, ProgramNotFoundError
 
 
 class DataError(NbvizError, ValueError):
@@ -232,8 +232,10 @@ def check_arguments(
         )
 
 
-def _explain(exc: BackendExitedError) -> NbvizError:
-    """Turn a pvpython startup failure into the error the user needs to see."""
+def _explain(exc: NbvizError) -> NbvizError:
+    """Turn a pvpython startup failure into the error the user needs to see (what
+    ``wait_ready()`` raises and the frame shows): the app's own words when it said what is
+    wrong (the data), the fix when pvpython cannot import trame; ``exc`` otherwise."""
     for line in reversed(exc.log_tail.splitlines()):
         if "nbviz-paraview: error:" in line:
             return DataError(

@@ -21,6 +21,7 @@ from .._errors import ArgumentTypeError
 from .._spec import Endpoint, Spec, find_program
 from ._checks import (
     DataError,
+    _explain,
     _glob_of,
     _vtk_values,
     check_arguments,
@@ -209,6 +210,7 @@ def session_spec(
         ],
         slurm=slurm,
         near_kernel=True,  # the control channel: a Unix socket in the session's socket dir
+        explain=_explain,  # (unreadable data: the app's own words, not "pvpython exited")
     )
     return SessionSpec(spec, title, array)
 

@@ -14,12 +14,12 @@ from typing import Any
 import traitlets as t
 
 from .._channel import Channel, ChannelError
-from .._errors import BackendExitedError, NbvizError
+from .._errors import NbvizError
 from .._screenshot import Screenshot
 from .._spec import Endpoint
 from ..app import WebApp, warn
 from . import _spec
-from ._checks import DataError, _explain
+from ._checks import DataError
 from ._filters import DERIVED, Filter, jsonable
 
 REPRESENTATIONS = ["Surface", "Surface With Edges", "Wireframe", "Points", "Volume", "Outline"]
@@ -226,18 +226,6 @@ class ParaViewSession(WebApp):
 
     def _was_set(self, name: str) -> bool:
         return name in getattr(self, "_user_set", set())
-
-    def wait_ready(self, timeout: float | None = None) -> None:
-        try:
-            super().wait_ready(timeout)
-        except BackendExitedError as exc:
-            raise _explain(exc) from None
-
-    async def ready(self) -> None:
-        try:
-            await super().ready()
-        except BackendExitedError as exc:
-            raise _explain(exc) from None
 
     # ------------------------------------------------------------ kernel -> backend
     @t.observe(*VIEW_TRAITS)

@@ -487,6 +487,41 @@ def test_missing_and_unreadable_data(
         session.wait_ready(120)
 
 
+def test_unreadable_data_is_said_in_the_frame_too(tmp_path: Path) -> None:
+    """Data ParaView cannot read: the cell's frame (status, message, error) says what
+    wait_ready() raises, the data's problem first, not "pvpython exited"; the log lines it
+    shows carry no terminal colour codes (ParaView's own log has them)."""
+    surface = tmp_path / "cut.vtp"
+    from paraview_data import write_surface
+
+    write_surface(surface, nu=40, nv=20)
+    surface.write_bytes(surface.read_bytes()[: surface.stat().st_size // 2])  # cut off
+    script = tmp_path / "script.py"
+    script.write_text("print('hello')\n")
+    table = tmp_path / "table.csv"
+    table.write_text("a,b,c\n1,2,3\n4,5,6\n")
+    cases = [
+        (surface, r"cut\.vtp holds no data ParaView could read"),
+        (script, r"script\.py"),
+        (table, r"table\.csv is a table; .*its columns: a, b, c"),
+    ]
+    for path, message in cases:
+        session = ParaViewSession(path, size=(200, 150))
+        try:
+            with pytest.raises(DataError, match=f"^nbviz: .*{message}") as raised:
+                session.wait_ready(120)
+            headline = raised.value.message
+            assert session.status == "crashed"
+            assert session.message == headline, path
+            assert session.error.splitlines()[0] == headline, path
+            assert "pvpython exited" not in session.message
+            assert "\x1b" not in session.error and "\x1b" not in session.logs(), path
+            if path == surface:  # ParaView's complaints (coloured in its log) are shown
+                assert "vtkXMLPolyDataReader" in session.error and "ERR|" in session.error
+        finally:
+            session.stop()
+
+
 def test_missing_pvpython(monkeypatch: pytest.MonkeyPatch, data: Path) -> None:
     monkeypatch.setenv("NBVIZ_PVPYTHON", "/nonexistent/pvpython")
     with pytest.raises(ProgramNotFoundError, match="NBVIZ_PVPYTHON"):
