@@ -39,6 +39,18 @@ def find_pvpython() -> str:
     return found
 
 
+def check_xvfb() -> None:
+    """ParaView (Debian's build is GLX-only) draws into an X server even offscreen: the
+    launcher starts a private Xvfb, unless NBVIZ_PARAVIEW_DISPLAY names a display to use."""
+    if os.environ.get("NBVIZ_PARAVIEW_DISPLAY") or shutil.which("Xvfb"):
+        return
+    raise ProgramNotFoundError(
+        "nbviz: Xvfb is not installed (apt-get install xvfb); ParaViewSession runs ParaView "
+        "in a private Xvfb (it needs an X server even offscreen), or set "
+        "NBVIZ_PARAVIEW_DISPLAY to an X display it may use"
+    )
+
+
 def trame_site() -> str:
     """The site-packages dir that holds trame, handed to pvpython on its PYTHONPATH."""
     spec = importlib.util.find_spec("trame_server")

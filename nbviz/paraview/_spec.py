@@ -25,6 +25,7 @@ from ._checks import (
     _glob_of,
     _vtk_values,
     check_arguments,
+    check_xvfb,
     find_pvpython,
     is_openfoam,
     resolve_data,
@@ -99,6 +100,7 @@ def session_spec(
             f"case_type= must be one of {', '.join(map(repr, CASE_TYPES))}, got {case_type!r}"
         )
     pvpython = find_pvpython()
+    check_xvfb()
     site = trame_site()
     parallel: list[str] = []
     private_network = False

@@ -532,6 +532,27 @@ def test_missing_pvpython(monkeypatch: pytest.MonkeyPatch, data: Path) -> None:
         ParaViewSession(data)
 
 
+def test_missing_xvfb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, data: Path) -> None:
+    """ParaView installed, Xvfb not: said before anything starts, with what to install (not
+    the launcher's traceback after pvpython's start); with NBVIZ_PARAVIEW_DISPLAY no Xvfb is
+    needed."""
+    pvpython = shutil.which("pvpython")
+    assert pvpython is not None
+    bin_dir = tmp_path / "bin"  # /usr/bin without Xvfb
+    bin_dir.mkdir()
+    for entry in Path("/usr/bin").iterdir():
+        if entry.name != "Xvfb":
+            (bin_dir / entry.name).symlink_to(entry)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("NBVIZ_PVPYTHON", pvpython)
+    monkeypatch.delenv("NBVIZ_PARAVIEW_DISPLAY", raising=False)
+    with pytest.raises(ProgramNotFoundError, match=r"^nbviz: Xvfb is not installed \(apt-get"):
+        ParaViewSession(data)
+    monkeypatch.setenv("NBVIZ_PARAVIEW_DISPLAY", ":99")
+    view = ParaViewSession(data, start=False)
+    assert "--xvfb" not in view._spec.command
+
+
 # ------------------------------------------------------------ through a real Jupyter server
 @pytest.mark.jupyter
 def test_view_through_the_route_and_kernel_death(data: Path, jupyter_server: JupyterServer) -> None:
