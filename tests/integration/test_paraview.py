@@ -320,6 +320,16 @@ def test_a_csv_table_shows_as_coloured_points(tmp_path: Path) -> None:
     np.savetxt(table, points, delimiter=",", header="a,b,c", comments="")
     with pytest.raises(DataError, match=r"columns x, y \(and z\).*; its columns: a, b, c"):
         ParaViewSession(table).wait_ready(120)
+    # a coordinate that is not a number (the reader then reads the column as text, and the
+    # table had no points: an empty view); a table without rows
+    typo = tmp_path / "typo.csv"
+    typo.write_text("x,y,z,T\n1,2,3,4\n1,2,abc,5\n")
+    with pytest.raises(DataError, match=r"typo\.csv: column 'z' holds 'abc' \(data row 2\), not a"):
+        ParaViewSession(typo).wait_ready(120)
+    rowless = tmp_path / "header.csv"
+    rowless.write_text("x,y,z,T\n")
+    with pytest.raises(DataError, match=r"header\.csv is a table without rows"):
+        ParaViewSession(rowless).wait_ready(120)
     # separated by semicolons (a spreadsheet's CSV in many locales) or by spaces
     spaced = tmp_path / "cloud.txt"
     np.savetxt(spaced, rows, delimiter="  ", header=header.replace(",", " "), comments="")

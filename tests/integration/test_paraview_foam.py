@@ -331,6 +331,11 @@ def test_openfoam_mistakes_are_clear(case: Path, tmp_path: Path) -> None:
     session = ParaViewSession(case / "cavity.foam", regions=["nope"])
     with pytest.raises(DataError, match=r"no region 'nope'; regions: internalMesh"):
         session.wait_ready(120)
+    unmeshed = tmp_path / "unmeshed"  # blockMesh not run: nothing to show, said so
+    shutil.copytree(case, unmeshed, ignore=shutil.ignore_patterns("polyMesh", "0.*", "VTK"))
+    session = ParaViewSession(unmeshed / "cavity.foam")
+    with pytest.raises(DataError, match=r"cavity\.foam: the case has no mesh .*blockMesh"):
+        session.wait_ready(120)
 
 
 def test_regions_given_at_the_start(case: Path) -> None:

@@ -110,6 +110,14 @@ def open_data(paths: list[str]) -> Any:
         reader = open_openfoam(paths[0])
         times = list(reader.TimestepValues or [])
         reader.UpdatePipeline(times[0] if times else 0.0)
+        if reader.GetDataInformation().GetNumberOfPoints() == 0:
+            if ARGS.regions:
+                raise Fail(f"the regions {', '.join(ARGS.regions)} of {paths[0]} hold no points")
+            where = "processor*/constant/polyMesh" if opened_case_type == "decomposed" else ""
+            raise Fail(
+                f"{paths[0]}: the case has no mesh ParaView could read "
+                f"({where or 'constant/polyMesh'}; run blockMesh, or the mesher, first)"
+            )
         return reader
     try:
         reader = simple.OpenDataFile(paths if len(paths) > 1 else paths[0])
@@ -170,7 +178,14 @@ def table_to_points(reader: Any, path: str) -> Any:
         rows = info.GetAttributeInformation(vtkDataObject.ROW)
         return [rows.GetArrayInformation(i).GetName() for i in range(rows.GetNumberOfArrays())]
 
+    def numeric(name: str) -> bool:
+        info = reader.GetDataInformation().DataInformation
+        array = info.GetAttributeInformation(vtkDataObject.ROW).GetArrayInformation(name)
+        return array is not None and array.GetDataType() != VTK_STRING
+
     columns = names()
+    if not columns:
+        raise Fail(f"{path} is a table without rows: it has no points to show")
     if len(columns) == 1 and hasattr(reader, "FieldDelimiterCharacters"):
         # one column: the file is separated by something else than commas (";", tabs, spaces)
         found = next((c for c in ";\t|" if c in columns[0]), " " if " " in columns[0] else "")
@@ -187,16 +202,40 @@ def table_to_points(reader: Any, path: str) -> Any:
         if names[0] in lower and names[1] in lower:
             x, y = lower[names[0]], lower[names[1]]
             z = lower.get(names[2])
+            for column in (x, y, z):
+                if column is not None and not numeric(column):
+                    raise Fail(not_a_number(reader, path, column))
             points = simple.TableToPoints(
                 Input=reader, XColumn=x, YColumn=y, ZColumn=z or x, a2DPoints=int(z is None)
             )
             points.UpdatePipeline()
+            if points.GetDataInformation().GetNumberOfPoints() == 0:
+                raise Fail(f"{path} is a table without rows: it has no points to show")
             return points
     raise Fail(
         f"{path} is a table; ParaViewSession shows a table as points when it has columns "
         f"x, y (and z), any case, units in brackets allowed; its columns: "
         f"{', '.join(columns[:12]) or 'none'}"
     )
+
+
+VTK_STRING = 13  # (vtkType.h: a column the CSV reader read as text)
+
+
+def not_a_number(reader: Any, path: str, column: str) -> str:
+    """Why coordinate ``column`` of a table is text: its first value that is not a number."""
+    table = servermanager.Fetch(reader)
+    values = table.GetColumnByName(column) if table is not None else None
+    for row in range(values.GetNumberOfValues() if values is not None else 0):
+        text = str(values.GetValue(row))
+        try:
+            float(text)
+        except ValueError:
+            return (
+                f"{path}: column {column!r} holds {text!r} (data row {row + 1}), not a number; "
+                "the coordinates of a table's points must all be numbers"
+            )
+    return f"{path}: column {column!r} does not hold numbers; coordinates must be numbers"
 
 
 #: Arrays that label points or cells (ids, blocks) rather than measure something: not the
