@@ -349,6 +349,39 @@ def test_a_csv_table_shows_as_coloured_points(tmp_path: Path) -> None:
             view.stop()
 
 
+def test_association_a_field_has_not_is_a_clear_error(tmp_path: Path) -> None:
+    """association="points" for a field of cell values (or "cells" for one of point values)
+    says so and what to set, and the view stays as it was."""
+    grid = tmp_path / "grid.vtk"  # 3x3x2 points, 2x2x1 cells: p on the cells, q on the points
+    grid.write_text(
+        "# vtk DataFile Version 3.0\ncells and points\nASCII\nDATASET STRUCTURED_POINTS\n"
+        "DIMENSIONS 3 3 2\nORIGIN 0 0 0\nSPACING 1 1 1\n"
+        "CELL_DATA 4\nSCALARS p float 1\nLOOKUP_TABLE default\n0 1 2 3\n"
+        "POINT_DATA 18\nSCALARS q float 1\nLOOKUP_TABLE default\n"
+        + " ".join(str(i) for i in range(18))
+        + "\n"
+    )
+    view = ParaViewSession(grid, size=(200, 150))
+    try:
+        view.wait_ready(120)
+        assert sorted(view.fields) == ["p", "q"]
+        view.field = "p"
+        with pytest.raises(DataError, match=r"^nbviz: field 'p' has no point data \(it is cell "):
+            view.association = "points"
+        assert view.association == "auto" and view.field == "p"
+        view.association = "cells"
+        with pytest.raises(DataError, match=r"field 'q' has no cell data .*association='points'"):
+            view.field = "q"
+        assert view.field == "p" and view.request("list")["values"]["field"] == "p"
+        view.association = "auto"
+        view.field = "q"
+        view.association = "points"
+        assert view.data_range("p") == pytest.approx([0, 3])  # (a range takes what p has)
+        view.screenshot()
+    finally:
+        view.stop()
+
+
 def test_a_glob_of_steps_in_number_order(tmp_path: Path) -> None:
     """step_10 is the step after step_9, not after step_1 (numbers not zero-padded)."""
     for i in (0, 1, 2, 9, 10, 11):

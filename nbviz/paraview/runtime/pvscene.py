@@ -128,17 +128,32 @@ class Scene(Filters):
         if not self.values["field"] and not self.field_chosen:
             field = default_field(self.source, fields)
             if field:
-                self.set_field(field)
+                try:
+                    self.set_field(field)
+                except Fail:  # (association="points" chosen, a cell field): stay plain
+                    self.values["field"] = ""
         return True
 
-    def association(self, field: str, wanted: str | None = None) -> str:
-        """POINTS or CELLS: where ``field`` is taken from (``wanted``: the view's choice)."""
+    def association(self, field: str, wanted: str | None = None, strict: bool = True) -> str:
+        """POINTS or CELLS: where ``field`` is taken from (``wanted``: the view's choice).
+        ``strict``: a field without the values asked for ("points" of cell data) is an error;
+        otherwise the values it has are taken (a filter's or a range's field)."""
         wanted = wanted or self.values["association"]
         points = field in self.source.PointData.keys()  # noqa: SIM118
         cells = field in self.source.CellData.keys()  # noqa: SIM118
         if not (points or cells):
             raise Fail(f"no field {field!r}; fields: {', '.join(self.fields()) or 'none'}")
-        if (wanted == "cells" and cells) or (wanted != "points" and not points):
+        if (
+            strict
+            and wanted in ("points", "cells")
+            and not (points if wanted == "points" else cells)
+        ):
+            has, other = ("cell", "cells") if wanted == "points" else ("point", "points")
+            raise Fail(
+                f"field {field!r} has no {wanted[:-1]} data (it is {has} data): "
+                f"association={other!r} (or 'auto') shows it"
+            )
+        if (wanted == "cells" and cells) or not points:
             return "CELLS"
         return "POINTS"
 
@@ -251,9 +266,8 @@ class Scene(Filters):
     def components(self, field: str) -> int:
         if not field:
             return 1
-        arrays = (
-            self.source.PointData if self.association(field) == "POINTS" else self.source.CellData
-        )
+        where = self.association(field, strict=False)
+        arrays = self.source.PointData if where == "POINTS" else self.source.CellData
         return int(arrays[field].GetNumberOfComponents())
 
     def apply_component(self, value: str, strict: bool = True) -> None:
@@ -462,9 +476,8 @@ class Scene(Filters):
     def field_range(self, field: str, component: str | None = None) -> tuple[float, float]:
         """The range of ``field`` at the time shown: of its magnitude, or of a component."""
         self.source.UpdatePipeline(self.view.ViewTime)  # (its information: of the last update)
-        arrays = (
-            self.source.PointData if self.association(field) == "POINTS" else self.source.CellData
-        )
+        where = self.association(field, strict=False)
+        arrays = self.source.PointData if where == "POINTS" else self.source.CellData
         index = {"x": 0, "y": 1, "z": 2}.get(str(component).lower(), -1)
         if str(component).isdigit():
             index = int(str(component))
