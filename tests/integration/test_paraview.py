@@ -171,6 +171,24 @@ def test_bad_values_are_clear_errors(view: ParaViewSession) -> None:
         view.colormap = "viridis"
     with pytest.raises(DataError, match="low < high"):
         view.color_range = (2, 1)
+    with pytest.raises(DataError, match=r"threshold needs low <= high, got \(200, 100\)"):
+        view.threshold(200, 100, field="pressure")
+    assert view.filters == [] and view.request("list")["sources"][1:] == []
+    high = view.threshold(0, 1, field="pressure")
+    with pytest.raises(DataError, match=r"threshold needs low <= high, got \(1, 0\)"):
+        high.set(range=[1, 0])
+    high.remove()
+    view.field = "pressure"
+    with pytest.raises(
+        DataError, match=r"'pressure' has one component \(a scalar\); component 'y'"
+    ):
+        view.component = "y"
+    assert view.component == "magnitude"
+    view.component = "x"  # (the one component there is)
+    view.component = "magnitude"
+    for size in [(-5, 10), (0, 10), (640, None), (640.5, 400), (True, 10), (20000, 10)]:
+        with pytest.raises(NbvizError, match=r"screenshot\(\) takes width and height in pixels"):
+            view.screenshot(*size)  # type: ignore[arg-type]
     assert view.field in view.fields and view.time in range(4)
 
 

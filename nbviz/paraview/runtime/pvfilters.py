@@ -207,8 +207,10 @@ class Filters:
         elif kind == "threshold":
             if not field:
                 raise Fail("threshold needs a field")
-            proxy.Scalars = [self.association(field, strict=False), field]
             low, high = args.get("range") or self.field_range(field)
+            if not float(low) <= float(high):
+                raise Fail(f"threshold needs low <= high, got ({low}, {high})")
+            proxy.Scalars = [self.association(field, strict=False), field]
             proxy.LowerThreshold, proxy.UpperThreshold = float(low), float(high)
         proxy.UpdatePipeline(self.view.ViewTime)
         self.color_filter(display)

@@ -277,11 +277,12 @@ class Scene(Filters):
         if value != "magnitude" and index is None:
             raise Fail(f'component is "magnitude", "x", "y", "z" or an index, not {value!r}')
         count = self.components(self.values["field"])
-        if index is not None and count > 1 and index >= count:
+        if index is not None and self.values["field"] and index >= count:
             if strict:
+                what = "one component (a scalar)" if count == 1 else f"{count} components"
                 raise Fail(
-                    f"field {self.values['field']!r} has {count} components; "
-                    f"component {value!r} does not exist"
+                    f"field {self.values['field']!r} has {what}; component {value!r} does not "
+                    'exist (component="magnitude" shows it as it is)'
                 )
             value, index = "magnitude", None
         self.values["component"] = value
