@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -19,6 +20,15 @@ LOG_LIMIT = 8 * 1024 * 1024
 #: twice LOG_LIMIT.
 LOG_CHECK_INTERVAL = 0.2
 LOG_DROPPED = "[nbviz: earlier output was dropped; the log keeps only the latest part]"
+
+
+#: Terminal control sequences (colours: ParaView's log prints "\x1b[0m\x1b[31m(...) ERR|"):
+#: noise in an error message, a frame or ``logs()``.
+ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI_ESCAPE.sub("", text)
 
 
 def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
@@ -69,7 +79,7 @@ class BackendLog:
                         data = data_older + data
                     if cut:  # from a line's start
                         data = data[data.find(b"\n") + 1 :]
-                    text = data.decode(errors="replace")
+                    text = strip_ansi(data.decode(errors="replace"))
                     if self._dropped or cut:
                         text = f"{LOG_DROPPED}\n{text}"
                 except OSError:

@@ -321,12 +321,14 @@ class Process:
                 log_tail = self.logs(LOG_TAIL_LINES)
                 self._fail(
                     future,
-                    BackendExitedError(
-                        transport.end_reason(plan)
-                        or exit_reason(log_tail)
-                        or f"nbviz: {spec.name} exited with {describe_exit(code)} before it was "
-                        f"ready{daemon}",
-                        log_tail=log_tail,
+                    self._explained(
+                        BackendExitedError(
+                            transport.end_reason(plan)
+                            or exit_reason(log_tail)
+                            or f"nbviz: {spec.name} exited with {describe_exit(code)} before it "
+                            f"was ready{daemon}",
+                            log_tail=log_tail,
+                        )
                     ),
                     kill=proc,
                 )
@@ -381,17 +383,23 @@ class Process:
             if self._stopping:
                 return
             log_tail = self.logs(LOG_TAIL_LINES)
-            self.error = BackendExitedError(
-                reason
-                or exit_reason(log_tail)
-                or f"nbviz: {spec.name} exited with {describe_exit(code)}; restart() starts it "
-                "again",
-                log_tail=log_tail,
+            self.error = self._explained(
+                BackendExitedError(
+                    reason
+                    or exit_reason(log_tail)
+                    or f"nbviz: {spec.name} exited with {describe_exit(code)}; restart() starts "
+                    "it again",
+                    log_tail=log_tail,
+                )
             )
             # Whoever waits for readiness from now on learns of the crash.
             self._future = failed(self.error)
             self._cleanup_files()
             self._set("crashed", self.error.message)
+
+    def _explained(self, error: NbvizError) -> NbvizError:
+        """The backend's exit as its user needs to hear of it (``spec.explain``)."""
+        return self.spec.explain(error) if self.spec.explain is not None else error
 
     def _probe(self, proc: subprocess.Popen[bytes], endpoint: Endpoint) -> bool:
         if not http_answers(endpoint, self.spec.ready_path):

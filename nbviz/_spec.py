@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import _remote, _slurm
-from ._errors import ArgumentTypeError, ProgramNotFoundError, TemplateError
+from ._errors import ArgumentTypeError, NbvizError, ProgramNotFoundError, TemplateError
 from ._paths import SOCKET_PATH_LIMIT
 
 #: Fields a command item may contain, with what they become.
@@ -132,6 +132,10 @@ class Spec:
     #: The kernel reaches the backend through its socket directory too (a control channel, an
     #: X display, files): the backend must run on the kernel's host, not on another node.
     near_kernel: bool = False
+    #: Turns the error of a backend that exited (its ``log_tail`` holds what it printed) into
+    #: the one its user needs: e.g. the app said the data cannot be read before it exited.
+    #: Raised by ``wait_ready()`` and shown in the frame alike; None: the error as it is.
+    explain: Callable[[NbvizError], NbvizError] | None = None
 
     @classmethod
     def build(
@@ -154,6 +158,7 @@ class Spec:
         network: Network = "auto",
         slurm: Mapping[str, object] | bool | None = None,
         near_kernel: bool = False,
+        explain: Callable[[NbvizError], NbvizError] | None = None,
     ) -> Spec:
         """Validate the arguments users pass and return a Spec (raises TemplateError)."""
         if isinstance(unix_socket, os.PathLike):
@@ -270,6 +275,7 @@ class Spec:
             network=network,
             slurm=_slurm.options_argv(slurm),
             near_kernel=near_kernel,
+            explain=explain,
         )
 
     @property

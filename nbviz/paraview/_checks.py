@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._errors import ArgumentTypeError, BackendExitedError, NbvizError, ProgramNotFoundError
+from .._errors import ArgumentTypeError, NbvizError, ProgramNotFoundError
 
 
 class DataError(NbvizError, ValueError):
@@ -37,6 +37,18 @@ def find_pvpython() -> str:
             "python3-paraview) or set NBVIZ_PVPYTHON to its pvpython"
         )
     return found
+
+
+def check_xvfb() -> None:
+    """ParaView (Debian's build is GLX-only) draws into an X server even offscreen: the
+    launcher starts a private Xvfb, unless NBVIZ_PARAVIEW_DISPLAY names a display to use."""
+    if os.environ.get("NBVIZ_PARAVIEW_DISPLAY") or shutil.which("Xvfb"):
+        return
+    raise ProgramNotFoundError(
+        "nbviz: Xvfb is not installed (apt-get install xvfb); ParaViewSession runs ParaView "
+        "in a private Xvfb (it needs an X server even offscreen), or set "
+        "NBVIZ_PARAVIEW_DISPLAY to an X display it may use"
+    )
 
 
 def trame_site() -> str:
@@ -232,8 +244,10 @@ def check_arguments(
         )
 
 
-def _explain(exc: BackendExitedError) -> NbvizError:
-    """Turn a pvpython startup failure into the error the user needs to see."""
+def _explain(exc: NbvizError) -> NbvizError:
+    """Turn a pvpython startup failure into the error the user needs to see (what
+    ``wait_ready()`` raises and the frame shows): the app's own words when it said what is
+    wrong (the data), the fix when pvpython cannot import trame; ``exc`` otherwise."""
     for line in reversed(exc.log_tail.splitlines()):
         if "nbviz-paraview: error:" in line:
             return DataError(

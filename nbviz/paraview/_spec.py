@@ -21,9 +21,11 @@ from .._errors import ArgumentTypeError
 from .._spec import Endpoint, Spec, find_program
 from ._checks import (
     DataError,
+    _explain,
     _glob_of,
     _vtk_values,
     check_arguments,
+    check_xvfb,
     find_pvpython,
     is_openfoam,
     resolve_data,
@@ -98,6 +100,7 @@ def session_spec(
             f"case_type= must be one of {', '.join(map(repr, CASE_TYPES))}, got {case_type!r}"
         )
     pvpython = find_pvpython()
+    check_xvfb()
     site = trame_site()
     parallel: list[str] = []
     private_network = False
@@ -209,6 +212,7 @@ def session_spec(
         ],
         slurm=slurm,
         near_kernel=True,  # the control channel: a Unix socket in the session's socket dir
+        explain=_explain,  # (unreadable data: the app's own words, not "pvpython exited")
     )
     return SessionSpec(spec, title, array)
 

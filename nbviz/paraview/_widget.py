@@ -6,6 +6,7 @@ backend (``runtime/``) is driven over a control channel (a Unix socket).
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,12 +15,12 @@ from typing import Any
 import traitlets as t
 
 from .._channel import Channel, ChannelError
-from .._errors import BackendExitedError, NbvizError
+from .._errors import ArgumentTypeError, NbvizError
 from .._screenshot import Screenshot
 from .._spec import Endpoint
 from ..app import WebApp, warn
 from . import _spec
-from ._checks import DataError, _explain
+from ._checks import DataError
 from ._filters import DERIVED, Filter, jsonable
 
 REPRESENTATIONS = ["Surface", "Surface With Edges", "Wireframe", "Points", "Volume", "Outline"]
@@ -227,18 +228,6 @@ class ParaViewSession(WebApp):
     def _was_set(self, name: str) -> bool:
         return name in getattr(self, "_user_set", set())
 
-    def wait_ready(self, timeout: float | None = None) -> None:
-        try:
-            super().wait_ready(timeout)
-        except BackendExitedError as exc:
-            raise _explain(exc) from None
-
-    async def ready(self) -> None:
-        try:
-            await super().ready()
-        except BackendExitedError as exc:
-            raise _explain(exc) from None
-
     # ------------------------------------------------------------ kernel -> backend
     @t.observe(*VIEW_TRAITS)
     def _push_to_backend(self, change: dict[str, Any]) -> None:
@@ -338,14 +327,25 @@ class ParaViewSession(WebApp):
         return self._request(name, jsonable(args))
 
     def screenshot(self, width: int | None = None, height: int | None = None) -> Screenshot:
-        """A PNG of the view as ParaView renders it (server side, no browser needed)."""
+        """A PNG of the view as ParaView renders it (server side, no browser needed); ``width``
+        and ``height`` in pixels (1 to 16384), both or neither (the view's size)."""
+        if width is not None or height is not None:
+            sizes = (width, height)
+            if not all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 < v <= 16384
+                for v in sizes
+            ):
+                raise ArgumentTypeError(
+                    "nbviz: screenshot() takes width and height in pixels, both, each from 1 "
+                    f"to 16384, got width={width!r}, height={height!r}"
+                )
         if self._channel is None and self.status == "starting":
             self.wait_ready()
         if self._process.session_dir is None:
             raise NbvizError(f"nbviz: the ParaView session is {self.status}; restart() it")
         path = str(self._process.session_dir / "screenshot.png")
         args: dict[str, Any] = {"path": path}
-        if width and height:
+        if width is not None and height is not None:
             args.update(width=int(width), height=int(height))
         self._request("screenshot", args)
         shot = Screenshot(Path(path).read_bytes())

@@ -171,6 +171,24 @@ def test_bad_values_are_clear_errors(view: ParaViewSession) -> None:
         view.colormap = "viridis"
     with pytest.raises(DataError, match="low < high"):
         view.color_range = (2, 1)
+    with pytest.raises(DataError, match=r"threshold needs low <= high, got \(200, 100\)"):
+        view.threshold(200, 100, field="pressure")
+    assert view.filters == [] and view.request("list")["sources"][1:] == []
+    high = view.threshold(0, 1, field="pressure")
+    with pytest.raises(DataError, match=r"threshold needs low <= high, got \(1, 0\)"):
+        high.set(range=[1, 0])
+    high.remove()
+    view.field = "pressure"
+    with pytest.raises(
+        DataError, match=r"'pressure' has one component \(a scalar\); component 'y'"
+    ):
+        view.component = "y"
+    assert view.component == "magnitude"
+    view.component = "x"  # (the one component there is)
+    view.component = "magnitude"
+    for size in [(-5, 10), (0, 10), (640, None), (640.5, 400), (True, 10), (20000, 10)]:
+        with pytest.raises(NbvizError, match=r"screenshot\(\) takes width and height in pixels"):
+            view.screenshot(*size)  # type: ignore[arg-type]
     assert view.field in view.fields and view.time in range(4)
 
 
@@ -320,6 +338,16 @@ def test_a_csv_table_shows_as_coloured_points(tmp_path: Path) -> None:
     np.savetxt(table, points, delimiter=",", header="a,b,c", comments="")
     with pytest.raises(DataError, match=r"columns x, y \(and z\).*; its columns: a, b, c"):
         ParaViewSession(table).wait_ready(120)
+    # a coordinate that is not a number (the reader then reads the column as text, and the
+    # table had no points: an empty view); a table without rows
+    typo = tmp_path / "typo.csv"
+    typo.write_text("x,y,z,T\n1,2,3,4\n1,2,abc,5\n")
+    with pytest.raises(DataError, match=r"typo\.csv: column 'z' holds 'abc' \(data row 2\), not a"):
+        ParaViewSession(typo).wait_ready(120)
+    rowless = tmp_path / "header.csv"
+    rowless.write_text("x,y,z,T\n")
+    with pytest.raises(DataError, match=r"header\.csv is a table without rows"):
+        ParaViewSession(rowless).wait_ready(120)
     # separated by semicolons (a spreadsheet's CSV in many locales) or by spaces
     spaced = tmp_path / "cloud.txt"
     np.savetxt(spaced, rows, delimiter="  ", header=header.replace(",", " "), comments="")
@@ -337,6 +365,39 @@ def test_a_csv_table_shows_as_coloured_points(tmp_path: Path) -> None:
             )
         finally:
             view.stop()
+
+
+def test_association_a_field_has_not_is_a_clear_error(tmp_path: Path) -> None:
+    """association="points" for a field of cell values (or "cells" for one of point values)
+    says so and what to set, and the view stays as it was."""
+    grid = tmp_path / "grid.vtk"  # 3x3x2 points, 2x2x1 cells: p on the cells, q on the points
+    grid.write_text(
+        "# vtk DataFile Version 3.0\ncells and points\nASCII\nDATASET STRUCTURED_POINTS\n"
+        "DIMENSIONS 3 3 2\nORIGIN 0 0 0\nSPACING 1 1 1\n"
+        "CELL_DATA 4\nSCALARS p float 1\nLOOKUP_TABLE default\n0 1 2 3\n"
+        "POINT_DATA 18\nSCALARS q float 1\nLOOKUP_TABLE default\n"
+        + " ".join(str(i) for i in range(18))
+        + "\n"
+    )
+    view = ParaViewSession(grid, size=(200, 150))
+    try:
+        view.wait_ready(120)
+        assert sorted(view.fields) == ["p", "q"]
+        view.field = "p"
+        with pytest.raises(DataError, match=r"^nbviz: field 'p' has no point data \(it is cell "):
+            view.association = "points"
+        assert view.association == "auto" and view.field == "p"
+        view.association = "cells"
+        with pytest.raises(DataError, match=r"field 'q' has no cell data .*association='points'"):
+            view.field = "q"
+        assert view.field == "p" and view.request("list")["values"]["field"] == "p"
+        view.association = "auto"
+        view.field = "q"
+        view.association = "points"
+        assert view.data_range("p") == pytest.approx([0, 3])  # (a range takes what p has)
+        view.screenshot()
+    finally:
+        view.stop()
 
 
 def test_a_glob_of_steps_in_number_order(tmp_path: Path) -> None:
@@ -487,6 +548,41 @@ def test_missing_and_unreadable_data(
         session.wait_ready(120)
 
 
+def test_unreadable_data_is_said_in_the_frame_too(tmp_path: Path) -> None:
+    """Data ParaView cannot read: the cell's frame (status, message, error) says what
+    wait_ready() raises, the data's problem first, not "pvpython exited"; the log lines it
+    shows carry no terminal colour codes (ParaView's own log has them)."""
+    surface = tmp_path / "cut.vtp"
+    from paraview_data import write_surface
+
+    write_surface(surface, nu=40, nv=20)
+    surface.write_bytes(surface.read_bytes()[: surface.stat().st_size // 2])  # cut off
+    script = tmp_path / "script.py"
+    script.write_text("print('hello')\n")
+    table = tmp_path / "table.csv"
+    table.write_text("a,b,c\n1,2,3\n4,5,6\n")
+    cases = [
+        (surface, r"cut\.vtp holds no data ParaView could read"),
+        (script, r"script\.py"),
+        (table, r"table\.csv is a table; .*its columns: a, b, c"),
+    ]
+    for path, message in cases:
+        session = ParaViewSession(path, size=(200, 150))
+        try:
+            with pytest.raises(DataError, match=f"^nbviz: .*{message}") as raised:
+                session.wait_ready(120)
+            headline = raised.value.message
+            assert session.status == "crashed"
+            assert session.message == headline, path
+            assert session.error.splitlines()[0] == headline, path
+            assert "pvpython exited" not in session.message
+            assert "\x1b" not in session.error and "\x1b" not in session.logs(), path
+            if path == surface:  # ParaView's complaints (coloured in its log) are shown
+                assert "vtkXMLPolyDataReader" in session.error and "ERR|" in session.error
+        finally:
+            session.stop()
+
+
 def test_missing_pvpython(monkeypatch: pytest.MonkeyPatch, data: Path) -> None:
     monkeypatch.setenv("NBVIZ_PVPYTHON", "/nonexistent/pvpython")
     with pytest.raises(ProgramNotFoundError, match="NBVIZ_PVPYTHON"):
@@ -495,6 +591,27 @@ def test_missing_pvpython(monkeypatch: pytest.MonkeyPatch, data: Path) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ProgramNotFoundError, match="apt-get install paraview"):
         ParaViewSession(data)
+
+
+def test_missing_xvfb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, data: Path) -> None:
+    """ParaView installed, Xvfb not: said before anything starts, with what to install (not
+    the launcher's traceback after pvpython's start); with NBVIZ_PARAVIEW_DISPLAY no Xvfb is
+    needed."""
+    pvpython = shutil.which("pvpython")
+    assert pvpython is not None
+    bin_dir = tmp_path / "bin"  # /usr/bin without Xvfb
+    bin_dir.mkdir()
+    for entry in Path("/usr/bin").iterdir():
+        if entry.name != "Xvfb":
+            (bin_dir / entry.name).symlink_to(entry)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("NBVIZ_PVPYTHON", pvpython)
+    monkeypatch.delenv("NBVIZ_PARAVIEW_DISPLAY", raising=False)
+    with pytest.raises(ProgramNotFoundError, match=r"^nbviz: Xvfb is not installed \(apt-get"):
+        ParaViewSession(data)
+    monkeypatch.setenv("NBVIZ_PARAVIEW_DISPLAY", ":99")
+    view = ParaViewSession(data, start=False)
+    assert "--xvfb" not in view._spec.command
 
 
 # ------------------------------------------------------------ through a real Jupyter server

@@ -30,7 +30,7 @@ from paraview_data import heat_series
 from PIL import Image
 
 from nbviz import NbvizError, NbvizWarning, ParaViewSession
-from nbviz.paraview import DataError, Screenshot, write_pvd
+from nbviz.paraview import DataError, Screenshot, write_pvd, write_vti
 
 pytestmark = [
     pytest.mark.paraview,
@@ -331,6 +331,11 @@ def test_openfoam_mistakes_are_clear(case: Path, tmp_path: Path) -> None:
     session = ParaViewSession(case / "cavity.foam", regions=["nope"])
     with pytest.raises(DataError, match=r"no region 'nope'; regions: internalMesh"):
         session.wait_ready(120)
+    unmeshed = tmp_path / "unmeshed"  # blockMesh not run: nothing to show, said so
+    shutil.copytree(case, unmeshed, ignore=shutil.ignore_patterns("polyMesh", "0.*", "VTK"))
+    session = ParaViewSession(unmeshed / "cavity.foam")
+    with pytest.raises(DataError, match=r"cavity\.foam: the case has no mesh .*blockMesh"):
+        session.wait_ready(120)
 
 
 def test_regions_given_at_the_start(case: Path) -> None:
@@ -575,6 +580,54 @@ def test_follow_a_decomposed_case(tmp_path: Path) -> None:
             shutil.copytree(later / part / "0.5", case / part / "0.5")
         wait_for(lambda: len(view.times) == 5, 10, "the next step")
         assert view.times == pytest.approx(TIMES) and view.time == 4
+    finally:
+        view.stop()
+
+
+def test_new_steps_bring_new_fields(tmp_path: Path) -> None:
+    """Steps that hold arrays the first step lacked: `fields` grows as they are picked up
+    (following, or refresh() by hand), and the new arrays can be shown."""
+    axis = np.linspace(0.0, 1.0, 8)
+    ramp = np.add.outer(np.add.outer(axis, axis), axis).astype(np.float32)
+    write_vti(tmp_path / "s_0.vti", {"a": ramp})
+    view = open_view(str(tmp_path / "s_*.vti"), follow=True, follow_interval=0.2, settle=0.1)
+    try:
+        assert view.fields == ["a"] and view.field == "a"
+        write_vti(tmp_path / "s_1.vti", {"a": ramp, "b": 1 - ramp})
+        wait_for(lambda: len(view.times) == 2, 10, "the step with a second array")
+        wait_for(lambda: view.fields == ["a", "b"], 5, "the new array in view.fields")
+        assert view.field == "a" and view.time == 1  # (the field shown stays)
+        view.field = "b"
+        assert view.data_range() == pytest.approx([-2, 1])
+        view.follow = False
+        write_vti(tmp_path / "s_2.vti", {"a": ramp, "b": ramp, "c": 2 * ramp})
+        time.sleep(0.5)
+        assert view.refresh() == 1
+        assert view.fields == ["a", "b", "c"]  # (refresh() answers with them)
+        view.field = "c"
+        assert view.data_range() == pytest.approx([0, 6])
+    finally:
+        view.stop()
+
+
+def test_a_case_without_fields_gets_them_with_its_first_step(case: Path, tmp_path: Path) -> None:
+    """A case started before the solver wrote anything (0/ only; ParaView reads no field
+    there) has no fields; the first step the solver writes brings them, and the view is
+    coloured by the first one, as it would have been at the start."""
+    copy = tmp_path / "cavity"
+    shutil.copytree(case, copy, ignore=shutil.ignore_patterns("0.*", "VTK"))
+    view = open_view(copy / "cavity.foam", follow=True, follow_interval=0.2, settle=0.2)
+    try:
+        assert view.fields == [] and view.field == ""
+        front(view)
+        plain = view.screenshot()
+        shutil.copytree(case / "0.1", copy / "0.1")
+        wait_for(lambda: view.times == pytest.approx([0.1]), 10, "the first step")
+        wait_for(lambda: view.fields == ["p", "U"], 5, "its fields in view.fields")
+        assert view.field == "p" and view.request("list")["values"]["field"] == "p"
+        assert changed(plain, view.screenshot())  # coloured now
+        view.field = "U"
+        assert view.data_range()[1] > 0.5  # the lid's speed is 1
     finally:
         view.stop()
 

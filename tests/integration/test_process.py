@@ -597,3 +597,38 @@ def test_a_supervisor_names_the_reason_for_its_end() -> None:
     assert later.error is not None
     assert later.error.message == "nbviz: Xvfb exited (signal SIGKILL)"
     later.stop()
+
+
+class AppError(NbvizError):
+    """What a backend's own diagnosis becomes (as the ParaView app's unreadable data does)."""
+
+
+def explain_bad_config(error: NbvizError) -> NbvizError:
+    for line in error.log_tail.splitlines():
+        if line.startswith("app: error: "):
+            return AppError(line.removeprefix("app: error: "), log_tail=error.log_tail)
+    return error
+
+
+def test_a_spec_explains_its_backends_exit() -> None:
+    """A Spec's ``explain`` turns an exit into the error its user needs: wait_ready() raises
+    it, and the status message (what the frame shows) is the same; terminal colour codes are
+    not in the log tail."""
+    script = (
+        "print('\\x1b[0m\\x1b[31mERR| the reader failed\\x1b[0m'); "
+        "print('app: error: config.toml line 3 is not TOML'); "
+        "print('nbviz-exit: nbviz: app exited (code 2)'); raise SystemExit(2)"
+    )
+    process = _process.Process(
+        _spec.Spec.build(
+            [sys.executable, "-c", script, "{port}"], timeout=10, explain=explain_bad_config
+        )
+    )
+    process.start()
+    with pytest.raises(AppError) as caught:
+        process.wait_ready(10)
+    assert caught.value.message == "nbviz: config.toml line 3 is not TOML"
+    assert process.status == "crashed" and process.message == caught.value.message
+    assert "ERR| the reader failed" in caught.value.log_tail
+    assert "\x1b" not in caught.value.log_tail and "\x1b" not in process.logs()
+    process.stop()

@@ -178,11 +178,18 @@ def poll() -> None:
         elif follower.check():
             sync_ui()
             push_image(keeps_geometry=False)
-            values = {k: scene.values[k] for k in ("time", "color_range")}
-            broadcast({"op": "changed", "values": {"times": scene.times, **values}})
+            broadcast({"op": "changed", "values": {"times": scene.times, **step_values()}})
     except Exception:  # a step that cannot be read now: look again next time
         traceback.print_exc()
     asyncio.get_event_loop().call_later(ARGS.follow_interval, poll)
+
+
+def step_values() -> dict[str, Any]:
+    """What another time step may change, for the kernel: its arrays (a solver's new steps
+    may write more, see Scene.update_fields), the field shown and the colours' range."""
+    assert scene is not None
+    values = {k: scene.values[k] for k in ("time", "field", "component", "color_range")}
+    return {"fields": scene.fields(), **values}
 
 
 writers: set[asyncio.StreamWriter] = set()
@@ -226,6 +233,7 @@ def _ui_field(field: str, **_: Any) -> None:
     if applying or scene is None or not field or field == scene.values["field"]:
         return
     scene.set_field(field)
+    scene.field_chosen = True
     push_image(keeps_geometry=True)
     broadcast(
         {"op": "changed", "values": {"field": field, "color_range": scene.values["color_range"]}}
@@ -238,7 +246,8 @@ def _ui_time(time_index: int, **_: Any) -> None:
         return
     scene.set_time(int(time_index))
     push_image(keeps_geometry=False)
-    broadcast({"op": "changed", "values": {"time": int(time_index)}})
+    sync_ui()  # (the step may have brought a first field)
+    broadcast({"op": "changed", "values": step_values()})
 
 
 camera_timer: asyncio.TimerHandle | None = None
@@ -317,7 +326,7 @@ def handle_request(name: str, args: dict[str, Any]) -> Any:
         if added:
             sync_ui()
             push_image()
-        return {"added": added, "times": scene.times, "values": dict(scene.values)}
+        return {"added": added, "times": scene.times, "values": dict(scene.values, **step_values())}
     if name == "frames":  # when the last images were rendered and sent (benchmarks)
         return list(frames.records) if frames is not None else []
     if name == "range":

@@ -192,7 +192,7 @@ class Filters:
         elif kind == "contour":
             if not field:
                 raise Fail("contour needs a field")
-            if self.association(field, "points") != "POINTS":
+            if self.association(field, "auto") != "POINTS":
                 raise Fail(f"contour needs a point field; {field!r} is a cell field")
             proxy.ContourBy = ["POINTS", field]
             if self.components(field) > 1:
@@ -207,8 +207,10 @@ class Filters:
         elif kind == "threshold":
             if not field:
                 raise Fail("threshold needs a field")
-            proxy.Scalars = [self.association(field), field]
             low, high = args.get("range") or self.field_range(field)
+            if not float(low) <= float(high):
+                raise Fail(f"threshold needs low <= high, got ({low}, {high})")
+            proxy.Scalars = [self.association(field, strict=False), field]
             proxy.LowerThreshold, proxy.UpperThreshold = float(low), float(high)
         proxy.UpdatePipeline(self.view.ViewTime)
         self.color_filter(display)

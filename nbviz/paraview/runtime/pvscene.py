@@ -94,6 +94,9 @@ class Scene(Filters):
         field = default_field(self.source, self.fields())
         # "": ParaView would colour by the active scalars, e.g. STL's constant solid label
         self.set_field(field)
+        #: the user chose the field (or "" for one plain colour): new arrays do not change it
+        self.field_chosen = False
+        self.known_fields = self.fields()  # (what the kernel was told: see update_fields)
         if ARGS.regions and self.blocks:
             self.set_regions(ARGS.regions)
         elif ARGS.regions and not openfoam_reader(self.reader):
@@ -112,14 +115,45 @@ class Scene(Filters):
                     names.append(name)
         return names
 
-    def association(self, field: str, wanted: str | None = None) -> str:
-        """POINTS or CELLS: where ``field`` is taken from (``wanted``: the view's choice)."""
+    def update_fields(self) -> bool:
+        """The arrays of the step shown, read again: a new step (a solver's first one, or one
+        writing more arrays) may bring arrays the first did not have. When no field was chosen
+        yet and nothing was coloured, the first choice is shown as at the start. Returns
+        whether the list of fields changed (the kernel and the page must be told)."""
+        self.source.UpdatePipeline(self.view.ViewTime)
+        fields = self.fields()
+        if fields == self.known_fields:
+            return False
+        self.known_fields = fields
+        if not self.values["field"] and not self.field_chosen:
+            field = default_field(self.source, fields)
+            if field:
+                try:
+                    self.set_field(field)
+                except Fail:  # (association="points" chosen, a cell field): stay plain
+                    self.values["field"] = ""
+        return True
+
+    def association(self, field: str, wanted: str | None = None, strict: bool = True) -> str:
+        """POINTS or CELLS: where ``field`` is taken from (``wanted``: the view's choice).
+        ``strict``: a field without the values asked for ("points" of cell data) is an error;
+        otherwise the values it has are taken (a filter's or a range's field)."""
         wanted = wanted or self.values["association"]
         points = field in self.source.PointData.keys()  # noqa: SIM118
         cells = field in self.source.CellData.keys()  # noqa: SIM118
         if not (points or cells):
             raise Fail(f"no field {field!r}; fields: {', '.join(self.fields()) or 'none'}")
-        if (wanted == "cells" and cells) or (wanted != "points" and not points):
+        if (
+            strict
+            and wanted in ("points", "cells")
+            and not (points if wanted == "points" else cells)
+        ):
+            has, other = ("cell", "cells") if wanted == "points" else ("point", "points")
+            raise Fail(
+                f"field {field!r} has no {wanted[:-1]} data (it is {has} data): "
+                f"association={other!r} (or 'auto') shows it"
+            )
+        if (wanted == "cells" and cells) or not points:
             return "CELLS"
         return "POINTS"
 
@@ -232,9 +266,8 @@ class Scene(Filters):
     def components(self, field: str) -> int:
         if not field:
             return 1
-        arrays = (
-            self.source.PointData if self.association(field) == "POINTS" else self.source.CellData
-        )
+        where = self.association(field, strict=False)
+        arrays = self.source.PointData if where == "POINTS" else self.source.CellData
         return int(arrays[field].GetNumberOfComponents())
 
     def apply_component(self, value: str, strict: bool = True) -> None:
@@ -244,11 +277,12 @@ class Scene(Filters):
         if value != "magnitude" and index is None:
             raise Fail(f'component is "magnitude", "x", "y", "z" or an index, not {value!r}')
         count = self.components(self.values["field"])
-        if index is not None and count > 1 and index >= count:
+        if index is not None and self.values["field"] and index >= count:
             if strict:
+                what = "one component (a scalar)" if count == 1 else f"{count} components"
                 raise Fail(
-                    f"field {self.values['field']!r} has {count} components; "
-                    f"component {value!r} does not exist"
+                    f"field {self.values['field']!r} has {what}; component {value!r} does not "
+                    'exist (component="magnitude" shows it as it is)'
                 )
             value, index = "magnitude", None
         self.values["component"] = value
@@ -360,6 +394,7 @@ class Scene(Filters):
         self.view.ViewTime = self.times[int(index)]
         self.values["time"] = int(index)
         self.at_latest = int(index) == len(self.times) - 1
+        self.update_fields()  # (this step may hold other arrays; a first field may come)
         if self.values["color_range"] == "auto" and self.values["field"]:
             self.apply_range("auto")
 
@@ -435,14 +470,15 @@ class Scene(Filters):
         if key not in setters:
             raise Fail(f"unknown setting {key!r}")
         setters[key](value)
+        if key == "field":
+            self.field_chosen = True
 
     # ranges
     def field_range(self, field: str, component: str | None = None) -> tuple[float, float]:
         """The range of ``field`` at the time shown: of its magnitude, or of a component."""
         self.source.UpdatePipeline(self.view.ViewTime)  # (its information: of the last update)
-        arrays = (
-            self.source.PointData if self.association(field) == "POINTS" else self.source.CellData
-        )
+        where = self.association(field, strict=False)
+        arrays = self.source.PointData if where == "POINTS" else self.source.CellData
         index = {"x": 0, "y": 1, "z": 2}.get(str(component).lower(), -1)
         if str(component).isdigit():
             index = int(str(component))
