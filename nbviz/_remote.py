@@ -21,7 +21,9 @@ group when ssh's stdin reaches end of file -- which happens when the kernel clos
 from __future__ import annotations
 
 import base64
+import contextlib
 import fnmatch
+import ipaddress
 import random
 import re
 import shlex
@@ -110,9 +112,13 @@ def check_host(host: str) -> str:
 
 
 def host_allowed(host: str, allowlist: Allowlist, handler: Any = None) -> bool:
-    """Loopback always; else ``host`` matches a shell-style pattern, or the callable says so."""
+    """Loopback always (``localhost``, ``::1``, all of ``127.0.0.0/8``); else ``host`` matches a
+    shell-style pattern, or the callable says so."""
     if is_loopback(host):
         return True
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).is_loopback:
+            return True
     if callable(allowlist):
         return bool(allowlist(handler, host))
     return any(fnmatch.fnmatchcase(host, pattern) for pattern in allowlist)

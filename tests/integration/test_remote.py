@@ -64,6 +64,8 @@ def test_spec_validates_host_and_ssh() -> None:
 
 def test_host_allowlist_patterns_and_callable() -> None:
     assert _remote.host_allowed("127.0.0.1", []) and _remote.host_allowed("localhost", [])
+    assert _remote.host_allowed("127.0.0.2", []) and _remote.host_allowed("::1", [])  # all loopback
+    assert not _remote.host_allowed("128.0.0.1", []) and not _remote.host_allowed("127.node", [])
     assert not _remote.host_allowed("10.0.0.5", [])
     assert _remote.host_allowed("10.0.0.5", ["10.0.0.*"])
     assert not _remote.host_allowed("10.0.1.5", ["10.0.0.*"])
