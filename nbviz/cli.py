@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import os
 import platform
 import shutil
@@ -19,6 +21,7 @@ from ._errors import NbvizError
 from ._process import Process
 from ._routes import NO_ROUTE_HINT, route_for
 from ._spec import INSTALL_HINTS, Spec
+from .desktop._spec import REQUIREMENTS as DESKTOP_REQUIREMENTS
 from .desktop._spec import TOOLS as DESKTOP_TOOLS
 
 OK, NO, INFO = "ok  ", "MISS", "    "
@@ -30,8 +33,8 @@ BACKENDS: list[tuple[str, list[str], str, str]] = [
     ("MPI launcher (mpiexec)", ["mpiexec"], "ParaViewSession", "ranks=N"),
     ("Xvfb", ["Xvfb"], "ParaViewSession", "no display"),
     ("Xpra", ["xpra"], "RemoteDesktop", ""),
-    ("TigerVNC (Xvnc)", ["Xvnc"], "RemoteDesktop", "backend='vnc'"),
-    ("websockify", ["websockify"], "RemoteDesktop", "backend='vnc'"),
+    ("TigerVNC (Xvnc, vncpasswd)", ["Xvnc", "vncpasswd"], "RemoteDesktop", "backend='vnc'"),
+    ("websockify (Python module)", ["py:websockify"], "RemoteDesktop", "backend='vnc'"),
     ("noVNC", ["/usr/share/novnc/vnc.html"], "RemoteDesktop", "backend='vnc'"),
     ("xterm", ["xterm"], "RemoteDesktop", "default terminal"),
     ("openbox", ["openbox"], "RemoteDesktop", "default window manager"),
@@ -50,6 +53,8 @@ BACKENDS: list[tuple[str, list[str], str, str]] = [
 INSTALL = {
     **INSTALL_HINTS,
     **{tool: f"apt-get install {package}" for tool, package in DESKTOP_TOOLS.items()},
+    **{tool: hint for needs in DESKTOP_REQUIREMENTS.values() for tool, hint in needs.items()},
+    "py:websockify": "pip install 'websockify>=0.13' (Debian's 0.10 cannot serve a Unix socket)",
     "/usr/share/novnc/vnc.html": "apt-get install novnc",
     "chromium": "apt-get install chromium",
     "icoFoam": "apt-get install openfoam",
@@ -70,6 +75,15 @@ def _line(mark: str, text: str) -> None:
 
 
 def _found(item: str) -> str | None:
+    if item.startswith("py:"):  # a Python module, in this interpreter (the desktop's launcher's)
+        module = importlib.util.find_spec(item[3:])
+        if module is None:
+            return None
+        try:
+            version = importlib.metadata.version(item[3:])
+        except importlib.metadata.PackageNotFoundError:
+            version = "?"
+        return f"{item[3:]} {version} ({module.origin})"
     if item.startswith("/"):
         return item if os.path.exists(item) else None
     env_override = {"pvpython": os.environ.get("NBVIZ_PVPYTHON")}.get(item)

@@ -129,10 +129,10 @@ def test_doctor_names_the_desktops_tools_and_how_to_install_them(tmp_path: Path)
     says so, with the Debian package (it said "0 backend(s) missing")."""
     server = JupyterServer(root=tmp_path)  # not started: only its isolated env is used
     (tmp_path / "runtime").mkdir()
-    bin_dir = tmp_path / "bin"  # /usr/bin without wmctrl, xclip and openbox
+    bin_dir = tmp_path / "bin"  # /usr/bin without wmctrl, xclip, openbox and vncpasswd
     bin_dir.mkdir()
     for program in Path("/usr/bin").iterdir():
-        if program.name not in ("wmctrl", "xclip", "openbox"):
+        if program.name not in ("wmctrl", "xclip", "openbox", "vncpasswd"):
             (bin_dir / program.name).symlink_to(program)
     out = subprocess.run(
         [sys.executable, "-m", "nbviz.cli", "doctor", "--no-routes"],
@@ -144,3 +144,7 @@ def test_doctor_names_the_desktops_tools_and_how_to_install_them(tmp_path: Path)
     openbox = "[MISS] openbox: not found (for RemoteDesktop, default window manager); "
     assert openbox + "apt-get install openbox" in out, out
     assert "apt-get install wmctrl; apt-get install xclip" in out, out
+    assert "[MISS] TigerVNC (Xvnc, vncpasswd): not found" in out, out
+    assert "apt-get install tigervnc-tools" in out, out
+    # websockify: the Python module the launcher imports (Debian's program is too old)
+    assert "[ok  ] websockify (Python module): websockify 0.1" in out, out
