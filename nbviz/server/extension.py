@@ -3,6 +3,7 @@ handlers, the sessions API, the server's entry in the registry and the periodic 
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any
 
@@ -73,4 +74,5 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         },
     )
     ioloop.PeriodicCallback(pool.sweep, route_config.sweep_seconds * 1000).start()
+    atexit.register(pool.forget_all)
     serverapp.log.info("nbviz: route %snbviz/<session>/ enabled", base)

@@ -72,6 +72,14 @@ async def close_unused_sessions() -> None:
         await _sessions.pop(key).close()
 
 
+def forget_all() -> None:
+    """At the server's exit: let go of every client (``detach``: the process ends, and with it
+    the connections), so none is reported as an "Unclosed client session" in the server's log
+    while the interpreter shuts down."""
+    while _sessions:
+        _sessions.popitem()[1].detach()
+
+
 async def sweep() -> None:
     """Remove the registry's stale entries, then the clients of backends gone with them."""
     _registry.sweep_stale()

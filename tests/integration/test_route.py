@@ -578,3 +578,19 @@ def test_another_local_user_cannot_reach_the_backend(monkeypatch: pytest.MonkeyP
     finally:
         process.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_servers_exit_leaves_no_unclosed_client_in_its_log(tmp_path: Path) -> None:
+    """The route's pooled clients of backends are let go of when the server exits: its log
+    (a hub's, for single-user servers) shows no "Unclosed client session" errors."""
+    with JupyterServer(root=tmp_path, app="server") as server:
+        kernel = Kernel(server)
+        try:
+            info = start_app(kernel, "nbviz-unix")
+            assert server.get(info["url"])[0] == 200  # a pooled client of the backend now
+        finally:
+            kernel.close()
+        server.stop()
+        log = (server.root / "server.log").read_text(errors="replace")
+    assert "Stopping" in log or "Shutting down" in log, log[-2000:]
+    assert "Unclosed client session" not in log, log[-3000:]
