@@ -16,7 +16,7 @@ from ._errors import (
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .app import NbvizWarning, WebApp
+    from .app import NbvizWarning, WebApp, running, stop_all
     from .desktop import RemoteDesktop
     from .paraview import ParaViewSession
     from .solver import Solver
@@ -29,6 +29,8 @@ _LAZY = {
     "RemoteDesktop": ".desktop",
     "ParaViewSession": ".paraview",
     "Solver": ".solver",
+    "running": ".app",
+    "stop_all": ".app",
 }
 
 
@@ -57,4 +59,6 @@ __all__ = [
     "TemplateError",
     "WebApp",
     "__version__",
+    "running",
+    "stop_all",
 ]

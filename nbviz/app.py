@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -53,6 +54,27 @@ def warn(message: str) -> None:
     if frame.f_code.co_filename == threading.__file__:
         level = 2
     warnings.warn(message, NbvizWarning, stacklevel=level)
+
+
+#: Every object of this kernel that was started (weakly: a closed object the user dropped goes).
+_STARTED: weakref.WeakSet[WebApp] = weakref.WeakSet()
+
+
+def running() -> list[WebApp]:
+    """The nbviz objects of this kernel whose backend is starting or ready, oldest first.
+
+    Running a cell again makes a new object; the one it made before keeps its backend until it
+    is stopped (or the kernel ends): this finds it."""
+    live = [app for app in list(_STARTED) if app.status in ("starting", "ready")]
+    return sorted(live, key=lambda app: app.started_at or float("inf"))
+
+
+def stop_all() -> int:
+    """Stop every backend this kernel started (see :func:`running`); how many were running."""
+    live = running()
+    for app in live:
+        app.stop()
+    return len(live)
 
 
 def with_query(path: str, name: str, value: str) -> str:
@@ -237,6 +259,7 @@ class WebApp(Frame):
         if self._process.status not in ("starting", "ready"):
             self._notice = ""
         self._process.start()
+        _STARTED.add(self)
         route = self._route
         assert route is not None
         self._check_private_network()

@@ -150,6 +150,24 @@ def test_closing_the_widget_stops_its_app(apps: list[WebApp]) -> None:
     assert app.status == "stopped" and app.pid is None
 
 
+def test_running_cell_again_leaves_the_first_app_to_be_found_and_stopped(
+    apps: list[WebApp],
+) -> None:
+    """Running a cell again makes a new object; the first keeps its backend: nbviz.running()
+    lists both (oldest first), nbviz.stop_all() stops them."""
+    import nbviz
+
+    first = WebApp(backend())
+    first.wait_ready(20)
+    second = WebApp(backend())  # the same cell, run again: `app` names this one now
+    apps.extend([first, second])
+    second.wait_ready(20)
+    mine = [app for app in nbviz.running() if app in (first, second)]
+    assert mine == [first, second]
+    assert nbviz.stop_all() >= 2
+    assert first.status == second.status == "stopped" and nbviz.running() == []
+
+
 def test_missing_program() -> None:
     with pytest.raises(ProgramNotFoundError, match="not found on PATH"):
         WebApp(["nbviz-no-such-program", "--port", "{port}"])
