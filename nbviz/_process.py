@@ -267,6 +267,7 @@ class Process:
                 if self._stopping:
                     return
                 self.error = NbvizError(exc.message, log_tail=self.logs(LOG_TAIL_LINES))
+                self._cleanup_files()
                 self._set("crashed", self.error.message)
             future.set_exception(self.error)
             return
@@ -324,6 +325,7 @@ class Process:
                     self._explained(
                         BackendExitedError(
                             transport.end_reason(plan)
+                            or transport.exit_reason(plan, code, log_tail)
                             or exit_reason(log_tail)
                             or f"nbviz: {spec.name} exited with {describe_exit(code)} before it "
                             f"was ready{daemon}",
@@ -386,6 +388,7 @@ class Process:
             self.error = self._explained(
                 BackendExitedError(
                     reason
+                    or transport.exit_reason(plan, code, log_tail)
                     or exit_reason(log_tail)
                     or f"nbviz: {spec.name} exited with {describe_exit(code)}; restart() starts "
                     "it again",

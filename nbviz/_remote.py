@@ -74,6 +74,9 @@ DIR_EXISTS = 97
 #: Exit code of the wrapper when the working directory does not exist on the remote host.
 NO_CWD = 96
 
+#: Exit code of ssh itself failing (no connection, no login, an unknown host key).
+SSH_FAILED = 255
+
 #: Runs on the remote host as ``sh -c WRAPPER nbviz <dir> <cwd or ""> <command...>``. One line,
 #: so any login shell (bash, zsh, tcsh) passes it to sh unchanged. It reads the backend's
 #: environment from stdin first (``NAME=<base64 value>`` lines, then an empty line: values never

@@ -99,6 +99,11 @@ class Transport:
         """Why the backend ended, when something outside it ended it (Slurm), or None."""
         return None
 
+    def exit_reason(self, plan: Plan, code: int | None, log_tail: str) -> str | None:
+        """What the exit ``code`` of the process the kernel started means, when it is the
+        transport's own (ssh's 255) rather than the backend's, or None."""
+        return None
+
 
 def _values(session: Session, *, port: int | str = "", unix_socket: str = "") -> dict[str, Any]:
     return {

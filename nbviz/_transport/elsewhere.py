@@ -42,7 +42,26 @@ class Ssh(Transport):
         # then stdin stays open as long as this session: its end (stop(), or the kernel
         # dying) tells the wrapper to end the backend.
         stdin = _remote.env_block({**spec.env, SECRET_ENV_VAR: session.secret})
-        return Plan(Endpoint(unix_socket=local), values, stdin=stdin, extra={"dir": directory})
+        extra = {"dir": directory, "destination": spec.ssh[-1], "cwd": spec.cwd or ""}
+        return Plan(Endpoint(unix_socket=local), values, stdin=stdin, extra=extra)
+
+    def exit_reason(self, plan: Plan, code: int | None, log_tail: str) -> str | None:
+        where = plan.extra["destination"]
+        if code == _remote.SSH_FAILED:  # ssh's own: no connection, no login, no host key
+            said = [line.strip() for line in log_tail.splitlines() if line.strip()]
+            line = said[-1] if said else "no message"
+            return (
+                f"nbviz: ssh to {where} failed ({line}); check that ssh logs in there "
+                "without a prompt (a key, the host in known_hosts)"
+            )
+        if code == _remote.NO_CWD:
+            return f"nbviz: cwd= {plan.extra['cwd']} does not exist on {where}"
+        if code == _remote.DIR_EXISTS:
+            return (
+                f"nbviz: {plan.extra['dir']} already exists on {where}, where the session's "
+                "private directory must be new; start again (a new session gets a new one)"
+            )
+        return None
 
     @property
     def local_cwd(self) -> bool:

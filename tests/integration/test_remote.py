@@ -367,11 +367,19 @@ def test_ssh_failures_are_clear_and_leave_nothing(node: Node, sshd: Sshd, tmp_pa
     # the backend exits on the node: its code and output come back through ssh
     script = "echo backend says bye; exit 3"
     exits = Process(Spec.build(["sh", "-c", script, "{unix_socket}"], ssh=sshd.args, timeout=20))
-    for process, expected in ((refused, "Host key verification failed"), (exits, "code 3")):
+    # a working directory the node does not have
+    nowhere = Process(Spec.build(command, ssh=sshd.args, cwd="/no/such/dir", timeout=20))
+    where = sshd.args[-1]  # the destination
+    for process, expected in (
+        # ssh's own failure (255) is said as ssh's, not as the backend's exit
+        (refused, f"nbviz: ssh to {where} failed (Host key verification failed.); check that"),
+        (exits, "nbviz: sh exited with code 3 before it was ready"),
+        (nowhere, f"nbviz: cwd= /no/such/dir does not exist on {where}"),
+    ):
         process.start()
         with pytest.raises(BackendExitedError) as failed:
             process.wait_ready(30)
-        assert expected in failed.value.full_message()
+        assert failed.value.message.startswith(expected), failed.value.full_message()
         assert not pid_running(process.pid or 0)
         process.stop()
         assert process.session_dir is None

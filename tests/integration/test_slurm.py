@@ -256,6 +256,8 @@ def test_a_job_slurm_refuses_is_a_clear_error(kernel: Kernel, cluster: Cluster) 
     state = info(kernel)
     assert state["error"].startswith("nbviz: Slurm refused the job"), state["error"]
     assert "invalid partition" in state["error"].lower(), state["error"]  # salloc's own words
+    # nothing of it stays behind
+    assert kernel.run("print(objects['app']._process.session_dir)").strip() == "None"
     assert cluster.wait_no_jobs(timeout=5) == []
 
 
