@@ -319,21 +319,10 @@ class Process:
                     if left
                     else ""
                 )
-                log_tail = self.logs(LOG_TAIL_LINES)
-                self._fail(
-                    future,
-                    self._explained(
-                        BackendExitedError(
-                            transport.end_reason(plan)
-                            or transport.exit_reason(plan, code, log_tail)
-                            or exit_reason(log_tail)
-                            or f"nbviz: {spec.name} exited with {describe_exit(code)} before it "
-                            f"was ready{daemon}",
-                            log_tail=log_tail,
-                        )
-                    ),
-                    kill=proc,
+                error = self._exit_error(
+                    code, transport.end_reason(plan), f" before it was ready{daemon}"
                 )
+                self._fail(future, error, kill=proc)
                 return
             attempts += 1
             self._log.cap()
@@ -384,24 +373,25 @@ class Process:
         with self._lock:
             if self._stopping:
                 return
-            log_tail = self.logs(LOG_TAIL_LINES)
-            self.error = self._explained(
-                BackendExitedError(
-                    reason
-                    or transport.exit_reason(plan, code, log_tail)
-                    or exit_reason(log_tail)
-                    or f"nbviz: {spec.name} exited with {describe_exit(code)}; restart() starts "
-                    "it again",
-                    log_tail=log_tail,
-                )
-            )
+            self.error = self._exit_error(code, reason, "; restart() starts it again")
             # Whoever waits for readiness from now on learns of the crash.
             self._future = failed(self.error)
             self._cleanup_files()
             self._set("crashed", self.error.message)
 
-    def _explained(self, error: NbvizError) -> NbvizError:
-        """The backend's exit as its user needs to hear of it (``spec.explain``)."""
+    def _exit_error(self, code: int, reason: str | None, otherwise: str) -> NbvizError:
+        """The backend's exit as its user needs to hear of it: why what ended it did (Slurm's
+        ``reason``), what the transport's own program meant (ssh), or what the backend's
+        supervisor said, else its exit status plus ``otherwise``; then ``spec.explain``."""
+        assert self._plan is not None
+        log_tail = self.logs(LOG_TAIL_LINES)
+        error = BackendExitedError(
+            reason
+            or self.transport.exit_reason(self._plan, code, log_tail)
+            or exit_reason(log_tail)
+            or f"nbviz: {self.spec.name} exited with {describe_exit(code)}{otherwise}",
+            log_tail=log_tail,
+        )
         return self.spec.explain(error) if self.spec.explain is not None else error
 
     def _probe(self, proc: subprocess.Popen[bytes], endpoint: Endpoint) -> bool:
