@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+from ._errors import ArgumentTypeError, TemplateError
+
 LOG_TAIL_LINES = 30
 #: Bytes of output the log may hold before its older part is dropped: an app that prints
 #: without end must not fill the runtime dir (a small tmpfs, or the home quota) nor the
@@ -85,6 +87,15 @@ class BackendLog:
                 except OSError:
                     pass
         return text
+
+    def lines(self, lines: int | None = None) -> str:
+        """What it holds, or its last ``lines`` lines."""
+        if lines is not None and (not isinstance(lines, int) or isinstance(lines, bool)):
+            raise ArgumentTypeError(f"lines= must be an int (or None), got {lines!r}")
+        if lines is not None and lines < 0:
+            raise TemplateError(f"lines= must be a number of lines (0 or more), got {lines}")
+        text = self.read()
+        return text if lines is None else tail(text, lines) if lines else ""
 
     def cap(self) -> None:
         """Keep the log under LOG_LIMIT: past it, its latest LOG_LIMIT bytes (from a line start)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import stat
 import tempfile
 from pathlib import Path
+
+from ._log import BackendLog
 
 #: The kernel's limit on a Unix socket path on Linux: 107 bytes, plus the final NUL.
 SOCKET_PATH_LIMIT = 107
@@ -83,3 +86,44 @@ def write_private(path: Path, text: str) -> None:
 def remove_tree(path: Path | str | None) -> None:
     if path:
         shutil.rmtree(path, ignore_errors=True)
+
+
+class StartFiles:
+    """The private files of one start of a backend: its session directory (log, registry
+    entry, socket), a short socket directory when that one is too deep, and directories its
+    transport adds; all removed by :meth:`remove`, after which ``log`` still reads."""
+
+    def __init__(self) -> None:
+        self.session_dir: Path | None = None
+        #: Where extra sockets go (``{socket_dir}``).
+        self.socket_dir: Path | None = None
+        #: Paths beside the session directory (removed with it; handed to the watchdog).
+        self.extra: list[str] = []
+        self.log = BackendLog()
+
+    def open(self, session_id: str) -> Path:
+        """A new session directory (and socket directory) with an empty log."""
+        session_dir = self.session_dir = new_session_dir(session_id)
+        self.log.open(session_dir)
+        self.socket_dir = socket_dir(session_dir)
+        if self.socket_dir != session_dir:
+            self.extra.append(str(self.socket_dir))
+        return session_dir
+
+    def use_socket_dir(self, path: Path) -> None:
+        """The transport's own socket directory (on the node: a gate's)."""
+        self.socket_dir = path
+        self.extra.append(str(path))
+
+    def remove(self) -> None:
+        if self.session_dir is not None:
+            self.log.close()
+            remove_tree(self.session_dir)
+            self.session_dir = None
+        for path in self.extra:
+            if os.path.isdir(path) and not os.path.islink(path):
+                remove_tree(path)
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self.extra = []

@@ -23,15 +23,13 @@ from typing import Literal
 
 from . import _orphans, _paths, _slurm, _transport
 from ._errors import (
-    ArgumentTypeError,
     BackendExitedError,
     BackendStoppedError,
     NbvizError,
     ReadyTimeoutError,
-    TemplateError,
 )
 from ._http import http_answers
-from ._log import LOG_CHECK_INTERVAL, LOG_TAIL_LINES, BackendLog, exit_reason, tail
+from ._log import LOG_CHECK_INTERVAL, LOG_TAIL_LINES, exit_reason
 from ._runtime import supervise
 from ._spawn import clean_env, spawn
 from ._spec import Endpoint, Spec, render_command
@@ -85,15 +83,12 @@ class Process:
         self.message = ""
         self.error: NbvizError | None = None
         self.endpoint: Endpoint | None = None
-        self.session_dir: Path | None = None
         self.session_id = ""
         #: The per-session secret of the current start (``{secret}``, ``NBVIZ_SECRET``).
         self.secret = ""
         #: The addresses our process tree listens on (a local TCP backend, once it answered).
         self.listen_addresses: set[str] = set()
-        #: Where extra sockets of the current start go (``{socket_dir}``).
-        self.socket_dir: Path | None = None
-        self._extra_paths: list[str] = []
+        self._files = _paths.StartFiles()
         self.argv: list[str] = []
         self.started_at: float | None = None
         self._lock = threading.RLock()
@@ -102,7 +97,6 @@ class Process:
         self._wake = threading.Event()
         self._stopping = False
         self._monitor: threading.Thread | None = None
-        self._log = BackendLog()
         #: The Slurm job of the current start, once granted (``spec.slurm``).
         self.allocation: _slurm.Allocation | None = None
         #: The Slurm job while it waits in the queue (id, name, state, reason, nodes), else {}.
@@ -117,16 +111,21 @@ class Process:
 
     @property
     def log_path(self) -> Path | None:
-        return self._log.path
+        return self._files.log.path
+
+    @property
+    def session_dir(self) -> Path | None:
+        """The current start's private directory (None once its files are gone)."""
+        return self._files.session_dir
+
+    @property
+    def socket_dir(self) -> Path | None:
+        """Where extra sockets of the current start go (``{socket_dir}``)."""
+        return self._files.socket_dir
 
     def logs(self, lines: int | None = None) -> str:
         """What the backend printed (stdout and stderr), the last ``lines`` lines if given."""
-        if lines is not None and (not isinstance(lines, int) or isinstance(lines, bool)):
-            raise ArgumentTypeError(f"lines= must be an int (or None), got {lines!r}")
-        if lines is not None and lines < 0:
-            raise TemplateError(f"lines= must be a number of lines (0 or more), got {lines}")
-        text = self._log.read()
-        return text if lines is None else tail(text, lines) if lines else ""
+        return self._files.log.lines(lines)
 
     # --------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -136,7 +135,7 @@ class Process:
         with self._lock:
             if self.status in ("starting", "ready"):
                 return
-            self._cleanup_files()
+            self._files.remove()
             self._stopping = False
             self._wake.clear()
             self.error = None
@@ -145,9 +144,9 @@ class Process:
             self.queue = {}
             self.started_at = None
             self.session_id = _paths.new_session_id()
-            session_dir = _paths.new_session_dir(self.session_id)
             try:
-                self._prepare(session_dir)
+                session_dir = self._files.open(self.session_id)
+                self.secret = secrets.token_urlsafe(24)
                 if self.spec.slurm is None:
                     self._spawn(
                         _transport.choose(
@@ -167,9 +166,7 @@ class Process:
                             self.session_id,
                         )
             except BaseException:
-                _paths.remove_tree(session_dir)
-                self._remove_extra_paths()
-                self.session_dir = None
+                self._files.remove()
                 raise
             future: concurrent.futures.Future[None] = concurrent.futures.Future()
             self._future = future
@@ -186,15 +183,6 @@ class Process:
             )
             self._monitor.start()
 
-    def _prepare(self, session_dir: Path) -> None:
-        """The private things of one start: its directories and its secret."""
-        self.session_dir = session_dir
-        self._log.open(session_dir)
-        self.socket_dir = _paths.socket_dir(session_dir)
-        if self.socket_dir != session_dir:
-            self._extra_paths.append(str(self.socket_dir))
-        self.secret = secrets.token_urlsafe(24)
-
     def _spawn(self, transport: _transport.Transport) -> None:
         spec, session_dir = self.spec, self.session_dir
         assert session_dir is not None and self.socket_dir is not None
@@ -207,8 +195,7 @@ class Process:
         argv = transport.launch_argv(command, spec, plan)
         self.transport, self._plan = transport, plan
         if plan.socket_dir is not None:
-            self.socket_dir = plan.socket_dir
-            self._extra_paths.append(str(plan.socket_dir))
+            self._files.use_socket_dir(plan.socket_dir)
         self._launch(session_dir, argv, transport, plan)
         self.argv = transport.shown_argv(argv)
 
@@ -216,7 +203,7 @@ class Process:
         """Allocate the job, then start the backend as a step of it and watch it (``_run``)."""
         spec, name = self.spec, _slurm.job_name(self.session_id)
         assert spec.slurm is not None and self.session_dir is not None
-        paths = [str(self.session_dir), *self._extra_paths]
+        paths = [str(self.session_dir), *self._files.extra]
 
         def guard(pid: int) -> None:  # salloc: if the kernel dies, the watchdog cancels the job
             _orphans.guard(pid, paths, session=self.session_id, end=[_slurm.cancel_argv(name)])
@@ -229,7 +216,7 @@ class Process:
                     self.queue = dataclasses.asdict(job) if waiting and job else {}
                     self._set("starting", text)
 
-        log_fd = self._log.writer()
+        log_fd = self._files.log.writer()
         allocation: _slurm.Allocation | None = None
         try:
             allocation = _slurm.allocate(
@@ -267,7 +254,7 @@ class Process:
                 if self._stopping:
                     return
                 self.error = NbvizError(exc.message, log_tail=self.logs(LOG_TAIL_LINES))
-                self._cleanup_files()
+                self._files.remove()
                 self._set("crashed", self.error.message)
             future.set_exception(self.error)
             return
@@ -288,8 +275,8 @@ class Process:
             session_dir=session_dir,
             session_id=self.session_id,
             secret=self.secret,
-            log=self._log,
-            paths=self._extra_paths,
+            log=self._files.log,
+            paths=self._files.extra,
         )
         self.endpoint = plan.endpoint
         self.started_at = time.time()
@@ -325,7 +312,7 @@ class Process:
                 self._fail(future, error, kill=proc)
                 return
             attempts += 1
-            self._log.cap()
+            self._files.log.cap()
             if self._probe(proc, endpoint):
                 break
             now = time.monotonic()
@@ -364,7 +351,7 @@ class Process:
                 code = proc.wait(timeout=LOG_CHECK_INTERVAL)
                 break
             except subprocess.TimeoutExpired:
-                self._log.cap()
+                self._files.log.cap()
         reason = transport.end_reason(plan)  # before the job is cancelled below
         if not self._stopping:
             # what it started (an X server, helpers) must not outlive it
@@ -376,7 +363,7 @@ class Process:
             self.error = self._exit_error(code, reason, "; restart() starts it again")
             # Whoever waits for readiness from now on learns of the crash.
             self._future = failed(self.error)
-            self._cleanup_files()
+            self._files.remove()
             self._set("crashed", self.error.message)
 
     def _exit_error(self, code: int, reason: str | None, otherwise: str) -> NbvizError:
@@ -425,7 +412,7 @@ class Process:
             if self._stopping:
                 return
             self.error = error
-            self._cleanup_files()  # nothing of a failed start stays behind; logs() still reads
+            self._files.remove()  # nothing of a failed start stays behind; logs() still reads
             self._set("crashed", error.message)
         future.set_exception(error)
 
@@ -483,7 +470,7 @@ class Process:
                 self._future.exception()
             else:  # it was ready (or failed): from now on, waiting says it is stopped
                 self._future = failed(stopped)
-            self._cleanup_files()
+            self._files.remove()
             self._proc = None
             self.queue = {}
             if self.status != "stopped":
@@ -499,24 +486,6 @@ class Process:
         for argv in transport.end_commands(plan):
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 subprocess.run(argv, capture_output=True, timeout=20, check=False)
-
-    def _cleanup_files(self) -> None:
-        if self.session_dir is not None:
-            self._log.close()
-            _paths.remove_tree(self.session_dir)
-            self.session_dir = None
-        self._remove_extra_paths()
-
-    def _remove_extra_paths(self) -> None:
-        for path in self._extra_paths:
-            if os.path.isdir(path) and not os.path.islink(path):
-                _paths.remove_tree(path)
-                continue
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-        self._extra_paths = []
 
 
 def failed(error: BaseException) -> concurrent.futures.Future[None]:
