@@ -196,9 +196,13 @@ def test_a_drag_sends_reduced_frames_then_the_full_quality_still(session: Sessio
     new = session.frames(index)
     sizes = [(f["w"], f["h"]) for f in new]
     assert len(new) >= 3 and sizes[-1] == (WIDTH, HEIGHT), sizes
-    if not all(size == (WIDTH // 2, HEIGHT // 2) for size in sizes[:-1]):
-        # what the app itself rendered and why (its own reduced frames and stills), to tell a
-        # still of the app's from trame's interactive frames
+    # Reduced frames while the mouse moves, then full-size ones. On a busy machine, trame's
+    # last interactive frame may be encoded after the mouse-up has set the page's full size
+    # back (seen in the app's records: quality 60 at full size, the still ~60 ms after it):
+    # one such frame may come before the still, none during the drag.
+    reduced = next(i for i, size in enumerate(sizes) if size != (WIDTH // 2, HEIGHT // 2))
+    if reduced < 2 or len(sizes) - reduced > 2 or set(sizes[reduced:]) != {(WIDTH, HEIGHT)}:
+        # what the app itself rendered (its records: quality, size, when), for the failure
         records = session.kernel.run("print(view.request('frames')[-12:])")
         pytest.fail(f"a full frame during the drag: {sizes}; the app's last records: {records}")
     close, mean, off = jpeg_close(image(new[-1]), session.screenshot(WIDTH, HEIGHT))
